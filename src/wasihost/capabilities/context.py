@@ -1,0 +1,53 @@
+"""What a capability call knows about its caller: the plugin, its grants, the board.
+
+Every capability module receives one ``CapabilityContext`` per plugin, so a
+host function never has to work out who called it and grants are checked
+in one place, above the board.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from wasihost.boards.base import Board
+from wasihost.errors import CapabilityError
+from wasihost.leds import LedBuffer
+
+log = logging.getLogger("wasihost.capabilities")
+
+
+@dataclass(frozen=True)
+class Grants:
+    """The hardware a plugin may touch beyond what its world imports."""
+
+    leds: frozenset[int] = frozenset()
+    gpio_pins: frozenset[int] = frozenset()
+    i2c_addresses: frozenset[int] = frozenset()
+    buzzer: bool = False
+    fan: bool = False
+
+
+@dataclass
+class CapabilityContext:
+    plugin: str
+    board: Board
+    leds: LedBuffer
+    grants: Grants
+    refusals: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def refuse(self, kind: str, message: str) -> CapabilityError:
+        """Count a refused call and log it the first time this kind happens.
+
+        Logging only the first of each kind keeps a plugin that retries a
+        forbidden call every poll from flooding the log.
+        """
+        with self._lock:
+            self.refusals[kind] += 1
+            first = self.refusals[kind] == 1
+        if first:
+            log.warning("[%s] refused: %s (logged once per kind)", self.plugin, message)
+        return CapabilityError(message)

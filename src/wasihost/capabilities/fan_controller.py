@@ -1,0 +1,22 @@
+"""Host side of the ``fan-controller`` interface."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from wasihost.capabilities.context import CapabilityContext
+
+INTERFACE = "fan-controller"
+
+
+def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
+    def set_fan(on: bool) -> None:
+        if not ctx.grants.fan:
+            raise ctx.refuse("fan", f"the fan is not granted to {ctx.plugin}")
+        ctx.board.set_fan(on)
+
+    def get_fan_state() -> bool:
+        return ctx.board.get_fan()
+
+    return {"set-fan": set_fan, "get-fan-state": get_fan_state}

@@ -1,0 +1,97 @@
+"""The ``wasihost`` command: ``run`` the host, ``build`` plugins."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from wasihost import __version__
+from wasihost.config import DEFAULT_CONFIG_PATH, load_config
+from wasihost.errors import WasihostError
+
+LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from wasihost.host import Host
+
+    config = load_config(args.config)
+    logging.basicConfig(
+        level=LEVELS[config.logging.level],
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    host = Host(config)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await host.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        host.close()
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from wasihost.build import build
+
+    build(
+        args.names or None,
+        plugins_dir=args.plugins_dir,
+        wit_dir=args.wit,
+        out_dir=args.out,
+        jobs=args.jobs,
+        echo=lambda line: print(line, flush=True),
+    )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="wasihost", description=__doc__)
+    top.add_argument("--version", action="version", version=f"wasihost {__version__}")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the host")
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
+                     help=f"configuration file (default: {DEFAULT_CONFIG_PATH})")
+    run.set_defaults(handler=_run)
+
+    build = commands.add_parser("build", help="build plugins with componentize-py")
+    build.add_argument("names", nargs="*", help="plugins to build (default: all)")
+    build.add_argument("--plugins-dir", type=Path, default=Path("plugins"))
+    build.add_argument("--wit", type=Path, default=Path("wit"))
+    build.add_argument("--out", type=Path, default=Path("build"))
+    build.add_argument("-j", "--jobs", type=int, default=None, help="parallel builds")
+    build.set_defaults(handler=_build)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except WasihostError as exc:
+        print(f"wasihost: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Loading and validating ``config/host.toml``.
+
+The keys are the seed host's (``[polling]``, ``[sensors.*]``, ``[logging]``,
+``[plugins.<name>]``) plus what this host needs (``[board]``, ``[web]``).
+Validation is strict on purpose: a typo in a key or a string where a number
+belongs must stop the host with a message naming the file and the key,
+rather than silently fall back to a default on a device nobody watches.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from wasihost.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/host.toml")
+
+
+def _parse_i2c_address(value: Any) -> Any:
+    """Accept ``"0x77"`` (the seed's form) or an integer; range-checked by the field."""
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            raise ValueError(f"expected an I2C address like \"0x77\", got {value!r}") from None
+    return value
+
+
+I2cAddress = Annotated[int, BeforeValidator(_parse_i2c_address), Field(ge=0x03, le=0x77)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PollingConfig(_Section):
+    interval_seconds: float = Field(2.0, gt=0, le=3600)
+
+
+class Dht22SensorConfig(_Section):
+    gpio_pin: int = Field(4, ge=0, le=27, description="BCM GPIO pin of the DHT22 data line")
+
+
+class Bme680SensorConfig(_Section):
+    i2c_address: I2cAddress = 0x77
+
+
+class SensorsConfig(_Section):
+    dht22: Dht22SensorConfig = Dht22SensorConfig()
+    bme680: Bme680SensorConfig = Bme680SensorConfig()
+
+
+class LoggingConfig(_Section):
+    level: Literal["trace", "debug", "info", "warn", "warning", "error"] = "info"
+    show_sensor_data: bool = True
+
+
+class PluginConfig(_Section):
+    enabled: bool = True
+    led: int | None = Field(None, ge=0, description="LED index granted to the plugin")
+    world: str | None = Field(None, description="WIT world; default '<name>-plugin'")
+    wasm: str | None = Field(None, description="component path; default 'build/<name>.wasm'")
+    timeout_ms: int = Field(1000, ge=1, le=600_000)
+    max_memory_mb: int = Field(64, ge=16, le=4096)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class BoardConfig(_Section):
+    kind: Literal["sim", "pi"] = "sim"
+    led_count: int = Field(11, ge=1, le=1024)
+    seed: int | None = Field(None, description="simulated board RNG seed; None = random")
+
+
+class WebConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=0, le=65535)
+
+
+class _HostFile(_Section):
+    polling: PollingConfig = PollingConfig()
+    sensors: SensorsConfig = SensorsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    plugins: dict[str, PluginConfig] = Field(default_factory=dict)
+    board: BoardConfig = BoardConfig()
+    web: WebConfig = WebConfig()
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """A validated configuration. Plugin keys are normalised to kebab-case
+    (``pi_monitor`` → ``pi-monitor``), the form used for plugin folders."""
+
+    path: Path
+    polling: PollingConfig
+    sensors: SensorsConfig
+    logging: LoggingConfig
+    plugins: dict[str, PluginConfig]
+    board: BoardConfig
+    web: WebConfig
+    plugin_keys: dict[str, str]  # normalised name -> key as written in the file
+
+    def world_of(self, name: str) -> str:
+        return self.plugins[name].world or f"{name}-plugin"
+
+    def wasm_of(self, name: str) -> Path:
+        configured = self.plugins[name].wasm
+        return Path(configured) if configured else Path("build") / f"{name}.wasm"
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        got = item.get("input")
+        own_message = item["type"] == "value_error"
+        shown = "" if own_message or isinstance(got, dict) or got is None else f" (got {got!r})"
+        lines.append(f"  {key}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> HostConfig:
+    """Validate already-parsed TOML data; ``path`` is only used in messages."""
+    try:
+        raw = _HostFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc)) from None
+    plugins: dict[str, PluginConfig] = {}
+    keys: dict[str, str] = {}
+    for key, plugin in raw.plugins.items():
+        name = key.replace("_", "-")
+        if name in plugins:
+            raise ConfigError(f"{path}: plugins.{key}: plugin '{name}' is configured twice")
+        if plugin.led is not None and plugin.led >= raw.board.led_count:
+            raise ConfigError(
+                f"{path}: plugins.{key}.led: LED index {plugin.led} is outside the strip "
+                f"(expected 0..{raw.board.led_count - 1}, board.led_count = {raw.board.led_count})"
+            )
+        plugins[name] = plugin
+        keys[name] = key
+    return HostConfig(
+        path=path,
+        polling=raw.polling,
+        sensors=raw.sensors,
+        logging=raw.logging,
+        plugins=plugins,
+        board=raw.board,
+        web=raw.web,
+        plugin_keys=keys,
+    )
+
+
+def load_config(path: Path = DEFAULT_CONFIG_PATH) -> HostConfig:
+    """Read and validate ``path``; every failure is a ``ConfigError`` naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, path)

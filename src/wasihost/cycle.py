@@ -1,0 +1,124 @@
+"""The poll cycle: poll every sensor plugin, flush the LEDs once, update the state.
+
+Plugin calls and board writes run on worker threads so the event loop
+(and the web server on it) never blocks. Plugins are polled concurrently,
+one call at a time per plugin, so one slow plugin costs the cycle at most
+its own deadline, not the sum of everyone's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from wasihost.boards.base import Board
+from wasihost.errors import PluginError, PluginTrap, WasihostError
+from wasihost.leds import LedBuffer
+from wasihost.model import Reading
+from wasihost.readings import normalise
+from wasihost.runtime.plugin import Plugin, PluginState
+from wasihost.state import AppState
+
+log = logging.getLogger("wasihost.cycle")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class PollCycle:
+    def __init__(
+        self,
+        plugins: Sequence[Plugin],
+        board: Board,
+        leds: LedBuffer,
+        state: AppState,
+        show_sensor_data: bool = True,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.plugins = [p for p in plugins if p.role == "sensor"]
+        self.board = board
+        self.leds = leds
+        self.state = state
+        self.show_sensor_data = show_sensor_data
+        self.clock_ms = clock_ms
+        self._last_errors: dict[str, str | None] = {}
+
+    def _poll(self, plugin: Plugin) -> Reading | PluginError:
+        try:
+            record = plugin.call()
+        except PluginError as exc:
+            return exc
+        if not isinstance(record, dict):
+            return PluginError(plugin.name, f"poll returned {type(record).__name__}, not a record")
+        return normalise(plugin.name, plugin.world, record, self.clock_ms())
+
+    async def run_once(self) -> None:
+        """One whole cycle; never raises because of a plugin or the board."""
+        started = time.perf_counter()
+        due = [p for p in self.plugins if p.state is PluginState.RUNNING]
+        outcomes = await asyncio.gather(*(asyncio.to_thread(self._poll, p) for p in due))
+        colors = self.leds.snapshot()
+        try:
+            await asyncio.to_thread(self.board.write_leds, colors)
+        except WasihostError as exc:
+            log.error("LED write failed: %s", exc)
+        now = self.clock_ms()
+        for plugin, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, Reading):
+                self.state.record_reading(outcome)
+                self._note_recovery(plugin.name)
+            else:
+                self.state.record_error(plugin.name, outcome.reason, now)
+                self._note_failure(outcome)
+        self.state.leds = colors
+        self.state.cycle += 1
+        self.state.timestamp_ms = now
+        self.state.last_cycle_ms = (time.perf_counter() - started) * 1000
+        if self.show_sensor_data:
+            for outcome in outcomes:
+                if isinstance(outcome, Reading):
+                    log.info("%s", _describe(outcome))
+
+    def _note_failure(self, error: PluginError) -> None:
+        """Log traps always; log an error when it starts or changes, not every poll."""
+        if isinstance(error, PluginTrap):
+            log.error("[%s] %s (instance discarded)", error.plugin, error.reason)
+        elif self._last_errors.get(error.plugin) != error.reason:
+            log.warning("[%s] poll failed: %s", error.plugin, error.reason)
+        self._last_errors[error.plugin] = error.reason
+
+    def _note_recovery(self, plugin: str) -> None:
+        if self._last_errors.get(plugin):
+            log.info("[%s] polling again after: %s", plugin, self._last_errors[plugin])
+        self._last_errors[plugin] = None
+
+    async def run_forever(self, interval_seconds: float, stop: asyncio.Event) -> None:
+        """Run cycles at a fixed cadence until ``stop`` is set.
+
+        Start times are scheduled on the monotonic clock, so the cadence does
+        not drift by the cycle's own duration; an overrun cycle is followed
+        immediately by the next one rather than a burst of catch-up cycles.
+        """
+        loop = asyncio.get_running_loop()
+        next_start = loop.time()
+        while not stop.is_set():
+            await self.run_once()
+            next_start += interval_seconds
+            delay = next_start - loop.time()
+            if delay < 0:
+                log.warning("cycle overran its interval by %.0f ms", -delay * 1000)
+                next_start = loop.time()
+                delay = 0
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+
+def _describe(reading: Reading) -> str:
+    values = " ".join(f"{m.name}={m.value:g}{m.unit}" for m in reading.measurements)
+    flags = " ".join(f"{k}={v}" for k, v in reading.status.items())
+    return f"[{reading.plugin}] {values} {flags}".rstrip()

@@ -1,0 +1,169 @@
+"""The host: wires board, engine, plugins, cycle and web from one config.
+
+This is the one place that knows how the pieces fit together and that owns
+start-up and shutdown; everything else receives what it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from wasihost.boards import create_board
+from wasihost.boards.base import Board
+from wasihost.capabilities import Grants
+from wasihost.config import HostConfig
+from wasihost.cycle import PollCycle
+from wasihost.errors import ConfigError, PluginError
+from wasihost.leds import LedBuffer
+from wasihost.runtime.contract import Contract, load_contract
+from wasihost.runtime.engine import Engine
+from wasihost.runtime.plugin import Plugin, PluginSpec, PluginState
+from wasihost.state import AppState, PluginView
+
+log = logging.getLogger("wasihost.host")
+
+
+def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
+    """A spec per enabled plugin: world, grants and settings from the config.
+
+    The seed's ``[sensors.dht22]`` and ``[sensors.bme680]`` sections are the
+    GPIO pin and I2C address grants of the plugins of the same name, and are
+    passed to them as settings so the guest knows which pin or address to use.
+    """
+    specs = []
+    for name, plugin in config.plugins.items():
+        if not plugin.enabled:
+            continue
+        world = config.world_of(name)
+        key = f"plugins.{config.plugin_keys[name]}"
+        if world not in contract.worlds:
+            known = ", ".join(sorted(contract.worlds))
+            raise ConfigError(
+                f"{config.path}: {key}.world: unknown world {world!r} (expected one of: {known})"
+            )
+        imports = contract.worlds[world].imports
+        settings: dict[str, Any] = {}
+        pins: frozenset[int] = frozenset()
+        addresses: frozenset[int] = frozenset()
+        if name == "dht22":
+            pins = frozenset({config.sensors.dht22.gpio_pin})
+            settings["gpio_pin"] = config.sensors.dht22.gpio_pin
+        if name == "bme680":
+            addresses = frozenset({config.sensors.bme680.i2c_address})
+            settings["i2c_address"] = config.sensors.bme680.i2c_address
+        if plugin.led is not None:
+            settings["led"] = plugin.led
+        settings.update(plugin.settings)
+        grants = Grants(
+            leds=frozenset() if plugin.led is None else frozenset({plugin.led}),
+            gpio_pins=pins,
+            i2c_addresses=addresses,
+            buzzer="buzzer-controller" in imports,
+            fan="fan-controller" in imports,
+        )
+        specs.append(
+            PluginSpec(
+                name=name,
+                world=world,
+                wasm=config.wasm_of(name),
+                settings=settings,
+                grants=grants,
+                timeout_ms=plugin.timeout_ms,
+                max_memory_mb=plugin.max_memory_mb,
+            )
+        )
+    return specs
+
+
+class Host:
+    def __init__(self, config: HostConfig, board: Board | None = None) -> None:
+        self.config = config
+        self.contract = load_contract()
+        specs = plugin_specs(config, self.contract)
+        self.board = board if board is not None else create_board(config)
+        self.engine = Engine()
+        self.leds = LedBuffer(self.board.led_count)
+        self.plugins = {
+            spec.name: Plugin(spec, self.engine, self.contract, self.board, self.leds)
+            for spec in specs
+        }
+        self.state = AppState(
+            node=socket.gethostname(),
+            board=self.board.kind,
+            interval_seconds=config.polling.interval_seconds,
+            plugins={
+                p.name: PluginView(p.world, tuple(sorted(p.spec.grants.leds)))
+                for p in self.plugins.values()
+                if p.role == "sensor"
+            },
+            leds=self.leds.snapshot(),
+        )
+        self.cycle = PollCycle(
+            list(self.plugins.values()),
+            self.board,
+            self.leds,
+            self.state,
+            show_sensor_data=config.logging.show_sensor_data,
+        )
+
+    @property
+    def dashboard(self) -> Plugin | None:
+        return next((p for p in self.plugins.values() if p.role == "renderer"), None)
+
+    def load_plugins(self, names: Iterable[str] | None = None) -> None:
+        """Load plugins in parallel (compiling is the slow part); blocking.
+
+        A plugin that fails to load is logged and left ``failed``; the others
+        still run. Progress goes to the log, since a cold compile takes seconds.
+        """
+        todo = [self.plugins[n] for n in (names or self.plugins)]
+        workers = max(1, min(len(todo), os.cpu_count() or 1))
+        log.info("loading %d plugins (%d at a time; the first start compiles them)…",
+                 len(todo), workers)
+
+        def load(plugin: Plugin) -> None:
+            started = time.perf_counter()
+            try:
+                plugin.load()
+            except PluginError as exc:
+                log.error("[%s] not loaded: %s", plugin.name, exc.reason)
+                if plugin.name in self.state.plugins:
+                    self.state.record_error(plugin.name, exc.reason, time.time_ns() // 1_000_000)
+                return
+            log.info("[%s] ready in %.1f s", plugin.name, time.perf_counter() - started)
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="wasihost-load") as pool:
+            list(pool.map(load, todo))
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        return {name: plugin.status() for name, plugin in self.plugins.items()}
+
+    def running(self) -> list[str]:
+        return [n for n, p in self.plugins.items() if p.state is PluginState.RUNNING]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Load the plugins, serve the web app and poll until ``stop`` is set."""
+        from wasihost.web.server import serve
+
+        await asyncio.to_thread(self.load_plugins)
+        web_task = None
+        if self.config.web.enabled:
+            web_task = asyncio.create_task(serve(self, stop))
+        try:
+            await self.cycle.run_forever(self.config.polling.interval_seconds, stop)
+        finally:
+            if web_task is not None:
+                await web_task
+
+    def close(self) -> None:
+        for plugin in self.plugins.values():
+            plugin.close()
+        self.engine.close()
+        self.board.close()

@@ -1,0 +1,75 @@
+"""Normalising each world's poll record into ``Reading``/``Measurement``.
+
+The seed worlds return typed records; the tables below say which record
+fields are measurements (with name, unit and device class) and everything
+else becomes status. A world without a table (a future generic sensor
+world) must return measurements directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wasihost.model import Measurement, Reading, StatusValue
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    unit: str
+    device_class: str
+
+
+MEASUREMENTS: dict[str, dict[str, Field]] = {
+    "dht22-plugin": {
+        "temperature_c": Field("temperature", "°C", "temperature"),
+        "humidity_percent": Field("humidity", "%", "humidity"),
+        "dew_point_c": Field("dew_point", "°C", "temperature"),
+        "heat_index_c": Field("heat_index", "°C", "temperature"),
+    },
+    "pi-monitor-plugin": {
+        "cpu_temperature_c": Field("cpu_temperature", "°C", "temperature"),
+        "cpu_load_percent": Field("cpu_load", "%", "power_factor"),
+        "memory_used_percent": Field("memory_used", "%", "data_size"),
+        "uptime_seconds": Field("uptime", "s", "duration"),
+    },
+    "bme680-plugin": {
+        "temperature_c": Field("temperature", "°C", "temperature"),
+        "humidity_percent": Field("humidity", "%", "humidity"),
+        "pressure_hpa": Field("pressure", "hPa", "pressure"),
+        "gas_resistance_ohm": Field("gas_resistance", "Ω", "voc"),
+        "iaq": Field("iaq", "IAQ", "aqi"),
+    },
+}
+
+
+def _status(value: Any) -> StatusValue:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def normalise(plugin: str, world: str, record: Mapping[str, Any], timestamp_ms: int) -> Reading:
+    """The ``Reading`` for one poll result of ``world``.
+
+    Non-finite numbers (NaN, inf) are dropped: they cannot be charted,
+    stored or published meaningfully, and a plugin could send them.
+    """
+    table = MEASUREMENTS.get(world, {})
+    measurements: list[Measurement] = []
+    status: dict[str, StatusValue] = {}
+    for key, value in record.items():
+        spec = table.get(key)
+        if spec is None:
+            status[key] = _status(value)
+        elif isinstance(value, int | float) and math.isfinite(value):
+            # f32 fields arrive as doubles (21.3 → 21.299999237…): keep the
+            # 7 significant digits an f32 actually carries.
+            number = float(f"{value:.7g}")
+            measurements.append(
+                Measurement(plugin, spec.name, number, spec.unit, spec.device_class, timestamp_ms)
+            )
+    return Reading(plugin, world, timestamp_ms, tuple(measurements), status)

@@ -1,0 +1,106 @@
+"""The call layer: the one place values cross between Python and components.
+
+Everything that converts between plain Python values and wasmtime's
+component values lives here, and so does the translation of wasmtime
+failures into wasihost errors. The rest of the host sees dicts, lists,
+floats and ``WasihostError`` subclasses only; a faster call path can
+replace this module without touching its callers.
+
+Conversions: a WIT record is a dict with snake_case keys (``temperature_c``);
+an enum is its case name; ``list<u8>`` is ``bytes``. A ``result`` whose
+cases have distinct Python types arrives untagged from wasmtime-py, so the
+error case of ``result<T, string>`` is recognised as a ``str``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import wasmtime
+from wasmtime import component
+
+from wasihost.errors import GuestError, PluginTrap, WasihostError
+
+log = logging.getLogger("wasihost.calls")
+
+
+def to_python(value: Any) -> Any:
+    """A component value as plain Python."""
+    if isinstance(value, component.Record):
+        return {key.replace("-", "_"): to_python(item) for key, item in vars(value).items()}
+    if isinstance(value, list):
+        return [to_python(item) for item in value]
+    if isinstance(value, component.Variant):
+        return {"tag": value.tag, "payload": to_python(value.payload)}
+    return value
+
+
+def to_component(value: Any) -> Any:
+    """A plain Python value (dataclasses for records) as a component value."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        record = component.Record()
+        for field in dataclasses.fields(value):
+            setattr(record, field.name.replace("_", "-"), to_component(getattr(value, field.name)))
+        return record
+    if isinstance(value, list | tuple):
+        return [to_component(item) for item in value]
+    return value
+
+
+def host_function(plugin: str, name: str, impl: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a capability implementation as a wasmtime host function.
+
+    A host function must never raise: wasmtime-py carries a callback's
+    exception through a module global, so with plugins on several threads
+    it could surface in another plugin's call. Every failure becomes the
+    WIT error string instead (all fallible capabilities return ``result``).
+    """
+
+    def call(_store: Any, *args: Any) -> Any:
+        try:
+            return to_component(impl(*args))
+        except WasihostError as exc:
+            return str(exc)
+        except Exception:
+            log.exception("[%s] host function %s failed", plugin, name)
+            return f"internal host error in {name}"
+
+    return call
+
+
+def trap_reason(exc: wasmtime.WasmtimeError) -> str:
+    """The useful line of a wasmtime error: the cause, not the backtrace."""
+    text = str(exc).strip()
+    if "Caused by:" in text:
+        causes = [line.strip() for line in text.split("Caused by:", 1)[1].splitlines()]
+        reasons = [line for line in causes if line]
+        if reasons:
+            return reasons[-1].lstrip("0123456789: ")
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportFunction:
+    """One exported function of one instance, with how to read its result."""
+
+    plugin: str
+    name: str
+    func: component.Func
+    returns_result: bool
+
+    def __call__(self, store: wasmtime.Store, *args: Any) -> Any:
+        try:
+            value = self.func(store, *args)
+        except wasmtime.WasmtimeError as exc:
+            raise PluginTrap(self.plugin, f"trapped in {self.name}: {trap_reason(exc)}") from None
+        if self.returns_result:
+            if isinstance(value, str):
+                raise GuestError(self.plugin, value)
+            if isinstance(value, component.Variant):
+                if value.tag == "err":
+                    raise GuestError(self.plugin, str(value.payload))
+                value = value.payload
+        return to_python(value)

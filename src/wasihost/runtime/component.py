@@ -1,0 +1,116 @@
+"""Loading a ``.wasm`` and checking it completely before anything runs it.
+
+A component is accepted only if it compiles, imports nothing beyond its
+world (plus the locked-down WASI the host provides itself) and exports the
+world's logic function. Checking it here, before linking, gives errors
+that name the offending import instead of a linker failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import wasmtime
+from wasmtime import component
+
+from wasihost.errors import PluginLoadError
+from wasihost.runtime.calls import trap_reason
+from wasihost.runtime.contract import Contract
+from wasihost.runtime.engine import Engine
+
+# WASI packages the host provides, locked down (no preopens, env, args or
+# network): componentize-py components import all of them.
+WASI_PACKAGES = ("wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/", "wasi:filesystem/",
+                 "wasi:sockets/")
+
+
+@dataclass(frozen=True)
+class CheckedComponent:
+    """A compiled component that passed every check for its world."""
+
+    component: component.Component
+    path: Path
+    sha256: str
+    world: str
+    logic_interface: str
+    logic_function: str
+    returns_result: dict[tuple[str, str], bool]
+    has_settings: bool
+
+
+def _exported_functions(
+    engine: Engine, contract: Contract, comp: component.Component
+) -> dict[tuple[str, str], component.FuncType]:
+    """Functions of the contract's interfaces the component exports.
+
+    Other exports (componentize-py adds its own ``exports`` instance) are
+    not part of the contract and are ignored.
+    """
+    found: dict[tuple[str, str], component.FuncType] = {}
+    for iface, item in comp.type.exports(engine.wasmtime).items():
+        ty = item.ty
+        if not iface.startswith(contract.package + "/") or not isinstance(
+            ty, component.ComponentInstanceType
+        ):
+            continue
+        for name, member in ty.exports(engine.wasmtime).items():
+            if isinstance(member.ty, component.FuncType):
+                found[(iface, name)] = member.ty
+    return found
+
+
+def check_component(
+    plugin: str, engine: Engine, contract: Contract, world: str, path: Path
+) -> CheckedComponent:
+    """Read, compile and check ``path`` for ``world``; raises ``PluginLoadError``."""
+    if world not in contract.worlds:
+        known = ", ".join(sorted(contract.worlds))
+        raise PluginLoadError(plugin, f"unknown world {world!r} (expected one of: {known})")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PluginLoadError(
+            plugin, f"{path}: file not found (build it with `wasihost build {plugin}`)"
+        ) from None
+    except OSError as exc:
+        raise PluginLoadError(plugin, f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        comp = component.Component(engine.wasmtime, data)
+    except wasmtime.WasmtimeError as exc:
+        raise PluginLoadError(
+            plugin, f"{path}: not a valid WebAssembly component: {trap_reason(exc)}"
+        ) from None
+
+    allowed = contract.allowed_imports(world)
+    for name in comp.type.imports(engine.wasmtime):
+        if name not in allowed and not name.startswith(WASI_PACKAGES):
+            granted = ", ".join(sorted(contract.worlds[world].imports)) or "no host interfaces"
+            raise PluginLoadError(
+                plugin,
+                f"{path}: imports {name}, which world {world} does not allow (it allows {granted})",
+            )
+
+    functions = _exported_functions(engine, contract, comp)
+    logic_iface, logic_func = contract.logic_of(world)
+    logic = (contract.qualified(logic_iface), logic_func)
+    if logic not in functions:
+        raise PluginLoadError(
+            plugin, f"{path}: does not export {logic[0]}#{logic_func} required by world {world}"
+        )
+    settings = (contract.qualified("settings"), "configure")
+    if "settings" in contract.worlds[world].exports and settings not in functions:
+        raise PluginLoadError(plugin, f"{path}: does not export {settings[0]}#configure")
+    return CheckedComponent(
+        component=comp,
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        world=world,
+        logic_interface=logic[0],
+        logic_function=logic_func,
+        returns_result={
+            key: isinstance(ty.result, component.ResultType) for key, ty in functions.items()
+        },
+        has_settings=settings in functions,
+    )

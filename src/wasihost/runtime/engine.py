@@ -1,0 +1,41 @@
+"""The one wasmtime Engine of the host, and its epoch ticker.
+
+One engine is shared by every plugin so compiled code and the on-disk
+compile cache are shared too. Deadlines use epoch interruption: a single
+ticker thread advances the engine's epoch every ``TICK_MS`` and each call
+sets its store's deadline in ticks, which costs the guest almost nothing,
+unlike fuel metering.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import wasmtime
+
+TICK_MS = 10
+
+
+class Engine:
+    def __init__(self, cache: bool = True) -> None:
+        config = wasmtime.Config()
+        config.cache = cache
+        config.epoch_interruption = True
+        self.wasmtime = wasmtime.Engine(config)
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="wasihost-epoch", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(TICK_MS / 1000):
+            self.wasmtime.increment_epoch()
+
+    @staticmethod
+    def ticks_for(timeout_ms: int) -> int:
+        """Epoch ticks for a deadline of ``timeout_ms`` (at least one, rounded up)."""
+        return max(1, math.ceil(timeout_ms / TICK_MS))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._ticker.join(timeout=1)

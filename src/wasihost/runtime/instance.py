@@ -1,0 +1,87 @@
+"""A live instance of a plugin: its store, its WASI sandbox and its exports.
+
+The store lives as long as the instance, so guest module globals persist
+between calls. After a trap wasmtime refuses to enter the instance again;
+its owner must ``close`` it and create a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import wasmtime
+from wasmtime import component
+
+from wasihost.capabilities import PROVIDERS, CapabilityContext
+from wasihost.errors import PluginLoadError, PluginTrap
+from wasihost.runtime.calls import ExportFunction, host_function, trap_reason
+from wasihost.runtime.component import CheckedComponent
+from wasihost.runtime.contract import Contract
+from wasihost.runtime.engine import Engine
+from wasihost.runtime.guest_log import GuestOutput
+
+
+def build_linker(
+    engine: Engine, contract: Contract, world: str, ctx: CapabilityContext
+) -> component.Linker:
+    """A linker offering exactly the capabilities of ``world``, bound to one plugin."""
+    linker = component.Linker(engine.wasmtime)
+    linker.add_wasip2()
+    with linker.root() as root:
+        for interface in sorted(contract.worlds[world].imports):
+            functions = PROVIDERS[interface](ctx)
+            with root.add_instance(contract.qualified(interface)) as instance:
+                for name, impl in functions.items():
+                    instance.add_func(name, host_function(ctx.plugin, name, impl))
+    return linker
+
+
+class Instance:
+    def __init__(
+        self,
+        plugin: str,
+        engine: Engine,
+        checked: CheckedComponent,
+        linker: component.Linker,
+        timeout_ms: int,
+        max_memory_mb: int,
+    ) -> None:
+        self.plugin = plugin
+        self._deadline = engine.ticks_for(timeout_ms)
+        self.store = wasmtime.Store(engine.wasmtime)
+        wasi = wasmtime.WasiConfig()  # empty: no preopens, no env, no args, no network
+        wasi.stdout_custom = GuestOutput(plugin, "stdout").write
+        wasi.stderr_custom = GuestOutput(plugin, "stderr").write
+        self.store.set_wasi(wasi)
+        self.store.set_limits(memory_size=max_memory_mb * 1024 * 1024)
+        self.store.set_epoch_deadline(self._deadline)
+        try:
+            instance = linker.instantiate(self.store, checked.component)
+        except wasmtime.WasmtimeError as exc:
+            self.store.close()
+            raise PluginLoadError(plugin, f"cannot instantiate: {trap_reason(exc)}") from None
+        self._functions: dict[str, ExportFunction] = {}
+        for (iface, name), returns_result in checked.returns_result.items():
+            iface_index = instance.get_export_index(self.store, iface)
+            func_index = instance.get_export_index(self.store, name, iface_index)
+            func = instance.get_func(self.store, func_index) if func_index else None
+            if func is not None:
+                key = f"{iface.split('/')[1].split('@')[0]}.{name}"
+                self._functions[key] = ExportFunction(plugin, key, func, returns_result)
+
+    def call(self, function: str, *args: Any) -> Any:
+        """Call ``interface.function`` with a fresh deadline; traps raise PluginTrap."""
+        export = self._functions.get(function)
+        if export is None:
+            raise PluginTrap(self.plugin, f"no export {function}")
+        self.store.set_epoch_deadline(self._deadline)
+        return export(self.store, *args)
+
+    def exports(self, function: str) -> bool:
+        return function in self._functions
+
+    def close(self) -> None:
+        # Closing the store explicitly matters: a store left to the garbage
+        # collector at interpreter exit can make wasmtime's WASI thread panic.
+        self._functions.clear()
+        self.store.close()

@@ -1,0 +1,1 @@
+"""The HTTP surface: dashboard page, JSON API and health check."""

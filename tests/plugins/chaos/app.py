@@ -1,0 +1,69 @@
+"""A test plugin for the dht22 world whose behaviour its settings choose.
+
+One build serves many tests: ``mode`` picks how ``poll`` behaves, so the
+suite does not pay a componentize-py build per misbehaviour.
+"""
+
+from __future__ import annotations
+
+import json
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.exports.sensor_logic import Dht22Data
+from wit_world.imports import gpio_provider, led_controller
+from wit_world.imports.alarm_types import Alarm
+
+SETTINGS: dict = {"mode": "counter"}
+POLLS = 0
+
+
+class Settings(exports.Settings):
+    def configure(self, settings_json: str) -> None:
+        SETTINGS.update(json.loads(settings_json))
+        if SETTINGS.get("refuse_settings"):
+            raise Err("refusing these settings on purpose")
+
+
+def _data(value: float) -> Dht22Data:
+    return Dht22Data(value, 50.0, 10.0, value, False, 0, Alarm.NONE, POLLS)
+
+
+class SensorLogic(exports.SensorLogic):
+    def poll(self) -> Dht22Data:
+        global POLLS
+        POLLS += 1
+        mode = SETTINGS["mode"]
+        if "say" in SETTINGS:
+            print(SETTINGS["say"], POLLS)
+        if "led" in SETTINGS:
+            led_controller.set_led(SETTINGS["led"], 10 * POLLS % 256, 20, 30)
+        if mode == "counter":
+            return _data(float(POLLS))
+        if mode == "error":
+            raise Err("sensor unplugged (on purpose)")
+        if mode == "panic":
+            raise RuntimeError("unhandled guest exception (on purpose)")
+        if mode == "trap_on_poll" and POLLS == SETTINGS["poll"]:
+            raise RuntimeError(f"trap on poll {POLLS} (on purpose)")
+        if mode == "trap_on_poll":
+            return _data(float(POLLS))
+        if mode == "loop":
+            while True:
+                pass
+        if mode == "open_file":
+            try:
+                with open(SETTINGS.get("path", "/etc/passwd")) as handle:
+                    raise Err("opened: " + handle.read(20))
+            except OSError as exc:
+                raise Err(f"open failed: {type(exc).__name__}") from None
+        if mode == "led_outside":
+            try:
+                led_controller.set_led(SETTINGS["index"], 255, 0, 0)
+            except Err as refused:
+                raise Err(f"refused: {refused.value}") from None
+            raise Err("LED write was accepted")
+        if mode == "read_pin":
+            reading = gpio_provider.read_dht22(SETTINGS["pin"])
+            return _data(reading.temperature_c)
+        raise Err(f"unknown mode {mode!r}")

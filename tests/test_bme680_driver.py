@@ -1,0 +1,528 @@
+"""Tests of the BME680 plugin's driver, IAQ estimator and app, and the chip emulator.
+
+The guest modules are loaded from plugins/bme680 by path (not by putting the
+directory on sys.path) so that its `app.py` can never shadow another plugin's.
+Expected compensation values come from an independent transcription of the
+Bosch reference formulas below, not from the driver.
+"""
+
+import dataclasses
+import enum
+import importlib.util
+import json
+import random
+import sys
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_DIR = ROOT / "plugins" / "bme680"
+if importlib.util.find_spec("wasihost") is None:
+    sys.path.insert(0, str(ROOT / "src"))
+
+from wasihost.boards.bme680_chip import Bme680Chip  # noqa: E402
+
+
+def _load(name: str, path: Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+drv = _load("bme680_driver", PLUGIN_DIR / "bme680_driver.py")
+iaq = _load("iaq", PLUGIN_DIR / "iaq.py")
+
+
+# --- Independent reference: Bosch BME68x SensorAPI float code (bme68x.c) -----------
+
+
+def ref_temperature(c: dict[str, int], adc: int) -> tuple[float, float]:
+    var1 = ((adc / 16384.0) - (c["par_t1"] / 1024.0)) * c["par_t2"]
+    var2 = (
+        ((adc / 131072.0) - (c["par_t1"] / 8192.0))
+        * ((adc / 131072.0) - (c["par_t1"] / 8192.0))
+        * (c["par_t3"] * 16.0)
+    )
+    return (var1 + var2) / 5120.0, var1 + var2
+
+
+def ref_pressure(c: dict[str, int], adc: int, t_fine: float) -> float:
+    var1 = (t_fine / 2.0) - 64000.0
+    var2 = var1 * var1 * (c["par_p6"] / 131072.0)
+    var2 = var2 + (var1 * c["par_p5"] * 2.0)
+    var2 = (var2 / 4.0) + (c["par_p4"] * 65536.0)
+    var1 = (((c["par_p3"] * var1 * var1) / 16384.0) + (c["par_p2"] * var1)) / 524288.0
+    var1 = (1.0 + (var1 / 32768.0)) * c["par_p1"]
+    pres = 1048576.0 - adc
+    pres = ((pres - (var2 / 4096.0)) * 6250.0) / var1
+    var1 = (c["par_p9"] * pres * pres) / 2147483648.0
+    var2 = pres * (c["par_p8"] / 32768.0)
+    var3 = (pres / 256.0) * (pres / 256.0) * (pres / 256.0) * (c["par_p10"] / 131072.0)
+    return pres + (var1 + var2 + var3 + (c["par_p7"] * 128.0)) / 16.0
+
+
+def ref_humidity(c: dict[str, int], adc: int, t_fine: float) -> float:
+    temp_comp = t_fine / 5120.0
+    var1 = adc - ((c["par_h1"] * 16.0) + ((c["par_h3"] / 2.0) * temp_comp))
+    var2 = var1 * (
+        (c["par_h2"] / 262144.0)
+        * (
+            1.0
+            + ((c["par_h4"] / 16384.0) * temp_comp)
+            + ((c["par_h5"] / 1048576.0) * temp_comp * temp_comp)
+        )
+    )
+    var3 = c["par_h6"] / 16384.0
+    var4 = c["par_h7"] / 2097152.0
+    return min(100.0, max(0.0, var2 + ((var3 + (var4 * temp_comp)) * var2 * var2)))
+
+
+# calc_gas_resistance_low: the k1/k2 percentage form, not the datasheet's const arrays.
+K1 = [0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, -0.8, 0.0, 0.0, -0.2, -0.5, 0.0, -1.0, 0.0, 0.0]
+K2 = [0.0, 0.0, 0.0, 0.0, 0.1, 0.7, 0.0, -0.8, -0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def ref_gas(c: dict[str, int], adc: int, gas_range: int) -> float:
+    var1 = 1340.0 + (5.0 * c["range_sw_err"])
+    var2 = var1 * (1.0 + K1[gas_range] / 100.0)
+    var3 = 1.0 + (K2[gas_range] / 100.0)
+    return 1.0 / (var3 * 0.000000125 * (1 << gas_range) * (((adc - 512.0) / var2) + 1.0))
+
+
+def ref_res_heat(c: dict[str, int], temp: float, amb: float) -> int:
+    var1 = (c["par_gh1"] / 16.0) + 49.0
+    var2 = ((c["par_gh2"] / 32768.0) * 0.0005) + 0.00235
+    var3 = c["par_gh3"] / 1024.0
+    var5 = (var1 * (1.0 + (var2 * min(temp, 400)))) + (var3 * amb)
+    return int(
+        3.4
+        * ((var5 * (4 / (4 + c["res_heat_range"])) * (1 / (1 + (c["res_heat_val"] * 0.002)))) - 25)
+    )
+
+
+# pimoroni/bme680-python issue #11 (that library's test fixture): a real chip.
+PIMORONI: dict[str, int] = dict(
+    par_t1=26041, par_t2=26469, par_t3=3, par_p1=36673, par_p2=-10515, par_p3=88,
+    par_p4=7310, par_p5=-129, par_p6=30, par_p7=46, par_p8=-3177, par_p9=-2379,
+    par_p10=30, par_h1=676, par_h2=1029, par_h3=0, par_h4=45, par_h5=20, par_h6=120,
+    par_h7=-100, par_gh1=-30, par_gh2=-24754, par_gh3=18, res_heat_range=1,
+    res_heat_val=48, range_sw_err=0,
+)  # fmt: skip
+# wrclark/bme680 README, I2C demo chip; par_g1/par_g2 printed unsigned there and
+# range_switching_error as the raw register 0x13 (decoded: 1).
+WRCLARK: dict[str, int] = dict(
+    par_t1=26125, par_t2=26370, par_t3=3, par_p1=36262, par_p2=-10371, par_p3=88,
+    par_p4=6713, par_p5=-103, par_p6=30, par_p7=31, par_p8=-251, par_p9=-3158,
+    par_p10=30, par_h1=776, par_h2=1010, par_h3=0, par_h4=45, par_h5=20, par_h6=120,
+    par_h7=-100, par_gh1=183 - 256, par_gh2=59281 - 65536, par_gh3=18,
+    res_heat_range=1, res_heat_val=39, range_sw_err=1,
+)  # fmt: skip
+# Synthetic set exercising the other signs and a negative range_sw_err.
+SYNTHETIC: dict[str, int] = dict(
+    PIMORONI, par_t3=-7, par_p3=-20, par_p10=200, par_h3=-12, par_h4=-3, par_h7=55,
+    par_gh3=-18, res_heat_range=3, res_heat_val=-40, range_sw_err=-3,
+)  # fmt: skip
+
+
+def encode(c: dict[str, int]) -> tuple[bytes, bytes, int, int, int]:
+    """The calibration as parse_calibration's inputs (layout of bme68x_defs.h)."""
+    b1, b2 = bytearray(23), bytearray(14)
+
+    def put16(block: bytearray, offset: int, value: int) -> None:
+        block[offset : offset + 2] = (value & 0xFFFF).to_bytes(2, "little")
+
+    put16(b1, 0, c["par_t2"])
+    b1[2] = c["par_t3"] & 0xFF
+    put16(b1, 4, c["par_p1"])
+    put16(b1, 6, c["par_p2"])
+    b1[8] = c["par_p3"] & 0xFF
+    put16(b1, 10, c["par_p4"])
+    put16(b1, 12, c["par_p5"])
+    b1[14], b1[15] = c["par_p7"] & 0xFF, c["par_p6"] & 0xFF
+    put16(b1, 18, c["par_p8"])
+    put16(b1, 20, c["par_p9"])
+    b1[22] = c["par_p10"]
+    b2[0] = c["par_h2"] >> 4
+    b2[1] = ((c["par_h2"] & 0xF) << 4) | (c["par_h1"] & 0xF)
+    b2[2] = c["par_h1"] >> 4
+    for i, key in enumerate(("par_h3", "par_h4", "par_h5", "par_h6", "par_h7")):
+        b2[3 + i] = c[key] & 0xFF
+    put16(b2, 8, c["par_t1"])
+    put16(b2, 10, c["par_gh2"])
+    b2[12], b2[13] = c["par_gh1"] & 0xFF, c["par_gh3"] & 0xFF
+    return (
+        bytes(b1),
+        bytes(b2),
+        (c["res_heat_range"] << 4) | 0x0F,
+        c["res_heat_val"] & 0xFF,
+        ((c["range_sw_err"] << 4) & 0xF0) | 0x05,
+    )
+
+
+def calibration(c: dict[str, int]) -> Any:
+    return drv.parse_calibration(*encode(c))
+
+
+RAW_ROWS = [  # adc_temp, adc_press, adc_hum, adc_gas, gas_range
+    (501240, 353485, 19019, 0, 0),
+    (480000, 380000, 25000, 512, 4),
+    (530000, 300000, 30000, 1023, 5),
+    (420000, 420000, 15000, 300, 7),
+    (560000, 250000, 40000, 700, 10),
+    (500000, 330000, 21000, 100, 13),
+]
+
+
+@pytest.mark.parametrize(
+    "cal", [PIMORONI, WRCLARK, SYNTHETIC], ids=["pimoroni", "wrclark", "synthetic"]
+)
+@pytest.mark.parametrize("row", RAW_ROWS)
+def test_compensation_matches_bosch_reference(cal: dict[str, int], row: tuple[int, ...]) -> None:
+    adc_t, adc_p, adc_h, adc_g, gas_range = row
+    parsed = calibration(cal)
+    temp_c, t_fine = drv.compensate_temperature(parsed, adc_t)
+    ref_t, ref_fine = ref_temperature(cal, adc_t)
+    assert temp_c == pytest.approx(ref_t, rel=1e-12)
+    assert t_fine == pytest.approx(ref_fine, rel=1e-12)
+    assert drv.compensate_pressure(parsed, adc_p, t_fine) == pytest.approx(
+        ref_pressure(cal, adc_p, ref_fine), rel=1e-12
+    )
+    assert drv.compensate_humidity(parsed, adc_h, temp_c) == pytest.approx(
+        ref_humidity(cal, adc_h, ref_fine), abs=1e-9
+    )
+    assert drv.compensate_gas_resistance(parsed, adc_g, gas_range) == pytest.approx(
+        ref_gas(cal, adc_g, gas_range), rel=1e-9
+    )
+    for target, ambient in ((200, 20.0), (320, 25.0), (400, 35.0)):
+        assert drv.heater_resistance(parsed, target, ambient) == ref_res_heat(cal, target, ambient)
+
+
+def test_published_values_of_a_real_chip() -> None:
+    """pimoroni/bme680-python's test expectations (Bosch integer pipeline) for PIMORONI."""
+    parsed = calibration(PIMORONI)
+    temp_c, t_fine = drv.compensate_temperature(parsed, 501240)
+    assert temp_c == pytest.approx(26.69, abs=0.01)  # integer code: 2669 (x100)
+    assert t_fine == pytest.approx(136667, abs=5)
+    # The integer pipeline truncates at every step, hence the looser pressure bound.
+    assert drv.compensate_pressure(parsed, 353485, t_fine) == pytest.approx(98712, abs=10)
+    assert drv.compensate_humidity(parsed, 19019, temp_c) == pytest.approx(42.402, abs=0.02)
+    assert drv.compensate_gas_resistance(parsed, 0, 0) == pytest.approx(12946860, abs=1)
+
+
+@pytest.mark.parametrize("cal", [PIMORONI, WRCLARK, SYNTHETIC])
+def test_parse_calibration_decodes_every_coefficient(cal: dict[str, int]) -> None:
+    assert dataclasses.asdict(calibration(cal)) == cal
+    with pytest.raises(ValueError):
+        drv.parse_calibration(b"\x00" * 22, b"\x00" * 14, 0, 0, 0)
+
+
+def test_gas_wait_encoding() -> None:
+    assert drv.gas_wait_code(150) == 0x65  # 37 * 4 ms
+    assert drv.gas_wait_code(63) == 63
+    assert drv.gas_wait_code(5000) == 0xFF
+
+
+# --- Driver against the emulated chip ----------------------------------------------
+
+
+def chip_transfer(chip: Bme680Chip, address: int = 0x77) -> Callable[[int, bytes, int], bytes]:
+    def transfer(addr: int, data: bytes, read_len: int) -> bytes:
+        if addr != address:
+            raise OSError(f"no ACK from 0x{addr:02X}")
+        return chip.transfer(data, read_len)
+
+    return transfer
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        (22.5, 45.0, 1013.25, 120_000.0),
+        (-10.0, 5.0, 700.0, 500.0),
+        (60.0, 95.0, 1090.0, 5e6),
+        (25.0, 40.0, 950.0, 2_000.0),
+    ],
+)
+def test_driver_recovers_the_environment(env: tuple[float, float, float, float]) -> None:
+    chip = Bme680Chip(random.Random(7))
+    chip.set_environment(*env)
+    sensor = drv.Bme680(chip_transfer(chip))
+    sensor.init()
+    for _ in range(3):
+        m = sensor.measure()
+        assert m.temperature_c == pytest.approx(env[0], abs=0.1)
+        assert m.humidity_percent == pytest.approx(env[1], abs=1.0)
+        assert m.pressure_hpa == pytest.approx(env[2], abs=0.5)
+        assert m.gas_resistance_ohm == pytest.approx(env[3], rel=0.02)
+        assert m.gas_valid and m.heat_stable
+
+
+def test_wrong_chip_id_is_named() -> None:
+    chip = Bme680Chip()
+
+    def bmp280(addr: int, data: bytes, read_len: int) -> bytes:
+        return b"\x58" if data == b"\xd0" else chip.transfer(data, read_len)
+
+    with pytest.raises(drv.DriverError, match="0x58"):
+        drv.Bme680(bmp280).init()
+
+
+def test_bme688_variant_is_refused() -> None:
+    chip = Bme680Chip()
+
+    def bme688(addr: int, data: bytes, read_len: int) -> bytes:
+        return b"\x01" if data == b"\xf0" else chip.transfer(data, read_len)
+
+    with pytest.raises(drv.DriverError, match="variant id 0x01"):
+        drv.Bme680(bme688).init()
+
+
+def test_driver_waits_for_new_data_and_chip_returns_to_sleep() -> None:
+    chip = Bme680Chip()
+    statuses: list[int] = []
+
+    def spy(addr: int, data: bytes, read_len: int) -> bytes:
+        result = chip.transfer(data, read_len)
+        if data == b"\x1d":
+            statuses.append(result[0])
+        return result
+
+    sensor = drv.Bme680(spy)
+    sensor.init()
+    sensor.measure()
+    assert statuses[0] & 0x20 and not statuses[0] & 0x80  # measuring, no new data yet
+    assert statuses[-1] & 0x80 and len(statuses) > 1
+    assert chip.transfer(b"\x74", 1)[0] & 0x03 == 0  # back in sleep mode
+
+
+def test_timeout_bus_error_and_uninitialised_are_driver_errors() -> None:
+    chip = Bme680Chip()
+    sensor = drv.Bme680(chip_transfer(chip))
+    with pytest.raises(drv.DriverError, match="init"):
+        sensor.measure()
+    sensor.init()
+    with pytest.raises(drv.DriverError, match="timeout"):
+        sensor.measure(max_status_reads=1)
+    with pytest.raises(drv.DriverError, match="0x76: no ACK from 0x76"):
+        drv.Bme680(chip_transfer(chip), address=0x76).init()
+
+
+def test_init_tolerates_a_chip_busy_after_soft_reset() -> None:
+    chip = Bme680Chip()
+    nacks = {"left": 0}
+
+    def flaky(addr: int, data: bytes, read_len: int) -> bytes:
+        if data == b"\xe0\xb6":
+            nacks["left"] = 2
+        elif nacks["left"]:
+            nacks["left"] -= 1
+            raise OSError("Remote I/O error")
+        return chip.transfer(data, read_len)
+
+    sensor = drv.Bme680(flaky)
+    sensor.init()
+    assert sensor.calibration is not None
+
+
+def test_heater_must_be_configured_for_heat_stability() -> None:
+    chip = Bme680Chip()
+    chip.transfer(bytes((0x71, 0x10, 0x74, 0x01)), 0)  # run_gas, forced, no res_heat_0
+    while not chip.transfer(b"\x1d", 1)[0] & 0x80:
+        pass
+    gas_lsb = chip.transfer(b"\x2b", 1)[0]
+    assert gas_lsb & 0x20 and not gas_lsb & 0x10
+
+
+def test_emulator_bus_protocol() -> None:
+    chip = Bme680Chip()
+    with pytest.raises(ValueError):
+        chip.transfer(b"", 1)
+    with pytest.raises(ValueError):
+        chip.transfer(b"\x72\x01\x74", 0)
+    assert chip.transfer(b"\xd0", 1) == b"\x61"
+    assert chip.transfer(b"\xf0", 1) == b"\x00"
+    assert chip.transfer(b"\x72\x05", 1) == b"\x05"  # read-back from the written register
+    assert len(chip.transfer(b"\x00", 256)) == 256
+    assert chip.transfer(b"\xe0\xb6", 0) == b"" and chip.transfer(b"\x72", 1) == b"\x00"
+
+
+# --- IAQ estimator -------------------------------------------------------------------
+
+
+def run(
+    estimator: Any, gas: float, seconds: float, start_ms: int, humidity: float = 40.0
+) -> tuple[list[float], list[int], int]:
+    values, accuracies = [], []
+    t = start_ms
+    while t < start_ms + seconds * 1000:
+        value, accuracy = estimator.update(gas, humidity, t)
+        values.append(value)
+        accuracies.append(accuracy)
+        t += 3000
+    return values, accuracies, t
+
+
+def test_iaq_accuracy_rises_after_burn_in_and_baseline_persists() -> None:
+    est = iaq.IaqEstimator(burn_in_s=60.0)
+    _, acc, t = run(est, 100_000.0, 60, 1_000_000)
+    assert set(acc) == {0}
+    values, acc, t = run(est, 100_000.0, 300, t)
+    assert acc == sorted(acc) and acc[0] == 1 and acc[-1] == 3
+    assert values[-1] < 5.0 and iaq.band(values[-1]) == "good"
+    assert est.baseline_ohm == pytest.approx(100_000.0)
+    polluted, acc, _ = run(est, 50_000.0, 60, t)
+    assert polluted[-1] > 150.0 and acc[-1] == 3
+    assert est.baseline_ohm > 99_000.0  # learnt baseline kept, moving down only slowly
+
+
+def test_iaq_humidity_weighting_and_burn_in_baseline() -> None:
+    est = iaq.IaqEstimator(burn_in_s=30.0)
+    dry, _ = est.update(100_000.0, 0.0, 0)
+    assert dry == pytest.approx(125.0)  # 25 humidity points lost, x5
+    assert est.update(100_000.0, 40.0, 1000) == (0.0, 0)
+    assert iaq.humidity_score(70.0) == pytest.approx(12.5)
+    with pytest.raises(ValueError):
+        est.update(0.0, 40.0, 2000)
+
+
+BAND_CASES = [
+    (0, "good"),
+    (50, "good"),
+    (50.5, "moderate"),
+    (100, "moderate"),
+    (101, "unhealthy for sensitive groups"),
+    (150, "unhealthy for sensitive groups"),
+    (151, "unhealthy"),
+    (200, "unhealthy"),
+    (201, "very unhealthy"),
+    (300, "very unhealthy"),
+    (301, "hazardous"),
+    (500, "hazardous"),
+]
+
+
+@pytest.mark.parametrize("value, name", BAND_CASES)
+def test_band_boundaries(value: float, name: str) -> None:
+    assert iaq.band(value) == name
+
+
+# --- The plugin app with fake componentize-py bindings -------------------------------
+
+
+class FakeErr(Exception):
+    """Like componentize_py_types.Err: the payload is `.value`."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+@dataclasses.dataclass
+class FakeData:
+    temperature_c: float
+    humidity_percent: float
+    pressure_hpa: float
+    gas_resistance_ohm: float
+    iaq: float
+    iaq_accuracy: int
+    alarm: Any
+    poll_count: int
+
+
+class Host:
+    """The capabilities the app imports, backed by an emulated chip."""
+
+    def __init__(self) -> None:
+        self.chip = Bme680Chip(random.Random(5))
+        self.now_ms = 1_700_000_000_000
+        self.leds: list[tuple[int, int, int, int]] = []
+        self.bus_down = False
+
+    def transfer(self, address: int, data: bytes, read_len: int) -> bytes:
+        if self.bus_down:
+            raise FakeErr("i2c bus timeout")
+        return self.chip.transfer(data, read_len)
+
+    def set_led(self, index: int, r: int, g: int, b: int) -> None:
+        self.leds.append((index, r, g, b))
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Host]]:
+    host = Host()
+    mods = {name: types.ModuleType(name) for name in (
+        "componentize_py_types", "wit_world", "wit_world.exports", "wit_world.exports.bme680_logic",
+        "wit_world.imports", "wit_world.imports.i2c", "wit_world.imports.gpio_provider",
+        "wit_world.imports.led_controller", "wit_world.imports.alarm_types",
+    )}  # fmt: skip
+    mods["componentize_py_types"].Err = FakeErr
+    mods["wit_world"].exports = mods["wit_world.exports"]
+    mods["wit_world.exports"].Settings = type("Settings", (), {})
+    mods["wit_world.exports"].Bme680Logic = type("Bme680Logic", (), {})
+    mods["wit_world.exports.bme680_logic"].Bme680Data = FakeData
+    mods["wit_world.imports"].i2c = mods["wit_world.imports.i2c"]
+    mods["wit_world.imports"].gpio_provider = mods["wit_world.imports.gpio_provider"]
+    mods["wit_world.imports"].led_controller = mods["wit_world.imports.led_controller"]
+    mods["wit_world.imports.i2c"].transfer = host.transfer
+    mods["wit_world.imports.gpio_provider"].get_timestamp_ms = lambda: host.now_ms
+    mods["wit_world.imports.led_controller"].set_led = host.set_led
+    mods["wit_world.imports.alarm_types"].Alarm = enum.Enum("Alarm", "NONE HIGH LOW")
+    for name, module in mods.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    module = _load("bme680_plugin_app", PLUGIN_DIR / "app.py")
+    yield module, host
+    sys.modules.pop("bme680_plugin_app", None)
+
+
+def test_app_polls_learns_alarms_and_recovers(app: tuple[Any, Host]) -> None:
+    module, host = app
+    module.Settings().configure(json.dumps({"i2c_address": 0x77, "led": 2, "burn_in_s": 30}))
+    logic = module.Bme680Logic()
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    first = logic.poll()
+    assert first.poll_count == 1 and first.iaq_accuracy == 0 and first.alarm.name == "NONE"
+    assert first.pressure_hpa == pytest.approx(1005.0, abs=0.5)
+    assert host.leds[-1] == (2, *module.CALIBRATING_RGB)
+    for _ in range(20):
+        host.now_ms += 3000
+        data = logic.poll()
+    assert data.iaq_accuracy >= 1 and host.leds[-1] == (2, *module.BAND_RGB["good"])
+    host.chip.set_environment(21.0, 40.0, 1005.0, 50_000.0)
+    host.now_ms += 3000
+    assert logic.poll().alarm.name == "HIGH"  # IAQ ~250 >= 150
+    host.bus_down = True
+    with pytest.raises(FakeErr, match="i2c bus timeout"):
+        logic.poll()
+    host.bus_down = False
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    host.now_ms += 3000
+    recovered = logic.poll()  # driver re-initialised; baseline kept, alarm released
+    assert (
+        recovered.poll_count == 24
+        and recovered.alarm.name == "NONE"
+        and recovered.iaq_accuracy >= 1
+    )
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        "[]",
+        "{",
+        '{"i2c_address": "0x77"}',
+        '{"led": true}',
+        '{"burn_in_s": 0}',
+        '{"alarm_on_iaq": 100, "alarm_off_iaq": 120}',
+    ],
+)
+def test_app_refuses_bad_settings(app: tuple[Any, Host], settings: str) -> None:
+    module, _ = app
+    with pytest.raises(FakeErr):
+        module.Settings().configure(settings)

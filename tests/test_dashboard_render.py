@@ -1,0 +1,415 @@
+"""Tests of the dashboard plugin's pure renderer, run natively (no wasm build).
+
+The renderer is fed untrusted plugin output and runs in a guest where any
+exception traps the plugin, so most tests are about escaping and about
+surviving malformed state rather than about exact markup.
+"""
+
+import ast
+import copy
+import importlib.util
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DASHBOARD_DIR = Path(__file__).resolve().parents[1] / "plugins" / "dashboard"
+sys.path.insert(0, str(DASHBOARD_DIR))
+
+import render  # noqa: E402 - importable only once the plugin directory is on sys.path
+
+HOSTILE_TAG = "<script>alert(1)</script>"
+HOSTILE_ATTR = '"><img src=x onerror=alert(1)>'
+
+FULL_STATE: dict[str, Any] = {
+    "node": "raspberrypi",
+    "board": "sim",
+    "cycle": 12,
+    "timestamp_ms": 1_700_000_000_000,
+    "interval_seconds": 2.0,
+    "leds": [[0, 0, 0], [0, 255, 0], [255, 128, 0]] + [[0, 0, 0]] * 8,
+    "readings": {
+        "dht22": {
+            "world": "dht22-plugin",
+            "timestamp_ms": 1_700_000_000_000,
+            "measurements": [
+                {
+                    "name": "temperature",
+                    "value": 21.34,
+                    "unit": "°C",
+                    "device_class": "temperature",
+                },
+                {"name": "humidity", "value": 45.06, "unit": "%", "device_class": "humidity"},
+            ],
+            "status": {"stale": False, "age_ms": 0, "alarm": "none", "poll_count": 3},
+            "error": None,
+            "leds": [1],
+        },
+        "pi-monitor": {
+            "world": "pi-monitor-plugin",
+            "timestamp_ms": 1_700_000_000_000,
+            "measurements": [
+                {"name": "cpu_temperature", "value": 48.2, "unit": "°C"},
+                {"name": "uptime", "value": 123456, "unit": "s"},
+            ],
+            "status": {"alarm": "high", "fan_on": True, "poll_count": 3},
+            "error": None,
+            "leds": [0],
+        },
+        "bme680": {
+            "world": "bme680-plugin",
+            "timestamp_ms": 1_700_000_000_000,
+            "measurements": [
+                {"name": "pressure", "value": 1013.27, "unit": "hPa"},
+                {"name": "gas_resistance", "value": 123456.7, "unit": "Ω"},
+                {"name": "iaq", "value": 87.6, "unit": "IAQ", "device_class": "aqi"},
+            ],
+            "status": {"alarm": "none", "iaq_accuracy": 2, "poll_count": 3},
+            "error": None,
+            "leds": [2],
+        },
+    },
+    "plugins": {
+        "dht22": {
+            "state": "running",
+            "world": "dht22-plugin",
+            "polls": 3,
+            "errors": 0,
+            "traps": 0,
+            "last_error": None,
+            "last_poll_ms": 0.41,
+            "loaded_hash": "ab12cd34",
+        },
+        "dashboard": {
+            "state": "failed",
+            "world": "dashboard-plugin",
+            "polls": 0,
+            "errors": 2,
+            "traps": 1,
+            "last_error": "wasm trap: unreachable",
+            "last_poll_ms": None,
+            "loaded_hash": "ef56ab78",
+        },
+    },
+}
+
+
+def full_state() -> dict[str, Any]:
+    """Return a private copy of the sample state, so tests can corrupt it freely."""
+    return copy.deepcopy(FULL_STATE)
+
+
+def test_full_state_renders_a_complete_page() -> None:
+    page = render.render_page(full_state())
+
+    assert page.startswith("<!DOCTYPE html>")
+    assert '<meta charset="utf-8">' in page
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert "<script" not in page and "http" not in page  # self-contained, no JavaScript
+    for text in ("raspberrypi", "sim", "22:13:20 UTC", "interval <b>2.0 s</b>"):
+        assert text in page
+    for name in ("dht22", "pi-monitor", "bme680", "dashboard", "bme680-plugin"):
+        assert name in page
+    assert "21.3" in page and "45.1" in page and "°C" in page
+    assert "Cannot render" not in page
+
+
+def test_values_are_rounded_by_size_and_kind() -> None:
+    page = render.render_page(full_state())
+
+    assert "123,456" in page  # integer uptime
+    assert "123,457" in page  # large float loses its decimals
+    assert "1,013.3" in page  # pressure keeps its decimal
+    assert ">88<" in page  # IAQ is shown as an integer
+    assert "0.41 ms" in page
+
+
+def test_raised_alarm_is_prominent_and_quiet_alarm_is_not() -> None:
+    page = render.render_page(full_state())
+
+    assert page.count('class="card alarmed"') == 1
+    assert '<span class="badge alarm">alarm high</span>' in page
+    assert "<dt>alarm</dt><dd>none</dd>" in page
+
+
+@pytest.mark.parametrize("hostile", [HOSTILE_TAG, HOSTILE_ATTR])
+def test_untrusted_strings_are_escaped_everywhere(hostile: str) -> None:
+    state = {
+        "node": hostile,
+        "board": hostile,
+        "leds": [[1, 2, 3]],
+        "readings": {
+            hostile: {
+                "world": hostile,
+                "timestamp_ms": 0,
+                "measurements": [
+                    {"name": hostile, "value": hostile, "unit": hostile},
+                    {"name": "iaq", "value": 10, "unit": hostile},
+                ],
+                "status": {hostile: hostile, "alarm": hostile, "iaq_accuracy": hostile},
+                "error": hostile,
+                "leds": [0],
+            }
+        },
+        "plugins": {
+            hostile: {
+                "state": hostile,
+                "world": hostile,
+                "polls": hostile,
+                "errors": hostile,
+                "traps": hostile,
+                "last_error": hostile,
+                "last_poll_ms": hostile,
+                "loaded_hash": hostile,
+            }
+        },
+    }
+
+    page = render.render_page(state)
+
+    assert "<script>" not in page
+    assert "<img" not in page
+    assert "&lt;" in page
+    assert "Cannot render" not in page
+
+
+def test_empty_state_renders_placeholders() -> None:
+    page = render.render_page({})
+
+    assert page.startswith("<!DOCTYPE html>")
+    assert "No readings yet." in page
+    assert "No plugins loaded." in page
+    assert "Cannot render" not in page
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"node": None, "board": None, "cycle": None, "timestamp_ms": None, "leds": None},
+        {"readings": None, "plugins": None, "interval_seconds": None},
+        {"readings": {"dht22": None}, "plugins": {"dht22": None}},
+        {"readings": {"dht22": {}}, "plugins": {"dht22": {}}},
+        {
+            "readings": {
+                "dht22": {
+                    "world": None,
+                    "timestamp_ms": None,
+                    "measurements": [None, {}, {"name": None, "value": None, "unit": None}],
+                    "status": None,
+                    "error": None,
+                    "leds": [None, -1, 99, True, "1"],
+                }
+            }
+        },
+        {"leds": [None, [1, 2], ["a", 2, 3], [300, -5, 7.9]], "readings": {"x": {"leds": [3]}}},
+        {"timestamp_ms": float("nan"), "cycle": float("inf"), "interval_seconds": "2"},
+        {"readings": [1, 2], "plugins": "none", "leds": {"0": [1, 2, 3]}},
+    ],
+)
+def test_missing_null_and_wrongly_typed_fields_do_not_break_the_page(
+    state: dict[str, Any],
+) -> None:
+    page = render.render_page(state)
+
+    assert page.rstrip().endswith("</html>")
+    assert "Cannot render" not in page
+
+
+def test_reading_without_timestamp_says_never_polled() -> None:
+    state = full_state()
+    state["readings"]["dht22"].update(timestamp_ms=None, error="checksum mismatch")
+
+    page = render.render_page(state)
+
+    assert "never polled successfully" in page
+    assert "checksum mismatch" in page
+
+
+def test_iaq_band_and_accuracy_are_shown() -> None:
+    page = render.render_page(full_state())
+
+    assert '<span class="iaq-moderate">moderate</span>' in page
+    assert "accuracy 2/3" in page
+
+
+def test_accuracy_without_iaq_measurement_stays_in_the_status_list() -> None:
+    state = {"readings": {"bme680": {"status": {"iaq_accuracy": 0}}}}
+
+    page = render.render_page(state)
+
+    assert "<dt>iaq accuracy</dt><dd>0/3</dd>" in page
+
+
+@pytest.mark.parametrize(
+    ("iaq", "label"),
+    [
+        (0, "good"),
+        (50, "good"),
+        (50.4, "good"),
+        (51, "moderate"),
+        (100, "moderate"),
+        (101, "unhealthy for sensitive groups"),
+        (150, "unhealthy for sensitive groups"),
+        (151, "unhealthy"),
+        (200, "unhealthy"),
+        (201, "very unhealthy"),
+        (300, "very unhealthy"),
+        (301, "hazardous"),
+        (500, "hazardous"),
+    ],
+)
+def test_iaq_band_boundaries(iaq: float, label: str) -> None:
+    assert render.iaq_band(iaq)[0] == label
+
+
+def test_led_colours_are_shown_as_rgb() -> None:
+    page = render.render_page(full_state())
+
+    assert "rgb(0, 255, 0)" in page  # dht22's LED 1
+    assert "rgb(255, 128, 0)" in page  # bme680's LED 2
+    assert "LED 1 <code>rgb(0, 255, 0)</code>" in page
+
+
+def test_led_channels_are_clamped_and_bad_indices_marked_unknown() -> None:
+    state = {"leds": [[300, -5, 7.9]], "readings": {"x": {"leds": [0, 5]}}}
+
+    page = render.render_page(state)
+
+    assert "rgb(255, 0, 7)" in page
+    assert "LED 5 <code>unknown</code>" in page
+
+
+def test_stale_reading_shows_its_age_in_seconds() -> None:
+    state = full_state()
+    state["readings"]["dht22"]["status"].update(stale=True, age_ms=12_500)
+
+    page = render.render_page(state)
+
+    assert "stale · 12.5 s old" in page
+
+
+def test_fresh_reading_has_no_stale_badge() -> None:
+    assert "badge stale" not in render.render_page(full_state())
+
+
+def test_health_table_lists_plugins_and_highlights_failures() -> None:
+    page = render.render_page(full_state())
+
+    assert "<th>Loaded hash</th>" in page
+    assert "<code>ab12cd34</code>" in page
+    assert '<td class="ok">running</td>' in page
+    assert '<td class="bad">failed</td>' in page
+    assert '<td class="num bad">2</td>' in page
+    assert "wasm trap: unreachable" in page
+
+
+@pytest.mark.parametrize(
+    ("timestamp_ms", "expected"),
+    [(0, "00:00:00"), (1_700_000_000_000, "22:13:20"), (86_399_999, "23:59:59")],
+)
+def test_format_utc_time(timestamp_ms: int, expected: str) -> None:
+    assert render.format_utc_time(timestamp_ms) == expected
+
+
+@pytest.mark.parametrize(
+    ("state_json", "message"),
+    [
+        ("not json", "JSONDecodeError"),
+        ("[1, 2]", "JSON list, expected an object"),
+        ("null", "JSON NoneType, expected an object"),
+        ("[" * 100_000, "nested 100000 levels deep, more than 64"),
+    ],
+)
+def test_render_json_turns_bad_input_into_an_error_page(state_json: str, message: str) -> None:
+    page = render.render_json(state_json)
+
+    assert page.startswith("<!DOCTYPE html>")
+    assert "Cannot render the dashboard" in page
+    assert message in page
+
+
+def nested_state_json(depth: int, node: str = "pi") -> str:
+    """Return state JSON whose deepest value sits `depth` arrays/objects down."""
+    lists = depth - 4  # the state, readings, reading and status objects
+    return (
+        f'{{"node": "{node}", "readings": {{"x": {{"status": {{"deep": '
+        + "[" * lists
+        + "]" * lists
+        + "}}}}"
+    )
+
+
+def test_render_json_accepts_nesting_up_to_the_limit_and_brackets_in_strings() -> None:
+    page = render.render_json(nested_state_json(64, node='[[[[[[[[[[\\"{{{{'))
+
+    assert "Cannot render" not in page
+    assert "[[[[[[[[[[&quot;{{{{" in page
+
+
+def test_render_json_refuses_nesting_beyond_the_limit() -> None:
+    """Deep JSON exhausts the guest's C stack (a trap), so it must never reach json.loads."""
+    page = render.render_json(nested_state_json(65))
+
+    assert "nested 65 levels deep, more than 64" in page
+
+
+def test_render_json_escapes_the_error_message() -> None:
+    page = render.render_json(HOSTILE_TAG)
+
+    assert "<script>" not in page
+    assert "Cannot render the dashboard" in page
+
+
+def test_a_failing_card_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_card = render._reading_card
+
+    def card(name: str, reading: object, strip: list[Any]) -> str:
+        if name == "dht22":
+            raise ValueError(HOSTILE_TAG)
+        return real_card(name, reading, strip)
+
+    monkeypatch.setattr(render, "_reading_card", card)
+
+    page = render.render_page(full_state())
+
+    assert "Cannot render the &#x27;dht22&#x27; card: ValueError" in page
+    assert "<script>" not in page
+    assert "bme680-plugin" in page  # the other cards still render
+
+
+def test_render_module_uses_only_the_standard_library() -> None:
+    tree = ast.parse((DASHBOARD_DIR / "render.py").read_text(encoding="utf-8"))
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }
+
+    assert "wit_world" not in imported
+    assert imported <= set(sys.stdlib_module_names)
+
+
+def test_app_binding_delegates_to_render_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Load app.py against a stub `wit_world`, which only exists inside a wasm build."""
+    exports = types.ModuleType("wit_world.exports")
+    exports.DashboardLogic = type("DashboardLogic", (), {})  # type: ignore[attr-defined]
+    wit_world = types.ModuleType("wit_world")
+    wit_world.exports = exports  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "wit_world", wit_world)
+    monkeypatch.setitem(sys.modules, "wit_world.exports", exports)
+    spec = importlib.util.spec_from_file_location("dashboard_app", DASHBOARD_DIR / "app.py")
+    assert spec is not None and spec.loader is not None
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+
+    logic = app.DashboardLogic()
+
+    assert "raspberrypi" in logic.render('{"node": "raspberrypi"}')
+    assert "Cannot render the dashboard" in logic.render("{")

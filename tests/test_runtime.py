@@ -1,0 +1,142 @@
+"""The runtime: stateful instances, grants, sandboxing, traps and load checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from wasihost.boards.sim import SimBoard
+from wasihost.config import HostConfig
+from wasihost.errors import GuestError, PluginTrap
+from wasihost.host import Host
+from wasihost.runtime.plugin import PluginState
+
+MakeConfig = Callable[..., HostConfig]
+MakeHost = Callable[[HostConfig], Host]
+
+
+def chaos(**settings: object) -> dict[str, object]:
+    return {"source": "chaos", "world": "dht22-plugin", "settings": settings}
+
+
+def test_state_persists_across_polls(make_config: MakeConfig, make_host: MakeHost) -> None:
+    host = make_host(make_config({"counter": chaos(mode="counter")}))
+    plugin = host.plugins["counter"]
+    counts = [plugin.call()["poll_count"] for _ in range(3)]
+    assert counts == [1, 2, 3]
+
+
+def test_seed_dht22_counter_persists(make_config: MakeConfig, make_host: MakeHost,
+                                     board: SimBoard) -> None:
+    board.set_dht22(22.5, 40.0)
+    host = make_host(make_config({"dht22": {"led": 1}}))
+    records = [host.plugins["dht22"].call() for _ in range(3)]
+    assert [r["poll_count"] for r in records] == [1, 2, 3]
+    assert records[-1]["temperature_c"] == pytest.approx(22.5)
+    assert records[-1]["alarm"] == "none"
+
+
+def test_led_write_outside_grant_is_refused(
+    make_config: MakeConfig, make_host: MakeHost, board: SimBoard
+) -> None:
+    host = make_host(make_config({"intruder": {**chaos(mode="led_outside", index=5), "led": 3}}))
+    plugin = host.plugins["intruder"]
+    with pytest.raises(GuestError, match=r"refused: LED 5 is not granted to intruder \(granted: 3\)"):
+        plugin.call()
+    assert host.leds.snapshot()[5] == (0, 0, 0)
+    assert plugin.ctx.refusals["led"] == 1
+
+
+def test_gpio_pin_outside_grant_is_refused(make_config: MakeConfig, make_host: MakeHost) -> None:
+    host = make_host(make_config({"prober": chaos(mode="read_pin", pin=17)}))
+    with pytest.raises(GuestError, match="GPIO 17 is not granted to prober"):
+        host.plugins["prober"].call()
+
+
+def test_guest_cannot_open_host_files(make_config: MakeConfig, make_host: MakeHost) -> None:
+    host = make_host(make_config({"snoop": chaos(mode="open_file", path="/etc/passwd")}))
+    with pytest.raises(GuestError, match="open failed: FileNotFoundError"):
+        host.plugins["snoop"].call()
+
+
+def test_trap_discards_instance_and_next_poll_runs_fresh(
+    make_config: MakeConfig, make_host: MakeHost
+) -> None:
+    host = make_host(make_config({"flaky": chaos(mode="trap_on_poll", poll=2)}))
+    plugin = host.plugins["flaky"]
+    assert plugin.call()["poll_count"] == 1
+    with pytest.raises(PluginTrap, match="trapped in sensor-logic.poll"):
+        plugin.call()
+    assert plugin.stats.traps == 1
+    # A fresh instance: guest state reset, so the counter starts again.
+    assert plugin.call()["poll_count"] == 1
+    assert plugin.stats.restarts == 1
+    assert plugin.state is PluginState.RUNNING
+
+
+def test_endless_loop_hits_the_deadline(make_config: MakeConfig, make_host: MakeHost) -> None:
+    host = make_host(make_config({"spinner": {**chaos(mode="loop"), "timeout_ms": 100}}))
+    with pytest.raises(PluginTrap, match="interrupt"):
+        host.plugins["spinner"].call()
+    assert host.plugins["spinner"].stats.traps == 1
+
+
+def test_import_outside_world_is_refused_at_load(
+    make_config: MakeConfig, make_host: MakeHost
+) -> None:
+    # pi-monitor's component imports fan-controller and system-info, which
+    # the dht22 world does not grant.
+    host = make_host(make_config({"dht22": {"source": "pi-monitor", "led": 1}}))
+    plugin = host.plugins["dht22"]
+    assert plugin.state is PluginState.FAILED
+    assert plugin.stats.last_error is not None
+    assert "imports wasihost:plugin/" in plugin.stats.last_error
+    assert "which world dht22-plugin does not allow" in plugin.stats.last_error
+    assert host.state.plugins["dht22"].error == plugin.stats.last_error
+
+
+def test_component_missing_logic_export_is_refused(
+    make_config: MakeConfig, make_host: MakeHost
+) -> None:
+    host = make_host(make_config({"dashboard": {"world": "dht22-plugin",
+                                                "source": "dashboard"}}))
+    assert "does not export wasihost:plugin/sensor-logic@0.1.0#poll" in str(
+        host.plugins["dashboard"].stats.last_error
+    )
+
+
+def test_corrupt_and_missing_wasm_are_refused(
+    make_config: MakeConfig, make_host: MakeHost, tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt.wasm"
+    corrupt.write_bytes(b"\0asm\x0d\0\x01\0garbage")
+    config = make_config({
+        "dht22": {"wasm": str(corrupt)},
+        "gone": {**chaos(), "wasm": str(tmp_path / "gone.wasm")},
+        "counter": chaos(),
+    })
+    host = make_host(config)
+    assert "not a valid WebAssembly component" in str(host.plugins["dht22"].stats.last_error)
+    assert "gone.wasm: file not found" in str(host.plugins["gone"].stats.last_error)
+    assert host.running() == ["counter"]
+
+
+def test_settings_refused_by_guest_fail_the_load(
+    make_config: MakeConfig, make_host: MakeHost
+) -> None:
+    host = make_host(make_config({"picky": chaos(refuse_settings=True)}))
+    assert host.plugins["picky"].state is PluginState.FAILED
+    assert "refused its settings: refusing these settings on purpose" in str(
+        host.plugins["picky"].stats.last_error
+    )
+
+
+def test_guest_print_goes_to_host_log(
+    make_config: MakeConfig, make_host: MakeHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = make_host(make_config({"talker": chaos(say="hello from the guest")}))
+    caplog.set_level("INFO", logger="wasihost.guest")
+    host.plugins["talker"].call()
+    assert "[talker] hello from the guest 1" in caplog.messages
