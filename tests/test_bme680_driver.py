@@ -424,6 +424,18 @@ class FakeErr(Exception):
         self.value = value
 
 
+class FakeAlarm(enum.Enum):
+    NONE = 0
+    HIGH = 1
+    LOW = 2
+
+
+def fake_module(name: str, **attributes: Any) -> types.ModuleType:
+    module = types.ModuleType(name)
+    vars(module).update(attributes)
+    return module
+
+
 @dataclasses.dataclass
 class FakeData:
     temperature_c: float
@@ -457,25 +469,25 @@ class Host:
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Host]]:
     host = Host()
-    mods = {name: types.ModuleType(name) for name in (
-        "componentize_py_types", "wit_world", "wit_world.exports", "wit_world.exports.bme680_logic",
-        "wit_world.imports", "wit_world.imports.i2c", "wit_world.imports.gpio_provider",
-        "wit_world.imports.led_controller", "wit_world.imports.alarm_types",
-    )}  # fmt: skip
-    mods["componentize_py_types"].Err = FakeErr
-    mods["wit_world"].exports = mods["wit_world.exports"]
-    mods["wit_world.exports"].Settings = type("Settings", (), {})
-    mods["wit_world.exports"].Bme680Logic = type("Bme680Logic", (), {})
-    mods["wit_world.exports.bme680_logic"].Bme680Data = FakeData
-    mods["wit_world.imports"].i2c = mods["wit_world.imports.i2c"]
-    mods["wit_world.imports"].gpio_provider = mods["wit_world.imports.gpio_provider"]
-    mods["wit_world.imports"].led_controller = mods["wit_world.imports.led_controller"]
-    mods["wit_world.imports.i2c"].transfer = host.transfer
-    mods["wit_world.imports.gpio_provider"].get_timestamp_ms = lambda: host.now_ms
-    mods["wit_world.imports.led_controller"].set_led = host.set_led
-    mods["wit_world.imports.alarm_types"].Alarm = enum.Enum("Alarm", "NONE HIGH LOW")
-    for name, module in mods.items():
-        monkeypatch.setitem(sys.modules, name, module)
+    leaves = [
+        fake_module("componentize_py_types", Err=FakeErr),
+        fake_module("wit_world.exports.bme680_logic", Bme680Data=FakeData),
+        fake_module("wit_world.imports.i2c", transfer=host.transfer),
+        fake_module("wit_world.imports.gpio_provider", get_timestamp_ms=lambda: host.now_ms),
+        fake_module("wit_world.imports.led_controller", set_led=host.set_led),
+        fake_module("wit_world.imports.alarm_types", Alarm=FakeAlarm),
+    ]
+    by_name = {module.__name__.rsplit(".", 1)[-1]: module for module in leaves}
+    imports = fake_module("wit_world.imports", **by_name)
+    exports = fake_module(
+        "wit_world.exports",
+        Settings=type("Settings", (), {}),
+        Bme680Logic=type("Bme680Logic", (), {}),
+        bme680_logic=by_name["bme680_logic"],
+    )
+    root = fake_module("wit_world", exports=exports, imports=imports)
+    for module in (*leaves, imports, exports, root):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
     module = _load("bme680_plugin_app", PLUGIN_DIR / "app.py")
     yield module, host
     sys.modules.pop("bme680_plugin_app", None)

@@ -46,7 +46,7 @@ def test_invalid_config_names_the_key(data: dict, expected: str) -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="missing.toml: configuration file not found"):
+    with pytest.raises(ConfigError, match=r"missing\.toml: configuration file not found"):
         load_config(tmp_path / "missing.toml")
 
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from wasihost.runtime.contract import load_contract
 
-HARDWARE = {"gpio-provider", "i2c", "led-controller", "buzzer-controller", "fan-controller",
-            "system-info"}
+HARDWARE = {
+    "gpio-provider",
+    "i2c",
+    "led-controller",
+    "buzzer-controller",
+    "fan-controller",
+    "system-info",
+}
 
 
 def test_worlds_import_only_what_they_need() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,8 +29,9 @@ def test_state_persists_across_polls(make_config: MakeConfig, make_host: MakeHos
     assert counts == [1, 2, 3]
 
 
-def test_seed_dht22_counter_persists(make_config: MakeConfig, make_host: MakeHost,
-                                     board: SimBoard) -> None:
+def test_seed_dht22_counter_persists(
+    make_config: MakeConfig, make_host: MakeHost, board: SimBoard
+) -> None:
     board.set_dht22(22.5, 40.0)
     host = make_host(make_config({"dht22": {"led": 1}}))
     records = [host.plugins["dht22"].call() for _ in range(3)]
@@ -43,7 +45,9 @@ def test_led_write_outside_grant_is_refused(
 ) -> None:
     host = make_host(make_config({"intruder": {**chaos(mode="led_outside", index=5), "led": 3}}))
     plugin = host.plugins["intruder"]
-    with pytest.raises(GuestError, match=r"refused: LED 5 is not granted to intruder \(granted: 3\)"):
+    with pytest.raises(
+        GuestError, match=r"refused: LED 5 is not granted to intruder \(granted: 3\)"
+    ):
         plugin.call()
     assert host.leds.snapshot()[5] == (0, 0, 0)
     assert plugin.ctx.refusals["led"] == 1
@@ -61,13 +65,43 @@ def test_guest_cannot_open_host_files(make_config: MakeConfig, make_host: MakeHo
         host.plugins["snoop"].call()
 
 
+def test_guest_sees_no_environment_or_arguments(
+    make_config: MakeConfig, make_host: MakeHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WASIHOST_SECRET", "hunter2")
+    host = make_host(make_config({"snoop": chaos(mode="environment")}))
+    with pytest.raises(GuestError, match=r"env=\{\} argv=\[\]"):
+        host.plugins["snoop"].call()
+
+
+def test_guest_cannot_list_directories(make_config: MakeConfig, make_host: MakeHost) -> None:
+    host = make_host(make_config({"snoop": chaos(mode="list_root")}))
+    with pytest.raises(GuestError) as info:
+        host.plugins["snoop"].call()
+    assert info.value.reason in ("listed: []", "listdir failed: FileNotFoundError")
+
+
+async def test_guest_cannot_open_sockets(make_config: MakeConfig, make_host: MakeHost) -> None:
+    connections: list[object] = []
+    server = await asyncio.start_server(lambda r, w: connections.append(w), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    host = make_host(make_config({"snoop": chaos(mode="socket", port=port)}))
+    try:
+        with pytest.raises(GuestError, match="connect failed"):
+            await asyncio.to_thread(host.plugins["snoop"].call)
+        await asyncio.sleep(0)  # let the server accept anything pending
+    finally:
+        server.close()
+    assert connections == []
+
+
 def test_trap_discards_instance_and_next_poll_runs_fresh(
     make_config: MakeConfig, make_host: MakeHost
 ) -> None:
     host = make_host(make_config({"flaky": chaos(mode="trap_on_poll", poll=2)}))
     plugin = host.plugins["flaky"]
     assert plugin.call()["poll_count"] == 1
-    with pytest.raises(PluginTrap, match="trapped in sensor-logic.poll"):
+    with pytest.raises(PluginTrap, match=r"trapped in sensor-logic\.poll"):
         plugin.call()
     assert plugin.stats.traps == 1
     # A fresh instance: guest state reset, so the counter starts again.
@@ -100,8 +134,7 @@ def test_import_outside_world_is_refused_at_load(
 def test_component_missing_logic_export_is_refused(
     make_config: MakeConfig, make_host: MakeHost
 ) -> None:
-    host = make_host(make_config({"dashboard": {"world": "dht22-plugin",
-                                                "source": "dashboard"}}))
+    host = make_host(make_config({"dashboard": {"world": "dht22-plugin", "source": "dashboard"}}))
     assert "does not export wasihost:plugin/sensor-logic@0.1.0#poll" in str(
         host.plugins["dashboard"].stats.last_error
     )
@@ -112,11 +145,13 @@ def test_corrupt_and_missing_wasm_are_refused(
 ) -> None:
     corrupt = tmp_path / "corrupt.wasm"
     corrupt.write_bytes(b"\0asm\x0d\0\x01\0garbage")
-    config = make_config({
-        "dht22": {"wasm": str(corrupt)},
-        "gone": {**chaos(), "wasm": str(tmp_path / "gone.wasm")},
-        "counter": chaos(),
-    })
+    config = make_config(
+        {
+            "dht22": {"wasm": str(corrupt)},
+            "gone": {**chaos(), "wasm": str(tmp_path / "gone.wasm")},
+            "counter": chaos(),
+        }
+    )
     host = make_host(config)
     assert "not a valid WebAssembly component" in str(host.plugins["dht22"].stats.last_error)
     assert "gone.wasm: file not found" in str(host.plugins["gone"].stats.last_error)

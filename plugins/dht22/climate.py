@@ -23,9 +23,17 @@ def heat_index_c(temperature_c: float, humidity_percent: float) -> float:
     simple = 0.5 * (t + 61.0 + (t - 68.0) * 1.2 + rh * 0.094)
     if (simple + t) / 2 < 80:
         return (simple - 32) * 5 / 9
-    hi = (-42.379 + 2.04901523 * t + 10.14333127 * rh - 0.22475541 * t * rh
-          - 0.00683783 * t * t - 0.05481717 * rh * rh + 0.00122874 * t * t * rh
-          + 0.00085282 * t * rh * rh - 0.00000199 * t * t * rh * rh)
+    hi = (
+        -42.379
+        + 2.04901523 * t
+        + 10.14333127 * rh
+        - 0.22475541 * t * rh
+        - 0.00683783 * t * t
+        - 0.05481717 * rh * rh
+        + 0.00122874 * t * t * rh
+        + 0.00085282 * t * rh * rh
+        - 0.00000199 * t * t * rh * rh
+    )
     if rh < 13 and 80 <= t <= 112:
         hi -= ((13 - rh) / 4) * math.sqrt((17 - abs(t - 95)) / 17)
     elif rh > 85 and 80 <= t <= 87:

@@ -85,7 +85,9 @@ def build_one(name: str, plugins_dir: Path, wit_dir: Path, out_dir: Path) -> Bui
     """Build one plugin unless it is up to date; raises BuildError with the compiler output."""
     plugin_dir = plugins_dir / name
     if not (plugin_dir / "app.py").is_file():
-        raise BuildError(f"{plugin_dir}: no app.py (known plugins: {', '.join(discover(plugins_dir))})")
+        raise BuildError(
+            f"{plugin_dir}: no app.py (known plugins: {', '.join(discover(plugins_dir))})"
+        )
     world = world_of(plugin_dir)
     output = out_dir / f"{name}.wasm"
     stamp = out_dir / f"{name}.inputs"
@@ -96,8 +98,15 @@ def build_one(name: str, plugins_dir: Path, wit_dir: Path, out_dir: Path) -> Bui
     partial = out_dir / f".{name}.wasm.partial"
     started = time.perf_counter()
     command = [
-        _componentize_py(), "-d", str(wit_dir.resolve()), "-w", world,
-        "componentize", "app", "-o", str(partial.resolve()),
+        _componentize_py(),
+        "-d",
+        str(wit_dir.resolve()),
+        "-w",
+        world,
+        "componentize",
+        "app",
+        "-o",
+        str(partial.resolve()),
     ]
     proc = subprocess.run(command, cwd=plugin_dir, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -67,8 +67,12 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the host")
-    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
-                     help=f"configuration file (default: {DEFAULT_CONFIG_PATH})")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help=f"configuration file (default: {DEFAULT_CONFIG_PATH})",
+    )
     run.set_defaults(handler=_run)
 
     build = commands.add_parser("build", help="build plugins with componentize-py")

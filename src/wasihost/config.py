@@ -27,7 +27,7 @@ def _parse_i2c_address(value: Any) -> Any:
         try:
             return int(value, 0)
         except ValueError:
-            raise ValueError(f"expected an I2C address like \"0x77\", got {value!r}") from None
+            raise ValueError(f'expected an I2C address like "0x77", got {value!r}') from None
     return value
 
 

@@ -9,6 +9,7 @@ its own deadline, not the sum of everyone's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -112,10 +113,8 @@ class PollCycle:
                 log.warning("cycle overran its interval by %.0f ms", -delay * 1000)
                 next_start = loop.time()
                 delay = 0
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
-            except TimeoutError:
-                pass
 
 
 def _describe(reading: Reading) -> str:

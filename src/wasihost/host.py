@@ -125,8 +125,9 @@ class Host:
         """
         todo = [self.plugins[n] for n in (names or self.plugins)]
         workers = max(1, min(len(todo), os.cpu_count() or 1))
-        log.info("loading %d plugins (%d at a time; the first start compiles them)…",
-                 len(todo), workers)
+        log.info(
+            "loading %d plugins (%d at a time; the first start compiles them)…", len(todo), workers
+        )
 
         def load(plugin: Plugin) -> None:
             started = time.perf_counter()

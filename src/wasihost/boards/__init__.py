@@ -14,6 +14,5 @@ def create_board(config: HostConfig) -> Board:
 
         return SimBoard(led_count=config.board.led_count, seed=config.board.seed)
     raise ConfigError(
-        f"{config.path}: board.kind: the Raspberry Pi board is not available yet "
-        '(expected "sim")'
+        f'{config.path}: board.kind: the Raspberry Pi board is not available yet (expected "sim")'
     )

@@ -1,13 +1,14 @@
 """An emulated Bosch BME680 on a virtual I2C bus.
 
 The emulator speaks the register protocol of the BME680 datasheet
-(BST-BME680-DS001, section 5 "Global memory map" and 6.2 "I2C interface")
+(BST-BME680-DS001, section 5 "Global memory map" and its I2C interface section)
 closely enough that an unmodified driver can detect it, read its calibration,
 configure the heater and run forced-mode measurements. It is stdlib-only so
 that any board can plug it behind an I2C capability.
 
-Raw ADC values are produced by numerically inverting the datasheet's float
-compensation formulas (section 3.3 and 3.4.1) for the chip's own calibration,
+Raw ADC values are produced by numerically inverting the float compensation
+formulas (Bosch BME68x SensorAPI calc_temperature/calc_pressure/calc_humidity,
+datasheet 3.4.1 for the gas resistance) for the chip's own calibration,
 so a correct driver recovers the environment given to `set_environment`
 (plus a little gaussian sensor noise and the ADC quantisation).
 """
@@ -91,7 +92,7 @@ CALIBRATION: dict[str, int] = {
     "range_sw_err": 0,
 }
 
-# Datasheet table 16: gas range constants of the BME680 (low gas variant).
+# Datasheet section 3.4.1: gas range constants of the BME680 (low gas variant).
 _CONST_ARRAY1 = (1, 1, 1, 1, 1, 0.99, 1, 0.992, 1, 1, 0.998, 0.995, 1, 0.99, 1, 1)
 _CONST_ARRAY2 = (
     8000000.0, 4000000.0, 2000000.0, 1000000.0, 499500.4995, 248262.1648,
@@ -146,7 +147,7 @@ def _calibration_registers(c: dict[str, int]) -> dict[int, int]:
 
 
 def _temperature(c: dict[str, int], adc: int) -> tuple[float, float]:
-    """Datasheet 3.3.1 float formula: (temperature degC, t_fine)."""
+    """SensorAPI calc_temperature: (temperature degC, t_fine)."""
     var1 = (adc / 16384.0 - c["par_t1"] / 1024.0) * c["par_t2"]
     var2 = (adc / 131072.0 - c["par_t1"] / 8192.0) ** 2 * (c["par_t3"] * 16.0)
     t_fine = var1 + var2
@@ -154,7 +155,7 @@ def _temperature(c: dict[str, int], adc: int) -> tuple[float, float]:
 
 
 def _pressure(c: dict[str, int], adc: int, t_fine: float) -> float:
-    """Datasheet 3.3.2 float formula, in Pa."""
+    """SensorAPI calc_pressure, in Pa."""
     var1 = t_fine / 2.0 - 64000.0
     var2 = var1 * var1 * (c["par_p6"] / 131072.0) + var1 * c["par_p5"] * 2.0
     var2 = var2 / 4.0 + c["par_p4"] * 65536.0
@@ -168,7 +169,7 @@ def _pressure(c: dict[str, int], adc: int, t_fine: float) -> float:
 
 
 def _humidity(c: dict[str, int], adc: int, temp_c: float) -> float:
-    """Datasheet 3.3.3 float formula, in %RH, not clamped (so it stays monotonic)."""
+    """SensorAPI calc_humidity, in %RH, not clamped (so it stays monotonic)."""
     var1 = adc - (c["par_h1"] * 16.0 + c["par_h3"] / 2.0 * temp_c)
     var2 = var1 * (
         c["par_h2"]
@@ -265,7 +266,7 @@ class Bme680Chip:
         """One combined I2C write-then-read.
 
         `data` is either a lone register address (sets the read pointer) or
-        [reg, value, reg, value, ...] register writes (datasheet 6.2.1); after
+        [reg, value, reg, value, ...] register writes (the datasheet's I2C write protocol); after
         writes the read pointer is the last register written. Then `read_len`
         bytes are read from the pointer with auto-increment (wrapping at 0xFF).
         Raises ValueError for an empty write, an odd-length burst write or a

@@ -16,7 +16,9 @@ def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
     def check(index: int) -> None:
         if index not in ctx.grants.leds:
             shown = ", ".join(map(str, granted)) or "none"
-            raise ctx.refuse("led", f"LED {index} is not granted to {ctx.plugin} (granted: {shown})")
+            raise ctx.refuse(
+                "led", f"LED {index} is not granted to {ctx.plugin} (granted: {shown})"
+            )
 
     def set_led(index: int, r: int, g: int, b: int) -> None:
         check(index)

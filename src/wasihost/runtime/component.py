@@ -22,8 +22,14 @@ from wasihost.runtime.engine import Engine
 
 # WASI packages the host provides, locked down (no preopens, env, args or
 # network): componentize-py components import all of them.
-WASI_PACKAGES = ("wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/", "wasi:filesystem/",
-                 "wasi:sockets/")
+WASI_PACKAGES = (
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+)
 
 
 @dataclass(frozen=True)

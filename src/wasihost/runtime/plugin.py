@@ -43,7 +43,7 @@ class PluginSpec:
     world: str
     wasm: Path
     settings: dict[str, Any] = field(default_factory=dict)
-    grants: Grants = Grants()
+    grants: Grants = field(default_factory=Grants)
     timeout_ms: int = 1000
     max_memory_mb: int = 64
 
@@ -99,8 +99,13 @@ class Plugin:
                 checked.logic_function
             )
             self.state = PluginState.RUNNING
-        log.info("[%s] loaded %s (%s, sha256 %s)", self.name, self.spec.wasm, self.world,
-                 checked.sha256[:12])
+        log.info(
+            "[%s] loaded %s (%s, sha256 %s)",
+            self.name,
+            self.spec.wasm,
+            self.world,
+            checked.sha256[:12],
+        )
 
     def _instantiate(self, checked: CheckedComponent, linker: Any) -> Instance:
         instance = Instance(

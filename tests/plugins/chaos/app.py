@@ -44,7 +44,7 @@ class SensorLogic(exports.SensorLogic):
             raise Err("sensor unplugged (on purpose)")
         if mode == "panic":
             raise RuntimeError("unhandled guest exception (on purpose)")
-        if mode == "trap_on_poll" and POLLS == SETTINGS["poll"]:
+        if mode == "trap_on_poll" and SETTINGS["poll"] == POLLS:
             raise RuntimeError(f"trap on poll {POLLS} (on purpose)")
         if mode == "trap_on_poll":
             return _data(float(POLLS))
@@ -57,6 +57,28 @@ class SensorLogic(exports.SensorLogic):
                     raise Err("opened: " + handle.read(20))
             except OSError as exc:
                 raise Err(f"open failed: {type(exc).__name__}") from None
+        if mode == "environment":
+            import os
+            import sys
+
+            raise Err(f"env={dict(os.environ)} argv={sys.argv[1:]}")
+        if mode == "socket":
+            try:
+                import socket
+            except ImportError:
+                raise Err("connect failed: no socket module") from None
+            try:
+                socket.create_connection(("127.0.0.1", SETTINGS["port"]), timeout=1)
+            except OSError as exc:
+                raise Err(f"connect failed: {type(exc).__name__}") from None
+            raise Err("connected")
+        if mode == "list_root":
+            import os
+
+            try:
+                raise Err(f"listed: {os.listdir('/')}")
+            except OSError as exc:
+                raise Err(f"listdir failed: {type(exc).__name__}") from None
         if mode == "led_outside":
             try:
                 led_controller.set_led(SETTINGS["index"], 255, 0, 0)

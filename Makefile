@@ -1,0 +1,39 @@
+# make run  - set up everything and start the host on the simulated board
+# make test - set up everything and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: setup build run test lint clean
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wasihost needs Python >= 3.11")'
+	@echo "==> [1/3] creating the virtual environment in $(VENV)/"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] installing wasihost with its build and test tools (first time: about a minute)"
+	@$(BIN)/pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
+	@touch $(INSTALLED)
+
+setup: $(INSTALLED)
+
+build: setup
+	@echo "==> [3/3] building plugins (only those whose sources changed)"
+	@$(BIN)/wasihost build
+
+run: build
+	@echo "==> starting wasihost on the simulated board: http://127.0.0.1:3000 (Ctrl-C stops)"
+	@$(BIN)/wasihost run --config config/host.toml
+
+test: build lint
+	@echo "==> running the tests"
+	@$(BIN)/pytest
+
+lint: setup
+	@echo "==> lint: ruff and mypy"
+	@$(BIN)/ruff check -q src tests plugins
+	@$(BIN)/ruff format -q --check src tests plugins
+	@$(BIN)/mypy
+
+clean:
+	rm -rf build data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,178 @@
+"""The bme680 plugin (world `bme680-plugin`): air quality on LED 2.
+
+Each poll runs one forced-mode measurement through the in-plugin driver,
+feeds the gas resistance to the IAQ estimator, latches the air-quality
+alarm with hysteresis and colours the LED by IAQ band. All state lives in
+module globals, which persist for the lifetime of the plugin instance:
+the driver (created on the first poll, dropped after any error so the next
+poll re-initialises the chip), the estimator with its learnt baseline, the
+poll counter and the alarm latch.
+
+Every failure leaves an export as `Err(message)`: any other exception would
+trap the whole plugin instance and lose the baseline.
+"""
+
+import json
+from dataclasses import dataclass
+
+from bme680_driver import Bme680, DriverError
+from componentize_py_types import Err
+from iaq import IaqEstimator, band
+from wit_world import exports
+from wit_world.exports.bme680_logic import Bme680Data
+from wit_world.imports import gpio_provider, i2c, led_controller
+from wit_world.imports.alarm_types import Alarm
+
+# The guest cannot sleep, so the driver waits for a conversion by polling the
+# status register; each poll is one host I2C round trip (a fraction of a ms on
+# a Pi), and a cycle with 150 ms of heating takes about 200 ms.
+MAX_STATUS_READS = 2000
+
+CALIBRATING_RGB = (48, 0, 192)
+BAND_RGB = {
+    "good": (0, 160, 0),
+    "moderate": (160, 160, 0),
+    "unhealthy for sensitive groups": (200, 80, 0),
+    "unhealthy": (200, 0, 0),
+    "very unhealthy": (128, 0, 128),
+    "hazardous": (128, 0, 0),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings; the defaults apply until `configure` is called."""
+
+    i2c_address: int = 0x77
+    led: int = 2
+    burn_in_s: float = 300.0
+    alarm_on_iaq: float = 150.0
+    alarm_off_iaq: float = 120.0
+
+
+_config = Config()
+_driver: Bme680 | None = None
+_estimator = IaqEstimator(_config.burn_in_s)
+_poll_count = 0
+_alarm = False
+_last_iaq: tuple[float, int] = (0.0, 0)
+
+
+def _number(settings: dict[str, object], key: str, default: float) -> float:
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Err(f"setting {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _integer(settings: dict[str, object], key: str, default: int, low: int, high: int) -> int:
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise Err(f"setting {key} must be an integer in {low}..{high}, got {value!r}")
+    return value
+
+
+def parse_settings(settings_json: str) -> Config:
+    """Validate the host's settings JSON; raises Err naming the bad setting.
+
+    Unknown keys are ignored: the host merges in sections meant for others.
+    """
+    try:
+        settings = json.loads(settings_json)
+    except ValueError as exc:
+        raise Err(f"settings are not valid JSON: {exc}") from None
+    if not isinstance(settings, dict):
+        raise Err("settings must be a JSON object")
+    config = Config(
+        i2c_address=_integer(settings, "i2c_address", Config.i2c_address, 0x08, 0x77),
+        led=_integer(settings, "led", Config.led, 0, 0xFFFF_FFFF),
+        burn_in_s=_number(settings, "burn_in_s", Config.burn_in_s),
+        alarm_on_iaq=_number(settings, "alarm_on_iaq", Config.alarm_on_iaq),
+        alarm_off_iaq=_number(settings, "alarm_off_iaq", Config.alarm_off_iaq),
+    )
+    if not 0 < config.burn_in_s <= 86400:
+        raise Err(f"setting burn_in_s must be in (0, 86400] seconds, got {config.burn_in_s}")
+    if not 0 <= config.alarm_off_iaq < config.alarm_on_iaq <= 500:
+        raise Err(
+            "settings need 0 <= alarm_off_iaq < alarm_on_iaq <= 500, got "
+            f"{config.alarm_off_iaq} and {config.alarm_on_iaq}"
+        )
+    return config
+
+
+def _transfer(address: int, data: bytes, read_len: int) -> bytes:
+    """The host's I2C capability in the driver's `Transfer` shape."""
+    try:
+        return i2c.transfer(address, data, read_len)
+    except Err as exc:
+        raise OSError(str(exc.value)) from None
+
+
+def _set_led(rgb: tuple[int, int, int]) -> None:
+    try:
+        led_controller.set_led(_config.led, *rgb)
+    except Err as exc:
+        raise Err(f"LED {_config.led} refused: {exc.value}") from None
+
+
+def _measure_and_report() -> Bme680Data:
+    global _driver, _alarm, _last_iaq
+    now_ms = gpio_provider.get_timestamp_ms()
+    try:
+        if _driver is None:
+            driver = Bme680(_transfer, _config.i2c_address)
+            driver.init()
+            _driver = driver
+        reading = _driver.measure(MAX_STATUS_READS)
+    except DriverError as exc:
+        _driver = None
+        raise Err(f"BME680: {exc}") from None
+
+    if reading.gas_valid and reading.heat_stable:
+        _last_iaq = _estimator.update(reading.gas_resistance_ohm, reading.humidity_percent, now_ms)
+    iaq, accuracy = _last_iaq
+    # No alarm on a provisional burn-in baseline: it would fire on warm-up drift.
+    if accuracy > 0 and iaq >= _config.alarm_on_iaq:
+        _alarm = True
+    elif iaq <= _config.alarm_off_iaq:
+        _alarm = False
+    _set_led(CALIBRATING_RGB if accuracy == 0 else BAND_RGB[band(iaq)])
+    return Bme680Data(
+        temperature_c=reading.temperature_c,
+        humidity_percent=reading.humidity_percent,
+        pressure_hpa=reading.pressure_hpa,
+        gas_resistance_ohm=reading.gas_resistance_ohm,
+        iaq=iaq,
+        iaq_accuracy=accuracy,
+        alarm=Alarm.HIGH if _alarm else Alarm.NONE,
+        poll_count=_poll_count,
+    )
+
+
+class Settings(exports.Settings):
+    """The `settings` export."""
+
+    def configure(self, settings_json: str) -> None:
+        """Apply settings and start afresh (the host calls this once per instance,
+        before the first poll, so there is no baseline worth keeping yet)."""
+        global _config, _driver, _estimator, _alarm, _last_iaq
+        _config = parse_settings(settings_json)
+        _driver = None
+        _estimator = IaqEstimator(_config.burn_in_s)
+        _alarm = False
+        _last_iaq = (0.0, 0)
+
+
+class Bme680Logic(exports.Bme680Logic):
+    """The `bme680-logic` export."""
+
+    def poll(self) -> Bme680Data:
+        """One measurement, IAQ update, alarm and LED 2; errors come back as Err."""
+        global _poll_count
+        _poll_count += 1
+        try:
+            return _measure_and_report()
+        except Err:
+            raise
+        except Exception as exc:  # a bug must not trap the instance and lose the baseline
+            raise Err(f"bme680 plugin error: {type(exc).__name__}: {exc}") from None
