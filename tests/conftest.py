@@ -32,11 +32,17 @@ def built() -> dict[str, Path]:
 
 
 @pytest.fixture
-def make_config(built: dict[str, Path]) -> Callable[..., HostConfig]:
-    """A config dict → HostConfig, with wasm paths pointing at the built plugins."""
+def make_config(built: dict[str, Path], tmp_path: Path) -> Callable[..., HostConfig]:
+    """A config dict → HostConfig, with wasm paths pointing at the built plugins
+    and the history database in the test's temporary folder."""
 
     def make(plugins: dict[str, dict[str, Any]], **sections: Any) -> HostConfig:
-        data: dict[str, Any] = {"web": {"enabled": False}, **sections, "plugins": {}}
+        data: dict[str, Any] = {
+            "web": {"enabled": False},
+            "history": {"path": str(tmp_path / "history.sqlite3")},
+            **sections,
+            "plugins": {},
+        }
         for name, plugin in plugins.items():
             plugin = dict(plugin)
             source = plugin.pop("source", name.replace("_", "-"))

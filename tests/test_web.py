@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -81,3 +82,56 @@ async def test_healthz(client: TestClient, seed_host: Host) -> None:
     body = await response.json()
     assert body["status"] == "ok"
     assert body["plugins_running"] == 4
+
+
+async def test_history_endpoint_returns_the_series(
+    client: TestClient, seed_host: Host, board: SimBoard
+) -> None:
+    board.set_dht22(18.5, 50.0)
+    await seed_host.after_cycle(await seed_host.cycle.run_once())
+    response = await client.get("/api/history", params={"plugin": "dht22", "field": "temperature"})
+    assert response.status == 200
+    body = await response.json()
+    assert body["unit"] == "°C"
+    assert [v for _, v in body["points"]] == [18.5]
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "message"),
+    [
+        ({}, 400, "plugin and field are required"),
+        ({"plugin": "dht22", "field": "temperature", "since": "yesterday"}, 400, "since:"),
+        ({"plugin": "dht22", "field": "temperature", "points": "1"}, 400, "points:"),
+        ({"plugin": "dht22", "field": "temperature", "since": "10", "until": "5"}, 400, "after"),
+        ({"plugin": "nope", "field": "temperature"}, 404, "no history for plugin 'nope'"),
+    ],
+)
+async def test_history_endpoint_rejects_bad_queries(
+    client: TestClient, params: dict[str, str], status: int, message: str
+) -> None:
+    response = await client.get("/api/history", params=params)
+    assert response.status == status
+    assert message in (await response.json())["error"]
+
+
+async def test_stream_sends_current_state_then_each_cycle(
+    client: TestClient, seed_host: Host
+) -> None:
+    await seed_host.after_cycle(await seed_host.cycle.run_once())
+    response = await client.get("/api/stream")
+    assert response.headers["Content-Type"] == "text/event-stream"
+
+    async def next_event() -> dict[str, object]:
+        lines = []
+        while (line := await response.content.readline()) != b"\n":
+            lines.append(line.decode())
+        assert lines[0] == "event: state\n"
+        return json.loads(lines[1].removeprefix("data: "))
+
+    assert (await next_event())["cycle"] == 1
+    await seed_host.after_cycle(await seed_host.cycle.run_once())
+    event = await next_event()
+    assert event["cycle"] == 2
+    assert "dht22" in event["readings"] and "dashboard" in event["plugins"]
+    seed_host.stream.close()
+    response.close()

@@ -82,6 +82,12 @@ class WebConfig(_Section):
     port: int = Field(3000, ge=0, le=65535)
 
 
+class HistoryConfig(_Section):
+    enabled: bool = True
+    path: str = "data/history.sqlite3"
+    retention_days: float = Field(7.0, gt=0, le=3650)
+
+
 class _HostFile(_Section):
     polling: PollingConfig = PollingConfig()
     sensors: SensorsConfig = SensorsConfig()
@@ -89,6 +95,7 @@ class _HostFile(_Section):
     plugins: dict[str, PluginConfig] = Field(default_factory=dict)
     board: BoardConfig = BoardConfig()
     web: WebConfig = WebConfig()
+    history: HistoryConfig = HistoryConfig()
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,7 @@ class HostConfig:
     plugins: dict[str, PluginConfig]
     board: BoardConfig
     web: WebConfig
+    history: HistoryConfig
     plugin_keys: dict[str, str]  # normalised name -> key as written in the file
 
     def world_of(self, name: str) -> str:
@@ -154,6 +162,7 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
         plugins=plugins,
         board=raw.board,
         web=raw.web,
+        history=raw.history,
         plugin_keys=keys,
     )
 

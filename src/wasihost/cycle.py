@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from wasihost.boards.base import Board
+from wasihost.capabilities.context import wall_clock_ms
 from wasihost.errors import PluginError, PluginTrap, WasihostError
 from wasihost.leds import LedBuffer
 from wasihost.model import Reading
@@ -25,10 +26,6 @@ from wasihost.state import AppState
 log = logging.getLogger("wasihost.cycle")
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class PollCycle:
     def __init__(
         self,
@@ -37,7 +34,7 @@ class PollCycle:
         leds: LedBuffer,
         state: AppState,
         show_sensor_data: bool = True,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.plugins = [p for p in plugins if p.role == "sensor"]
         self.board = board
@@ -56,8 +53,9 @@ class PollCycle:
             return PluginError(plugin.name, f"poll returned {type(record).__name__}, not a record")
         return normalise(plugin.name, plugin.world, record, self.clock_ms())
 
-    async def run_once(self) -> None:
-        """One whole cycle; never raises because of a plugin or the board."""
+    async def run_once(self) -> list[Reading]:
+        """One whole cycle; returns its readings. Never raises because of a
+        plugin or the board."""
         started = time.perf_counter()
         due = [p for p in self.plugins if p.state is PluginState.RUNNING]
         outcomes = await asyncio.gather(*(asyncio.to_thread(self._poll, p) for p in due))
@@ -78,10 +76,11 @@ class PollCycle:
         self.state.cycle += 1
         self.state.timestamp_ms = now
         self.state.last_cycle_ms = (time.perf_counter() - started) * 1000
+        readings = [outcome for outcome in outcomes if isinstance(outcome, Reading)]
         if self.show_sensor_data:
-            for outcome in outcomes:
-                if isinstance(outcome, Reading):
-                    log.info("%s", _describe(outcome))
+            for reading in readings:
+                log.info("%s", _describe(reading))
+        return readings
 
     def _note_failure(self, error: PluginError) -> None:
         """Log traps always; log an error when it starts or changes, not every poll."""
@@ -96,8 +95,14 @@ class PollCycle:
             log.info("[%s] polling again after: %s", plugin, self._last_errors[plugin])
         self._last_errors[plugin] = None
 
-    async def run_forever(self, interval_seconds: float, stop: asyncio.Event) -> None:
-        """Run cycles at a fixed cadence until ``stop`` is set.
+    async def run_forever(
+        self,
+        interval_seconds: float,
+        stop: asyncio.Event,
+        after: Callable[[list[Reading]], Awaitable[None]] | None = None,
+    ) -> None:
+        """Run cycles at a fixed cadence until ``stop`` is set, calling
+        ``after`` with each cycle's readings (history, live stream).
 
         Start times are scheduled on the monotonic clock, so the cadence does
         not drift by the cycle's own duration; an overrun cycle is followed
@@ -106,7 +111,9 @@ class PollCycle:
         loop = asyncio.get_running_loop()
         next_start = loop.time()
         while not stop.is_set():
-            await self.run_once()
+            readings = await self.run_once()
+            if after is not None:
+                await after(readings)
             next_start += interval_seconds
             delay = next_start - loop.time()
             if delay < 0:
@@ -118,6 +125,6 @@ class PollCycle:
 
 
 def _describe(reading: Reading) -> str:
-    values = " ".join(f"{m.name}={m.value:g}{m.unit}" for m in reading.measurements)
+    values = " ".join(f"{m.name}={round(m.value, 2):g}{m.unit}" for m in reading.measurements)
     flags = " ".join(f"{k}={v}" for k, v in reading.status.items())
     return f"[{reading.plugin}] {values} {flags}".rstrip()

@@ -7,27 +7,40 @@ start-up and shutdown; everything else receives what it needs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import socket
+import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from wasihost.boards import create_board
 from wasihost.boards.base import Board
 from wasihost.capabilities import Grants
+from wasihost.capabilities.context import wall_clock_ms
 from wasihost.config import HostConfig
 from wasihost.cycle import PollCycle
 from wasihost.errors import ConfigError, PluginError
 from wasihost.leds import LedBuffer
+from wasihost.model import Reading
 from wasihost.runtime.contract import Contract, load_contract
 from wasihost.runtime.engine import Engine
 from wasihost.runtime.plugin import Plugin, PluginSpec, PluginState
 from wasihost.state import AppState, PluginView
+from wasihost.telemetry.history import History
+from wasihost.web.stream import StateStream
 
 log = logging.getLogger("wasihost.host")
+
+PRUNE_INTERVAL_SECONDS = 3600.0
+# Readings kept in memory while the history database cannot be written
+# (disk full, SD card error); beyond this the oldest are dropped and counted.
+MAX_UNSAVED_READINGS = 10_000
 
 
 def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
@@ -83,7 +96,12 @@ def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
 
 
 class Host:
-    def __init__(self, config: HostConfig, board: Board | None = None) -> None:
+    def __init__(
+        self,
+        config: HostConfig,
+        board: Board | None = None,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
         self.config = config
         self.contract = load_contract()
         specs = plugin_specs(config, self.contract)
@@ -91,7 +109,7 @@ class Host:
         self.engine = Engine()
         self.leds = LedBuffer(self.board.led_count)
         self.plugins = {
-            spec.name: Plugin(spec, self.engine, self.contract, self.board, self.leds)
+            spec.name: Plugin(spec, self.engine, self.contract, self.board, self.leds, clock_ms)
             for spec in specs
         }
         self.state = AppState(
@@ -111,7 +129,14 @@ class Host:
             self.leds,
             self.state,
             show_sensor_data=config.logging.show_sensor_data,
+            clock_ms=clock_ms,
         )
+        self.stream = StateStream()
+        self.history: History | None = None
+        if config.history.enabled:
+            self.history = History(Path(config.history.path), config.history.retention_days)
+        self._unsaved: list[Reading] = []
+        self.history_dropped = 0
 
     @property
     def dashboard(self) -> Plugin | None:
@@ -146,6 +171,48 @@ class Host:
     def statuses(self) -> dict[str, dict[str, Any]]:
         return {name: plugin.status() for name, plugin in self.plugins.items()}
 
+    def snapshot(self) -> dict[str, Any]:
+        """The app state plus plugin health: what the dashboard renders and streams."""
+        return {**self.state.to_json(), "plugins": self.statuses()}
+
+    async def after_cycle(self, readings: list[Reading]) -> None:
+        """Persist the cycle's readings, then push the new state to live dashboards."""
+        await self.save_history(readings)
+        self.stream.publish(json.dumps(self.snapshot()))
+
+    async def save_history(self, readings: list[Reading]) -> None:
+        """Write readings (and any left unsaved by an earlier failure) in one commit.
+
+        A failing database never stops the cycle: readings wait in memory and
+        go in with the next successful commit, so a transient error loses nothing.
+        """
+        if self.history is None:
+            return
+        self._unsaved.extend(readings)
+        try:
+            await asyncio.to_thread(self.history.write, self._unsaved)
+        except sqlite3.Error as exc:
+            overflow = len(self._unsaved) - MAX_UNSAVED_READINGS
+            if overflow > 0:
+                del self._unsaved[:overflow]
+                self.history_dropped += overflow
+            log.error("history not saved (%d readings waiting): %s", len(self._unsaved), exc)
+            return
+        self._unsaved.clear()
+
+    async def _prune_history(self, stop: asyncio.Event) -> None:
+        assert self.history is not None
+        while not stop.is_set():
+            try:
+                removed = await asyncio.to_thread(self.history.prune, time.time_ns() // 1_000_000)
+            except sqlite3.Error as exc:
+                log.error("history pruning failed: %s", exc)
+            else:
+                if removed:
+                    log.info("history: pruned %d samples past retention", removed)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PRUNE_INTERVAL_SECONDS)
+
     def running(self) -> list[str]:
         return [n for n, p in self.plugins.items() if p.state is PluginState.RUNNING]
 
@@ -154,17 +221,23 @@ class Host:
         from wasihost.web.server import serve
 
         await asyncio.to_thread(self.load_plugins)
-        web_task = None
+        tasks = []
         if self.config.web.enabled:
-            web_task = asyncio.create_task(serve(self, stop))
+            tasks.append(asyncio.create_task(serve(self, stop)))
+        if self.history is not None:
+            tasks.append(asyncio.create_task(self._prune_history(stop)))
         try:
-            await self.cycle.run_forever(self.config.polling.interval_seconds, stop)
+            await self.cycle.run_forever(
+                self.config.polling.interval_seconds, stop, after=self.after_cycle
+            )
         finally:
-            if web_task is not None:
-                await web_task
+            stop.set()
+            await asyncio.gather(*tasks)
 
     def close(self) -> None:
         for plugin in self.plugins.values():
             plugin.close()
         self.engine.close()
         self.board.close()
+        if self.history is not None:
+            self.history.close()

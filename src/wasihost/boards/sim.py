@@ -79,6 +79,11 @@ class SimBoard:
             self._fixed_dht22 = Dht22Reading(temperature_c, humidity_percent)
             self._dht22_failure_rate = 0.0
 
+    def set_cpu_temperature(self, temperature_c: float) -> None:
+        """Pin the CPU temperature (the walk resumes from it, without noise)."""
+        with self._lock:
+            self._cpu_temp = _Walk(temperature_c, temperature_c, temperature_c, 0.0)
+
     def fail_next_dht22_reads(self, count: int = 1) -> None:
         with self._lock:
             self._dht22_failures_pending += count

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wasihost.boards.base import Board
@@ -30,12 +32,17 @@ class Grants:
     fan: bool = False
 
 
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 @dataclass
 class CapabilityContext:
     plugin: str
     board: Board
     leds: LedBuffer
     grants: Grants
+    clock_ms: Callable[[], int] = wall_clock_ms  # injectable so tests need not sleep
     refusals: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,7 @@ def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
         return ctx.board.read_cpu_temperature()
 
     def get_timestamp_ms() -> int:
-        return time.time_ns() // 1_000_000
+        return ctx.clock_ms()
 
     return {
         "read-dht22": read_dht22,

@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 from wasihost.boards.base import Board
 from wasihost.capabilities import CapabilityContext, Grants
+from wasihost.capabilities.context import wall_clock_ms
 from wasihost.errors import GuestError, PluginError, PluginLoadError, PluginTrap
 from wasihost.leds import LedBuffer
 from wasihost.runtime.component import CheckedComponent, check_component
@@ -60,14 +62,20 @@ class PluginStats:
 
 class Plugin:
     def __init__(
-        self, spec: PluginSpec, engine: Engine, contract: Contract, board: Board, leds: LedBuffer
+        self,
+        spec: PluginSpec,
+        engine: Engine,
+        contract: Contract,
+        board: Board,
+        leds: LedBuffer,
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.spec = spec
         self.name = spec.name
         self.world = spec.world
         self._engine = engine
         self._contract = contract
-        self.ctx = CapabilityContext(spec.name, board, leds, spec.grants)
+        self.ctx = CapabilityContext(spec.name, board, leds, spec.grants, clock_ms)
         # The world must exist (the host checks the config first); its logic
         # function says whether the cycle polls this plugin or the web renders it.
         self.role = "renderer" if contract.logic_of(spec.world)[1] == "render" else "sensor"

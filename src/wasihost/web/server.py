@@ -35,11 +35,6 @@ CSP = (
 )
 
 
-def dashboard_state(host: Host) -> dict[str, Any]:
-    """What the dashboard plugin renders: the app state plus plugin health."""
-    return {**host.state.to_json(), "plugins": host.statuses()}
-
-
 def fallback_page(state: dict[str, Any], reason: str) -> str:
     body = html.escape(json.dumps(state, indent=2, ensure_ascii=False))
     return (
@@ -52,7 +47,7 @@ def fallback_page(state: dict[str, Any], reason: str) -> str:
 
 async def index(request: web.Request) -> web.Response:
     host = request.app[HOST_KEY]
-    state = dashboard_state(host)
+    state = host.snapshot()
     dashboard = host.dashboard
     if dashboard is None or dashboard.state is not PluginState.RUNNING:
         reason = "no dashboard plugin is running"
@@ -97,6 +92,83 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if healthy or state.cycle == 0 else 503)
 
 
+async def stream(request: web.Request) -> web.StreamResponse:
+    host = request.app[HOST_KEY]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    if host.stream.latest is None:
+        host.stream.publish(json.dumps(host.snapshot()))
+    async for event in host.stream.events():
+        try:
+            await response.write(event)
+        except (ConnectionResetError, ConnectionError):
+            break
+    return response
+
+
+class BadRequest(ValueError):
+    """A query parameter is missing or invalid; the message names it."""
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name}: expected an integer, got {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name}: expected {low}..{high}, got {value}")
+    return value
+
+
+MAX_HISTORY_RANGE_MS = 366 * 86_400_000
+
+
+async def history(request: web.Request) -> web.Response:
+    """``GET /api/history?plugin=&field=&since=&until=&points=`` (times in epoch ms)."""
+    host = request.app[HOST_KEY]
+    if host.history is None:
+        return web.json_response({"error": "history is disabled ([history] enabled)"}, status=404)
+    try:
+        plugin = request.query.get("plugin", "")
+        field = request.query.get("field", "")
+        if not plugin or not field:
+            raise BadRequest("plugin and field are required, e.g. ?plugin=dht22&field=temperature")
+        now = time.time_ns() // 1_000_000
+        until = _int_param(request, "until", now, 0, 2**53)
+        since = _int_param(request, "since", until - 3_600_000, 0, 2**53)
+        points = _int_param(request, "points", 500, 2, 5000)
+        if since > until:
+            raise BadRequest(f"since ({since}) is after until ({until})")
+        if until - since > MAX_HISTORY_RANGE_MS:
+            raise BadRequest("the range is longer than 366 days")
+    except BadRequest as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    series = await asyncio.to_thread(host.history.query, plugin, field, since, until, points)
+    if series is None:
+        message = f"no history for plugin {plugin!r} field {field!r}"
+        return web.json_response({"error": message}, status=404)
+    return web.json_response(series.to_json())
+
+
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    '<circle cx="8" cy="8" r="7" fill="#2ea043"/></svg>'
+)
+
+
+async def favicon(request: web.Request) -> web.Response:
+    return web.Response(text=FAVICON, content_type="image/svg+xml")
+
+
 def create_app(host: Host) -> web.Application:
     app = web.Application()
     app[HOST_KEY] = host
@@ -104,6 +176,9 @@ def create_app(host: Host) -> web.Application:
     app.router.add_get("/api/readings", readings)
     app.router.add_get("/api/plugins", plugins)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/stream", stream)
+    app.router.add_get("/api/history", history)
+    app.router.add_get("/favicon.ico", favicon)
     return app
 
 
@@ -122,4 +197,5 @@ async def serve(host: Host, stop: asyncio.Event) -> None:
     try:
         await stop.wait()
     finally:
+        host.stream.close()
         await runner.cleanup()

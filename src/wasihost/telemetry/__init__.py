@@ -1,0 +1,1 @@
+"""Where readings go after the app state: history (and later MQTT, metrics)."""

@@ -1,0 +1,162 @@
+"""Reading history in SQLite.
+
+WAL mode and one transaction per poll cycle: a crash loses at most the
+cycle in flight, and readers (the web API) never block the writer. Long
+ranges are downsampled in SQL by averaging fixed time buckets, so a 24 h
+chart costs a few hundred rows on the wire whatever the poll interval.
+
+The connection is shared by worker threads under a lock; callers run
+these blocking methods off the event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from wasihost.model import Reading
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    plugin TEXT NOT NULL,
+    field TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    device_class TEXT NOT NULL,
+    UNIQUE (plugin, field)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    series_id INTEGER NOT NULL REFERENCES series(id),
+    ts_ms INTEGER NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (series_id, ts_ms)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS samples_by_time ON samples (ts_ms);
+"""
+
+
+@dataclass(frozen=True)
+class Series:
+    plugin: str
+    field: str
+    unit: str
+    since_ms: int
+    until_ms: int
+    points: list[tuple[int, float]]
+    downsampled: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "plugin": self.plugin,
+            "field": self.field,
+            "unit": self.unit,
+            "since": self.since_ms,
+            "until": self.until_ms,
+            "points": [[t, v] for t, v in self.points],
+            "downsampled": self.downsampled,
+        }
+
+
+class History:
+    def __init__(self, path: Path, retention_days: float = 7.0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.retention_ms = int(retention_days * 86_400_000)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint
+        self._db.executescript(SCHEMA)
+        self._series: dict[tuple[str, str], int] = {
+            (plugin, field): series_id
+            for series_id, plugin, field in self._db.execute("SELECT id, plugin, field FROM series")
+        }
+
+    def _series_id(self, plugin: str, field: str, unit: str, device_class: str) -> int:
+        key = (plugin, field)
+        if key not in self._series:
+            self._db.execute(
+                "INSERT INTO series (plugin, field, unit, device_class) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (plugin, field) DO UPDATE SET unit = excluded.unit",
+                (plugin, field, unit, device_class),
+            )
+            row = self._db.execute(
+                "SELECT id FROM series WHERE plugin = ? AND field = ?", key
+            ).fetchone()
+            self._series[key] = int(row[0])
+        return self._series[key]
+
+    def write(self, readings: Iterable[Reading]) -> int:
+        """Store one cycle's readings in one transaction; returns the samples written."""
+        rows = []
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for reading in readings:
+                    for m in reading.measurements:
+                        series = self._series_id(m.plugin, m.name, m.unit, m.device_class)
+                        rows.append((series, m.timestamp_ms, m.value))
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO samples (series_id, ts_ms, value) VALUES (?, ?, ?)",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._series.clear()  # ids from the rolled-back transaction; refilled lazily
+                raise
+        return len(rows)
+
+    def query(
+        self, plugin: str, field: str, since_ms: int, until_ms: int, max_points: int = 500
+    ) -> Series | None:
+        """The series between ``since_ms`` and ``until_ms`` (inclusive), at most
+        ``max_points`` points; None when the plugin never reported ``field``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, unit FROM series WHERE plugin = ? AND field = ?", (plugin, field)
+            ).fetchone()
+            if row is None:
+                return None
+            series_id, unit = row
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM samples WHERE series_id = ? AND ts_ms BETWEEN ? AND ?",
+                (series_id, since_ms, until_ms),
+            ).fetchone()
+            downsampled = count > max_points
+            if downsampled:
+                bucket = max(1, -(-(until_ms - since_ms + 1) // max_points))
+                cursor = self._db.execute(
+                    "SELECT CAST(AVG(ts_ms) AS INTEGER), AVG(value) FROM samples "
+                    "WHERE series_id = ? AND ts_ms BETWEEN ? AND ? "
+                    "GROUP BY (ts_ms - ?) / ? ORDER BY 1",
+                    (series_id, since_ms, until_ms, since_ms, bucket),
+                )
+            else:
+                cursor = self._db.execute(
+                    "SELECT ts_ms, value FROM samples "
+                    "WHERE series_id = ? AND ts_ms BETWEEN ? AND ? ORDER BY ts_ms",
+                    (series_id, since_ms, until_ms),
+                )
+            points = [(int(t), float(v)) for t, v in cursor]
+        return Series(plugin, field, unit, since_ms, until_ms, points, downsampled)
+
+    def fields(self) -> list[tuple[str, str, str]]:
+        """Every (plugin, field, unit) ever stored."""
+        with self._lock:
+            return list(self._db.execute("SELECT plugin, field, unit FROM series ORDER BY 1, 2"))
+
+    def prune(self, now_ms: int) -> int:
+        """Delete samples older than the retention; returns how many."""
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM samples WHERE ts_ms < ?", (now_ms - self.retention_ms,)
+            )
+            return cursor.rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,108 @@
+"""Reading history in SQLite: storage, range queries, downsampling, restarts, failures."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from wasihost.boards.sim import SimBoard
+from wasihost.config import HostConfig
+from wasihost.host import Host
+from wasihost.model import Measurement, Reading
+from wasihost.telemetry.history import History
+
+
+def reading(t_ms: int, value: float, plugin: str = "dht22") -> Reading:
+    m = Measurement(plugin, "temperature", value, "°C", "temperature", t_ms)
+    return Reading(plugin, "dht22-plugin", t_ms, (m,), {})
+
+
+def test_range_query_returns_what_was_written(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.sqlite3")
+    for i in range(10):
+        history.write([reading(1_000 * i, 20.0 + i)])
+    series = history.query("dht22", "temperature", 3_000, 6_000)
+    assert series is not None
+    assert series.points == [(3_000, 23.0), (4_000, 24.0), (5_000, 25.0), (6_000, 26.0)]
+    assert series.unit == "°C"
+    assert not series.downsampled
+    assert history.query("dht22", "humidity", 0, 10_000) is None
+    history.close()
+
+
+def test_long_ranges_are_downsampled(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.sqlite3")
+    history.write([reading(t, float(t % 7)) for t in range(0, 86_400_000, 60_000)])
+    series = history.query("dht22", "temperature", 0, 86_400_000, max_points=100)
+    assert series is not None and series.downsampled
+    assert 50 <= len(series.points) <= 100
+    assert all(0.0 <= v <= 6.0 for _, v in series.points)
+    assert [t for t, _ in series.points] == sorted(t for t, _ in series.points)
+
+
+def test_history_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite3"
+    first = History(path)
+    first.write([reading(5, 21.5)])
+    first.close()
+    second = History(path)
+    series = second.query("dht22", "temperature", 0, 10)
+    assert series is not None and series.points == [(5, 21.5)]
+    assert second.fields() == [("dht22", "temperature", "°C")]
+
+
+def test_prune_drops_samples_past_retention(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.sqlite3", retention_days=1)
+    day = 86_400_000
+    history.write([reading(0, 1.0), reading(day, 2.0), reading(2 * day, 3.0)])
+    assert history.prune(now_ms=2 * day) == 1  # cutoff: one day ago, exclusive
+    series = history.query("dht22", "temperature", 0, 3 * day)
+    assert series is not None and [v for _, v in series.points] == [2.0, 3.0]
+
+
+async def test_host_history_survives_restart(
+    make_config: Callable[..., HostConfig], board: SimBoard
+) -> None:
+    config = make_config({"dht22": {"led": 1}})
+    board.set_dht22(22.0, 40.0)
+    first = Host(config, board=board)
+    first.load_plugins()
+    for _ in range(3):
+        await first.after_cycle(await first.cycle.run_once())
+    first.close()
+
+    second = Host(config, board=SimBoard(seed=1))
+    assert second.history is not None
+    series = second.history.query("dht22", "temperature", 0, 2**53)
+    second.close()
+    assert series is not None
+    assert [v for _, v in series.points] == [22.0, 22.0, 22.0]
+
+
+async def test_failed_commit_loses_nothing(
+    make_config: Callable[..., HostConfig],
+    make_host: Callable[[HostConfig], Host],
+    board: SimBoard,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = make_host(make_config({"dht22": {"led": 1}}))
+    assert host.history is not None
+    board.set_dht22(20.0, 40.0)
+    real_write = host.history.write
+    failures = iter([True, False])
+
+    def flaky_write(readings: list[Reading]) -> int:
+        if next(failures, False):
+            raise sqlite3.OperationalError("disk I/O error (simulated)")
+        return real_write(readings)
+
+    monkeypatch.setattr(host.history, "write", flaky_write)
+    await host.after_cycle(await host.cycle.run_once())  # fails: kept in memory
+    board.set_dht22(21.0, 40.0)
+    await host.after_cycle(await host.cycle.run_once())  # succeeds: both cycles stored
+    series = host.history.query("dht22", "temperature", 0, 2**53)
+    assert series is not None
+    assert [v for _, v in series.points] == [20.0, 21.0]
