@@ -40,13 +40,15 @@ def make_config(built: dict[str, Path], tmp_path: Path) -> Callable[..., HostCon
         data: dict[str, Any] = {
             "web": {"enabled": False},
             "history": {"path": str(tmp_path / "history.sqlite3")},
+            "state": {"dir": str(tmp_path / "state")},
             **sections,
             "plugins": {},
         }
         for name, plugin in plugins.items():
             plugin = dict(plugin)
             source = plugin.pop("source", name.replace("_", "-"))
-            plugin.setdefault("wasm", str(built[source]))
+            if "wasm" not in plugin:
+                plugin["wasm"] = str(built[source])
             data["plugins"][name] = plugin
         return parse_config(data, Path("test.toml"))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wasihost.build import build, inputs_hash
+from wasihost.build import Manifest, build, inputs_hash
 from wasihost.errors import BuildError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,13 +33,13 @@ def test_inputs_hash_follows_sources_and_wit(tmp_path: Path) -> None:
     wit.mkdir()
     (plugin / "app.py").write_text("x = 1\n")
     (wit / "a.wit").write_text("package a:b;\n")
-    first = inputs_hash(plugin, wit, "w")
-    assert inputs_hash(plugin, wit, "w") == first
+    first = inputs_hash(plugin, wit, Manifest("w"))
+    assert inputs_hash(plugin, wit, Manifest("w")) == first
     (plugin / "helper.py").write_text("y = 2\n")
-    second = inputs_hash(plugin, wit, "w")
+    second = inputs_hash(plugin, wit, Manifest("w"))
     (wit / "a.wit").write_text("package a:c;\n")
-    third = inputs_hash(plugin, wit, "w")
-    assert len({first, second, third, inputs_hash(plugin, wit, "other")}) == 4
+    third = inputs_hash(plugin, wit, Manifest("w"))
+    assert len({first, second, third, inputs_hash(plugin, wit, Manifest("w", state=True))}) == 4
 
 
 def test_broken_plugin_fails_with_compiler_message(tmp_path: Path) -> None:

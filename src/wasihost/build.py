@@ -5,7 +5,13 @@ a plugin is rebuilt only when the hash of its inputs (its Python sources
 and plugin.toml, the WIT, and the componentize-py version) differs from
 the one recorded next to the last good build. Outputs are written to a
 temporary file and renamed into place, so a running host never sees a
-half-written ``.wasm``.
+half-written ``.wasm``. Each build also writes the precompiled
+``build/<name>.cwasm`` the host loads in milliseconds.
+
+``plugin.toml`` holds ``world = "<world>"`` and, optionally, ``state = true``
+to export the ``state`` interface: the build then targets the world
+extended with ``export state`` (generated here, so the contract stays free
+of one extra world per plugin kind).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Iterable
@@ -23,7 +30,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import wasmtime
+from wasmtime import component
+
 from wasihost.errors import BuildError
+from wasihost.runtime.artifacts import load_precompiled, write_precompiled
+from wasihost.runtime.contract import parse_contract
+from wasihost.runtime.engine import Engine
 
 Echo = Callable[[str], None]
 
@@ -43,23 +56,56 @@ def discover(plugins_dir: Path) -> list[str]:
     return sorted(p.parent.name for p in plugins_dir.glob("*/app.py"))
 
 
-def world_of(plugin_dir: Path) -> str:
-    """The world from ``plugin.toml`` (``world = "..."``), else ``<name>-plugin``."""
-    manifest = plugin_dir / "plugin.toml"
-    if not manifest.exists():
-        return f"{plugin_dir.name}-plugin"
+@dataclass(frozen=True)
+class Manifest:
+    world: str
+    state: bool = False
+
+
+def read_manifest(plugin_dir: Path) -> Manifest:
+    """``plugin.toml``; without one the world is ``<name>-plugin``."""
+    path = plugin_dir / "plugin.toml"
+    if not path.exists():
+        return Manifest(f"{plugin_dir.name}-plugin")
     try:
-        world = tomllib.loads(manifest.read_text(encoding="utf-8")).get("world")
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise BuildError(f"{manifest}: not valid TOML: {exc}") from None
+        raise BuildError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(data) - {"world", "state"}
+    if unknown:
+        keys = ", ".join(sorted(unknown))
+        raise BuildError(f"{path}: unknown key(s) {keys} (known: world, state)")
+    world, state = data.get("world"), data.get("state", False)
     if not isinstance(world, str):
-        raise BuildError(f'{manifest}: expected world = "<world name>"')
-    return world
+        raise BuildError(f'{path}: world: expected world = "<world name>"')
+    if not isinstance(state, bool):
+        raise BuildError(f"{path}: state: expected true or false, got {state!r}")
+    return Manifest(world, state)
 
 
-def inputs_hash(plugin_dir: Path, wit_dir: Path, world: str) -> str:
+def _target_world(manifest: Manifest, wit_dir: Path, scratch: Path) -> tuple[Path, str]:
+    """The WIT folder and world to build for; with ``state`` a scratch copy of
+    the WIT gains ``<world>-with-state``."""
+    contract = parse_contract("\n".join(p.read_text() for p in sorted(wit_dir.glob("*.wit"))))
+    if manifest.world not in contract.worlds:
+        known = ", ".join(sorted(contract.worlds))
+        raise BuildError(f"unknown world {manifest.world!r} (expected one of: {known})")
+    if not manifest.state:
+        return wit_dir, manifest.world
+    for source in wit_dir.glob("*.wit"):
+        shutil.copy(source, scratch / source.name)
+    world = f"{manifest.world}-with-state"
+    (scratch / "zz-build-state.wit").write_text(
+        f"package {contract.package}@{contract.version};\n\n"
+        f"world {world} {{\n    include {manifest.world};\n    export state;\n}}\n"
+    )
+    return scratch, world
+
+
+def inputs_hash(plugin_dir: Path, wit_dir: Path, manifest: Manifest) -> str:
     digest = hashlib.sha256()
-    digest.update(f"componentize-py {metadata.version('componentize-py')}\0{world}\0".encode())
+    tool = f"componentize-py {metadata.version('componentize-py')}"
+    digest.update(f"{tool}\0{manifest.world}\0{manifest.state}\0".encode())
     sources = [(plugin_dir, p) for p in sorted(plugin_dir.rglob("*.py"))]
     sources += [(plugin_dir, plugin_dir / "plugin.toml")]
     sources += [(wit_dir, p) for p in sorted(wit_dir.rglob("*.wit"))]
@@ -81,39 +127,55 @@ def _componentize_py() -> str:
     return found
 
 
-def build_one(name: str, plugins_dir: Path, wit_dir: Path, out_dir: Path) -> BuildResult:
+def precompile(engine: Engine, wasm: Path) -> bool:
+    """Write ``wasm``'s precompiled artifact unless a matching one exists;
+    returns whether it compiled."""
+    data = wasm.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    if load_precompiled(engine, wasm, sha256) is not None:
+        return False
+    try:
+        comp = component.Component(engine.wasmtime, data)
+    except wasmtime.WasmtimeError as exc:
+        raise BuildError(f"{wasm}: built, but wasmtime cannot compile it: {exc}") from None
+    write_precompiled(engine, comp, wasm, sha256)
+    return True
+
+
+def build_one(
+    name: str, plugins_dir: Path, wit_dir: Path, out_dir: Path, engine: Engine
+) -> BuildResult:
     """Build one plugin unless it is up to date; raises BuildError with the compiler output."""
     plugin_dir = plugins_dir / name
     if not (plugin_dir / "app.py").is_file():
-        raise BuildError(
-            f"{plugin_dir}: no app.py (known plugins: {', '.join(discover(plugins_dir))})"
-        )
-    world = world_of(plugin_dir)
+        known = ", ".join(discover(plugins_dir))
+        raise BuildError(f"{plugin_dir}: no app.py (known plugins: {known})")
+    manifest = read_manifest(plugin_dir)
     output = out_dir / f"{name}.wasm"
     stamp = out_dir / f"{name}.inputs"
-    wanted = inputs_hash(plugin_dir, wit_dir, world)
+    wanted = inputs_hash(plugin_dir, wit_dir, manifest)
+    started = time.perf_counter()
     if output.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
-        return BuildResult(name, output, built=False, seconds=0.0)
+        compiled = precompile(engine, output)  # e.g. after a wasmtime upgrade
+        return BuildResult(name, output, built=compiled, seconds=time.perf_counter() - started)
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / f".{name}.wasm.partial"
-    started = time.perf_counter()
-    command = [
-        _componentize_py(),
-        "-d",
-        str(wit_dir.resolve()),
-        "-w",
-        world,
-        "componentize",
-        "app",
-        "-o",
-        str(partial.resolve()),
-    ]
-    proc = subprocess.run(command, cwd=plugin_dir, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="wasihost-wit-") as scratch:
+        try:
+            target_wit, world = _target_world(manifest, wit_dir, Path(scratch))
+        except BuildError as exc:
+            raise BuildError(f"{plugin_dir / 'plugin.toml'}: {exc}") from None
+        command = [
+            _componentize_py(), "-d", str(target_wit.resolve()), "-w", world,
+            "componentize", "app", "-o", str(partial.resolve()),
+        ]  # fmt: skip
+        proc = subprocess.run(command, cwd=plugin_dir, capture_output=True, text=True)
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
         output_text = (proc.stderr or proc.stdout).strip()
         raise BuildError(f"{name} (world {world}) did not build:\n{output_text}")
     os.replace(partial, output)
+    precompile(engine, output)
     stamp.write_text(wanted + "\n")
     return BuildResult(name, output, built=True, seconds=time.perf_counter() - started)
 
@@ -138,10 +200,12 @@ def build(
     failures: list[str] = []
     done = 0
 
+    engine = Engine()
+
     def run(name: str) -> None:
         nonlocal done
         try:
-            result = build_one(name, plugins_dir, wit_dir, out_dir)
+            result = build_one(name, plugins_dir, wit_dir, out_dir, engine)
         except BuildError as exc:
             done += 1
             echo(f"[{done}/{total}] {name}: FAILED")
@@ -157,8 +221,11 @@ def build(
 
     if total:
         echo(f"building {total} plugin(s) into {out_dir}/ ({jobs} at a time)…")
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(run, todo))
+    try:
+        with ThreadPoolExecutor(jobs) as pool:
+            list(pool.map(run, todo))
+    finally:
+        engine.close()
     if failures:
         raise BuildError("\n\n".join(failures))
     return results

@@ -88,6 +88,15 @@ class HistoryConfig(_Section):
     retention_days: float = Field(7.0, gt=0, le=3650)
 
 
+class ReloadConfig(_Section):
+    enabled: bool = True
+
+
+class StateConfig(_Section):
+    dir: str = "data/state"
+    save_interval_seconds: float = Field(60.0, ge=1, le=86_400)
+
+
 class _HostFile(_Section):
     polling: PollingConfig = PollingConfig()
     sensors: SensorsConfig = SensorsConfig()
@@ -96,6 +105,8 @@ class _HostFile(_Section):
     board: BoardConfig = BoardConfig()
     web: WebConfig = WebConfig()
     history: HistoryConfig = HistoryConfig()
+    reload: ReloadConfig = ReloadConfig()
+    state: StateConfig = StateConfig()
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,8 @@ class HostConfig:
     board: BoardConfig
     web: WebConfig
     history: HistoryConfig
+    reload: ReloadConfig
+    state: StateConfig
     plugin_keys: dict[str, str]  # normalised name -> key as written in the file
 
     def world_of(self, name: str) -> str:
@@ -163,6 +176,8 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
         board=raw.board,
         web=raw.web,
         history=raw.history,
+        reload=raw.reload,
+        state=raw.state,
         plugin_keys=keys,
     )
 

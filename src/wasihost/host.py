@@ -28,9 +28,11 @@ from wasihost.cycle import PollCycle
 from wasihost.errors import ConfigError, PluginError
 from wasihost.leds import LedBuffer
 from wasihost.model import Reading
+from wasihost.reload import Reloader
 from wasihost.runtime.contract import Contract, load_contract
 from wasihost.runtime.engine import Engine
 from wasihost.runtime.plugin import Plugin, PluginSpec, PluginState
+from wasihost.snapshots import SnapshotStore
 from wasihost.state import AppState, PluginView
 from wasihost.telemetry.history import History
 from wasihost.web.stream import StateStream
@@ -137,6 +139,8 @@ class Host:
             self.history = History(Path(config.history.path), config.history.retention_days)
         self._unsaved: list[Reading] = []
         self.history_dropped = 0
+        self.snapshots = SnapshotStore(Path(config.state.dir), config.state.save_interval_seconds)
+        self.reloader = Reloader(self.plugins, self.snapshots)
 
     @property
     def dashboard(self) -> Plugin | None:
@@ -157,7 +161,7 @@ class Host:
         def load(plugin: Plugin) -> None:
             started = time.perf_counter()
             try:
-                plugin.load()
+                plugin.load(self.snapshots.load(plugin.name))
             except PluginError as exc:
                 log.error("[%s] not loaded: %s", plugin.name, exc.reason)
                 if plugin.name in self.state.plugins:
@@ -176,9 +180,25 @@ class Host:
         return {**self.state.to_json(), "plugins": self.statuses()}
 
     async def after_cycle(self, readings: list[Reading]) -> None:
-        """Persist the cycle's readings, then push the new state to live dashboards."""
+        """Persist the cycle's readings, push the new state to live dashboards,
+        save due state snapshots and look for changed plugin files."""
         await self.save_history(readings)
         self.stream.publish(json.dumps(self.snapshot()))
+        await self.save_snapshots()
+        if self.config.reload.enabled:
+            self.reloader.check_files()
+
+    async def save_snapshots(self, force: bool = False) -> None:
+        """Snapshot stateful plugins to disk, at most once per save interval each
+        (``force`` at shutdown)."""
+        for plugin in self.plugins.values():
+            if plugin.stateful and (force or self.snapshots.due(plugin.name)):
+                data = await asyncio.to_thread(plugin.snapshot)
+                if data is not None:
+                    try:
+                        await asyncio.to_thread(self.snapshots.save, plugin.name, data, force)
+                    except OSError as exc:
+                        log.error("[%s] snapshot not saved: %s", plugin.name, exc)
 
     async def save_history(self, readings: list[Reading]) -> None:
         """Write readings (and any left unsaved by an earlier failure) in one commit.
@@ -226,6 +246,8 @@ class Host:
             tasks.append(asyncio.create_task(serve(self, stop)))
         if self.history is not None:
             tasks.append(asyncio.create_task(self._prune_history(stop)))
+        if self.config.reload.enabled:
+            tasks.append(asyncio.create_task(self.reloader.watch(stop)))
         try:
             await self.cycle.run_forever(
                 self.config.polling.interval_seconds, stop, after=self.after_cycle
@@ -233,6 +255,8 @@ class Host:
         finally:
             stop.set()
             await asyncio.gather(*tasks)
+            await self.reloader.wait_idle()
+            await self.save_snapshots(force=True)
 
     def close(self) -> None:
         for plugin in self.plugins.values():

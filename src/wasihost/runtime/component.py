@@ -9,6 +9,7 @@ that name the offending import instead of a linker failure.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import wasmtime
 from wasmtime import component
 
 from wasihost.errors import PluginLoadError
+from wasihost.runtime.artifacts import load_precompiled
 from wasihost.runtime.calls import trap_reason
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import Engine
@@ -44,6 +46,9 @@ class CheckedComponent:
     logic_function: str
     returns_result: dict[tuple[str, str], bool]
     has_settings: bool
+    has_state: bool
+    precompiled: bool  # loaded from a matching .cwasm instead of compiled
+    load_ms: float  # reading + compiling or deserialising
 
 
 def _exported_functions(
@@ -74,6 +79,7 @@ def check_component(
     if world not in contract.worlds:
         known = ", ".join(sorted(contract.worlds))
         raise PluginLoadError(plugin, f"unknown world {world!r} (expected one of: {known})")
+    started = time.perf_counter()
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -82,12 +88,16 @@ def check_component(
         ) from None
     except OSError as exc:
         raise PluginLoadError(plugin, f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        comp = component.Component(engine.wasmtime, data)
-    except wasmtime.WasmtimeError as exc:
-        raise PluginLoadError(
-            plugin, f"{path}: not a valid WebAssembly component: {trap_reason(exc)}"
-        ) from None
+    sha256 = hashlib.sha256(data).hexdigest()
+    comp = load_precompiled(engine, path, sha256)
+    precompiled = comp is not None
+    if comp is None:
+        try:
+            comp = component.Component(engine.wasmtime, data)
+        except wasmtime.WasmtimeError as exc:
+            raise PluginLoadError(
+                plugin, f"{path}: not a valid WebAssembly component: {trap_reason(exc)}"
+            ) from None
 
     allowed = contract.allowed_imports(world)
     for name in comp.type.imports(engine.wasmtime):
@@ -108,10 +118,12 @@ def check_component(
     settings = (contract.qualified("settings"), "configure")
     if "settings" in contract.worlds[world].exports and settings not in functions:
         raise PluginLoadError(plugin, f"{path}: does not export {settings[0]}#configure")
+    state = contract.qualified("state")
+    has_state = (state, "snapshot") in functions and (state, "restore") in functions
     return CheckedComponent(
         component=comp,
         path=path,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256,
         world=world,
         logic_interface=logic[0],
         logic_function=logic_func,
@@ -119,4 +131,7 @@ def check_component(
             key: isinstance(ty.result, component.ResultType) for key, ty in functions.items()
         },
         has_settings=settings in functions,
+        has_state=has_state,
+        precompiled=precompiled,
+        load_ms=(time.perf_counter() - started) * 1000,
     )

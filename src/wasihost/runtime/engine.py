@@ -10,7 +10,9 @@ unlike fuel metering.
 from __future__ import annotations
 
 import math
+import platform
 import threading
+from importlib import metadata
 
 import wasmtime
 
@@ -18,6 +20,10 @@ TICK_MS = 10
 
 
 class Engine:
+    # Everything that makes compiled code of one engine unusable by another:
+    # precompiled artifacts are tagged with it and ignored when it differs.
+    SETTINGS = "epoch_interruption=1"
+
     def __init__(self, cache: bool = True) -> None:
         config = wasmtime.Config()
         config.cache = cache
@@ -30,6 +36,12 @@ class Engine:
     def _tick(self) -> None:
         while not self._stop.wait(TICK_MS / 1000):
             self.wasmtime.increment_epoch()
+
+    @property
+    def tag(self) -> str:
+        """Identifies compiled code this engine can load: wasmtime, settings, CPU."""
+        version = metadata.version("wasmtime")
+        return f"wasmtime-{version};{self.SETTINGS};{platform.machine()}"
 
     @staticmethod
     def ticks_for(timeout_ms: int) -> int:

@@ -56,8 +56,31 @@ class PluginStats:
     errors: int = 0
     traps: int = 0
     restarts: int = 0
+    reloads: int = 0
     last_error: str | None = None
     last_poll_ms: float | None = None
+    reload_error: str | None = None
+    last_reload: dict[str, Any] | None = None
+
+
+@dataclass
+class Candidate:
+    """A new version, compiled, checked, instantiated and configured, not yet live."""
+
+    checked: CheckedComponent
+    linker: Any
+    instance: Instance
+    signature: tuple[int, int] | None
+    prepare_ms: float
+
+
+def file_signature(path: Path) -> tuple[int, int] | None:
+    """(mtime, size) of ``path``: what the per-cycle fallback check compares."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
 
 
 class Plugin:
@@ -81,39 +104,130 @@ class Plugin:
         self.role = "renderer" if contract.logic_of(spec.world)[1] == "render" else "sensor"
         self.state = PluginState.LOADING
         self.stats = PluginStats()
+        self.signature: tuple[int, int] | None = None  # of the .wasm now live
+        self.last_snapshot: bytes | None = None  # latest state taken from the guest
         self._lock = threading.Lock()
         self._checked: CheckedComponent | None = None
         self._linker: Any = None
         self._instance: Instance | None = None
-        self._logic = ""
 
-    # -- lifecycle ----------------------------------------------------------
-    def load(self) -> None:
-        """Compile, check, link, instantiate and configure; blocking (call off the loop)."""
+    @property
+    def loaded_sha256(self) -> str | None:
+        return self._checked.sha256 if self._checked else None
+
+    @property
+    def stateful(self) -> bool:
+        return self._checked is not None and self._checked.has_state
+
+    @property
+    def _logic(self) -> str:
+        assert self._checked is not None
+        interface = self._checked.logic_interface.split("/")[1].split("@")[0]
+        return f"{interface}.{self._checked.logic_function}"
+
+    # -- loading and reloading ---------------------------------------------
+    def prepare(self) -> Candidate:
+        """Compile (or load precompiled), check, instantiate and configure the
+        plugin's current file; blocking, never touches the live instance."""
+        started = time.perf_counter()
+        signature = file_signature(self.spec.wasm)
+        checked = check_component(
+            self.name, self._engine, self._contract, self.world, self.spec.wasm
+        )
+        linker = build_linker(self._engine, self._contract, self.world, self.ctx)
+        instance = self._instantiate(checked, linker)
+        return Candidate(
+            checked, linker, instance, signature, (time.perf_counter() - started) * 1000
+        )
+
+    def load(self, saved_state: bytes | None = None) -> None:
+        """First load; ``saved_state`` (from disk) is restored if the plugin takes it.
+
+        A snapshot the new instance refuses is logged and dropped: an old
+        snapshot must never keep a plugin from starting.
+        """
         try:
-            checked = check_component(
-                self.name, self._engine, self._contract, self.world, self.spec.wasm
-            )
-            linker = build_linker(self._engine, self._contract, self.world, self.ctx)
-            instance = self._instantiate(checked, linker)
+            candidate = self.prepare()
         except PluginError as exc:
-            self.state = PluginState.FAILED
-            self.stats.last_error = exc.reason
+            self._fail(exc.reason)
             raise
+        if saved_state is not None and candidate.checked.has_state:
+            try:
+                candidate.instance.call("state.restore", saved_state)
+                self.last_snapshot = saved_state
+            except GuestError as exc:
+                log.warning("[%s] saved state refused, starting fresh: %s", self.name, exc.reason)
+            except PluginTrap as exc:
+                log.warning("[%s] saved state trapped, starting fresh: %s", self.name, exc.reason)
+                candidate.instance.close()
+                candidate = self.prepare()
         with self._lock:
-            self._close_instance()
-            self._checked, self._linker, self._instance = checked, linker, instance
-            self._logic = f"{checked.logic_interface.split('/')[1].split('@')[0]}." + (
-                checked.logic_function
-            )
-            self.state = PluginState.RUNNING
+            self._go_live(candidate)
+        checked = candidate.checked
         log.info(
-            "[%s] loaded %s (%s, sha256 %s)",
+            "[%s] loaded %s (%s, sha256 %s, %s in %.0f ms)",
             self.name,
             self.spec.wasm,
             self.world,
             checked.sha256[:12],
+            "precompiled" if checked.precompiled else "compiled",
+            checked.load_ms,
         )
+
+    def swap(self, candidate: Candidate) -> dict[str, Any]:
+        """Make ``candidate`` live between two calls, carrying state over.
+
+        With ``state`` on both sides the old instance's snapshot is restored
+        into the new one first; if that fails the new version is discarded and
+        the old one keeps running (``PluginLoadError``). Returns the report
+        the reload log line and ``/api/plugins`` show.
+        """
+        started = time.perf_counter()
+        with self._lock:
+            old = self._checked
+            carried = False
+            if candidate.checked.has_state:
+                data = self._snapshot_locked() if self.stateful else None
+                data = data if data is not None else self.last_snapshot
+                if data is not None:
+                    try:
+                        candidate.instance.call("state.restore", data)
+                    except (GuestError, PluginTrap) as exc:
+                        candidate.instance.close()
+                        raise PluginLoadError(
+                            self.name, f"new version failed to restore state: {exc.reason}"
+                        ) from None
+                    self.last_snapshot = data
+                    carried = True
+            self._go_live(candidate)
+            self.stats.reloads += 1
+            self.stats.reload_error = None
+        report = {
+            "old_hash": old.sha256[:12] if old else None,
+            "new_hash": candidate.checked.sha256[:12],
+            "precompiled": candidate.checked.precompiled,
+            "compile_ms": round(candidate.checked.load_ms, 1),
+            "prepare_ms": round(candidate.prepare_ms, 1),
+            "swap_ms": round((time.perf_counter() - started) * 1000, 2),
+            "state": "carried" if carried else "reset",
+        }
+        self.stats.last_reload = report
+        return report
+
+    def _go_live(self, candidate: Candidate) -> None:
+        """Replace the live version in one step (caller holds the lock)."""
+        self._close_instance()
+        self._checked, self._linker = candidate.checked, candidate.linker
+        self._instance = candidate.instance
+        self.signature = candidate.signature
+        self.state = PluginState.RUNNING
+
+    def record_reload_failure(self, reason: str) -> None:
+        self.stats.reload_error = reason
+
+    def _fail(self, reason: str) -> None:
+        self.state = PluginState.FAILED
+        self.stats.last_error = reason
 
     def _instantiate(self, checked: CheckedComponent, linker: Any) -> Instance:
         instance = Instance(
@@ -140,14 +254,35 @@ class Plugin:
             self._close_instance()
             self.state = PluginState.STOPPED
 
+    # -- state ----------------------------------------------------------------
+    def snapshot(self) -> bytes | None:
+        """Take the guest's state now (None without the state interface); blocking."""
+        with self._lock:
+            return self._snapshot_locked()
+
+    def _snapshot_locked(self) -> bytes | None:
+        if self._instance is None or not self.stateful:
+            return None
+        try:
+            data = self._instance.call("state.snapshot")
+        except PluginTrap as exc:
+            self.stats.traps += 1
+            self.stats.last_error = exc.reason
+            self._close_instance()
+            return None
+        if not isinstance(data, bytes):
+            return None
+        self.last_snapshot = data
+        return data
+
     # -- calls --------------------------------------------------------------
     def call(self, *args: Any) -> Any:
         """Call the world's logic function (``poll`` or ``render``); blocking.
 
         Raises ``GuestError`` for the guest's own error result, ``PluginTrap``
         when the guest trapped (the instance is discarded and the next call
-        runs on a fresh one, with fresh state), ``PluginError`` when the
-        plugin is not loaded.
+        runs on a fresh one, restored from the last snapshot if the plugin has
+        state), ``PluginError`` when the plugin is not loaded.
         """
         with self._lock:
             if self._checked is None or self.state is PluginState.STOPPED:
@@ -172,19 +307,33 @@ class Plugin:
                 self.stats.last_poll_ms = (time.perf_counter() - started) * 1000
 
     def _restart(self) -> None:
+        """A fresh instance after a trap, with the last snapshot restored if any."""
         assert self._checked is not None
         try:
             self._instance = self._instantiate(self._checked, self._linker)
         except PluginLoadError as exc:
-            self.state = PluginState.FAILED
-            self.stats.last_error = exc.reason
+            self._fail(exc.reason)
             raise
+        restored = False
+        if self.last_snapshot is not None and self._checked.has_state:
+            try:
+                self._instance.call("state.restore", self.last_snapshot)
+                restored = True
+            except (GuestError, PluginTrap) as exc:
+                log.warning("[%s] snapshot not restored after trap: %s", self.name, exc.reason)
+                self._close_instance()
+                self._instance = self._instantiate(self._checked, self._linker)
         self.stats.restarts += 1
         self.state = PluginState.RUNNING
-        log.warning("[%s] new instance after a trap; guest state was reset", self.name)
+        log.warning(
+            "[%s] new instance after a trap; %s",
+            self.name,
+            "state restored from the last snapshot" if restored else "guest state was reset",
+        )
 
     def status(self) -> dict[str, Any]:
         """The plugin's health as ``/api/plugins`` reports it."""
+        checked = self._checked
         return {
             "state": self.state.value,
             "world": self.world,
@@ -192,9 +341,13 @@ class Plugin:
             "errors": self.stats.errors,
             "traps": self.stats.traps,
             "restarts": self.stats.restarts,
+            "reloads": self.stats.reloads,
             "refused_calls": sum(self.ctx.refusals.values()),
             "last_error": self.stats.last_error,
             "last_poll_ms": self.stats.last_poll_ms,
-            "loaded_hash": self._checked.sha256[:12] if self._checked else None,
+            "reload_error": self.stats.reload_error,
+            "last_reload": self.stats.last_reload,
+            "loaded_hash": checked.sha256[:12] if checked else None,
+            "stateful": bool(checked and checked.has_state),
             "wasm": str(self.spec.wasm),
         }

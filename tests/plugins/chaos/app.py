@@ -29,6 +29,22 @@ def _data(value: float) -> Dht22Data:
     return Dht22Data(value, 50.0, 10.0, value, False, 0, Alarm.NONE, POLLS)
 
 
+class State(exports.State):
+    """Carries the poll counter across reloads; ``restore_mode`` misbehaves on purpose."""
+
+    def snapshot(self) -> bytes:
+        return json.dumps({"polls": POLLS}).encode()
+
+    def restore(self, data: bytes) -> None:
+        global POLLS
+        mode = SETTINGS.get("restore_mode")
+        if mode == "trap":
+            raise RuntimeError("trap in restore (on purpose)")
+        if mode == "refuse":
+            raise Err("refusing this snapshot (on purpose)")
+        POLLS = json.loads(data)["polls"]
+
+
 class SensorLogic(exports.SensorLogic):
     def poll(self) -> Dht22Data:
         global POLLS

@@ -1,0 +1,56 @@
+"""Precompiled components: ``build/<name>.cwasm`` next to ``build/<name>.wasm``.
+
+Compiling a componentize-py component takes seconds; loading its serialised
+native code takes milliseconds. An artifact is used only when its tag
+matches this engine (wasmtime version, engine settings, CPU) and the sha256
+of the ``.wasm`` beside it, so a changed ``.wasm`` or an upgraded wasmtime
+silently falls back to compiling.
+
+Trust: a ``.cwasm`` is native code that wasmtime loads without validation.
+Only load artifacts produced by ``wasihost build`` on a machine you trust;
+the tag guards against staleness, not against tampering.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import wasmtime
+from wasmtime import component
+
+from wasihost.runtime.engine import Engine
+
+
+def artifact_path(wasm: Path) -> Path:
+    return wasm.with_suffix(".cwasm")
+
+
+def _tag_path(wasm: Path) -> Path:
+    return wasm.with_suffix(".cwasm.tag")
+
+
+def write_precompiled(engine: Engine, comp: component.Component, wasm: Path, sha256: str) -> Path:
+    """Serialise ``comp`` (compiled from ``wasm``) beside it, atomically."""
+    target = artifact_path(wasm)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(comp.serialize())
+    os.replace(partial, target)
+    _tag_path(wasm).write_text(json.dumps({"engine": engine.tag, "wasm_sha256": sha256}) + "\n")
+    return target
+
+
+def load_precompiled(engine: Engine, wasm: Path, sha256: str) -> component.Component | None:
+    """The precompiled component for ``wasm`` if there is a matching one, else None."""
+    target = artifact_path(wasm)
+    try:
+        tag = json.loads(_tag_path(wasm).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(tag, dict) or tag != {"engine": engine.tag, "wasm_sha256": sha256}:
+        return None
+    try:
+        return component.Component.deserialize_file(engine.wasmtime, str(target))
+    except (OSError, wasmtime.WasmtimeError):
+        return None

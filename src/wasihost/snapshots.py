@@ -1,0 +1,82 @@
+"""The last state snapshot of each plugin, kept on disk across host restarts.
+
+Writes are atomic (temporary file, fsync, rename) so a power cut leaves
+either the old or the new snapshot, never half of one. They are also rate
+limited per plugin and skipped when nothing changed, because a Pi's SD card
+wears out under a write every poll.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("wasihost.snapshots")
+
+_SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class SnapshotStore:
+    def __init__(
+        self,
+        folder: Path,
+        min_interval_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.folder = folder
+        self.min_interval_s = min_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_write: dict[str, float] = {}
+        self._last_digest: dict[str, bytes] = {}
+        self.writes = 0
+
+    def _path(self, plugin: str) -> Path:
+        if not _SAFE_NAME.match(plugin):
+            raise ValueError(f"unsafe plugin name for a snapshot file: {plugin!r}")
+        return self.folder / f"{plugin}.state"
+
+    def load(self, plugin: str) -> bytes | None:
+        try:
+            return self._path(plugin).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.error("[%s] cannot read snapshot %s: %s", plugin, self._path(plugin), exc)
+            return None
+
+    def due(self, plugin: str) -> bool:
+        """Whether a periodic save of ``plugin`` is allowed now."""
+        last = self._last_write.get(plugin)
+        return last is None or self._clock() - last >= self.min_interval_s
+
+    def save(self, plugin: str, data: bytes, force: bool = False) -> bool:
+        """Write ``data`` unless unchanged, or too soon after the last write
+        (``force`` skips the rate limit, e.g. at shutdown). Returns whether it wrote."""
+        digest = hashlib.sha256(data).digest()
+        with self._lock:
+            if self._last_digest.get(plugin) == digest or not (force or self.due(plugin)):
+                return False
+            path = self._path(plugin)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.partial")
+            with open(partial, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(partial, path)
+            directory = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(directory)  # make the rename itself durable
+            finally:
+                os.close(directory)
+            self._last_write[plugin] = self._clock()
+            self._last_digest[plugin] = digest
+            self.writes += 1
+            return True

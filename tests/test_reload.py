@@ -1,0 +1,281 @@
+"""Hot reload: new versions go live between polls, bad ones never do, state carries over."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wasihost.boards.sim import SimBoard
+from wasihost.config import HostConfig
+from wasihost.errors import PluginTrap
+from wasihost.host import Host
+from wasihost.runtime import plugin as plugin_module
+
+MakeConfig = Callable[..., HostConfig]
+MakeHost = Callable[[HostConfig], Host]
+
+
+def rebuilt(wasm: bytes, tag: bytes = b"v2") -> bytes:
+    """The same component with a custom section appended: a new build, same logic."""
+    name = b"wasihost-test"
+    payload = bytes([len(name)]) + name + tag
+    return wasm + b"\x00" + bytes([len(payload)]) + payload
+
+
+def deploy(path: Path, data: bytes) -> None:
+    """Copy-then-rename, the way a careful deploy lands a file."""
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    return folder
+
+
+# The plugin under test is named dht22: it is a dht22-world plugin, and that
+# name carries the DHT22 pin grant the seed dht22 logic needs.
+def setup_host(
+    make_config: MakeConfig,
+    make_host: MakeHost,
+    plugin_dir: Path,
+    built: dict[str, Path],
+    source: str,
+    **plugin: Any,
+) -> Host:
+    target = plugin_dir / "dht22.wasm"
+    deploy(target, built[source].read_bytes())
+    config = make_config(
+        {
+            "dht22": {"world": "dht22-plugin", "wasm": str(target), "led": 3, **plugin},
+            "other": {"source": "chaos", "world": "dht22-plugin"},
+        }
+    )
+    return make_host(config)
+
+
+async def test_new_version_goes_live_while_others_keep_polling(
+    make_config: MakeConfig,
+    make_host: MakeHost,
+    plugin_dir: Path,
+    built: dict[str, Path],
+    board: SimBoard,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = setup_host(make_config, make_host, plugin_dir, built, "chaos")
+    board.set_dht22(23.5, 40.0)
+    await host.cycle.run_once()
+    assert host.state.plugins["dht22"].reading is not None
+    assert host.state.plugins["dht22"].reading.value("temperature") == 1.0  # chaos: poll count
+
+    # Hold the new version's compile until the test lets it go.
+    release = threading.Event()
+    real_check = plugin_module.check_component
+
+    def slow_check(*args: Any) -> Any:
+        assert release.wait(timeout=30)
+        return real_check(*args)
+
+    monkeypatch.setattr(plugin_module, "check_component", slow_check)
+    deploy(plugin_dir / "dht22.wasm", built["dht22"].read_bytes())
+    reload = asyncio.create_task(host.reloader.reload("dht22"))
+    for cycle in range(2, 5):  # three cycles while the new version compiles
+        await host.cycle.run_once()
+        assert host.plugins["other"].stats.polls == cycle
+        assert host.state.plugins["dht22"].reading.value("temperature") == float(cycle)  # old logic
+    release.set()
+    assert await reload is True
+
+    await host.cycle.run_once()
+    reading = host.state.plugins["dht22"].reading
+    assert reading.value("temperature") == 23.5  # dht22 logic: reads the board
+    assert reading.status["poll_count"] == 1
+    status = host.statuses()["dht22"]
+    assert status["reloads"] == 1
+    assert status["reload_error"] is None
+    assert status["last_reload"]["state"] == "reset"  # dht22 has no state interface
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (lambda built: b"\0asm this is not a component", "not a valid WebAssembly component"),
+        (lambda built: built["chaos"].read_bytes()[:100_000], "not a valid WebAssembly component"),
+        (lambda built: built["dashboard"].read_bytes(), "does not export"),
+        (lambda built: built["pi-monitor"].read_bytes(), "which world dht22-plugin does not allow"),
+    ],
+    ids=["corrupt", "truncated", "wrong-world-exports", "wrong-world-imports"],
+)
+async def test_bad_versions_are_rejected_and_the_old_one_serves(
+    make_config: MakeConfig,
+    make_host: MakeHost,
+    plugin_dir: Path,
+    built: dict[str, Path],
+    bad: Callable[[dict[str, Path]], bytes],
+    reason: str,
+) -> None:
+    host = setup_host(make_config, make_host, plugin_dir, built, "chaos")
+    await host.cycle.run_once()
+    deploy(plugin_dir / "dht22.wasm", bad(built))
+    assert await host.reloader.reload("dht22") is False
+    status = host.statuses()["dht22"]
+    assert reason in status["reload_error"]
+    assert status["reloads"] == 0
+    await host.cycle.run_once()
+    assert host.state.plugins["dht22"].reading.status["poll_count"] == 2  # old instance, state kept
+    # Fixed on the next change: the good file goes live.
+    deploy(plugin_dir / "dht22.wasm", rebuilt(built["chaos"].read_bytes()))
+    assert await host.reloader.reload("dht22") is True
+    assert host.statuses()["dht22"]["reload_error"] is None
+
+
+async def test_trap_in_restore_keeps_the_old_version(
+    make_config: MakeConfig, make_host: MakeHost, plugin_dir: Path, built: dict[str, Path]
+) -> None:
+    host = setup_host(
+        make_config, make_host, plugin_dir, built, "chaos", settings={"restore_mode": "trap"}
+    )
+    await host.cycle.run_once()
+    await host.cycle.run_once()
+    deploy(plugin_dir / "dht22.wasm", rebuilt(built["chaos"].read_bytes()))
+    assert await host.reloader.reload("dht22") is False
+    assert "failed to restore state" in host.statuses()["dht22"]["reload_error"]
+    await host.cycle.run_once()
+    assert host.state.plugins["dht22"].reading.status["poll_count"] == 3
+
+
+async def test_state_carries_across_reload_with_the_state_interface(
+    make_config: MakeConfig, make_host: MakeHost, plugin_dir: Path, built: dict[str, Path]
+) -> None:
+    host = setup_host(make_config, make_host, plugin_dir, built, "chaos")
+    for _ in range(3):
+        await host.cycle.run_once()
+    deploy(plugin_dir / "dht22.wasm", rebuilt(built["chaos"].read_bytes()))
+    assert await host.reloader.reload("dht22") is True
+    await host.cycle.run_once()
+    assert host.state.plugins["dht22"].reading.status["poll_count"] == 4
+    assert host.statuses()["dht22"]["last_reload"]["state"] == "carried"
+
+
+async def test_state_resets_across_reload_without_it(
+    make_config: MakeConfig, make_host: MakeHost, plugin_dir: Path, built: dict[str, Path]
+) -> None:
+    host = setup_host(make_config, make_host, plugin_dir, built, "dht22")
+    for _ in range(3):
+        await host.cycle.run_once()
+    deploy(plugin_dir / "dht22.wasm", rebuilt(built["dht22"].read_bytes()))
+    assert await host.reloader.reload("dht22") is True
+    host.board.set_dht22(20.0, 40.0)  # type: ignore[attr-defined]
+    await host.cycle.run_once()
+    assert host.state.plugins["dht22"].reading.status["poll_count"] == 1
+
+
+async def test_snapshot_is_restored_after_a_host_restart(
+    make_config: MakeConfig, plugin_dir: Path, built: dict[str, Path], board: SimBoard
+) -> None:
+    config = make_config({"dht22": {"source": "chaos", "world": "dht22-plugin"}})
+    first = Host(config, board=board)
+    first.load_plugins()
+    for _ in range(3):
+        await first.cycle.run_once()
+    await first.save_snapshots(force=True)
+    first.close()
+
+    second = Host(config, board=board)
+    second.load_plugins()
+    try:
+        await second.cycle.run_once()
+        assert second.state.plugins["dht22"].reading.status["poll_count"] == 4
+    finally:
+        second.close()
+
+
+async def test_snapshot_is_restored_after_a_trap(
+    make_config: MakeConfig, make_host: MakeHost
+) -> None:
+    config = make_config(
+        {
+            "dht22": {
+                "source": "chaos",
+                "world": "dht22-plugin",
+                "settings": {"mode": "trap_on_poll", "poll": 4},
+            }
+        }
+    )
+    host = make_host(config)
+    plugin = host.plugins["dht22"]
+    assert [plugin.call()["poll_count"] for _ in range(2)] == [1, 2]
+    assert plugin.snapshot() == b'{"polls": 2}'
+    plugin.call()  # 3
+    with pytest.raises(PluginTrap):
+        plugin.call()
+    # A fresh instance restored from the snapshot taken at 2 polls.
+    assert plugin.call()["poll_count"] == 3
+
+
+async def test_watcher_picks_up_rename_and_in_place_writes(
+    make_config: MakeConfig, make_host: MakeHost, plugin_dir: Path, built: dict[str, Path]
+) -> None:
+    host = setup_host(make_config, make_host, plugin_dir, built, "chaos")
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(host.reloader.watch(stop))
+    await asyncio.sleep(0.2)  # let the watcher start (it has no ready signal)
+
+    async def reloads_reach(count: int) -> None:
+        for _ in range(300):
+            if host.plugins["dht22"].stats.reloads >= count:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no reload #{count}: {host.statuses()['x']}")
+
+    try:
+        deploy(plugin_dir / "dht22.wasm", rebuilt(built["chaos"].read_bytes(), b"v2"))
+        await reloads_reach(1)
+        (plugin_dir / "dht22.wasm").write_bytes(rebuilt(built["chaos"].read_bytes(), b"v3"))
+        await reloads_reach(2)
+    finally:
+        stop.set()
+        await watcher
+        await host.reloader.wait_idle()
+    assert host.statuses()["dht22"]["reload_error"] is None
+
+
+async def test_mtime_fallback_reloads_once_the_file_is_stable(
+    make_config: MakeConfig, make_host: MakeHost, plugin_dir: Path, built: dict[str, Path]
+) -> None:
+    host = setup_host(make_config, make_host, plugin_dir, built, "chaos")
+    host.reloader.check_files()
+    deploy(plugin_dir / "dht22.wasm", rebuilt(built["chaos"].read_bytes()))
+    host.reloader.check_files()  # changed since the last check: not stable yet
+    await host.reloader.wait_idle()
+    assert host.plugins["dht22"].stats.reloads == 0
+    host.reloader.check_files()  # unchanged for a whole check: reload
+    await host.reloader.wait_idle()
+    assert host.plugins["dht22"].stats.reloads == 1
+
+
+async def test_precompiled_artifact_is_used_only_when_it_matches(
+    make_config: MakeConfig, make_host: MakeHost, plugin_dir: Path, built: dict[str, Path]
+) -> None:
+    source = built["dht22"]
+    for suffix in (".wasm", ".cwasm", ".cwasm.tag"):
+        shutil.copy(source.with_suffix(suffix), plugin_dir / f"dht22{suffix}")
+    host = make_host(make_config({"dht22": {"wasm": str(plugin_dir / "dht22.wasm"), "led": 1}}))
+    checked = host.plugins["dht22"]._checked
+    assert checked is not None and checked.precompiled
+
+    # A changed .wasm beside the old artifact: the stale artifact is ignored.
+    deploy(plugin_dir / "dht22.wasm", rebuilt(source.read_bytes()))
+    assert await host.reloader.reload("dht22") is True
+    checked = host.plugins["dht22"]._checked
+    assert checked is not None and not checked.precompiled
