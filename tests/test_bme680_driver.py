@@ -241,6 +241,14 @@ def chip_transfer(chip: Bme680Chip, address: int = 0x77) -> Callable[[int, bytes
     return transfer
 
 
+def measure(sensor: Any) -> Any:
+    """Trigger and collect one measurement; the emulator finishes after 4 status reads."""
+    sensor.trigger()
+    m = sensor.read_if_ready(max_status_reads=10)
+    assert m is not None
+    return m
+
+
 @pytest.mark.parametrize(
     "env",
     [
@@ -256,7 +264,7 @@ def test_driver_recovers_the_environment(env: tuple[float, float, float, float])
     sensor = drv.Bme680(chip_transfer(chip))
     sensor.init()
     for _ in range(3):
-        m = sensor.measure()
+        m = measure(sensor)
         assert m.temperature_c == pytest.approx(env[0], abs=0.1)
         assert m.humidity_percent == pytest.approx(env[1], abs=1.0)
         assert m.pressure_hpa == pytest.approx(env[2], abs=0.5)
@@ -296,22 +304,57 @@ def test_driver_waits_for_new_data_and_chip_returns_to_sleep() -> None:
 
     sensor = drv.Bme680(spy)
     sensor.init()
-    sensor.measure()
+    measure(sensor)
     assert statuses[0] & 0x20 and not statuses[0] & 0x80  # measuring, no new data yet
     assert statuses[-1] & 0x80 and len(statuses) > 1
     assert chip.transfer(b"\x74", 1)[0] & 0x03 == 0  # back in sleep mode
 
 
-def test_timeout_bus_error_and_uninitialised_are_driver_errors() -> None:
+def test_read_if_ready_is_bounded_and_keeps_the_measurement_pending() -> None:
+    chip = Bme680Chip()
+    status_reads = []
+
+    def spy(addr: int, data: bytes, read_len: int) -> bytes:
+        if data == b"\x1d":
+            status_reads.append(data)
+        return chip.transfer(data, read_len)
+
+    sensor = drv.Bme680(spy)
+    sensor.init()
+    sensor.trigger()
+    assert sensor.read_if_ready(max_status_reads=1) is None  # still measuring
+    assert len(status_reads) == 1
+    m = sensor.read_if_ready(max_status_reads=5)  # the same measurement, collected later
+    assert m is not None and m.gas_valid and m.heat_stable
+    with pytest.raises(drv.DriverError, match="trigger"):
+        sensor.read_if_ready(5)  # each measurement is handed out once
+    with pytest.raises(ValueError):
+        sensor.read_if_ready(0)
+
+
+def test_bus_error_and_uninitialised_are_driver_errors() -> None:
     chip = Bme680Chip()
     sensor = drv.Bme680(chip_transfer(chip))
     with pytest.raises(drv.DriverError, match="init"):
-        sensor.measure()
-    sensor.init()
-    with pytest.raises(drv.DriverError, match="timeout"):
-        sensor.measure(max_status_reads=1)
+        sensor.trigger()
+    with pytest.raises(drv.DriverError, match="init"):
+        sensor.read_if_ready(5)
     with pytest.raises(drv.DriverError, match="0x76: no ACK from 0x76"):
         drv.Bme680(chip_transfer(chip), address=0x76).init()
+
+
+def test_a_chip_reset_after_the_trigger_is_a_lost_measurement() -> None:
+    chip = Bme680Chip()
+    sensor = drv.Bme680(chip_transfer(chip))
+    sensor.init()
+    sensor.trigger()
+    chip.transfer(b"\xe0\xb6", 0)  # soft reset (or a brown-out) mid-conversion
+    with pytest.raises(drv.MeasurementLost, match="reset"):
+        sensor.read_if_ready(5)
+    with pytest.raises(drv.DriverError, match="trigger"):
+        sensor.read_if_ready(5)  # nothing pending any more
+    sensor.init()  # the way back: the reset also cleared the heater settings
+    assert measure(sensor).heat_stable
 
 
 def test_init_tolerates_a_chip_busy_after_soft_reset() -> None:
@@ -456,11 +499,39 @@ class Host:
         self.now_ms = 1_700_000_000_000
         self.leds: list[tuple[int, int, int, int]] = []
         self.bus_down = False
+        self.transfers: list[bytes] = []  # bytes written by each I2C transfer, in order
+        self.idle_status_reads = 0  # status reads to answer "idle, no data" instead of the chip
 
     def transfer(self, address: int, data: bytes, read_len: int) -> bytes:
+        self.transfers.append(bytes(data))
         if self.bus_down:
             raise FakeErr("i2c bus timeout")
+        if data == b"\x1d" and self.idle_status_reads:
+            self.idle_status_reads -= 1
+            return b"\x00"
         return self.chip.transfer(data, read_len)
+
+    def wait(self, ms: int) -> None:
+        """Let `ms` of wall time pass between polls.
+
+        The emulator has no clock: it finishes a conversion after a few status
+        reads. Seconds between polls are far longer than a conversion, so the
+        status is read here, off the counted bus, until the chip is idle.
+        """
+        self.now_ms += ms
+        for _ in range(1000):
+            if not self.chip.transfer(b"\x1d", 1)[0] & 0x60:  # measuring, gas_measuring
+                return
+        raise AssertionError("emulated conversion did not finish")
+
+    def poll_counting(self, logic: Any) -> tuple[Any, list[bytes]]:
+        """Poll once; returns (result or FakeErr, the transfers the poll made)."""
+        start = len(self.transfers)
+        try:
+            result = logic.poll()
+        except FakeErr as exc:
+            result = exc
+        return result, self.transfers[start:]
 
     def set_led(self, index: int, r: int, g: int, b: int) -> None:
         self.leds.append((index, r, g, b))
@@ -538,3 +609,85 @@ def test_app_refuses_bad_settings(app: tuple[Any, Host], settings: str) -> None:
     module, _ = app
     with pytest.raises(FakeErr):
         module.Settings().configure(settings)
+
+
+STATUS, FIELD, TRIGGER = b"\x1d", b"\x1f", b"\x74\x8d"  # ctrl_meas: T x8, P x4, forced
+
+
+def test_app_steady_state_polls_make_three_transfers(app: tuple[Any, Host]) -> None:
+    module, host = app
+    module.Settings().configure(json.dumps({"burn_in_s": 30}))
+    logic = module.Bme680Logic()
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    first, transfers = host.poll_counting(logic)
+    # Nothing in flight yet: init, trigger, wait (3 "measuring" reads + 1), read, trigger.
+    assert first.pressure_hpa == pytest.approx(1005.0, abs=0.5)
+    assert transfers[-7:] == [TRIGGER, STATUS, STATUS, STATUS, STATUS, FIELD, TRIGGER]
+    for _ in range(10):
+        host.wait(3000)
+        data, transfers = host.poll_counting(logic)
+        # One status read finds the measurement triggered last poll done; read; trigger.
+        assert transfers == [STATUS, FIELD, TRIGGER]
+        assert data.gas_resistance_ohm == pytest.approx(150_000.0, rel=0.02)
+    # Even with no time passing (the emulator still "measuring"), the wait is bounded.
+    data, transfers = host.poll_counting(logic)
+    assert isinstance(data, FakeData)
+    assert len(transfers) <= module.STATUS_READS + 2
+
+
+def test_app_reset_chip_mid_pipeline_gives_one_clean_error_then_recovers(
+    app: tuple[Any, Host],
+) -> None:
+    module, host = app
+    module.Settings().configure(json.dumps({"burn_in_s": 30}))
+    logic = module.Bme680Logic()
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    for _ in range(15):
+        host.wait(3000)
+        before = logic.poll()
+    assert before.iaq_accuracy >= 1
+    host.chip.transfer(b"\xe0\xb6", 0)  # the chip resets between polls
+    host.wait(3000)
+    error, transfers = host.poll_counting(logic)
+    assert isinstance(error, FakeErr) and "lost" in error.value and "re-triggered" in error.value
+    assert transfers[0] == STATUS and transfers.count(STATUS) == 1  # no spinning
+    assert len(transfers) <= 10  # that status read, init (8 transfers), trigger
+    assert transfers[-1] == TRIGGER and b"\xe0\xb6" in transfers  # re-initialised, re-triggered
+    host.wait(3000)
+    recovered, transfers = host.poll_counting(logic)
+    assert transfers == [STATUS, FIELD, TRIGGER]  # straight back to the pipeline
+    assert recovered.poll_count == before.poll_count + 2
+    assert recovered.gas_resistance_ohm == pytest.approx(150_000.0, rel=0.02)
+    assert recovered.humidity_percent == pytest.approx(40.0, abs=1.0)  # ctrl_hum restored
+    assert recovered.iaq_accuracy >= 1  # the learnt baseline survived
+
+
+def test_app_first_poll_on_a_slow_chip_reports_warming_up_once(
+    app: tuple[Any, Host], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module, host = app
+    module.Settings().configure(json.dumps({"burn_in_s": 30}))
+    logic = module.Bme680Logic()
+    # Real hardware: a ~0.2 s conversion is far more status reads than the first-poll bound.
+    monkeypatch.setattr(sys.modules[Bme680Chip.__module__], "_BUSY_STATUS_READS", 100)
+    error, transfers = host.poll_counting(logic)
+    assert isinstance(error, FakeErr) and "warming up: first measurement in progress" in error.value
+    assert transfers.count(STATUS) == module.FIRST_POLL_STATUS_READS
+    still, _ = host.poll_counting(logic)  # polled again before the conversion could finish
+    assert isinstance(still, FakeErr) and "still running" in still.value
+    host.wait(3000)
+    data, transfers = host.poll_counting(logic)  # the first measurement, not a new one
+    assert transfers == [STATUS, FIELD, TRIGGER] and data.poll_count == 3
+
+
+def test_app_first_poll_that_sees_an_idle_chip_recovers_next_poll(app: tuple[Any, Host]) -> None:
+    """A chip read straight after the trigger as idle must not re-initialise forever."""
+    module, host = app
+    module.Settings().configure(json.dumps({"burn_in_s": 30}))
+    logic = module.Bme680Logic()
+    host.idle_status_reads = 1
+    error, _ = host.poll_counting(logic)
+    assert isinstance(error, FakeErr) and "re-triggered" in error.value
+    host.wait(3000)
+    data, transfers = host.poll_counting(logic)
+    assert isinstance(data, FakeData) and transfers == [STATUS, FIELD, TRIGGER]

@@ -1,12 +1,17 @@
 """The bme680 plugin (world `bme680-plugin`): air quality on LED 2.
 
-Each poll runs one forced-mode measurement through the in-plugin driver,
-feeds the gas resistance to the IAQ estimator, latches the air-quality
+Measurements are pipelined: each poll collects the forced-mode measurement
+that the previous poll triggered once it had read its own (the poll interval
+is seconds, a conversion about 0.2 s, so it is normally finished) and
+triggers the next one, instead of spinning on the status register for the
+whole conversion. The reported values were therefore measured just after
+the previous poll.
+The reading feeds the IAQ estimator; the plugin latches the air-quality
 alarm with hysteresis and colours the LED by IAQ band. All state lives in
 module globals, which persist for the lifetime of the plugin instance:
-the driver (created on the first poll, dropped after any error so the next
-poll re-initialises the chip), the estimator with its learnt baseline, the
-poll counter and the alarm latch.
+the driver with its measurement in flight (created on the first poll,
+dropped after a bus error so the next poll re-initialises the chip), the
+estimator with its learnt baseline, the poll counter and the alarm latch.
 
 Every failure leaves an export as `Err(message)`: any other exception would
 trap the whole plugin instance and lose the baseline.
@@ -15,7 +20,7 @@ trap the whole plugin instance and lose the baseline.
 import json
 from dataclasses import dataclass
 
-from bme680_driver import Bme680, DriverError
+from bme680_driver import Bme680, DriverError, Measurement, MeasurementLost
 from componentize_py_types import Err
 from iaq import IaqEstimator, band
 from wit_world import exports
@@ -23,10 +28,21 @@ from wit_world.exports.bme680_logic import Bme680Data
 from wit_world.imports import gpio_provider, i2c, led_controller
 from wit_world.imports.alarm_types import Alarm
 
-# The guest cannot sleep, so the driver waits for a conversion by polling the
-# status register; each poll is one host I2C round trip (a fraction of a ms on
-# a Pi), and a cycle with 150 ms of heating takes about 200 ms.
-MAX_STATUS_READS = 2000
+# Status reads for the measurement triggered at the end of the previous poll.
+# Seconds have passed, so on hardware the first read finds it done; the
+# emulator counts conversion time in status reads (3 "measuring" reads after a
+# trigger) and needs 4. A few more are cheap; hundreds would be a busy-wait.
+STATUS_READS = 5
+# The first poll after (re)initialisation has nothing in flight, so it
+# triggers and waits, at most this many status reads. Waiting (rather than
+# always answering "warming up") gives data on that first poll whenever the
+# chip answers within a few round trips, as the emulated chip does, so a start
+# or a recovery shows readings at once instead of a warning and an empty
+# dashboard tile. The bound keeps it from becoming a busy-wait on hardware,
+# where the ~0.2 s conversion needs hundreds of round trips (each a fraction of
+# a ms): there the poll reports "warming up" once, the measurement stays in
+# flight and the next poll collects it.
+FIRST_POLL_STATUS_READS = 10
 
 CALIBRATING_RGB = (48, 0, 192)
 BAND_RGB = {
@@ -115,18 +131,54 @@ def _set_led(rgb: tuple[int, int, int]) -> None:
         raise Err(f"LED {_config.led} refused: {exc.value}") from None
 
 
-def _measure_and_report() -> Bme680Data:
-    global _driver, _alarm, _last_iaq
-    now_ms = gpio_provider.get_timestamp_ms()
+def _start_driver() -> Bme680:
+    """A freshly initialised driver with its first measurement triggered."""
+    driver = Bme680(_transfer, _config.i2c_address)
+    driver.init()
+    driver.trigger()
+    return driver
+
+
+def _read_sensor() -> Measurement:
+    """This poll's measurement, leaving the next one triggered; raises Err.
+
+    Never spins: a measurement that is not there when expected is reported
+    as this poll's error, and the pipeline is restarted so the next poll has
+    data again.
+    """
+    global _driver
     try:
-        if _driver is None:
-            driver = Bme680(_transfer, _config.i2c_address)
-            driver.init()
-            _driver = driver
-        reading = _driver.measure(MAX_STATUS_READS)
+        try:
+            if _driver is None:
+                _driver = _start_driver()
+                reading = _driver.read_if_ready(FIRST_POLL_STATUS_READS)
+                if reading is None:
+                    raise Err("BME680: warming up: first measurement in progress")
+            else:
+                reading = _driver.read_if_ready(STATUS_READS)
+                if reading is None:
+                    # Still converting: left in flight for the next poll to collect.
+                    raise Err(
+                        "BME680: measurement triggered last poll still running; "
+                        "is the poll interval shorter than a conversion (~0.2 s)?"
+                    )
+        except MeasurementLost as exc:
+            # A reset also cleared the heater and oversampling settings, so
+            # re-trigger through init and let the next poll collect it, seconds
+            # later, rather than waiting here.
+            _driver = _start_driver()
+            raise Err(f"BME680: {exc}; re-initialised and re-triggered") from None
+        _driver.trigger()
     except DriverError as exc:
         _driver = None
         raise Err(f"BME680: {exc}") from None
+    return reading
+
+
+def _measure_and_report() -> Bme680Data:
+    global _alarm, _last_iaq
+    now_ms = gpio_provider.get_timestamp_ms()
+    reading = _read_sensor()
 
     if reading.gas_valid and reading.heat_stable:
         _last_iaq = _estimator.update(reading.gas_resistance_ohm, reading.humidity_percent, now_ms)
@@ -167,7 +219,10 @@ class Bme680Logic(exports.Bme680Logic):
     """The `bme680-logic` export."""
 
     def poll(self) -> Bme680Data:
-        """One measurement, IAQ update, alarm and LED 2; errors come back as Err."""
+        """Collect one measurement (triggering the next), update IAQ, alarm and LED 2.
+
+        Errors come back as Err.
+        """
         global _poll_count
         _poll_count += 1
         try:

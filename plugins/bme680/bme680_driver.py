@@ -3,8 +3,11 @@
 All bus access goes through one `Transfer` callable (the host's combined I2C
 write-then-read), so the same code runs natively against an emulator and in
 WebAssembly against real hardware. Stdlib only, no threads, no sleeping: the
-guest has no `time.sleep`, so the driver waits for conversions by polling the
-status register a bounded number of times.
+guest has no `time.sleep`. A measurement is therefore split in two calls,
+`trigger` and `read_if_ready`, so that a caller polling every few seconds can
+start the next conversion at the end of one poll and collect it at the start
+of the next instead of spinning on the status register while the chip works;
+`read_if_ready` checks the status register only a bounded number of times.
 
 Compensation uses the float formulas of Bosch's BME68x SensorAPI (bme68x.c,
 the `BME68X_USE_FPU` paths calc_temperature, calc_pressure, calc_humidity and
@@ -76,6 +79,14 @@ _CONST_ARRAY2 = (
 
 class DriverError(Exception):
     """The chip is missing, the wrong chip, silent, or the bus failed."""
+
+
+class MeasurementLost(DriverError):
+    """The chip is idle without new data although a measurement was triggered.
+
+    It was reset or power-cycled meanwhile, which also cleared its heater and
+    oversampling settings: only `init` brings it back, re-triggering does not.
+    """
 
 
 @dataclass(frozen=True)
@@ -279,6 +290,7 @@ class Bme680:
         self._address = address
         self._calibration: Calibration | None = None
         self._ctrl_meas = 0
+        self._pending = False  # a triggered measurement has not been read yet
 
     @property
     def calibration(self) -> Calibration | None:
@@ -327,28 +339,53 @@ class Bme680:
             _REG_CTRL_GAS_1, _RUN_GAS,
         )  # fmt: skip
         self._calibration = calibration
+        self._pending = False  # the soft reset aborted any measurement
 
-    def measure(self, max_status_reads: int = 50) -> Measurement:
-        """Run one forced-mode T/P/H/gas measurement and compensate it.
+    def trigger(self) -> None:
+        """Start one forced-mode T/P/H/gas measurement and return at once.
 
-        Polls meas_status_0 until new_data_0 is set, at most
-        `max_status_reads` times (the guest cannot sleep, so the bound is
-        in bus round trips, not time). Raises DriverError when not
-        initialised, on timeout, or on a bus failure.
+        The conversion (with the 150 ms heater about 0.2 s) runs on the chip
+        while the caller does other work; collect it with `read_if_ready`.
+        Call it after `init` or after the previous measurement was read.
+        Raises DriverError when not initialised or on a bus failure.
         """
+        if self._calibration is None:
+            raise DriverError("BME680 not initialised: call init() first")
+        self._write(_REG_CTRL_MEAS, self._ctrl_meas | _MODE_FORCED)
+        self._pending = True
+
+    def read_if_ready(self, max_status_reads: int) -> Measurement | None:
+        """Collect and compensate the triggered measurement if it has finished.
+
+        Reads meas_status_0 at most `max_status_reads` times (the guest
+        cannot sleep, so the bound is in bus round trips, not time) and
+        returns None while the chip still reports the conversion running;
+        the measurement then stays pending and a later call can collect it.
+        Each triggered measurement is returned once: data left over from an
+        earlier one is never handed out again.
+
+        Raises DriverError when not initialised, when nothing was triggered
+        or on a bus failure, and MeasurementLost when the chip is idle with
+        no new data (it was reset since `trigger`).
+        """
+        if max_status_reads < 1:
+            raise ValueError(f"max_status_reads must be at least 1, got {max_status_reads}")
         calibration = self._calibration
         if calibration is None:
             raise DriverError("BME680 not initialised: call init() first")
-        if max_status_reads < 1:
-            raise ValueError(f"max_status_reads must be at least 1, got {max_status_reads}")
-        self._write(_REG_CTRL_MEAS, self._ctrl_meas | _MODE_FORCED)
+        if not self._pending:
+            raise DriverError("no BME680 measurement in progress: call trigger() first")
         for _ in range(max_status_reads):
             status = self._read(_REG_MEAS_STATUS, 1)[0]
-            if status & _NEW_DATA and not status & (_MEASURING | _GAS_MEASURING):
-                break
-        else:
-            raise DriverError(f"timeout: no new BME680 data after {max_status_reads} status reads")
-        return _compensate_field(calibration, self._read(_REG_FIELD, _LEN_FIELD))
+            if status & (_MEASURING | _GAS_MEASURING):
+                continue
+            self._pending = False
+            if not status & _NEW_DATA:
+                raise MeasurementLost(
+                    "idle with no new data, the triggered measurement was lost (chip reset?)"
+                )
+            return _compensate_field(calibration, self._read(_REG_FIELD, _LEN_FIELD))
+        return None
 
     def _await_reset(self) -> None:
         last_problem = ""

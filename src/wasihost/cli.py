@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await host.run(stop)
+        await host.run(stop, dev=args.dev)
 
     try:
         asyncio.run(main())
@@ -72,6 +72,11 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         default=DEFAULT_CONFIG_PATH,
         help=f"configuration file (default: {DEFAULT_CONFIG_PATH})",
+    )
+    run.add_argument(
+        "--dev",
+        action="store_true",
+        help="also rebuild plugins when plugins/*/ or wit/ change (hot-reloaded)",
     )
     run.set_defaults(handler=_run)
 

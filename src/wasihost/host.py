@@ -25,6 +25,7 @@ from wasihost.capabilities import Grants
 from wasihost.capabilities.context import wall_clock_ms
 from wasihost.config import HostConfig
 from wasihost.cycle import PollCycle
+from wasihost.devloop import DevRebuilder
 from wasihost.errors import ConfigError, PluginError
 from wasihost.leds import LedBuffer
 from wasihost.model import Reading
@@ -236,8 +237,15 @@ class Host:
     def running(self) -> list[str]:
         return [n for n, p in self.plugins.items() if p.state is PluginState.RUNNING]
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Load the plugins, serve the web app and poll until ``stop`` is set."""
+    def dev_rebuilder(self, plugins_dir: Path, wit_dir: Path) -> DevRebuilder:
+        """Rebuilds for ``--dev``, limited to plugins run from their default build path."""
+        out_dir = Path("build")
+        names = [n for n, p in self.plugins.items() if p.spec.wasm == out_dir / f"{n}.wasm"]
+        return DevRebuilder(self.engine, plugins_dir, wit_dir, out_dir, names)
+
+    async def run(self, stop: asyncio.Event, dev: bool = False) -> None:
+        """Load the plugins, serve the web app and poll until ``stop`` is set;
+        with ``dev`` also rebuild plugins whose sources change."""
         from wasihost.web.server import serve
 
         await asyncio.to_thread(self.load_plugins)
@@ -246,8 +254,11 @@ class Host:
             tasks.append(asyncio.create_task(serve(self, stop)))
         if self.history is not None:
             tasks.append(asyncio.create_task(self._prune_history(stop)))
-        if self.config.reload.enabled:
+        if self.config.reload.enabled or dev:  # --dev is pointless without reloading
             tasks.append(asyncio.create_task(self.reloader.watch(stop)))
+        if dev:
+            rebuilder = self.dev_rebuilder(Path("plugins"), Path("wit"))
+            tasks.append(asyncio.create_task(rebuilder.run(stop)))
         try:
             await self.cycle.run_forever(
                 self.config.polling.interval_seconds, stop, after=self.after_cycle
