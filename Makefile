@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup build run test lint clean
+.PHONY: setup build run test bench lint clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wasihost needs Python >= 3.11")'
@@ -28,6 +28,10 @@ run: build
 test: build lint
 	@echo "==> running the tests"
 	@$(BIN)/pytest
+
+bench: build
+	@echo "==> running the benchmarks (several minutes; figures in bench/results/latest.json)"
+	@$(BIN)/python -m bench.run
 
 lint: setup
 	@echo "==> lint: ruff and mypy"

@@ -28,7 +28,10 @@ from wasihost.snapshots import SnapshotStore
 
 log = logging.getLogger("wasihost.reload")
 
-STEP_MS = 50  # quiet time before a batch of file events is acted on
+# Quiet time before a batch of file events is acted on. A rename lands at once;
+# an in-place write still in progress may be caught half-way, fail to load,
+# and is then retried on its next event, so a short step costs nothing.
+STEP_MS = 20
 
 
 class Reloader:

@@ -1,0 +1,1 @@
+"""The wasihost benchmark suite: ``make bench`` (see docs/PERFORMANCE.md)."""
