@@ -101,3 +101,16 @@ async def test_sensor_data_is_logged(
     caplog.set_level(logging.INFO, logger="wasihost.cycle")
     await seed_host.cycle.run_once()
     assert any(line.startswith("[dht22] temperature=21°C humidity=45%") for line in caplog.messages)
+
+
+def test_non_finite_status_values_become_null() -> None:
+    from wasihost.readings import normalise
+
+    reading = normalise(
+        "p",
+        "dht22-plugin",
+        {"temperature_c": float("nan"), "age_ms": float("inf"), "stale": False},
+        1,
+    )
+    assert reading.measurements == ()
+    assert reading.status == {"age_ms": None, "stale": False}

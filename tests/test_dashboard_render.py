@@ -8,8 +8,11 @@ surviving malformed state rather than about exact markup.
 import ast
 import copy
 import importlib.util
+import json
+import re
 import sys
 import types
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,8 @@ import pytest
 DASHBOARD_DIR = Path(__file__).resolve().parents[1] / "plugins" / "dashboard"
 sys.path.insert(0, str(DASHBOARD_DIR))
 
-import render  # noqa: E402 - importable only once the plugin directory is on sys.path
+import assets  # noqa: E402 - importable only once the plugin directory is on sys.path
+import render  # noqa: E402
 
 HOSTILE_TAG = "<script>alert(1)</script>"
 HOSTILE_ATTR = '"><img src=x onerror=alert(1)>'
@@ -101,19 +105,154 @@ def full_state() -> dict[str, Any]:
     return copy.deepcopy(FULL_STATE)
 
 
+Element = tuple[str, dict[str, str | None]]
+
+
+class _Collector(HTMLParser):
+    """Records every start tag with its (unescaped) attributes, as a browser would see them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: list[Element] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+
+
+def parse(page: str) -> list[Element]:
+    """Parse `page` into its start tags; what the markup means, not how it is spelled."""
+    collector = _Collector()
+    collector.feed(page)
+    collector.close()
+    return collector.elements
+
+
+def attribute_values(elements: list[Element], name: str) -> list[str | None]:
+    """The values of attribute `name` on every element that has it, in page order."""
+    return [attrs[name] for _, attrs in elements if name in attrs]
+
+
+def script_of(page: str) -> str:
+    """The text of the page's one inline script."""
+    match = re.search(r"<script>(.*?)</script>", page, re.DOTALL)
+    assert match is not None
+    return match.group(1)
+
+
 def test_full_state_renders_a_complete_page() -> None:
     page = render.render_page(full_state())
 
     assert page.startswith("<!DOCTYPE html>")
     assert '<meta charset="utf-8">' in page
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
-    assert "<script" not in page and "http" not in page  # self-contained, no JavaScript
-    for text in ("raspberrypi", "sim", "22:13:20 UTC", "interval <b>2.0 s</b>"):
+    for text in ("raspberrypi", "sim", "22:13:20 UTC", '<b data-meta="interval">2.0 s</b>'):
         assert text in page
     for name in ("dht22", "pi-monitor", "bme680", "dashboard", "bme680-plugin"):
         assert name in page
     assert "21.3" in page and "45.1" in page and "°C" in page
     assert "Cannot render" not in page
+
+
+def test_live_values_carry_the_data_attributes_the_script_updates() -> None:
+    page = render.render_page(full_state())
+    elements = parse(page)
+
+    body = next(attrs for tag, attrs in elements if tag == "body")
+    assert body == {"data-now": "1700000000000", "data-interval": "2.0"}
+    assert attribute_values(elements, "data-meta") == ["board", "cycle", "updated", "interval"]
+    assert attribute_values(elements, "data-plugin") == ["dht22", "pi-monitor", "bme680"]
+    assert attribute_values(elements, "data-health") == ["dht22", "dashboard"]
+    assert attribute_values(elements, "data-col").count("loaded_hash") == 2
+    # Eleven strip LEDs in the header plus one per card.
+    assert len(attribute_values(elements, "data-led")) == 11 + 3
+    assert attribute_values(elements, "data-measure") == [
+        "temperature",
+        "humidity",
+        "cpu_temperature",
+        "uptime",
+        "iaq",
+        "pressure",
+        "gas_resistance",
+    ]
+    # The script formats like the page: IAQ and durations as integers, the rest with a decimal.
+    assert attribute_values(elements, "data-decimals") == ["1", "1", "1", "1", "0", "1", "1"]
+    assert len(attribute_values(elements, "data-value")) == 7
+    assert attribute_values(elements, "data-status") == [
+        "poll_count",
+        "fan_on",
+        "poll_count",
+        "poll_count",
+    ]
+    for marker in ("data-alarm", "data-stale", "data-error", "data-updated"):
+        assert len(attribute_values(elements, marker)) == 3, marker
+    assert attribute_values(elements, "data-live") == [None]
+    assert attribute_values(elements, "data-summary") == [None]
+
+
+def test_every_measurement_gets_an_hour_and_a_day_chart() -> None:
+    page = render.render_page(full_state())
+    elements = parse(page)
+
+    windows = attribute_values(elements, "data-window-ms")
+    assert windows == ["3600000", "86400000"] * 7
+    assert len(attribute_values(elements, "data-line")) == 14
+    assert len(attribute_values(elements, "data-area")) == 14
+    assert len(attribute_values(elements, "data-range")) == 14
+    assert page.count(">no history yet</span>") == 14  # until the script has points
+    svgs = [attrs for tag, attrs in elements if tag == "svg"]
+    assert {attrs["viewbox"] for attrs in svgs} == {"0 0 300 60"}
+    assert "temperature, last 24 h" in attribute_values(elements, "aria-label")
+
+
+def test_page_is_self_contained() -> None:
+    page = render.render_page(full_state())
+    elements = parse(page)
+
+    assert "http://" not in page and "https://" not in page
+    assert [tag for tag, _ in elements if tag in ("link", "img", "iframe", "object")] == []
+    assert not [attrs for _, attrs in elements if "src" in attrs or "href" in attrs]
+    assert "@import" not in assets.STYLE and "url(" not in assets.STYLE
+    # Without JavaScript the page still refreshes itself, at most every 5 s.
+    assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in page
+
+
+def test_script_only_ever_writes_text() -> None:
+    """The script handles untrusted values: no markup sinks, only fixed attribute names."""
+    script = script_of(render.render_page(full_state()))
+
+    for sink in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "Function(",
+        "DOMParser",
+        "createContextualFragment",
+        "srcdoc",
+        'setTimeout("',
+    ):
+        assert sink not in script, sink
+    assert "textContent" in script
+    assert set(re.findall(r"setAttribute\((\"[^\"]*\"|[^,]*),", script)) == {'"d"', '"title"'}
+    # The only endpoints it talks to are the host's own.
+    assert re.findall(r"(?:fetch|EventSource)\(\"([^\"]*)\"", script) == [
+        "/api/history?",
+        "/api/stream",
+    ]
+
+
+def test_script_gets_the_iaq_bands_from_python() -> None:
+    script = script_of(render.render_page(full_state()))
+
+    assert assets.IAQ_PLACEHOLDER not in script
+    table = re.search(r"const IAQ = (\{.*?\});", script)
+    assert table is not None
+    assert json.loads(table.group(1)) == {
+        "bands": [list(band) for band in render._IAQ_BANDS],
+        "worst": list(render._IAQ_WORST),
+        "accuracyMax": 3,
+    }
 
 
 def test_values_are_rounded_by_size_and_kind() -> None:
@@ -126,12 +265,20 @@ def test_values_are_rounded_by_size_and_kind() -> None:
     assert "0.41 ms" in page
 
 
-def test_raised_alarm_is_prominent_and_quiet_alarm_is_not() -> None:
+def test_raised_alarm_is_prominent_and_quiet_alarm_is_calm() -> None:
     page = render.render_page(full_state())
 
     assert page.count('class="card alarmed"') == 1
-    assert '<span class="badge alarm">alarm high</span>' in page
-    assert "<dt>alarm</dt><dd>none</dd>" in page
+    assert '<span class="badge alarm" data-alarm>alarm high</span>' in page
+    assert page.count('<span class="badge ok" data-alarm>no alarm</span>') == 2
+    assert '<span class="pill bad" data-summary>pi-monitor: alarm high · dashboard: failed' in page
+
+
+def test_alarm_badge_is_hidden_for_plugins_without_an_alarm() -> None:
+    page = render.render_page({"readings": {"x": {"status": {"poll_count": 1}}}})
+
+    assert '<span class="badge ok" data-alarm hidden>no alarm</span>' in page
+    assert '<span class="pill ok" data-summary>all clear</span>' in page
 
 
 @pytest.mark.parametrize("hostile", [HOSTILE_TAG, HOSTILE_ATTR])
@@ -169,10 +316,14 @@ def test_untrusted_strings_are_escaped_everywhere(hostile: str) -> None:
 
     page = render.render_page(state)
 
-    assert "<script>" not in page
-    assert "<img" not in page
+    elements = parse(page)
+    assert [tag for tag, _ in elements if tag in ("img", "script")] == ["script"]
+    assert not [name for _, attrs in elements for name in attrs if name.startswith("on")]
     assert "&lt;" in page
     assert "Cannot render" not in page
+    # Attribute values survive escaping intact: the script matches on them.
+    for key in ("data-plugin", "data-measure", "data-status", "data-health", "data-world"):
+        assert hostile in attribute_values(elements, key), key
 
 
 def test_empty_state_renders_placeholders() -> None:
@@ -230,8 +381,15 @@ def test_reading_without_timestamp_says_never_polled() -> None:
 def test_iaq_band_and_accuracy_are_shown() -> None:
     page = render.render_page(full_state())
 
-    assert '<span class="iaq-moderate">moderate</span>' in page
-    assert "accuracy 2/3" in page
+    assert '<span class="iaq-moderate" data-iaq-band>moderate</span>' in page
+    assert '<span class="muted" data-iaq-accuracy>accuracy 2/3</span>' in page
+
+
+def test_iaq_leads_its_card() -> None:
+    page = render.render_page(full_state())
+
+    bme680 = page[page.index('data-plugin="bme680"') :]
+    assert bme680.index('data-measure="iaq"') < bme680.index('data-measure="pressure"')
 
 
 def test_accuracy_without_iaq_measurement_stays_in_the_status_list() -> None:
@@ -239,7 +397,7 @@ def test_accuracy_without_iaq_measurement_stays_in_the_status_list() -> None:
 
     page = render.render_page(state)
 
-    assert "<dt>iaq accuracy</dt><dd>0/3</dd>" in page
+    assert '<dt>iaq accuracy</dt><dd data-status="iaq_accuracy">0/3</dd>' in page
 
 
 @pytest.mark.parametrize(
@@ -269,7 +427,7 @@ def test_led_colours_are_shown_as_rgb() -> None:
 
     assert "rgb(0, 255, 0)" in page  # dht22's LED 1
     assert "rgb(255, 128, 0)" in page  # bme680's LED 2
-    assert "LED 1 <code>rgb(0, 255, 0)</code>" in page
+    assert "LED 1 <code data-led-text>rgb(0, 255, 0)</code>" in page
 
 
 def test_led_channels_are_clamped_and_bad_indices_marked_unknown() -> None:
@@ -278,7 +436,7 @@ def test_led_channels_are_clamped_and_bad_indices_marked_unknown() -> None:
     page = render.render_page(state)
 
     assert "rgb(255, 0, 7)" in page
-    assert "LED 5 <code>unknown</code>" in page
+    assert "LED 5 <code data-led-text>unknown</code>" in page
 
 
 def test_stale_reading_shows_its_age_in_seconds() -> None:
@@ -290,19 +448,48 @@ def test_stale_reading_shows_its_age_in_seconds() -> None:
     assert "stale · 12.5 s old" in page
 
 
-def test_fresh_reading_has_no_stale_badge() -> None:
-    assert "badge stale" not in render.render_page(full_state())
+def test_fresh_reading_has_a_hidden_stale_badge() -> None:
+    page = render.render_page(full_state())
+
+    assert page.count('<span class="badge stale" data-stale hidden>stale</span>') == 3
+
+
+def test_reading_the_host_has_not_replaced_for_a_while_is_stale() -> None:
+    state = full_state()
+    state["readings"]["dht22"]["timestamp_ms"] -= 30_000  # 15 intervals of 2 s
+
+    page = render.render_page(state)
+
+    assert '<span class="badge stale" data-stale>stale · 30.0 s old</span>' in page
+
+
+@pytest.mark.parametrize(
+    ("age_ms", "shown"), [(12_500, "12.5 s"), (600_000, "10 min"), (7_200_000, "2.0 h")]
+)
+def test_stale_age_is_shown_in_a_readable_unit(age_ms: int, shown: str) -> None:
+    state = full_state()
+    state["readings"]["dht22"]["status"].update(stale=True, age_ms=age_ms)
+
+    assert f"stale · {shown} old" in render.render_page(state)
+
+
+def test_staleness_waits_at_least_five_seconds_at_fast_poll_rates() -> None:
+    state = full_state()
+    state["interval_seconds"] = 0.5
+    state["readings"]["dht22"]["timestamp_ms"] -= 4_000  # 8 intervals, but only 4 s
+
+    assert "data-stale>" not in render.render_page(state)
 
 
 def test_health_table_lists_plugins_and_highlights_failures() -> None:
     page = render.render_page(full_state())
 
-    assert "<th>Loaded hash</th>" in page
-    assert "<code>ab12cd34</code>" in page
-    assert '<td class="ok">running</td>' in page
-    assert '<td class="bad">failed</td>' in page
-    assert '<td class="num bad">2</td>' in page
-    assert "wasm trap: unreachable" in page
+    assert "<th>Loaded version</th>" in page
+    assert '<code data-col="loaded_hash">ab12cd34</code>' in page
+    assert '<td class="ok" data-col="state">running</td>' in page
+    assert '<td class="bad" data-col="state">failed</td>' in page
+    assert '<td class="num bad" data-col="errors">2</td>' in page
+    assert '<td class="bad" data-col="last_error">wasm trap: unreachable</td>' in page
 
 
 @pytest.mark.parametrize(
@@ -328,6 +515,8 @@ def test_render_json_turns_bad_input_into_an_error_page(state_json: str, message
     assert page.startswith("<!DOCTYPE html>")
     assert "Cannot render the dashboard" in page
     assert message in page
+    assert '<meta http-equiv="refresh" content="10">' in page  # a wall tablet recovers
+    assert "<script" not in page
 
 
 def nested_state_json(depth: int, node: str = "pi") -> str:
@@ -365,22 +554,25 @@ def test_render_json_escapes_the_error_message() -> None:
 def test_a_failing_card_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
     real_card = render._reading_card
 
-    def card(name: str, reading: object, strip: list[Any]) -> str:
+    def card(name: str, reading: object, snapshot: Any) -> str:
         if name == "dht22":
             raise ValueError(HOSTILE_TAG)
-        return real_card(name, reading, strip)
+        return real_card(name, reading, snapshot)
 
     monkeypatch.setattr(render, "_reading_card", card)
 
     page = render.render_page(full_state())
 
     assert "Cannot render the &#x27;dht22&#x27; card: ValueError" in page
-    assert "<script>" not in page
+    assert HOSTILE_TAG not in page
     assert "bme680-plugin" in page  # the other cards still render
+    # Still tagged, or the script would take the card for missing and reload forever.
+    assert '<section class="card" data-plugin="dht22"><p class="error"' in page
 
 
-def test_render_module_uses_only_the_standard_library() -> None:
-    tree = ast.parse((DASHBOARD_DIR / "render.py").read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", ["render.py", "assets.py"])
+def test_renderer_modules_use_only_the_standard_library(module: str) -> None:
+    tree = ast.parse((DASHBOARD_DIR / module).read_text(encoding="utf-8"))
     imported = {
         alias.name.split(".")[0]
         for node in ast.walk(tree)
@@ -391,9 +583,10 @@ def test_render_module_uses_only_the_standard_library() -> None:
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom)
     }
+    siblings = {path.stem for path in DASHBOARD_DIR.glob("*.py")} - {"app"}
 
     assert "wit_world" not in imported
-    assert imported <= set(sys.stdlib_module_names)
+    assert imported <= set(sys.stdlib_module_names) | siblings
 
 
 def test_app_binding_delegates_to_render_json(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,7 +29,7 @@ def test_range_query_returns_what_was_written(tmp_path: Path) -> None:
     assert series.points == [(3_000, 23.0), (4_000, 24.0), (5_000, 25.0), (6_000, 26.0)]
     assert series.unit == "°C"
     assert not series.downsampled
-    assert history.query("dht22", "humidity", 0, 10_000) is None
+    assert history.query("dht22", "humidity", 0, 10_000).points == []
     history.close()
 
 

@@ -103,7 +103,6 @@ async def test_history_endpoint_returns_the_series(
         ({"plugin": "dht22", "field": "temperature", "since": "yesterday"}, 400, "since:"),
         ({"plugin": "dht22", "field": "temperature", "points": "1"}, 400, "points:"),
         ({"plugin": "dht22", "field": "temperature", "since": "10", "until": "5"}, 400, "after"),
-        ({"plugin": "nope", "field": "temperature"}, 404, "no history for plugin 'nope'"),
     ],
 )
 async def test_history_endpoint_rejects_bad_queries(
@@ -112,6 +111,12 @@ async def test_history_endpoint_rejects_bad_queries(
     response = await client.get("/api/history", params=params)
     assert response.status == status
     assert message in (await response.json())["error"]
+
+
+async def test_history_of_an_unknown_series_is_empty(client: TestClient) -> None:
+    response = await client.get("/api/history", params={"plugin": "nope", "field": "x"})
+    assert response.status == 200
+    assert (await response.json())["points"] == []
 
 
 async def test_stream_sends_current_state_then_each_cycle(

@@ -1,17 +1,22 @@
 """Pure HTML rendering of the wasihost dashboard.
 
 This module is the whole dashboard except the WIT binding: it turns the host's
-app state (the `GET /api/readings` JSON) into one self-contained HTML5 page.
-It deliberately imports nothing but the standard library (and never
-`wit_world`), so it runs unchanged inside the WebAssembly guest and under
-pytest on the development machine.
+app state (the same JSON document `/api/stream` sends) into one self-contained
+HTML5 page. It deliberately imports nothing but the standard library and its
+sibling `assets` (never `wit_world`), so it runs unchanged inside the
+WebAssembly guest and under pytest on the development machine.
+
+The page is complete without JavaScript (a `<noscript>` refresh keeps it
+current); the inline script from `assets` then keeps it live. Every value the
+script updates is tagged with a `data-*` attribute here, so the script never
+has to build markup: see `assets.py` for the attribute scheme's consumer.
 
 Two rules shape the code:
 
 * Every string in the state may come from an untrusted plugin (names, units,
   status keys, error messages), so every value reaches the page through
-  `html.escape`; only markup built here from validated integers (LED colours,
-  CSS classes from fixed tables) is written unescaped.
+  `html.escape`; only markup built here from validated numbers (LED colours,
+  timestamps) and CSS classes from fixed tables is written unescaped.
 * An exception escaping the guest traps the plugin and blanks the dashboard,
   so every field is type-checked before use, each card is rendered behind its
   own guard, and `render_json` turns any remaining failure into an error page.
@@ -22,7 +27,9 @@ import json
 import math
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
+
+from assets import IAQ_PLACEHOLDER, SCRIPT, STYLE
 
 JsonObject = dict[str, Any]
 
@@ -48,100 +55,48 @@ _IAQ_WORST = ("hazardous", "iaq-hazardous")
 # The BME680 IAQ accuracy scale tops out at 3 (baseline settled).
 _IAQ_ACCURACY_MAX = 3
 
-_CSS = """
-:root {
-  color-scheme: dark light;
-  --bg: #0f1419; --card: #1a2129; --border: #2c3640; --text: #e6edf3;
-  --muted: #8b98a5; --ok: #3fb950; --warn: #d29922; --bad: #f85149;
-}
-@media (prefers-color-scheme: light) {
-  :root {
-    --bg: #f4f6f8; --card: #ffffff; --border: #d0d7de; --text: #1f2328;
-    --muted: #59636e; --ok: #1a7f37; --warn: #9a6700; --bad: #cf222e;
-  }
-}
-* { box-sizing: border-box; }
-body {
-  margin: 0; padding: clamp(0.75rem, 2vw, 2rem);
-  background: var(--bg); color: var(--text);
-  font: 16px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-  overflow-wrap: anywhere;
-}
-h1 { margin: 0; font-size: clamp(1.4rem, 4vw, 2.2rem); }
-h2 { margin: 0; font-size: 1.25rem; }
-.page-header {
-  display: flex; flex-wrap: wrap; gap: 0.5rem 2rem; align-items: baseline;
-  margin-bottom: 1rem;
-}
-.meta { display: flex; flex-wrap: wrap; gap: 0.25rem 1.5rem; color: var(--muted); }
-.meta b { color: var(--text); font-weight: 600; }
-.grid {
-  display: grid; gap: 1rem;
-  grid-template-columns: repeat(auto-fit, minmax(min(100%, 19rem), 1fr));
-}
-.card {
-  background: var(--card); border: 1px solid var(--border);
-  border-radius: 12px; padding: 1rem 1.25rem;
-  display: flex; flex-direction: column; gap: 0.75rem;
-}
-.card.alarmed { border-color: var(--bad); box-shadow: 0 0 0 2px var(--bad); }
-.card-title { display: flex; justify-content: space-between; gap: 1rem; align-items: baseline; }
-.world, .updated, .muted { color: var(--muted); font-size: 0.85rem; }
-.badges { display: flex; flex-wrap: wrap; gap: 0.5rem; }
-.badge {
-  display: inline-block; padding: 0.15rem 0.6rem; border-radius: 999px;
-  font-size: 0.85rem; font-weight: 600; border: 1px solid currentColor;
-}
-.alarm { color: #fff; background: var(--bad); border-color: var(--bad);
-  font-size: 1.1rem; text-transform: uppercase; letter-spacing: 0.05em; }
-.stale { color: var(--warn); }
-.measurements { display: grid; gap: 0.75rem; margin: 0;
-  grid-template-columns: repeat(auto-fill, minmax(8.5rem, 1fr)); }
-.measurements dt { color: var(--muted); font-size: 0.85rem; }
-.measurements dd { margin: 0; }
-.value { font-size: clamp(1.8rem, 6vw, 2.6rem); font-weight: 700;
-  font-variant-numeric: tabular-nums; }
-.unit { color: var(--muted); margin-left: 0.2rem; }
-.iaq-detail { display: flex; flex-wrap: wrap; gap: 0.25rem 0.5rem; margin-top: 0.25rem;
-  font-size: 0.85rem; }
-.iaq-good { color: #2ea043; }
-.iaq-moderate { color: #d4a72c; }
-.iaq-sensitive { color: #e3831c; }
-.iaq-unhealthy { color: #f85149; }
-.iaq-very-unhealthy { color: #a371f7; }
-.iaq-hazardous { color: #b62324; }
-.status { display: flex; flex-wrap: wrap; gap: 0.25rem 1rem; margin: 0; font-size: 0.9rem; }
-.status div { display: flex; gap: 0.35rem; }
-.status dt { color: var(--muted); }
-.status dd { margin: 0; }
-.error {
-  margin: 0; padding: 0.5rem 0.75rem; border-radius: 8px;
-  border-left: 4px solid var(--bad); background: rgba(248, 81, 73, 0.12);
-  white-space: pre-wrap;
-}
-.leds { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: center;
-  font-size: 0.85rem; }
-.led { display: inline-flex; gap: 0.4rem; align-items: center; }
-.swatch {
-  display: inline-block; width: 1.4rem; height: 1.4rem; border-radius: 50%;
-  border: 2px solid var(--border);
-}
-.strip { display: flex; flex-wrap: wrap; gap: 0.35rem; }
-.strip .swatch { width: 1.1rem; height: 1.1rem; }
-.health { margin-top: 1.5rem; }
-.health h2 { margin-bottom: 0.5rem; }
-.table-wrap { overflow-x: auto; }
-table { width: 100%; border-collapse: collapse; background: var(--card);
-  border: 1px solid var(--border); border-radius: 12px; }
-th, td { text-align: left; padding: 0.5rem 0.75rem; border-bottom: 1px solid var(--border);
-  vertical-align: top; }
-th { color: var(--muted); font-weight: 600; font-size: 0.85rem; white-space: nowrap; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.ok { color: var(--ok); }
-.warn { color: var(--warn); }
-.bad { color: var(--bad); font-weight: 600; }
-code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.85rem; }
-"""
+# The script needs the same bands to re-colour live IAQ values; they are
+# defined once, here, and only constants go into the script.
+_SCRIPT = SCRIPT.replace(
+    IAQ_PLACEHOLDER,
+    json.dumps(
+        {
+            "bands": [list(band) for band in _IAQ_BANDS],
+            "worst": list(_IAQ_WORST),
+            "accuracyMax": _IAQ_ACCURACY_MAX,
+        }
+    ),
+)
+
+# (label, window in ms) of the two charts drawn per measurement.
+_CHART_WINDOWS = (("1 h", 3_600_000), ("24 h", 86_400_000))
+
+# Assumed when the state has no usable poll interval (the host's default).
+_DEFAULT_INTERVAL_S = 2.0
+
+# A reading older than this many poll intervals (and at least the minimum, so
+# a fast poll rate does not make cards flicker) counts as stale. The script
+# applies the same rule to streamed states.
+_STALE_AFTER_INTERVALS = 3
+_STALE_AFTER_MIN_S = 5.0
+
+# How often the page reloads itself when the browser runs no JavaScript, and
+# how soon an error page retries.
+_NOSCRIPT_REFRESH_MIN_S = 5
+_ERROR_PAGE_REFRESH_S = 10
+
+
+class _Snapshot(NamedTuple):
+    """Page-wide facts every card needs: the LED strip and the host's clock."""
+
+    strip: list[Any]
+    now_ms: float | None
+    interval_s: float
+
+    @property
+    def stale_after_s(self) -> float:
+        """Age in seconds after which a reading no longer counts as current."""
+        return max(_STALE_AFTER_INTERVALS * self.interval_s, _STALE_AFTER_MIN_S)
 
 
 def render_json(state_json: str) -> str:
@@ -171,39 +126,56 @@ def render_json(state_json: str) -> str:
 def render_page(state: JsonObject) -> str:
     """Render the full dashboard page for one snapshot of the host's app state.
 
-    Any key may be missing, null or of the wrong type (the host is being
-    written in parallel and plugins supply most of the content), so each
-    section renders whatever is usable and falls back to a placeholder.
+    Any key may be missing, null or of the wrong type (plugins supply most of
+    the content), so each section renders whatever is usable and falls back
+    to a placeholder.
     """
     node = _text(state.get("node")) or "wasihost"
     readings = _dict(state.get("readings"))
-    strip = _list(state.get("leds"))
+    plugins = _dict(state.get("plugins"))
+    interval = _number(state.get("interval_seconds"))
+    snapshot = _Snapshot(
+        strip=_list(state.get("leds")),
+        now_ms=_number(state.get("timestamp_ms")),
+        interval_s=interval if interval is not None and interval > 0 else _DEFAULT_INTERVAL_S,
+    )
     if readings:
-        cards = "".join(
-            _guarded(f"the {name!r} card", _reading_card, name, reading, strip)
-            for name, reading in readings.items()
-        )
+        cards = "".join(_card(name, reading, snapshot) for name, reading in readings.items())
     else:
         cards = '<p class="muted">No readings yet.</p>'
     body = (
-        _guarded("the header", _page_header, state, node, strip)
+        _guarded("the header", _page_header, state, node, readings, plugins, snapshot)
         + f'<main class="grid">{cards}</main>'
-        + _guarded("the plugin table", _health_table, _dict(state.get("plugins")))
+        + _guarded("the plugin table", _health_table, plugins)
+        + f"<script>{_SCRIPT}</script>"
     )
-    return _document(f"{node} · wasihost", body)
+    # Only numbers go into these attributes; the script reads them at start-up.
+    now_attr = f' data-now="{int(snapshot.now_ms)}"' if snapshot.now_ms is not None else ""
+    refresh = max(_NOSCRIPT_REFRESH_MIN_S, math.ceil(snapshot.interval_s))
+    return _document(
+        f"{node} · wasihost",
+        body,
+        head=f'<noscript><meta http-equiv="refresh" content="{refresh}"></noscript>\n',
+        body_attrs=f'{now_attr} data-interval="{snapshot.interval_s!r}"',
+    )
 
 
 def render_error_page(message: str) -> str:
     """Render a complete page that only reports `message`.
 
     Used when the state cannot be rendered at all, so that the browser still
-    gets a valid, styled document instead of an empty response.
+    gets a valid, styled document instead of an empty response. It reloads
+    itself, so a wall tablet recovers once the state is renderable again.
     """
     body = (
         '<header class="page-header"><h1>wasihost dashboard</h1></header>'
         f"{_error_notice(f'Cannot render the dashboard: {message}')}"
     )
-    return _document("wasihost dashboard", body)
+    return _document(
+        "wasihost dashboard",
+        body,
+        head=f'<meta http-equiv="refresh" content="{_ERROR_PAGE_REFRESH_S}">\n',
+    )
 
 
 def iaq_band(iaq: float) -> tuple[str, str]:
@@ -223,7 +195,8 @@ def format_utc_time(timestamp_ms: int) -> str:
     """Format epoch milliseconds as `HH:MM:SS` in UTC.
 
     Plain arithmetic keeps this independent of the guest's clock and time-zone
-    support; the wall tablet only needs the time of day to spot a stalled host.
+    support; the wall tablet only needs the time of day to spot a stalled host
+    (the script switches to the browser's local time once it runs).
     """
     seconds_of_day = (timestamp_ms // 1000) % 86_400
     hours, rest = divmod(seconds_of_day, 3600)
@@ -246,16 +219,21 @@ def _json_depth(text: str) -> int:
     return deepest
 
 
-def _document(title: str, body: str) -> str:
-    """Wrap `body` in the HTML5 skeleton with the inline style sheet."""
+def _document(title: str, body: str, head: str = "", body_attrs: str = "") -> str:
+    """Wrap `body` in the HTML5 skeleton with the inline style sheet.
+
+    `head` and `body_attrs` must be built from constants and numbers only:
+    they are inserted unescaped.
+    """
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n'
         '<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"{head}"
         f"<title>{_esc(title)}</title>\n"
-        f"<style>{_CSS}</style>\n"
-        f"</head>\n<body>\n{body}\n</body>\n</html>\n"
+        f"<style>{STYLE}</style>\n"
+        f"</head>\n<body{body_attrs}>\n{body}\n</body>\n</html>\n"
     )
 
 
@@ -271,122 +249,222 @@ def _guarded(what: str, render: Callable[..., str], *args: object) -> str:
         return _error_notice(f"Cannot render {what}: {type(exc).__name__}: {exc}")
 
 
-def _page_header(state: JsonObject, node: str, strip: list[Any]) -> str:
-    """Render the page header: node, board, cycle, update time and LED strip."""
+def _card(name: str, reading: object, snapshot: _Snapshot) -> str:
+    """Render one plugin's card, or a card holding only an error notice.
+
+    The fallback still carries `data-plugin`: the script reloads the page when
+    a streamed plugin has no card, and a card that cannot render must not
+    look missing, or the page would keep reloading.
+    """
+    try:
+        return _reading_card(name, reading, snapshot)
+    except Exception as exc:  # deliberately broad: an escape would trap the guest
+        notice = _error_notice(f"Cannot render the {name!r} card: {type(exc).__name__}: {exc}")
+        return f'<section class="card" data-plugin="{_esc(name)}">{notice}</section>'
+
+
+def _page_header(
+    state: JsonObject,
+    node: str,
+    readings: JsonObject,
+    plugins: JsonObject,
+    snapshot: _Snapshot,
+) -> str:
+    """Render the page header: node, facts, problem summary, live indicator, LED strip."""
     facts = [
         ("board", _format_value(state.get("board"))),
         ("cycle", _format_value(state.get("cycle"))),
         ("updated", _format_timestamp(state.get("timestamp_ms"))),
+        ("interval", f"{_format_number(snapshot.interval_s)} s"),
     ]
-    interval = _number(state.get("interval_seconds"))
-    if interval is not None:
-        facts.append(("interval", f"{_format_number(interval)} s"))
-    meta = "".join(f"<span>{_esc(label)} <b>{_esc(value)}</b></span>" for label, value in facts)
-    swatches = "".join(_swatch(index, _rgb(colour)) for index, colour in enumerate(strip))
-    strip_html = f'<div class="strip" aria-label="LED strip">{swatches}</div>' if strip else ""
+    meta = "".join(
+        f'<span>{label} <b data-meta="{label}">{_esc(value)}</b></span>' for label, value in facts
+    )
+    problems = _problems(readings, plugins)
+    summary = (
+        f'<span class="pill bad" data-summary>{_esc(" · ".join(problems))}</span>'
+        if problems
+        else '<span class="pill ok" data-summary>all clear</span>'
+    )
+    # Hidden until the script runs: without it the page is a snapshot, not live.
+    live = '<span class="pill off" data-live hidden>connecting…</span>'
+    swatches = "".join(_swatch(index, _rgb(colour)) for index, colour in enumerate(snapshot.strip))
+    strip = f'<div class="strip" aria-label="LED strip">{swatches}</div>' if swatches else ""
     return (
         f'<header class="page-header"><h1>{_esc(node)}</h1>'
-        f'<div class="meta">{meta}</div>{strip_html}</header>'
+        f'<div class="meta">{meta}</div>{strip}'
+        f'<div class="pills">{summary}{live}</div></header>'
     )
 
 
-def _reading_card(name: str, reading: object, strip: list[Any]) -> str:
-    """Render one plugin's latest reading as a card."""
+def _problems(readings: JsonObject, plugins: JsonObject) -> list[str]:
+    """List raised alarms and failed plugins, in the words the script also uses."""
+    problems = []
+    for name, reading in readings.items():
+        alarm = _dict(_dict(reading).get("status")).get("alarm")
+        if _alarm_raised(alarm):
+            problems.append(f"{name}: alarm {_format_value(alarm)}")
+    for name, info in plugins.items():
+        state = _text(_dict(info).get("state"))
+        if _state_class(state) == "bad":
+            problems.append(f"{name}: {state}")
+    return problems
+
+
+def _reading_card(name: str, reading: object, snapshot: _Snapshot) -> str:
+    """Render one plugin's latest reading as a card.
+
+    Badges and the error block are always present (hidden when not needed)
+    so the script can show them without creating elements.
+    """
     data = _dict(reading)
     status = dict(_dict(data.get("status")))
-    badges: list[str] = []
+    taken_ms = _number(data.get("timestamp_ms"))
 
-    # A quiet alarm ("none") stays in the status list; a raised one becomes the banner.
-    alarm = status.get("alarm")
-    alarmed = alarm not in (None, "none", "", False)
-    if alarmed:
-        del status["alarm"]
-        badges.append(f'<span class="badge alarm">alarm {_esc(_format_value(alarm))}</span>')
-
-    if "stale" in status:
-        stale = status.pop("stale")
-        age_ms = _number(status.pop("age_ms", None))
-        if stale is True:
-            age = f" · {_format_number(age_ms / 1000)} s old" if age_ms is not None else ""
-            badges.append(f'<span class="badge stale">stale{age}</span>')
+    has_alarm = "alarm" in status
+    alarm = status.pop("alarm", None)
+    alarmed = _alarm_raised(alarm)
+    alarm_text = f"alarm {_format_value(alarm)}" if alarmed else "no alarm"
+    badges = (
+        f'<span class="badge {"alarm" if alarmed else "ok"}" data-alarm'
+        f"{'' if has_alarm else ' hidden'}>{_esc(alarm_text)}</span>"
+    )
+    stale, age_ms = status.pop("stale", None), status.pop("age_ms", None)
+    stale_text = _staleness(stale, age_ms, taken_ms, snapshot)
+    badges += (
+        f'<span class="badge stale" data-stale{"" if stale_text else " hidden"}>'
+        f"{_esc(stale_text or 'stale')}</span>"
+    )
 
     accuracy = _accuracy_text(status["iaq_accuracy"]) if "iaq_accuracy" in status else None
     measurements, accuracy_shown = _measurements(_list(data.get("measurements")), accuracy)
     if accuracy_shown:
         del status["iaq_accuracy"]
-    elif accuracy is not None:
-        status["iaq_accuracy"] = accuracy
 
     world = _text(data.get("world"))
     parts = [
-        '<div class="card-title">'
-        f"<h2>{_esc(name)}</h2>"
+        f'<div class="card-title"><h2>{_esc(name)}</h2><div class="badges">{badges}</div>'
         + (f'<span class="world">{_esc(world)}</span>' if world else "")
-        + "</div>"
+        + "</div>",
+        measurements,
     ]
-    if badges:
-        parts.append(f'<div class="badges">{"".join(badges)}</div>')
-    parts.append(measurements)
-    if status:
-        parts.append(_status_list(status))
     error = data.get("error")
-    if error is not None:
-        parts.append(_error_notice(_format_value(error)))
-    parts.append(_card_leds(_list(data.get("leds")), strip))
     parts.append(
-        f'<div class="updated">updated {_esc(_format_timestamp(data.get("timestamp_ms")))}</div>'
-        if data.get("timestamp_ms") is not None
-        else '<div class="updated">never polled successfully</div>'
+        f'<p class="error" role="alert" data-error{" hidden" if error is None else ""}>'
+        f"{_esc(_format_value(error)) if error is not None else ''}</p>"
+    )
+    updated = (
+        f"updated {_format_timestamp(taken_ms)}"
+        if taken_ms is not None
+        else "never polled successfully"
+    )
+    parts.append(
+        f'<div class="card-foot">{_status_list(status) if status else ""}'
+        f"{_card_leds(_list(data.get('leds')), snapshot.strip)}"
+        f'<span class="updated" data-updated>{_esc(updated)}</span></div>'
     )
     css_class = "card alarmed" if alarmed else "card"
-    return f'<section class="{css_class}">{"".join(parts)}</section>'
+    return f'<section class="{css_class}" data-plugin="{_esc(name)}">{"".join(parts)}</section>'
+
+
+def _staleness(
+    stale: object, age_ms: object, taken_ms: float | None, snapshot: _Snapshot
+) -> str | None:
+    """Describe how stale a reading is, or None while it is current.
+
+    A plugin may flag its own values stale (the DHT22 repeats its last good
+    read); otherwise the reading is stale when the host has not replaced it
+    for a few poll intervals (the plugin keeps failing or has stopped).
+    """
+    if stale is True:
+        age = _number(age_ms)
+        return f"stale · {_format_age(age / 1000)} old" if age is not None else "stale"
+    if taken_ms is None or snapshot.now_ms is None:
+        return None
+    age_s = max(0.0, snapshot.now_ms - taken_ms) / 1000
+    return f"stale · {_format_age(age_s)} old" if age_s > snapshot.stale_after_s else None
 
 
 def _measurements(items: list[Any], accuracy: str | None) -> tuple[str, bool]:
-    """Render the measurement list; return it and whether `accuracy` was placed.
+    """Render the measurement blocks; return them and whether `accuracy` was placed.
 
     The IAQ accuracy belongs next to the IAQ value it qualifies, so it is only
     handed back to the status list when there is no IAQ measurement to attach
-    it to.
+    it to. The IAQ also leads its card: it is the figure an air-quality sensor
+    is read for, and it should not end up below the fold on a wall tablet.
     """
-    rows: list[str] = []
+    leading: list[str] = []
+    blocks: list[str] = []
     accuracy_shown = False
     for item in items:
         measurement = _dict(item)
         if not measurement:
             continue
-        name = _text(measurement.get("name")) or "?"
+        name = _text(measurement.get("name"))
         unit = _text(measurement.get("unit"))
         value = measurement.get("value")
         is_iaq = name.lower() == "iaq" or unit.upper() == "IAQ"
+        decimals = 0 if is_iaq or measurement.get("device_class") == "duration" else 1
         number = _number(value)
-        shown = _format_number(number, 0 if is_iaq else 1) if number is not None else None
+        # float() so that the page and the script (which cannot tell 3 from 3.0) agree.
+        shown = _format_number(float(number), decimals) if number is not None else None
         detail = ""
         if is_iaq and number is not None:
             label, css_class = iaq_band(number)
-            extras = [f'<span class="{css_class}">{_esc(label)}</span>']
+            extras = [f'<span class="{css_class}" data-iaq-band>{_esc(label)}</span>']
             if accuracy is not None:
-                extras.append(f'<span class="muted">accuracy {_esc(accuracy)}</span>')
+                extras.append(
+                    f'<span class="muted" data-iaq-accuracy>accuracy {_esc(accuracy)}</span>'
+                )
                 accuracy_shown = True
             detail = f'<div class="iaq-detail">{"".join(extras)}</div>'
         unit_html = f'<span class="unit">{_esc(unit)}</span>' if unit else ""
-        rows.append(
-            f"<div><dt>{_esc(_label(name))}</dt><dd>"
-            f'<span class="value">{_esc(shown if shown is not None else _format_value(value))}'
-            f"</span>{unit_html}{detail}</dd></div>"
+        text = shown if shown is not None else _format_value(value)
+        label_text = _label(name) or "?"
+        (leading if is_iaq else blocks).append(
+            f'<div class="measure" data-measure="{_esc(name)}" data-decimals="{decimals}">'
+            '<div class="m-head">'
+            f'<div><span class="m-label">{_esc(label_text)}</span>{detail}</div>'
+            f'<span><span class="value" data-value>{_esc(text)}</span>{unit_html}</span></div>'
+            f"{_charts(label_text)}</div>"
         )
-    if not rows:
+    if not leading + blocks:
         return '<p class="muted">No measurements.</p>', accuracy_shown
-    return f'<dl class="measurements">{"".join(rows)}</dl>', accuracy_shown
+    return f'<div class="measures">{"".join(leading + blocks)}</div>', accuracy_shown
+
+
+def _charts(label: str) -> str:
+    """Render the empty 1 h and 24 h chart frames the script draws into.
+
+    The SVG stretches to any width (`preserveAspectRatio="none"`); the script
+    fills the two paths from `/api/history` and the stream.
+    """
+    figures = "".join(
+        f'<figure class="chart" data-window-ms="{window_ms}" data-label="{span}">'
+        f'<figcaption><span data-span title="last {span}">{span}</span>'
+        '<span data-range title="minimum – maximum"></span></figcaption>'
+        f'<div class="plot"><svg viewBox="0 0 300 60" preserveAspectRatio="none" role="img" '
+        f'aria-label="{_esc(label)}, last {span}">'
+        '<path class="area" data-area d=""></path><path class="line" data-line d=""></path>'
+        '</svg><span class="chart-empty" data-empty>no history yet</span></div></figure>'
+        for span, window_ms in _CHART_WINDOWS
+    )
+    return f'<div class="charts">{figures}</div>'
 
 
 def _status_list(status: JsonObject) -> str:
     """Render the remaining status values as a compact key/value list."""
     rows = "".join(
-        f"<div><dt>{_esc(_label(str(key)))}</dt><dd>{_esc(_format_value(value))}</dd></div>"
+        f"<div><dt>{_esc(_label(str(key)))}</dt>"
+        f'<dd data-status="{_esc(str(key))}">{_esc(_status_text(str(key), value))}</dd></div>'
         for key, value in status.items()
     )
     return f'<dl class="status">{rows}</dl>'
+
+
+def _status_text(key: str, value: object) -> str:
+    """Format one status value; the IAQ accuracy reads as "n/3"."""
+    return _accuracy_text(value) if key == "iaq_accuracy" else _format_value(value)
 
 
 def _card_leds(indices: list[Any], strip: list[Any]) -> str:
@@ -411,10 +489,12 @@ def _swatch(index: int, colour: tuple[int, int, int] | None, labelled: bool = Fa
     else:
         text = "rgb({}, {}, {})".format(*colour)
         css = f"background: {text}"
-    dot = f'<span class="swatch" style="{css}" title="LED {index}: {text}"></span>'
+    dot = (
+        f'<span class="swatch" data-led="{index}" style="{css}" title="LED {index}: {text}"></span>'
+    )
     if not labelled:
         return dot
-    return f'<span class="led">{dot}LED {index} <code>{text}</code></span>'
+    return f'<span class="led">{dot}LED {index} <code data-led-text>{text}</code></span>'
 
 
 def _health_table(plugins: JsonObject) -> str:
@@ -432,7 +512,7 @@ def _health_table(plugins: JsonObject) -> str:
             "Errors",
             "Traps",
             "Last poll",
-            "Loaded hash",
+            "Loaded version",
             "Last error",
         )
     )
@@ -444,31 +524,36 @@ def _health_table(plugins: JsonObject) -> str:
 
 
 def _health_row(name: str, info: JsonObject) -> str:
-    """Render one plugin's health row, highlighting failures and non-zero counters."""
+    """Render one plugin's health row, highlighting failures and non-zero counters.
+
+    The loaded version is the hash of the plugin's `.wasm`: the script reloads
+    the page when the dashboard plugin's own hash changes.
+    """
     state = _text(info.get("state"))
     poll_ms = _number(info.get("last_poll_ms"))
     poll_text = f"{_format_number(poll_ms, 2)} ms" if poll_ms is not None else _MISSING
+    loaded_hash = _format_value(info.get("loaded_hash"))
     last_error = info.get("last_error")
+    error_class = ' class="bad"' if last_error is not None else ""
     cells = [
         f"<td>{_esc(name)}</td>",
-        f'<td class="{_state_class(state)}">{_esc(state or _MISSING)}</td>',
-        _count_cell(info.get("polls"), alert=False),
-        _count_cell(info.get("errors"), alert=True),
-        _count_cell(info.get("traps"), alert=True),
-        f'<td class="num">{_esc(poll_text)}</td>',
-        f"<td><code>{_esc(_format_value(info.get('loaded_hash')))}</code></td>",
-        f'<td class="bad">{_esc(_format_value(last_error))}</td>'
-        if last_error is not None
-        else f"<td>{_MISSING}</td>",
+        f'<td class="{_state_class(state)}" data-col="state">{_esc(state or _MISSING)}</td>',
+        _count_cell("polls", info.get("polls"), alert=False),
+        _count_cell("errors", info.get("errors"), alert=True),
+        _count_cell("traps", info.get("traps"), alert=True),
+        f'<td class="num" data-col="last_poll_ms">{_esc(poll_text)}</td>',
+        f'<td><code data-col="loaded_hash">{_esc(loaded_hash)}</code></td>',
+        f'<td{error_class} data-col="last_error">{_esc(_format_value(last_error))}</td>',
     ]
-    return f"<tr>{''.join(cells)}</tr>"
+    world = _esc(_text(info.get("world")))
+    return f'<tr data-health="{_esc(name)}" data-world="{world}">{"".join(cells)}</tr>'
 
 
-def _count_cell(value: object, alert: bool) -> str:
+def _count_cell(key: str, value: object, alert: bool) -> str:
     """Render a counter cell; with `alert`, a positive count is shown in red."""
     number = _number(value)
     css_class = "num bad" if alert and number is not None and number > 0 else "num"
-    return f'<td class="{css_class}">{_esc(_format_value(value))}</td>'
+    return f'<td class="{css_class}" data-col="{key}">{_esc(_format_value(value))}</td>'
 
 
 def _state_class(state: str) -> str:
@@ -479,6 +564,11 @@ def _state_class(state: str) -> str:
     if any(word in lowered for word in ("fail", "trap", "error", "crash")):
         return "bad"
     return "warn" if lowered else ""
+
+
+def _alarm_raised(alarm: object) -> bool:
+    """Whether a status `alarm` value means an active alarm ("none" is quiet)."""
+    return alarm not in (None, "none", "", False)
 
 
 def _accuracy_text(value: object) -> str:
@@ -499,6 +589,15 @@ def _format_timestamp(value: object) -> str:
     if number is None:
         return _MISSING
     return f"{format_utc_time(int(number))} UTC"
+
+
+def _format_age(seconds: float) -> str:
+    """Format an age compactly: seconds with a decimal, then whole minutes, then hours."""
+    if seconds < 60:
+        return f"{_format_number(float(seconds))} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{_format_number(seconds / 3600)} h"
 
 
 def _format_value(value: object) -> str:
@@ -523,7 +622,7 @@ def _format_number(value: float, decimals: int = 1) -> str:
     lose their decimals, which would only be noise at that size, while air
     pressure (about 1013 hPa) keeps its usual one decimal. Non-finite
     values, which JSON from Python can carry, become a placeholder because
-    they cannot be rounded.
+    they cannot be rounded. The script's `fmtNumber` follows the same rules.
     """
     if isinstance(value, int):
         return f"{value:,}"

@@ -47,6 +47,10 @@ MEASUREMENTS: dict[str, dict[str, Field]] = {
 
 
 def _status(value: Any) -> StatusValue:
+    """A status value safe for JSON: NaN/inf become None, since one NaN makes
+    the browser's JSON.parse reject a whole stream event."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)

@@ -112,15 +112,15 @@ class History:
 
     def query(
         self, plugin: str, field: str, since_ms: int, until_ms: int, max_points: int = 500
-    ) -> Series | None:
+    ) -> Series:
         """The series between ``since_ms`` and ``until_ms`` (inclusive), at most
-        ``max_points`` points; None when the plugin never reported ``field``."""
+        ``max_points`` points; empty when the plugin never reported ``field`` (yet)."""
         with self._lock:
             row = self._db.execute(
                 "SELECT id, unit FROM series WHERE plugin = ? AND field = ?", (plugin, field)
             ).fetchone()
             if row is None:
-                return None
+                return Series(plugin, field, "", since_ms, until_ms, [], False)
             series_id, unit = row
             (count,) = self._db.execute(
                 "SELECT COUNT(*) FROM samples WHERE series_id = ? AND ts_ms BETWEEN ? AND ?",

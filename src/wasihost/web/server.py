@@ -83,7 +83,7 @@ async def healthz(request: web.Request) -> web.Response:
     age_s = None if state.timestamp_ms is None else time.time() - state.timestamp_ms / 1000
     healthy = age_s is not None and age_s < 3 * state.interval_seconds + 5
     body = {
-        "status": "ok" if healthy else "stale",
+        "status": "starting" if state.cycle == 0 else "ok" if healthy else "stale",
         "cycle": state.cycle,
         "last_cycle_age_s": None if age_s is None else round(age_s, 3),
         "plugins_running": len(host.running()),
@@ -152,10 +152,9 @@ async def history(request: web.Request) -> web.Response:
             raise BadRequest("the range is longer than 366 days")
     except BadRequest as exc:
         return web.json_response({"error": str(exc)}, status=400)
+    # A series with no samples yet is an empty 200, not a 404: a dashboard
+    # opened right after start-up asks before the first cycle has run.
     series = await asyncio.to_thread(host.history.query, plugin, field, since, until, points)
-    if series is None:
-        message = f"no history for plugin {plugin!r} field {field!r}"
-        return web.json_response({"error": message}, status=404)
     return web.json_response(series.to_json())
 
 

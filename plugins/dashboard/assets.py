@@ -1,0 +1,526 @@
+"""The dashboard's inline style sheet and live-update script, as string constants.
+
+They live apart from `render.py` so the renderer stays readable, and they are
+inlined into every page because the host's Content-Security-Policy (and a wall
+tablet without internet) rule out anything loaded from elsewhere.
+
+The script treats everything it receives (the `/api/stream` state and the
+`/api/history` points) as untrusted, like the renderer does: it finds elements
+by comparing `data-*` attribute values (never by building selectors from
+data), writes text only through `textContent`, sets only fixed attributes,
+classes from fixed tables, and SVG path data built from numbers. It never
+parses markup. `IAQ_TABLE` is a placeholder that `render.py` replaces with the
+IAQ band table, so the bands are defined once, in Python.
+"""
+
+IAQ_PLACEHOLDER = "IAQ_TABLE"
+
+STYLE = """
+:root {
+  color-scheme: dark light;
+  --bg: #0f1419; --card: #1a2129; --border: #2c3640; --text: #e6edf3;
+  --muted: #8b98a5; --ok: #3fb950; --warn: #d29922; --bad: #f85149;
+  --accent: #58a6ff; --chart: #131a21;
+}
+@media (prefers-color-scheme: light) {
+  :root {
+    --bg: #f4f6f8; --card: #ffffff; --border: #d0d7de; --text: #1f2328;
+    --muted: #59636e; --ok: #1a7f37; --warn: #9a6700; --bad: #cf222e;
+    --accent: #0969da; --chart: #f6f8fa;
+  }
+}
+* { box-sizing: border-box; }
+[hidden] { display: none !important; }
+body {
+  margin: 0; padding: clamp(0.75rem, 2vw, 1.5rem);
+  background: var(--bg); color: var(--text);
+  font: 16px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+  overflow-wrap: anywhere;
+}
+h1 { margin: 0; font-size: clamp(1.4rem, 4vw, 2rem); }
+h2 { margin: 0; font-size: 1.25rem; }
+.page-header {
+  display: flex; flex-wrap: wrap; gap: 0.5rem 1.5rem; align-items: center;
+  margin-bottom: 1rem;
+}
+.meta { display: flex; flex-wrap: wrap; gap: 0.25rem 1.25rem; color: var(--muted); }
+.meta b { color: var(--text); font-weight: 600; font-variant-numeric: tabular-nums; }
+.pills { display: flex; flex-wrap: wrap; gap: 0.5rem; margin-left: auto; }
+.pill {
+  display: inline-flex; align-items: center; gap: 0.4rem; padding: 0.2rem 0.7rem;
+  border-radius: 999px; border: 1px solid currentColor; font-size: 0.9rem; font-weight: 600;
+}
+.pill::before { content: ""; width: 0.55rem; height: 0.55rem; border-radius: 50%;
+  background: currentColor; }
+.pill.on, .pill.ok { color: var(--ok); }
+.pill.off, .pill.warn { color: var(--warn); }
+.pill.bad { color: #fff; background: var(--bad); border-color: var(--bad); }
+.grid {
+  display: grid; gap: 1rem; align-items: start;
+  grid-template-columns: repeat(auto-fit, minmax(min(100%, 22rem), 1fr));
+}
+.card {
+  background: var(--card); border: 1px solid var(--border);
+  border-radius: 12px; padding: 0.9rem 1.1rem;
+  display: flex; flex-direction: column; gap: 0.7rem;
+}
+.card.alarmed { border-color: var(--bad); box-shadow: 0 0 0 2px var(--bad); }
+.card-title { display: flex; flex-wrap: wrap; gap: 0.4rem 0.75rem; align-items: center; }
+.card-title .world { margin-left: auto; }
+.world, .updated, .muted { color: var(--muted); font-size: 0.85rem; }
+.badges { display: flex; flex-wrap: wrap; gap: 0.5rem; }
+.badge {
+  display: inline-block; padding: 0.15rem 0.6rem; border-radius: 999px;
+  font-size: 0.85rem; font-weight: 600; border: 1px solid currentColor;
+}
+.alarm { color: #fff; background: var(--bad); border-color: var(--bad);
+  font-size: 1.1rem; text-transform: uppercase; letter-spacing: 0.05em; }
+.stale { color: var(--warn); }
+.measures { display: grid; gap: 0.55rem; }
+.measure { display: grid; gap: 0.2rem; }
+.measure + .measure { border-top: 1px solid var(--border); padding-top: 0.45rem; }
+.m-head { display: flex; flex-wrap: wrap; justify-content: space-between;
+  align-items: baseline; gap: 0 0.75rem; }
+.m-label { color: var(--muted); }
+.value { font-size: clamp(1.6rem, 3vw, 2.1rem); font-weight: 700; line-height: 1.1;
+  font-variant-numeric: tabular-nums; }
+.unit { color: var(--muted); margin-left: 0.25rem; }
+.iaq-detail { display: flex; flex-wrap: wrap; gap: 0 0.75rem; font-size: 0.9rem;
+  font-weight: 600; }
+.iaq-good { color: #2ea043; }
+.iaq-moderate { color: #d4a72c; }
+.iaq-sensitive { color: #e3831c; }
+.iaq-unhealthy { color: #f85149; }
+.iaq-very-unhealthy { color: #a371f7; }
+.iaq-hazardous { color: #b62324; }
+.charts { display: grid; grid-template-columns: 1fr 1fr; gap: 0.6rem; }
+.chart { margin: 0; min-width: 0; display: flex; flex-direction: column;
+  justify-content: space-between; }
+.chart figcaption { display: flex; justify-content: space-between; gap: 0.4rem;
+  color: var(--muted); font-size: 0.72rem; font-variant-numeric: tabular-nums;
+  white-space: nowrap; }
+.chart figcaption [data-span] { min-width: 0; overflow: hidden; text-overflow: ellipsis; }
+.plot { position: relative; }
+.plot svg { display: block; width: 100%; height: 2.6rem; background: var(--chart);
+  border-radius: 6px; }
+.chart .line { fill: none; stroke: var(--accent); stroke-width: 2;
+  stroke-linejoin: round; stroke-linecap: round; vector-effect: non-scaling-stroke; }
+.chart .area { fill: var(--accent); fill-opacity: 0.15; stroke: none; }
+.chart-empty { position: absolute; inset: 0; display: grid; place-items: center;
+  color: var(--muted); font-size: 0.75rem; }
+.status { display: flex; flex-wrap: wrap; gap: 0.25rem 1rem; margin: 0; font-size: 0.9rem; }
+.status div { display: flex; gap: 0.35rem; }
+.status dt { color: var(--muted); }
+.status dd { margin: 0; }
+.error {
+  margin: 0; padding: 0.5rem 0.75rem; border-radius: 8px;
+  border-left: 4px solid var(--bad); background: rgba(248, 81, 73, 0.12);
+  white-space: pre-wrap;
+}
+.card-foot { display: flex; flex-wrap: wrap; gap: 0.35rem 1rem; align-items: center; }
+.card-foot .updated { margin-left: auto; }
+.leds { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: center;
+  font-size: 0.85rem; }
+.led { display: inline-flex; gap: 0.4rem; align-items: center; }
+.swatch {
+  display: inline-block; width: 1.4rem; height: 1.4rem; border-radius: 50%;
+  border: 2px solid var(--border);
+}
+.strip { display: flex; flex-wrap: wrap; gap: 0.35rem; }
+.strip .swatch { width: 1.1rem; height: 1.1rem; }
+.health { margin-top: 1.25rem; }
+.health h2 { margin-bottom: 0.5rem; }
+.table-wrap { overflow-x: auto; }
+table { width: 100%; border-collapse: collapse; background: var(--card);
+  border: 1px solid var(--border); border-radius: 12px; }
+th, td { text-align: left; padding: 0.45rem 0.75rem; border-bottom: 1px solid var(--border);
+  vertical-align: top; overflow-wrap: normal; white-space: nowrap; }
+td:last-child { white-space: normal; overflow-wrap: anywhere; min-width: 12rem; }
+th { color: var(--muted); font-weight: 600; font-size: 0.85rem; white-space: nowrap; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.ok { color: var(--ok); }
+.warn { color: var(--warn); }
+.bad { color: var(--bad); font-weight: 600; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.85rem; }
+"""
+
+SCRIPT = """
+"use strict";
+(() => {
+  const IAQ = IAQ_TABLE;
+  const MISSING = "\\u2014";
+  const CHART_POINTS = 240;
+  const W = 300;
+  const H = 60;
+  const STATE_CLASSES = ["ok", "warn", "bad"];
+  const IAQ_CLASSES = IAQ.bands.map((band) => band[2]).concat([IAQ.worst[1]]);
+  const body = document.body;
+  let intervalMs = (Number(body.dataset.interval) || 2) * 1000;
+  let nowMs = Number(body.dataset.now) || Date.now();
+  let lastEventAt = 0;
+  let reloading = false;
+
+  const isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+  const obj = (v) => (isObj(v) ? v : {});
+  const arr = (v) => (Array.isArray(v) ? v : []);
+  const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+  const all = (root, selector) => Array.from(root.querySelectorAll(selector));
+  const byData = (root, selector, key) => {
+    const found = new Map();
+    for (const el of all(root, selector)) found.set(el.dataset[key], el);
+    return found;
+  };
+  const setText = (el, text) => {
+    if (el && el.textContent !== text) el.textContent = text;
+  };
+  const show = (el, visible) => {
+    if (el) el.hidden = !visible;
+  };
+  const setClass = (el, choices, chosen) => {
+    if (!el) return;
+    for (const name of choices) el.classList.toggle(name, name === chosen);
+  };
+
+  function fmtNumber(v, decimals) {
+    if (!Number.isFinite(v)) return MISSING;
+    const d = Math.abs(v) >= 10000 ? 0 : decimals;
+    const rounded = Math.round(v * 10 ** d) / 10 ** d + 0;
+    return rounded.toLocaleString("en-US", {
+      minimumFractionDigits: d, maximumFractionDigits: d,
+    });
+  }
+  function fmtValue(v) {
+    if (v === null || v === undefined) return MISSING;
+    if (typeof v === "boolean") return v ? "yes" : "no";
+    if (typeof v === "number") {
+      return Number.isInteger(v) ? v.toLocaleString("en-US") : fmtNumber(v, 1);
+    }
+    return typeof v === "string" ? v : JSON.stringify(v);
+  }
+  const fmtClock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
+  const fmtHourMinute = (ms) =>
+    new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+  const fmtTime = (v) => (num(v) === null ? MISSING : fmtClock(v));
+  function fmtAge(seconds) {
+    if (seconds < 60) return fmtNumber(seconds, 1) + " s";
+    if (seconds < 3600) return Math.round(seconds / 60) + " min";
+    return fmtNumber(seconds / 3600, 1) + " h";
+  }
+  function iaqBand(v) {
+    const rounded = Math.round(v);
+    for (const [upper, label, cls] of IAQ.bands) if (rounded <= upper) return [label, cls];
+    return IAQ.worst;
+  }
+  const alarmRaised = (a) => ![undefined, null, "none", "", false].includes(a);
+  const accuracyText = (v) => (Number.isInteger(v) ? v + "/" + IAQ.accuracyMax : fmtValue(v));
+  function stateClass(state) {
+    const lowered = state.toLowerCase();
+    if (lowered === "running") return "ok";
+    if (["fail", "trap", "error", "crash"].some((w) => lowered.includes(w))) return "bad";
+    return lowered ? "warn" : "";
+  }
+
+  function reloadOnce() {
+    // A new plugin or measurement needs server-rendered markup. The timestamp in
+    // sessionStorage stops a reload loop if the fresh page still lacks it.
+    if (reloading) return;
+    let last = 0;
+    try {
+      last = Number(sessionStorage.getItem("wasihost-reload")) || 0;
+    } catch {
+      // Storage disabled: rely on the `reloading` flag alone.
+    }
+    if (Date.now() - last < 30000) return;
+    reloading = true;
+    try {
+      sessionStorage.setItem("wasihost-reload", String(Date.now()));
+    } catch {
+      // As above.
+    }
+    location.reload();
+  }
+
+  function paintLed(el, colour) {
+    const rgb = arr(colour).length === 3 && arr(colour).every((c) => num(c) !== null)
+      ? colour.map((c) => Math.min(255, Math.max(0, Math.trunc(c))))
+      : null;
+    const text = rgb ? "rgb(" + rgb.join(", ") + ")" : "unknown";
+    el.style.backgroundColor = rgb ? text : "transparent";
+    el.setAttribute("title", "LED " + el.dataset.led + ": " + text);
+    return text;
+  }
+
+  // ---- charts ----------------------------------------------------------
+  const charts = [];
+  for (const card of all(document, "[data-plugin]")) {
+    for (const measure of all(card, "[data-measure]")) {
+      for (const fig of all(measure, "[data-window-ms]")) {
+        const unitEl = measure.querySelector(".unit");
+        charts.push({
+          plugin: card.dataset.plugin, field: measure.dataset.measure,
+          decimals: Number(measure.dataset.decimals) || 0,
+          unit: unitEl ? unitEl.textContent : "",
+          windowMs: Number(fig.dataset.windowMs), label: fig.dataset.label || "",
+          line: fig.querySelector("[data-line]"), area: fig.querySelector("[data-area]"),
+          range: fig.querySelector("[data-range]"), span: fig.querySelector("[data-span]"),
+          empty: fig.querySelector("[data-empty]"), points: [],
+        });
+      }
+    }
+  }
+  const chartsFor = (plugin, field) =>
+    charts.filter((c) => c.plugin === plugin && c.field === field);
+
+  function addPoint(chart, t, v) {
+    // One point per 1/CHART_POINTS of the window: a newer value in the same
+    // slot replaces the last point, so memory stays bounded for weeks.
+    const pts = chart.points;
+    const last = pts[pts.length - 1];
+    if (last && t <= last[0]) return;
+    const step = chart.windowMs / CHART_POINTS;
+    if (last && Math.floor(t / step) === Math.floor(last[0] / step)) pts[pts.length - 1] = [t, v];
+    else pts.push([t, v]);
+  }
+
+  function drawChart(chart) {
+    const from = nowMs - chart.windowMs;
+    chart.points = chart.points.filter((p) => p[0] >= from);
+    const pts = chart.points;
+    show(chart.empty, pts.length < 2);
+    if (pts.length < 2) {
+      chart.line.setAttribute("d", "");
+      chart.area.setAttribute("d", "");
+      setText(chart.range, "");
+      setText(chart.span, chart.label);
+      return;
+    }
+    const t0 = pts[0][0];
+    const t1 = Math.max(nowMs, pts[pts.length - 1][0]);
+    const values = pts.map((p) => p[1]);
+    let lo = Math.min(...values);
+    let hi = Math.max(...values);
+    const pad = hi - lo > 0 ? (hi - lo) * 0.1 : Math.max(Math.abs(hi) * 0.01, 0.5);
+    const y = (v) => (H - ((v - lo + pad) / (hi - lo + 2 * pad)) * H).toFixed(1);
+    const x = (t) => (((t - t0) / Math.max(t1 - t0, 1)) * W).toFixed(1);
+    // A gap much longer than a poll interval (host down) breaks the line.
+    const gap = Math.max(3 * (chart.windowMs / CHART_POINTS), 5 * intervalMs);
+    const segments = [];
+    pts.forEach((p, i) => {
+      if (i === 0 || p[0] - pts[i - 1][0] > gap) segments.push([]);
+      segments[segments.length - 1].push([x(p[0]), y(p[1])]);
+    });
+    const path = (seg) => "M" + seg.map((xy) => xy.join(" ")).join("L");
+    // A lone point is a zero-length line: its round caps draw it as a dot.
+    const line = segments.map((seg) => path(seg) + (seg.length === 1 ? "l0 0" : ""));
+    const area = segments.map(
+      (seg) => path(seg) + "L" + seg[seg.length - 1][0] + " " + H + "L" + seg[0][0] + " " + H + "Z",
+    );
+    chart.line.setAttribute("d", line.join(""));
+    chart.area.setAttribute("d", area.join(""));
+    const unit = chart.unit ? " " + chart.unit : "";
+    const range = fmtNumber(lo, chart.decimals) + "\\u2013" + fmtNumber(hi, chart.decimals);
+    setText(chart.range, range + unit);
+    // Until the host has run for a whole window the x axis starts at the first point.
+    const partial = t0 - from > chart.windowMs / CHART_POINTS;
+    setText(chart.span, partial ? "from " + fmtHourMinute(t0) : chart.label);
+  }
+
+  async function loadHistory(chart) {
+    const query = new URLSearchParams({
+      plugin: chart.plugin, field: chart.field,
+      since: String(Math.round(nowMs - chart.windowMs)), until: String(Math.round(nowMs)),
+      points: String(CHART_POINTS),
+    });
+    try {
+      const response = await fetch("/api/history?" + query);
+      if (!response.ok) return;
+      const points = arr(obj(await response.json()).points)
+        .filter((p) => Array.isArray(p) && num(p[0]) !== null && num(p[1]) !== null)
+        .map((p) => [p[0], p[1]])
+        .sort((a, b) => a[0] - b[0]);
+      const newest = points.length ? points[points.length - 1][0] : -Infinity;
+      chart.points = points.concat(chart.points.filter((p) => p[0] > newest));
+      drawChart(chart);
+    } catch {
+      // No history endpoint (yet) or the host is restarting: the chart keeps
+      // its placeholder and fills from the stream instead.
+    }
+  }
+  const loadAllHistory = () => charts.forEach(loadHistory);
+
+  // ---- applying one streamed state --------------------------------------
+  function updateCard(name, card, reading, context) {
+    const status = obj(reading.status);
+    const alarm = status.alarm;
+    const raised = alarmRaised(alarm);
+    const alarmEl = card.querySelector("[data-alarm]");
+    show(alarmEl, "alarm" in status);
+    setText(alarmEl, raised ? "alarm " + fmtValue(alarm) : "no alarm");
+    setClass(alarmEl, ["alarm", "ok"], raised ? "alarm" : "ok");
+    card.classList.toggle("alarmed", raised);
+    if (raised) context.problems.push(name + ": alarm " + fmtValue(alarm));
+
+    const taken = num(reading.timestamp_ms);
+    const hostAge = taken === null ? null : Math.max(0, nowMs - taken) / 1000;
+    const pluginStale = status.stale === true;
+    const stale = pluginStale || (hostAge !== null && hostAge > context.staleAfter);
+    const ageMs = pluginStale ? num(status.age_ms) : hostAge === null ? null : hostAge * 1000;
+    const staleEl = card.querySelector("[data-stale]");
+    show(staleEl, stale);
+    setText(staleEl, "stale" + (ageMs === null ? "" : " \\u00b7 " + fmtAge(ageMs / 1000) + " old"));
+
+    const measures = byData(card, "[data-measure]", "measure");
+    for (const item of arr(reading.measurements)) {
+      const m = obj(item);
+      if (typeof m.name !== "string") continue;
+      const el = measures.get(m.name);
+      if (!el) {
+        context.missing = true;
+        continue;
+      }
+      const value = num(m.value);
+      const decimals = Number(el.dataset.decimals) || 0;
+      const text = value === null ? fmtValue(m.value) : fmtNumber(value, decimals);
+      setText(el.querySelector("[data-value]"), text);
+      const bandEl = el.querySelector("[data-iaq-band]");
+      if (bandEl && value !== null) {
+        const [label, cls] = iaqBand(value);
+        setText(bandEl, label);
+        setClass(bandEl, IAQ_CLASSES, cls);
+      }
+      if ("iaq_accuracy" in status) {
+        const accuracy = "accuracy " + accuracyText(status.iaq_accuracy);
+        setText(el.querySelector("[data-iaq-accuracy]"), accuracy);
+      }
+      if (value !== null && taken !== null) {
+        for (const chart of chartsFor(name, m.name)) addPoint(chart, taken, value);
+      }
+    }
+    for (const el of all(card, "[data-status]")) {
+      const key = el.dataset.status;
+      if (!(key in status)) continue;
+      setText(el, key === "iaq_accuracy" ? accuracyText(status[key]) : fmtValue(status[key]));
+    }
+    const errorEl = card.querySelector("[data-error]");
+    const error = reading.error;
+    show(errorEl, error !== null && error !== undefined);
+    if (error !== null && error !== undefined) setText(errorEl, fmtValue(error));
+    setText(card.querySelector("[data-updated]"),
+      taken === null ? "never polled successfully" : "updated " + fmtClock(taken));
+  }
+
+  function updateHealthRow(row, info, context) {
+    const cells = byData(row, "[data-col]", "col");
+    const state = typeof info.state === "string" ? info.state : "";
+    const stateCell = cells.get("state");
+    setText(stateCell, state || MISSING);
+    setClass(stateCell, STATE_CLASSES, stateClass(state));
+    if (stateClass(state) === "bad") context.problems.push(row.dataset.health + ": " + state);
+    for (const [key, alert] of [["polls", false], ["errors", true], ["traps", true]]) {
+      const cell = cells.get(key);
+      setText(cell, fmtValue(info[key]));
+      if (cell) cell.classList.toggle("bad", alert && num(info[key]) !== null && info[key] > 0);
+    }
+    const pollMs = num(info.last_poll_ms);
+    setText(cells.get("last_poll_ms"), pollMs === null ? MISSING : fmtNumber(pollMs, 2) + " ms");
+    const hashCell = cells.get("loaded_hash");
+    const hash = fmtValue(info.loaded_hash);
+    // A new dashboard build is only picked up by reloading the page itself.
+    if (hashCell && row.dataset.world === "dashboard-plugin" && hashCell.textContent !== hash) {
+      context.missing = true;
+    }
+    setText(hashCell, hash);
+    const lastError = cells.get("last_error");
+    const hasError = info.last_error !== null && info.last_error !== undefined;
+    setText(lastError, fmtValue(info.last_error));
+    if (lastError) lastError.classList.toggle("bad", hasError);
+  }
+
+  function apply(state) {
+    if (!isObj(state)) return;
+    nowMs = num(state.timestamp_ms) ?? Date.now();
+    const interval = num(state.interval_seconds);
+    if (interval !== null && interval > 0) intervalMs = interval * 1000;
+    const meta = byData(document, "[data-meta]", "meta");
+    setText(meta.get("cycle"), fmtValue(state.cycle));
+    setText(meta.get("updated"), fmtTime(state.timestamp_ms));
+    if (interval !== null) setText(meta.get("interval"), fmtNumber(interval, 1) + " s");
+
+    const strip = arr(state.leds);
+    for (const el of all(document, "[data-led]")) {
+      const text = paintLed(el, strip[Number(el.dataset.led)]);
+      const label = el.parentElement && el.parentElement.querySelector("[data-led-text]");
+      setText(label, text);
+    }
+
+    // Stale after 3 intervals but at least 5 s: the rule of render.py's _Snapshot.
+    const context = {
+      problems: [], missing: false,
+      staleAfter: Math.max(3 * intervalMs, 5000) / 1000,
+    };
+    const cards = byData(document, "[data-plugin]", "plugin");
+    for (const [name, reading] of Object.entries(obj(state.readings))) {
+      const card = cards.get(name);
+      if (card) updateCard(name, card, obj(reading), context);
+      else context.missing = true;
+    }
+    const rows = byData(document, "[data-health]", "health");
+    for (const [name, info] of Object.entries(obj(state.plugins))) {
+      const row = rows.get(name);
+      if (row) updateHealthRow(row, obj(info), context);
+      else context.missing = true;
+    }
+    const summary = document.querySelector("[data-summary]");
+    setText(summary, context.problems.length ? context.problems.join(" \\u00b7 ") : "all clear");
+    setClass(summary, ["ok", "bad"], context.problems.length ? "bad" : "ok");
+    charts.forEach(drawChart);
+    if (context.missing) reloadOnce();
+  }
+
+  // ---- the stream ---------------------------------------------------------
+  const live = document.querySelector("[data-live]");
+  const setLive = (mode, text) => {
+    show(live, true);
+    setClass(live, ["on", "off"], mode);
+    setText(live, text);
+  };
+  let retryMs = 1000;
+  let dropped = false;
+  function connect() {
+    const source = new EventSource("/api/stream");
+    source.addEventListener("state", (event) => {
+      lastEventAt = Date.now();
+      retryMs = 1000;
+      setLive("on", "live");
+      if (dropped) {
+        dropped = false;
+        loadAllHistory();
+      }
+      let state;
+      try { state = JSON.parse(event.data); } catch { return; }
+      apply(state);
+    });
+    source.addEventListener("error", () => {
+      dropped = true;
+      setLive("off", "reconnecting\\u2026");
+      // EventSource retries network errors itself but gives up for good on an
+      // HTTP error (e.g. 404 or 503 while the host restarts): start over then.
+      if (source.readyState === EventSource.CLOSED) {
+        source.close();
+        setTimeout(connect, retryMs);
+        retryMs = Math.min(retryMs * 2, 30000);
+      }
+    });
+  }
+  setInterval(() => {
+    const quiet = Date.now() - lastEventAt > Math.max(3 * intervalMs, 10000);
+    if (lastEventAt && quiet && live.classList.contains("on")) {
+      setLive("off", "no updates");
+    }
+  }, 1000);
+  setLive("off", "connecting\\u2026");
+  charts.forEach(drawChart);
+  loadAllHistory();
+  connect();
+})();
+"""

@@ -1,0 +1,402 @@
+"""End to end: a real host process serving the dashboard to a real headless Chromium.
+
+The renderer's unit tests cannot show that the inline script actually runs
+under the host's Content-Security-Policy, subscribes to `/api/stream`, draws
+charts from `/api/history`, and does all that without a single console error.
+Only a browser against a running host can, so this module starts
+`wasihost run` as a subprocess on a free port (the same way a user does) and
+drives the Debian Chromium through Playwright.
+
+A last test serves a page rendered natively, plus a hostile stream and
+history, through Playwright's request routing: it checks that the script keeps
+untrusted values as text under the host's real Content-Security-Policy.
+
+Nothing here sleeps for a fixed time: the tests wait (with bounded timeouts)
+for the host to answer and for the page to change.
+
+Set `WASIHOST_SCREENSHOT=1` to refresh `docs/dashboard.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} is missing (apt-get install chromium); CI installs it",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+)
+
+from wasihost.web.server import CSP  # noqa: E402 - after the skips, like the browser import
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARD_DIR = ROOT / "plugins" / "dashboard"
+sys.path.insert(0, str(DASHBOARD_DIR))
+
+import render  # noqa: E402 - importable only once the plugin directory is on sys.path
+
+SCREENSHOT = ROOT / "docs" / "dashboard.png"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+# The first start compiles every plugin; later starts hit wasmtime's cache.
+STARTUP_TIMEOUT_S = 60.0
+# Live changes arrive every 0.5 s poll; this only bounds a broken page.
+LIVE_TIMEOUT_MS = 10_000
+# Cycles the host completes before the page loads, so every measurement
+# already has a history series (a field never reported is a 404).
+WARM_UP_CYCLES = 3
+
+DHT22_TEMPERATURE = '[data-plugin="dht22"] [data-measure="temperature"]'
+# Predicates are functions, never expression strings: Playwright evaluates
+# those with eval(), which the host's Content-Security-Policy rightly blocks.
+IS_LIVE = "() => document.querySelector('[data-live]').textContent === 'live'"
+
+HOST_TOML = """\
+[polling]
+interval_seconds = 0.5
+
+[logging]
+show_sensor_data = false
+
+[board]
+seed = 7
+
+[web]
+port = {port}
+
+[history]
+path = "{history}"
+
+[plugins.dht22]
+led = 1
+wasm = "{dht22}"
+
+[plugins.pi_monitor]
+led = 0
+wasm = "{pi_monitor}"
+
+[plugins.bme680]
+led = 2
+wasm = "{bme680}"
+
+[plugins.dashboard]
+wasm = "{dashboard}"
+"""
+
+
+def free_port() -> int:
+    """Ask the kernel for an unused TCP port (released again before the host binds it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def get_json(url: str) -> Any:
+    """GET `url` and decode its JSON body, whatever the HTTP status."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as error:  # /healthz answers 503 while stale
+        return json.load(error)
+
+
+def wait_for_cycle(base_url: str, cycle: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until the host has completed `cycle` poll cycles, or fail with its log."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the host exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if get_json(f"{base_url}/healthz").get("cycle", 0) >= cycle:
+                return
+        except (OSError, ValueError):
+            pass  # not listening yet
+        time.sleep(0.2)
+    pytest.fail(
+        f"the host did not reach cycle {cycle} in {STARTUP_TIMEOUT_S:.0f} s:\n{log.read_text()}"
+    )
+
+
+@pytest.fixture(scope="module")
+def host_url(built: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A running `wasihost run` on the seeded simulated board; yields its base URL."""
+    workdir = tmp_path_factory.mktemp("host")
+    port = free_port()
+    config = workdir / "host.toml"
+    config.write_text(
+        HOST_TOML.format(
+            port=port,
+            history=workdir / "history.sqlite3",
+            dht22=built["dht22"],
+            pi_monitor=built["pi-monitor"],
+            bme680=built["bme680"],
+            dashboard=built["dashboard"],
+        ),
+        encoding="utf-8",
+    )
+    log = workdir / "host.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wasihost.cli", "run", "--config", str(config)],
+            cwd=workdir,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        wait_for_cycle(base_url, WARM_UP_CYCLES, process, log)
+        yield base_url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """The Debian Chromium, headless (Playwright's own browser download is not used)."""
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class Console:
+    """Collects console errors and uncaught exceptions of one page."""
+
+    def __init__(self, page: Any) -> None:
+        self.errors: list[str] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+
+    def _on_console(self, message: Any) -> None:
+        if message.type != "error":
+            return
+        # Browsers ask for /favicon.ico on their own; a host without one may 404 it.
+        if message.location.get("url", "").endswith("/favicon.ico"):
+            return
+        self.errors.append(f"{message.text} ({message.location.get('url')})")
+
+
+def open_dashboard(
+    browser: Any, url: str, width: int, height: int, color_scheme: str = "light"
+) -> tuple[Any, Console]:
+    """Open the dashboard in a fresh context of the given viewport size."""
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, color_scheme=color_scheme
+    )
+    page = context.new_page()
+    console = Console(page)
+    page.goto(url)
+    return page, console
+
+
+def text(page: Any, selector: str) -> str:
+    """The text of the first element matching `selector`, stripped."""
+    content = page.text_content(selector)
+    assert content is not None, f"no element matches {selector}"
+    return content.strip()
+
+
+def is_decimal(shown: str, places: int = 0) -> bool:
+    """Whether `shown` is a number with exactly `places` decimals (and no thousands)."""
+    whole, _, fraction = shown.lstrip("-").partition(".")
+    return whole.isdigit() and len(fraction) == places and (not places or fraction.isdigit())
+
+
+def test_dashboard_is_live_and_draws_charts(host_url: str, browser: Any) -> None:
+    # Dark, as a wall tablet would usually be set up (and as docs/dashboard.png shows it).
+    page, console = open_dashboard(browser, host_url, 1280, 800, color_scheme="dark")
+    try:
+        # The server-rendered page: the DHT22 temperature with its unit, all cards.
+        assert page.is_visible(f"{DHT22_TEMPERATURE} [data-value]")
+        assert is_decimal(text(page, f"{DHT22_TEMPERATURE} [data-value]"), places=1)
+        assert text(page, f"{DHT22_TEMPERATURE} .unit") == "°C"
+        for plugin in ("pi-monitor", "bme680"):
+            assert page.is_visible(f'[data-plugin="{plugin}"]')
+        assert page.is_visible('[data-plugin="bme680"] [data-iaq-band]')
+        for plugin in ("dht22", "pi-monitor", "bme680", "dashboard"):
+            assert text(page, f'[data-health="{plugin}"] [data-col="state"]') == "running"
+
+        # Live: the stream connects and changes the page without a reload.
+        page.evaluate("window.notReloaded = true")
+        page.wait_for_function(
+            IS_LIVE,
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        cycle = text(page, '[data-meta="cycle"]')
+        polls = text(page, '[data-plugin="dht22"] [data-status="poll_count"]')
+        page.wait_for_function(
+            """([cycle, polls]) =>
+                document.querySelector('[data-meta="cycle"]').textContent !== cycle &&
+                document.querySelector('[data-plugin="dht22"] [data-status="poll_count"]')
+                    .textContent !== polls""",
+            arg=[cycle, polls],
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        assert page.evaluate("window.notReloaded") is True
+        # The script formats streamed values exactly like the server-rendered page.
+        assert is_decimal(text(page, f"{DHT22_TEMPERATURE} [data-value]"), places=1)
+        assert is_decimal(text(page, '[data-plugin="bme680"] [data-measure="iaq"] [data-value]'))
+
+        # Charts: every chart of every measurement draws a line from history + stream.
+        page.wait_for_function(
+            """() => {
+                const lines = [...document.querySelectorAll('[data-line]')];
+                return lines.length > 0 &&
+                    lines.every((line) => (line.getAttribute('d') || '').startsWith('M'));
+            }""",
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        measures = page.locator("[data-measure]").count()
+        assert page.locator("[data-line]").count() == 2 * measures
+        assert not page.is_visible(f"{DHT22_TEMPERATURE} [data-empty]")
+        hour_range = text(page, f'{DHT22_TEMPERATURE} [data-window-ms="3600000"] [data-range]')
+        assert "–" in hour_range and hour_range.endswith(" °C"), hour_range
+
+        if os.environ.get("WASIHOST_SCREENSHOT"):
+            page.screenshot(path=str(SCREENSHOT))
+        assert console.errors == []
+    finally:
+        page.context.close()
+
+
+def test_dashboard_fits_a_phone_screen(host_url: str, browser: Any) -> None:
+    page, console = open_dashboard(browser, host_url, 390, 844)
+    try:
+        page.wait_for_function(
+            IS_LIVE,
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        # Only the health table may scroll sideways, inside its own wrapper.
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        assert console.errors == []
+    finally:
+        page.context.close()
+
+
+HOSTILE = '"><img src=x onerror="window.pwned = 1">'
+FAKE_ORIGIN = "http://dashboard.test"
+
+
+def hostile_states(now_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The state the page is rendered from and a hostile state streamed afterwards.
+
+    Names are hostile in both (the script must match them without building
+    selectors); the streamed values are hostile wherever a plugin controls them.
+    """
+    page_state = {
+        "node": "pi",
+        "cycle": 1,
+        "timestamp_ms": now_ms,
+        "interval_seconds": 0.5,
+        "leds": [[0, 200, 0]],
+        "readings": {
+            HOSTILE: {
+                "world": "w",
+                "timestamp_ms": now_ms,
+                "measurements": [{"name": HOSTILE, "value": 1.5, "unit": HOSTILE}],
+                "status": {"alarm": "none", HOSTILE: 1},
+                "error": None,
+                "leds": [0],
+            }
+        },
+        "plugins": {HOSTILE: {"state": "running", "world": "w", "polls": 1, "errors": 0}},
+    }
+    streamed = json.loads(json.dumps(page_state))
+    streamed["cycle"] = HOSTILE
+    streamed["leds"] = [[HOSTILE, 0, 0]]
+    reading = streamed["readings"][HOSTILE]
+    reading["measurements"][0]["value"] = HOSTILE
+    reading["status"] = {"alarm": HOSTILE, HOSTILE: HOSTILE}
+    reading["error"] = HOSTILE
+    streamed["plugins"][HOSTILE].update(state=HOSTILE, last_error=HOSTILE, loaded_hash=HOSTILE)
+    return page_state, streamed
+
+
+def test_streamed_hostile_values_stay_text(browser: Any) -> None:
+    now_ms = int(time.time() * 1000)
+    page_state, streamed = hostile_states(now_ms)
+    points = [[now_ms - 20_000, 1.0], [now_ms - 15_000, HOSTILE], ["x", 2], [now_ms - 10_000, 3]]
+    history = {"points": [*points, [now_ms, 2], [now_ms + 1, None]]}
+    context = browser.new_context()
+    # Later routes take precedence: anything not listed below is a 404.
+    context.route("**/*", lambda route: route.fulfill(status=404))
+    context.route(
+        f"{FAKE_ORIGIN}/",
+        lambda route: route.fulfill(
+            body=render.render_page(page_state),
+            content_type="text/html",
+            headers={"Content-Security-Policy": CSP},
+        ),
+    )
+    context.route(
+        f"{FAKE_ORIGIN}/api/stream",
+        lambda route: route.fulfill(
+            body=f"event: state\ndata: {json.dumps(streamed)}\n\n",
+            content_type="text/event-stream",
+        ),
+    )
+    context.route(f"{FAKE_ORIGIN}/api/history?*", lambda route: route.fulfill(json=history))
+    page = context.new_page()
+    console = Console(page)
+    try:
+        page.goto(f"{FAKE_ORIGIN}/")
+        page.wait_for_function(
+            "() => !document.querySelector('[data-error]').hidden", timeout=LIVE_TIMEOUT_MS
+        )
+
+        assert text(page, "[data-value]") == HOSTILE
+        assert text(page, "[data-alarm]") == f"alarm {HOSTILE}"
+        assert text(page, "[data-status]") == HOSTILE
+        assert text(page, "[data-error]") == HOSTILE
+        assert text(page, '[data-meta="cycle"]') == HOSTILE
+        assert text(page, "[data-led-text]") == "unknown"
+        assert text(page, '[data-col="state"]') == HOSTILE
+        assert text(page, '[data-col="last_error"]') == HOSTILE
+        assert HOSTILE in text(page, "[data-summary]")
+        # The chart drew the three numeric history points as one line, and nothing else.
+        page.wait_for_function(
+            "() => (document.querySelector('[data-line]').getAttribute('d') || '').startsWith('M')",
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        line = page.get_attribute("[data-line]", "d") or ""
+        assert line.count("M") == 1 and line.count("L") == 2 and "NaN" not in line, line
+        assert page.locator("img").count() == 0
+        assert page.evaluate("window.pwned") is None
+        assert console.errors == []
+    finally:
+        context.close()
