@@ -456,6 +456,151 @@ def test_band_boundaries(value: float, name: str) -> None:
     assert iaq.band(value) == name
 
 
+# --- IAQ estimator state (snapshot/restore) ------------------------------------------
+
+HOUR_MS = 3_600_000
+
+
+def through_json(estimator: Any) -> dict[str, Any]:
+    """`to_state` as it travels in a snapshot."""
+    state: dict[str, Any] = json.loads(json.dumps(estimator.to_state()))
+    return state
+
+
+def test_iaq_state_round_trip_is_exact_and_continues_identically() -> None:
+    original = iaq.IaqEstimator(burn_in_s=60.0)
+    _, acc, t = run(original, 100_000.0, 200, 1_000_000)
+    assert acc[-1] == 2
+    restored = iaq.IaqEstimator.from_state(through_json(original), burn_in_s=60.0)
+    assert restored.to_state() == original.to_state()
+    assert restored.baseline_ohm == original.baseline_ohm
+    assert restored.resume(t - 3000) is False  # no gap since the last reading
+    for gas in [100_000.0] * 30 + [60_000.0] * 10 + [130_000.0] * 10:
+        assert restored.update(gas, 45.0, t) == original.update(gas, 45.0, t)
+        t += 3000
+    assert restored.to_state() == original.to_state()
+
+
+def test_iaq_restored_burn_in_resumes_where_it_stopped() -> None:
+    est = iaq.IaqEstimator(burn_in_s=60.0)
+    _, acc, t = run(est, 100_000.0, 30, 0)  # half the burn-in
+    assert set(acc) == {0}
+    est = iaq.IaqEstimator.from_state(through_json(est), burn_in_s=60.0)
+    later = t + 2 * HOUR_MS  # a restart two hours later
+    assert est.resume(later) is False
+    _, acc, _ = run(est, 100_000.0, 120, later)
+    # The last reading was 27 s into the burn-in and the gap does not count, so
+    # accuracy 1 comes 33 s (11 readings) after the restart, not 60 s.
+    assert acc.index(1) == 11 and acc[-1] == 2
+
+
+def test_iaq_restored_accuracy_and_baseline_survive_a_gap() -> None:
+    est = iaq.IaqEstimator(burn_in_s=60.0)
+    _, acc, t = run(est, 100_000.0, 300, 0)
+    assert acc[-1] == 3
+    est = iaq.IaqEstimator.from_state(through_json(est), burn_in_s=60.0)
+    later = t + 20 * HOUR_MS  # under the 24 h bound
+    assert est.resume(later) is False
+    # The first reading after the gap is polluted air; the unobserved 20 h do
+    # not let it drag the baseline down (the gap is not tracking time).
+    value, accuracy = est.update(50_000.0, 40.0, later)
+    assert accuracy == 3 and value == pytest.approx(187.5)
+    assert est.baseline_ohm == pytest.approx(100_000.0)
+    values, acc, _ = run(est, 100_000.0, 120, later + 3000)
+    assert set(acc) == {3} and values[-1] < 1.0
+
+
+@pytest.mark.parametrize("gap_ms", [25 * HOUR_MS, -10 * 60_000], ids=["old", "clock-back"])
+def test_iaq_stale_state_keeps_the_baseline_at_accuracy_1(gap_ms: int) -> None:
+    est = iaq.IaqEstimator(burn_in_s=60.0)
+    _, acc, t = run(est, 100_000.0, 300, 10 * HOUR_MS)
+    assert acc[-1] == 3
+    last = t - 3000
+    est = iaq.IaqEstimator.from_state(through_json(est), burn_in_s=60.0)
+    assert est.resume(last + gap_ms) is True
+    assert est.baseline_ohm == pytest.approx(100_000.0)
+    values, acc, _ = run(est, 100_000.0, 300, last + gap_ms)
+    # Never back to 0 (no new burn-in), but trusted again only as stability builds up.
+    assert acc[0] == 1 and acc == sorted(acc) and acc[-1] == 3
+    assert acc.index(2) == 20 and acc.index(3) == 60  # after 1 and 3 burn-ins
+    assert values[0] < 1.0
+
+
+def test_iaq_stale_state_during_burn_in_starts_afresh() -> None:
+    est = iaq.IaqEstimator(burn_in_s=60.0)
+    run(est, 100_000.0, 30, 0)
+    est = iaq.IaqEstimator.from_state(through_json(est), burn_in_s=60.0)
+    assert est.resume(30 * HOUR_MS) is True
+    assert est.to_state() == iaq.IaqEstimator(60.0).to_state()
+    _, acc, _ = run(est, 80_000.0, 60, 30 * HOUR_MS)
+    assert set(acc) == {0} and est.baseline_ohm == pytest.approx(80_000.0)
+
+
+def test_iaq_fresh_state_round_trips_to_fresh() -> None:
+    state = through_json(iaq.IaqEstimator())
+    assert state["start_ms"] is None and state["window"] == []
+    est = iaq.IaqEstimator.from_state(state)
+    assert est.resume(123) is False and est.baseline_ohm is None
+    assert est.update(100_000.0, 40.0, 1000) == (0.0, 0)
+
+
+def test_iaq_state_window_is_thinned_to_a_small_snapshot() -> None:
+    est = iaq.IaqEstimator(burn_in_s=3600.0)
+    _, _, t = run(est, 100_000.0, 3600 + 1800, 0)  # stability window: 600 readings
+    state = through_json(est)
+    window = state["window"]
+    assert len(window) == iaq.STATE_WINDOW_MAX
+    assert window[0] == list(est._window[0]) and window[-1] == list(est._window[-1])
+    assert [w[0] for w in window] == sorted({w[0] for w in window})
+    assert len(json.dumps(state)) < 12_000
+    restored = iaq.IaqEstimator.from_state(state, burn_in_s=3600.0)
+    assert restored.resume(t - 3000) is False
+    assert restored.update(100_000.0, 40.0, t) == est.update(100_000.0, 40.0, t)
+
+
+def _valid_iaq_state() -> dict[str, Any]:
+    est = iaq.IaqEstimator(burn_in_s=60.0)
+    run(est, 100_000.0, 120, 1_000_000)
+    return through_json(est)
+
+
+IAQ_STATE_DAMAGE: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("not an object", lambda s: [s]),
+    ("missing key", lambda s: {k: v for k, v in s.items() if k != "baseline_ohm"}),
+    ("unknown key", lambda s: {**s, "extra": 1}),
+    ("NaN baseline", lambda s: {**s, "baseline_ohm": float("nan")}),
+    ("infinite baseline", lambda s: {**s, "baseline_ohm": float("inf")}),
+    ("negative baseline", lambda s: {**s, "baseline_ohm": -5.0}),
+    ("zero baseline", lambda s: {**s, "baseline_ohm": 0}),
+    ("string baseline", lambda s: {**s, "baseline_ohm": "100000"}),
+    ("bool baseline", lambda s: {**s, "baseline_ohm": True}),
+    ("int burned_in", lambda s: {**s, "burned_in": 1}),
+    ("float time", lambda s: {**s, "clock_ms": float(s["clock_ms"])}),
+    ("clock before start", lambda s: {**s, "clock_ms": s["start_ms"] - 1}),
+    ("window not a list", lambda s: {**s, "window": {}}),
+    ("window entry shape", lambda s: {**s, "window": [[s["clock_ms"]]]}),
+    ("window NaN value", lambda s: {**s, "window": [[s["clock_ms"], float("nan")]]}),
+    ("window out of order", lambda s: {**s, "window": s["window"][::-1]}),
+    ("window after clock", lambda s: {**s, "window": [[s["clock_ms"] + 1, 1.0]]}),
+    ("window too long", lambda s: {**s, "window": [[s["clock_ms"], 1.0]] * 257}),
+    ("stable_since null", lambda s: {**s, "stable_since_ms": None}),
+    ("stable_since late", lambda s: {**s, "stable_since_ms": s["clock_ms"] + 1}),
+    ("burn-in stable_since", lambda s: {**s, "burned_in": False}),
+    ("fresh with baseline", lambda s: {**s, "start_ms": None}),
+    ("huge time", lambda s: {**s, "clock_ms": 2**70}),
+]
+
+
+@pytest.mark.parametrize(
+    "damage", [d for _, d in IAQ_STATE_DAMAGE], ids=[n for n, _ in IAQ_STATE_DAMAGE]
+)
+def test_iaq_from_state_refuses_damaged_states(damage: Callable[[dict[str, Any]], Any]) -> None:
+    state = _valid_iaq_state()
+    iaq.IaqEstimator.from_state(state, burn_in_s=60.0)  # the undamaged one is fine
+    with pytest.raises(ValueError, match="iaq state"):
+        iaq.IaqEstimator.from_state(damage(state), burn_in_s=60.0)
+
+
 # --- The plugin app with fake componentize-py bindings -------------------------------
 
 
@@ -553,6 +698,7 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Host]]:
     exports = fake_module(
         "wit_world.exports",
         Settings=type("Settings", (), {}),
+        State=type("State", (), {}),
         Bme680Logic=type("Bme680Logic", (), {}),
         bme680_logic=by_name["bme680_logic"],
     )
@@ -561,7 +707,8 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Host]]:
         monkeypatch.setitem(sys.modules, module.__name__, module)
     module = _load("bme680_plugin_app", PLUGIN_DIR / "app.py")
     yield module, host
-    sys.modules.pop("bme680_plugin_app", None)
+    for name in [name for name in sys.modules if name.startswith("bme680_plugin_app")]:
+        sys.modules.pop(name)
 
 
 def test_app_polls_learns_alarms_and_recovers(app: tuple[Any, Host]) -> None:
@@ -691,3 +838,183 @@ def test_app_first_poll_that_sees_an_idle_chip_recovers_next_poll(app: tuple[Any
     host.wait(3000)
     data, transfers = host.poll_counting(logic)
     assert isinstance(data, FakeData) and transfers == [STATUS, FIELD, TRIGGER]
+
+
+# --- The plugin's state export ---------------------------------------------------------
+
+
+def another_instance(settings: dict[str, Any]) -> Any:
+    """A second, configured instance of the app, as the host makes on a reload,
+    after a trap or at start-up (the fake bindings stay in place)."""
+    name = f"bme680_plugin_app_{len([n for n in sys.modules if 'bme680_plugin_app' in n])}"
+    module = _load(name, PLUGIN_DIR / "app.py")
+    module.Settings().configure(json.dumps(settings))
+    return module
+
+
+def poll_for(module: Any, host: Host, seconds: float) -> list[Any]:
+    results = []
+    for _ in range(int(seconds // 3)):
+        host.wait(3000)
+        results.append(module.Bme680Logic().poll())
+    return results
+
+
+def test_state_round_trip_keeps_baseline_accuracy_alarm_and_count(app: tuple[Any, Host]) -> None:
+    module, host = app
+    settings = {"burn_in_s": 30}
+    module.Settings().configure(json.dumps(settings))
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    before = poll_for(module, host, 150)[-1]
+    assert before.iaq_accuracy == 3
+    host.chip.set_environment(21.0, 40.0, 1005.0, 50_000.0)
+    polluted = poll_for(module, host, 3)[-1]
+    assert polluted.alarm.name == "HIGH" and polluted.iaq > 150
+    data = module.State().snapshot()
+    document = json.loads(data)
+    assert document["v"] == 1 and document["alarm"] is True and document["polls"] == 51
+    assert document["last_iaq"] == [pytest.approx(polluted.iaq), 3]
+    assert len(data) < 4000
+    # Restored straight away (a reload): the new instance's snapshot is the same state.
+    new = another_instance(settings)
+    new.State().restore(data)
+    assert new._estimator.baseline_ohm == module._estimator.baseline_ohm
+    assert new.State().snapshot() == data
+    # Between the thresholds the latch stays on, so the alarm was carried, not re-derived.
+    host.chip.set_environment(21.0, 40.0, 1005.0, 95_000.0)
+    start = len(host.transfers)
+    after = poll_for(new, host, 3)[-1]
+    assert b"\xe0\xb6" in host.transfers[start:]  # the driver is not state: chip re-initialised
+    assert after.poll_count == 52 and after.iaq_accuracy == 3
+    assert 120 < after.iaq < 150 and after.alarm.name == "HIGH"
+    assert host.leds[-1] != (2, *new.CALIBRATING_RGB)
+
+
+def test_restored_plugin_keeps_rising_in_accuracy(app: tuple[Any, Host]) -> None:
+    module, host = app
+    settings = {"burn_in_s": 30}
+    module.Settings().configure(json.dumps(settings))
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    accuracy = [d.iaq_accuracy for d in poll_for(module, host, 45)]
+    assert accuracy[-1] == 1
+    data = module.State().snapshot()
+    host.now_ms += 3 * HOUR_MS  # host restart three hours later
+    new = another_instance(settings)
+    new.State().restore(data)
+    accuracy = [d.iaq_accuracy for d in poll_for(new, host, 90)]
+    # No new burn-in: 1 straight away, 2 and 3 as the stability clock carries on.
+    assert accuracy[0] == 1 and accuracy == sorted(accuracy) and accuracy[-1] == 3
+
+
+def test_fresh_plugin_snapshot_restores_to_a_fresh_plugin(app: tuple[Any, Host]) -> None:
+    module, host = app
+    module.Settings().configure(json.dumps({"burn_in_s": 30}))
+    data = module.State().snapshot()
+    assert json.loads(data) == {
+        "v": 1,
+        "iaq": iaq.IaqEstimator(30.0).to_state(),
+        "alarm": False,
+        "polls": 0,
+        "last_iaq": [0.0, 0],
+    }
+    new = another_instance({"burn_in_s": 30})
+    host.now_ms += 5 * 24 * HOUR_MS
+    new.State().restore(data)
+    assert new.State().snapshot() == data
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    first = poll_for(new, host, 3)[0]
+    assert first.poll_count == 1 and first.iaq_accuracy == 0
+
+
+@pytest.mark.parametrize("gap_ms", [25 * HOUR_MS, -HOUR_MS], ids=["old", "clock-back"])
+def test_stale_snapshot_lowers_accuracy_to_1_and_drops_the_alarm(
+    app: tuple[Any, Host], gap_ms: int
+) -> None:
+    module, host = app
+    settings = {"burn_in_s": 30}
+    module.Settings().configure(json.dumps(settings))
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    assert poll_for(module, host, 150)[-1].iaq_accuracy == 3
+    host.chip.set_environment(21.0, 40.0, 1005.0, 50_000.0)
+    assert poll_for(module, host, 3)[-1].alarm.name == "HIGH"
+    data = module.State().snapshot()
+    baseline = module._estimator.baseline_ohm
+    host.now_ms += gap_ms
+    new = another_instance(settings)
+    new.State().restore(data)
+    assert new._estimator.baseline_ohm == baseline
+    assert new._alarm is False and new._last_iaq == (0.0, 0)
+    host.chip.set_environment(21.0, 40.0, 1005.0, 95_000.0)  # between the thresholds
+    after = poll_for(new, host, 3)[-1]
+    assert after.iaq_accuracy == 1 and after.alarm.name == "NONE" and after.poll_count == 52
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    later = [d.iaq_accuracy for d in poll_for(new, host, 120)]
+    assert later == sorted(later) and later[-1] == 3
+
+
+def _good_snapshot(module: Any, host: Host) -> dict[str, Any]:
+    module.Settings().configure(json.dumps({"burn_in_s": 30}))
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    poll_for(module, host, 60)
+    document: dict[str, Any] = json.loads(module.State().snapshot())
+    return document
+
+
+SNAPSHOT_DAMAGE: list[tuple[str, Callable[[dict[str, Any]], bytes]]] = [
+    ("empty", lambda d: b""),
+    ("not UTF-8", lambda d: b"\xff\xfe"),
+    ("not JSON", lambda d: b"{"),
+    ("list", lambda d: b"[]"),
+    ("deep nesting", lambda d: b"[" * 60_000),  # would overflow the wasm stack in json
+    ("too large", lambda d: json.dumps({**d, "pad": " " * 70_000}).encode()),
+    ("version 2", lambda d: json.dumps({**d, "v": 2}).encode()),
+    ("version true", lambda d: json.dumps({**d, "v": True}).encode()),
+    ("no version", lambda d: json.dumps({k: v for k, v in d.items() if k != "v"}).encode()),
+    ("missing iaq", lambda d: json.dumps({k: v for k, v in d.items() if k != "iaq"}).encode()),
+    ("unknown key", lambda d: json.dumps({**d, "driver": {}}).encode()),
+    ("alarm string", lambda d: json.dumps({**d, "alarm": "yes"}).encode()),
+    ("negative polls", lambda d: json.dumps({**d, "polls": -1}).encode()),
+    ("float polls", lambda d: json.dumps({**d, "polls": 3.0}).encode()),
+    ("last_iaq shape", lambda d: json.dumps({**d, "last_iaq": [10.0]}).encode()),
+    ("last_iaq range", lambda d: json.dumps({**d, "last_iaq": [10.0, 4]}).encode()),
+    ("NaN last IAQ", lambda d: json.dumps({**d, "last_iaq": [float("nan"), 1]}).encode()),
+    (
+        "NaN baseline",
+        lambda d: json.dumps({**d, "iaq": {**d["iaq"], "baseline_ohm": float("nan")}}).encode(),
+    ),
+    (
+        "negative baseline",
+        lambda d: json.dumps({**d, "iaq": {**d["iaq"], "baseline_ohm": -1.0}}).encode(),
+    ),
+    ("iaq not an object", lambda d: json.dumps({**d, "iaq": None}).encode()),
+]
+
+
+@pytest.mark.parametrize(
+    "damage", [d for _, d in SNAPSHOT_DAMAGE], ids=[n for n, _ in SNAPSHOT_DAMAGE]
+)
+def test_invalid_snapshots_are_refused_with_err_and_change_nothing(
+    app: tuple[Any, Host], damage: Callable[[dict[str, Any]], bytes]
+) -> None:
+    module, host = app
+    document = _good_snapshot(module, host)
+    before = module.State().snapshot()
+    with pytest.raises(FakeErr, match="bme680 snapshot refused: ") as refused:
+        module.State().restore(damage(document))
+    assert isinstance(refused.value.value, str)
+    assert module.State().snapshot() == before  # nothing half-restored
+    module.State().restore(json.dumps(document).encode())  # the good one is accepted
+
+
+def test_restore_turns_any_unexpected_failure_into_err(
+    app: tuple[Any, Host], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module, host = app
+    data = json.dumps(_good_snapshot(module, host)).encode()
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(module.IaqEstimator, "from_state", broken)
+    with pytest.raises(FakeErr, match="RuntimeError: bug"):
+        module.State().restore(data)

@@ -13,11 +13,18 @@ the driver with its measurement in flight (created on the first poll,
 dropped after a bus error so the next poll re-initialises the chip), the
 estimator with its learnt baseline, the poll counter and the alarm latch.
 
+The `state` export (plugin.toml: `state = true`) carries everything but the
+driver across instances: the host snapshots it before a reload, every
+`[state] save_interval_seconds` to disk and at shutdown, and restores it into
+the next instance (after a reload, a trap or a host restart). The driver is a
+hardware handle, so the first poll after a restore re-initialises the chip.
+
 Every failure leaves an export as `Err(message)`: any other exception would
 trap the whole plugin instance and lose the baseline.
 """
 
 import json
+import math
 from dataclasses import dataclass
 
 from bme680_driver import Bme680, DriverError, Measurement, MeasurementLost
@@ -43,6 +50,16 @@ STATUS_READS = 5
 # a ms): there the poll reports "warming up" once, the measurement stays in
 # flight and the next poll collects it.
 FIRST_POLL_STATUS_READS = 10
+
+# The snapshot format `State.snapshot` writes and `State.restore` reads.
+STATE_VERSION = 1
+_STATE_KEYS = ("v", "iaq", "alarm", "polls", "last_iaq")
+# Bounds checked before parsing: a version-1 snapshot is under 12 KB and nests
+# 4 deep. Deeply nested JSON would exhaust the wasm call stack in json.loads,
+# which is a trap, not a catchable RecursionError.
+STATE_MAX_BYTES = 64 * 1024
+STATE_MAX_DEPTH = 8
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 CALIBRATING_RGB = (48, 0, 192)
 BAND_RGB = {
@@ -201,12 +218,114 @@ def _measure_and_report() -> Bme680Data:
     )
 
 
+def snapshot_document() -> dict[str, object]:
+    """The plugin's state as the JSON object `State.snapshot` writes (version 1)."""
+    iaq_value, accuracy = _last_iaq
+    return {
+        "v": STATE_VERSION,
+        "iaq": _estimator.to_state(),
+        "alarm": _alarm,
+        "polls": _poll_count,
+        "last_iaq": [iaq_value, accuracy],
+    }
+
+
+@dataclass
+class Restored:
+    """A validated snapshot, ready to become the module globals."""
+
+    estimator: IaqEstimator
+    alarm: bool
+    polls: int
+    last_iaq: tuple[float, int]
+
+
+def parse_snapshot(data: bytes, burn_in_s: float) -> Restored:
+    """Validate a snapshot strictly; raises ValueError with the reason.
+
+    The estimator is rebuilt with today's `burn_in_s`, not resumed yet.
+    """
+    data = bytes(data)
+    if len(data) > STATE_MAX_BYTES:
+        raise ValueError(f"{len(data)} bytes, more than {STATE_MAX_BYTES}")
+    depth = deepest = 0
+    for bracket in data.translate(None, _NOT_BRACKETS):  # counts brackets in strings too
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > STATE_MAX_DEPTH:
+        raise ValueError(f"nested more than {STATE_MAX_DEPTH} deep")
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"expected a JSON object, got {type(document).__name__}")
+    version = document.get("v")
+    if type(version) is not int or version != STATE_VERSION:
+        raise ValueError(f"unsupported version {version!r} (this plugin reads {STATE_VERSION})")
+    missing = [key for key in _STATE_KEYS if key not in document]
+    unknown = sorted(str(key) for key in document if key not in _STATE_KEYS)
+    if missing or unknown:
+        raise ValueError(f"missing keys {missing}, unknown keys {unknown}")
+    alarm, polls, last = document["alarm"], document["polls"], document["last_iaq"]
+    if not isinstance(alarm, bool):
+        raise ValueError(f"alarm must be true or false, got {alarm!r}")
+    if type(polls) is not int or not 0 <= polls <= 0xFFFF_FFFF:
+        raise ValueError(f"polls must be an integer in 0..4294967295, got {polls!r}")
+    if not (
+        isinstance(last, list)
+        and len(last) == 2
+        and type(last[0]) in (int, float)
+        and math.isfinite(last[0])
+        and 0 <= last[0] <= 500
+        and type(last[1]) is int
+        and 0 <= last[1] <= 3
+    ):
+        raise ValueError(f"last_iaq must be [IAQ 0..500, accuracy 0..3], got {last!r}")
+    estimator = IaqEstimator.from_state(document["iaq"], burn_in_s)
+    return Restored(estimator, alarm, polls, (float(last[0]), last[1]))
+
+
+class State(exports.State):
+    """The `state` export: the learnt IAQ state as a small versioned JSON document.
+
+    `{"v": 1, "iaq": {...IaqEstimator.to_state()...}, "alarm": bool,
+    "polls": int, "last_iaq": [iaq, accuracy]}`; never the driver.
+    """
+
+    def snapshot(self) -> bytes:
+        return json.dumps(snapshot_document(), separators=(",", ":")).encode()
+
+    def restore(self, data: bytes) -> None:
+        """Take over a snapshot, or refuse it with Err (the host then keeps the
+        old version on reload, or starts fresh at start-up).
+
+        The gap since the snapshot's last reading does not count as observed
+        time; a stale snapshot (see `IaqEstimator.resume`) keeps its baseline,
+        but its accuracy starts again at 1 and the alarm latch and last IAQ
+        are dropped.
+        """
+        global _driver, _estimator, _alarm, _poll_count, _last_iaq
+        try:
+            restored = parse_snapshot(data, _config.burn_in_s)
+            stale = restored.estimator.resume(gpio_provider.get_timestamp_ms())
+        except ValueError as exc:
+            raise Err(f"bme680 snapshot refused: {exc}") from None
+        except Exception as exc:  # anything else would trap the instance
+            raise Err(f"bme680 snapshot refused: {type(exc).__name__}: {exc}") from None
+        _driver = None  # a hardware handle, not state: the next poll re-initialises the chip
+        _estimator = restored.estimator
+        _poll_count = restored.polls
+        _alarm = False if stale else restored.alarm
+        _last_iaq = (0.0, 0) if stale else restored.last_iaq
+
+
 class Settings(exports.Settings):
     """The `settings` export."""
 
     def configure(self, settings_json: str) -> None:
         """Apply settings and start afresh (the host calls this once per instance,
-        before the first poll, so there is no baseline worth keeping yet)."""
+        before the first poll and before restoring any snapshot)."""
         global _config, _driver, _estimator, _alarm, _last_iaq
         _config = parse_settings(settings_json)
         _driver = None

@@ -15,7 +15,9 @@ lasting pollution is not mistaken for the new normal while slow sensor
 drift is still followed.
 
 All timing uses the host clock passed in as `now_ms`; the guest's own clock
-is not trusted. Stdlib only.
+is not trusted. `IaqEstimator.to_state` / `from_state` / `resume` carry the
+learnt state across plugin reloads and host restarts (the plugin's `state`
+export stores it as JSON). Stdlib only.
 """
 
 import math
@@ -33,6 +35,16 @@ BASELINE_DOWN_TAU_S = 12 * 3600.0
 STABLE_REL_STD = 0.02
 # Accuracy 2 after the baseline was stable for one burn-in length, 3 after this many.
 ACCURACY_3_BURN_INS = 3.0
+# A saved state whose last reading is older than this (two falling-baseline time
+# constants: the tracker would have followed 86 % of any drift meanwhile) is
+# stale: its baseline is kept but no longer trusted beyond accuracy 1.
+STATE_STALE_S = 2 * BASELINE_DOWN_TAU_S
+# `to_state` thins the window to at most this many entries (evenly spread) so a
+# snapshot stays small whatever `burn_in_s`; 300 s at 2 s polls is 151 entries.
+STATE_WINDOW_MAX = 256
+# Times in a state must lie within this of 0 (the host clock is u64 ms).
+_STATE_TIME_LIMIT = 2**63
+_STATE_KEYS = ("start_ms", "clock_ms", "baseline_ohm", "burned_in", "window", "stable_since_ms")
 
 _BANDS = (
     (50.0, "good"),
@@ -70,7 +82,8 @@ class IaqEstimator:
     """Learns a gas baseline across polls and turns readings into (IAQ, accuracy).
 
     Keep one instance for the plugin's lifetime: the baseline and accuracy
-    live in it. Accuracy is 0 during burn-in, 1 once a baseline exists, 2
+    live in it (`to_state`, `from_state` and `resume` carry them to a new
+    instance). Accuracy is 0 during burn-in, 1 once a baseline exists, 2
     after the baseline has been stable for one burn-in length and 3 after
     `ACCURACY_3_BURN_INS` of them; a moving baseline drops it back to 1.
     """
@@ -87,8 +100,12 @@ class IaqEstimator:
         self._burn_in_ms = burn_in_s * 1000.0
         self._up_tau_ms = up_tau_s * 1000.0
         self._down_tau_ms = down_tau_s * 1000.0
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget everything learnt (the durations stay)."""
         self._start_ms: int | None = None
-        self._clock_ms = 0  # latest now_ms seen; never runs backwards
+        self._clock_ms = 0  # latest now_ms seen; only `resume` moves it back
         self._baseline: float | None = None
         self._burned_in = False
         # Burn-in: (time, gas) of the last half of the burn-in period, whose
@@ -117,7 +134,8 @@ class IaqEstimator:
         self._clock_ms += elapsed_ms
         now = self._clock_ms
 
-        if now - self._start_ms < self._burn_in_ms:
+        # Once burnt in, always burnt in (a restored state may meet a longer burn_in_s).
+        if not self._burned_in and now - self._start_ms < self._burn_in_ms:
             accuracy = 0
             self._learn(now, gas_ohm)
         else:
@@ -156,3 +174,144 @@ class IaqEstimator:
         if stable_ms >= ACCURACY_3_BURN_INS * self._burn_in_ms:
             return 3
         return 2 if stable_ms >= self._burn_in_ms else 1
+
+    # -- persistence ------------------------------------------------------------
+
+    def to_state(self) -> dict[str, object]:
+        """Everything learnt, as a JSON-ready dict (times in host-clock ms).
+
+        `from_state` rebuilds it exactly, except that a window longer than
+        `STATE_WINDOW_MAX` is thinned to that many evenly spread entries
+        (always keeping the oldest and the newest).
+        """
+        if self._start_ms is None:
+            return {
+                "start_ms": None,
+                "clock_ms": None,
+                "baseline_ohm": None,
+                "burned_in": False,
+                "window": [],
+                "stable_since_ms": None,
+            }
+        window = list(self._window)
+        if len(window) > STATE_WINDOW_MAX:
+            # Steps of more than one entry, so the rounded indices never repeat.
+            step = (len(window) - 1) / (STATE_WINDOW_MAX - 1)
+            window = [window[round(i * step)] for i in range(STATE_WINDOW_MAX)]
+        return {
+            "start_ms": self._start_ms,
+            "clock_ms": self._clock_ms,
+            "baseline_ohm": self._baseline,
+            "burned_in": self._burned_in,
+            "window": [[t, value] for t, value in window],
+            "stable_since_ms": self._stable_since_ms if self._burned_in else None,
+        }
+
+    @classmethod
+    def from_state(
+        cls,
+        state: object,
+        burn_in_s: float = 300.0,
+        up_tau_s: float = BASELINE_UP_TAU_S,
+        down_tau_s: float = BASELINE_DOWN_TAU_S,
+    ) -> "IaqEstimator":
+        """An estimator continuing from `to_state`'s dict; raises ValueError naming
+        the first problem (missing or unknown key, wrong type, a non-finite or
+        non-positive resistance, times out of order).
+
+        The durations are today's settings, not the saved ones. Call `resume`
+        next, with the host clock, before feeding readings.
+        """
+        estimator = cls(burn_in_s, up_tau_s, down_tau_s)
+        if not isinstance(state, dict):
+            raise ValueError(f"iaq state must be an object, got {type(state).__name__}")
+        missing = [key for key in _STATE_KEYS if key not in state]
+        unknown = sorted(str(key) for key in state if key not in _STATE_KEYS)
+        if missing or unknown:
+            raise ValueError(f"iaq state: missing keys {missing}, unknown keys {unknown}")
+        start = state["start_ms"]
+        if start is None:
+            fresh = estimator.to_state()
+            if state != fresh or type(state["burned_in"]) is not bool:
+                raise ValueError("iaq state: without start_ms every other field must be empty")
+            return estimator
+        start = _state_time(state["start_ms"], "start_ms")
+        clock = _state_time(state["clock_ms"], "clock_ms")
+        baseline = _state_resistance(state["baseline_ohm"], "baseline_ohm")
+        burned_in = state["burned_in"]
+        if not isinstance(burned_in, bool):
+            raise ValueError(f"iaq state: burned_in must be true or false, got {burned_in!r}")
+        if clock < start:
+            raise ValueError(f"iaq state: clock_ms {clock} is before start_ms {start}")
+        raw_window = state["window"]
+        if not isinstance(raw_window, list) or len(raw_window) > STATE_WINDOW_MAX:
+            raise ValueError(f"iaq state: window must be a list of at most {STATE_WINDOW_MAX}")
+        window: deque[tuple[int, float]] = deque()
+        previous = start
+        for index, entry in enumerate(raw_window):
+            if not isinstance(entry, list) or len(entry) != 2:
+                raise ValueError(f"iaq state: window[{index}] must be [time_ms, ohm]")
+            t = _state_time(entry[0], f"window[{index}] time")
+            if not previous <= t <= clock:
+                raise ValueError(f"iaq state: window[{index}] time {t} out of order")
+            window.append((t, _state_resistance(entry[1], f"window[{index}] ohm")))
+            previous = t
+        stable_since = state["stable_since_ms"]
+        if burned_in:
+            stable_since = _state_time(state["stable_since_ms"], "stable_since_ms")
+            if not start <= stable_since <= clock:
+                raise ValueError(f"iaq state: stable_since_ms {stable_since} out of range")
+        elif stable_since is not None:
+            raise ValueError("iaq state: stable_since_ms must be null during burn-in")
+        estimator._start_ms, estimator._clock_ms = start, clock
+        estimator._baseline, estimator._burned_in = baseline, burned_in
+        estimator._window = window
+        estimator._stable_since_ms = stable_since if burned_in else 0
+        return estimator
+
+    def resume(self, now_ms: int) -> bool:
+        """Continue on the host clock at `now_ms` after a pause (a reload, a
+        restart); returns whether the state was stale.
+
+        The pause is not observed time: every stored time moves forward by
+        the gap since the last reading, so burn-in and the stability clock
+        resume where they stopped and the first reading afterwards does not
+        pull the baseline by the whole gap. The state is stale when that gap
+        is negative (the host clock went backwards) or longer than
+        `STATE_STALE_S`: a burnt-in baseline is then kept but its stability
+        restarts, so accuracy is 1 at the next reading and rises to 2 and 3
+        as usual; an unfinished burn-in starts again from scratch.
+        """
+        if self._start_ms is None:
+            return False
+        gap = now_ms - self._clock_ms
+        stale = gap < 0 or gap > STATE_STALE_S * 1000.0
+        if stale and not self._burned_in:
+            self._reset()
+            return True
+        self._start_ms += gap
+        self._clock_ms = now_ms
+        self._window = deque((t + gap, value) for t, value in self._window)
+        if self._burned_in:
+            self._stable_since_ms += gap
+        if stale:
+            self._window.clear()
+            self._stable_since_ms = now_ms
+        return stale
+
+
+def _state_time(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= _STATE_TIME_LIMIT:
+        raise ValueError(f"iaq state: {name} must be an integer of ms, got {value!r}")
+    return value
+
+
+def _state_resistance(value: object, name: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"iaq state: {name} must be a positive finite number, got {value!r}")
+    return float(value)
