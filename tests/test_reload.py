@@ -279,3 +279,37 @@ async def test_precompiled_artifact_is_used_only_when_it_matches(
     assert await host.reloader.reload("dht22") is True
     checked = host.plugins["dht22"]._checked
     assert checked is not None and not checked.precompiled
+
+
+async def test_bme680_calibration_survives_reload_and_restart(
+    make_config: MakeConfig, plugin_dir: Path, built: dict[str, Path], board: SimBoard
+) -> None:
+    clock = [1_700_000_000_000]
+    target = plugin_dir / "bme680.wasm"
+    deploy(target, built["bme680"].read_bytes())
+    config = make_config({"bme680": {"wasm": str(target), "led": 2, "settings": {"burn_in_s": 60}}})
+    host = Host(config, board=board, clock_ms=lambda: clock[0])
+    host.load_plugins()
+    try:
+        plugin = host.plugins["bme680"]
+        for _ in range(15):
+            clock[0] += 30_000
+            accuracy = plugin.call()["iaq_accuracy"]
+        assert accuracy >= 2
+        deploy(target, rebuilt(built["bme680"].read_bytes()))
+        assert await host.reloader.reload("bme680") is True
+        assert host.statuses()["bme680"]["last_reload"]["state"] == "carried"
+        clock[0] += 30_000
+        assert plugin.call()["iaq_accuracy"] >= accuracy
+        await host.save_snapshots(force=True)
+    finally:
+        host.close()
+
+    restarted = Host(config, board=board, clock_ms=lambda: clock[0] + 60_000)
+    restarted.load_plugins()
+    try:
+        record = restarted.plugins["bme680"].call()
+        assert record["iaq_accuracy"] >= accuracy
+        assert record["poll_count"] == 17
+    finally:
+        restarted.close()
