@@ -35,8 +35,8 @@ bench: build
 
 lint: setup
 	@echo "==> lint: ruff and mypy"
-	@$(BIN)/ruff check -q src tests plugins
-	@$(BIN)/ruff format -q --check src tests plugins
+	@$(BIN)/ruff check -q src tests plugins bench
+	@$(BIN)/ruff format -q --check src tests plugins bench
 	@$(BIN)/mypy
 
 clean:

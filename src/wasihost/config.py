@@ -60,6 +60,16 @@ class LoggingConfig(_Section):
     show_sensor_data: bool = True
 
 
+class GrantsConfig(_Section):
+    """Explicit grants; a key left out keeps its default (see ``plugin_specs``)."""
+
+    leds: list[Annotated[int, Field(ge=0)]] | None = None
+    gpio_pins: list[Annotated[int, Field(ge=0, le=27)]] | None = None
+    i2c_addresses: list[I2cAddress] | None = None
+    buzzer: bool | None = None
+    fan: bool | None = None
+
+
 class PluginConfig(_Section):
     enabled: bool = True
     led: int | None = Field(None, ge=0, description="LED index granted to the plugin")
@@ -67,7 +77,19 @@ class PluginConfig(_Section):
     wasm: str | None = Field(None, description="component path; default 'build/<name>.wasm'")
     timeout_ms: int = Field(1000, ge=1, le=600_000)
     max_memory_mb: int = Field(64, ge=16, le=4096)
+    max_log_lines_per_minute: int = Field(120, ge=1, le=100_000)
+    max_actuator_changes_per_minute: int = Field(6, ge=1, le=600)
+    grants: GrantsConfig = GrantsConfig()
     settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class SupervisionConfig(_Section):
+    """How the host treats a plugin that keeps trapping."""
+
+    backoff_initial_seconds: float = Field(1.0, gt=0, le=3600)
+    backoff_max_seconds: float = Field(60.0, gt=0, le=86_400)
+    quarantine_after_traps: int = Field(5, ge=1, le=1000)
+    quarantine_window_seconds: float = Field(600.0, gt=0, le=86_400)
 
 
 class BoardConfig(_Section):
@@ -80,6 +102,9 @@ class WebConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=0, le=65535)
+    # Bearer token for state-changing endpoints; WASIHOST_TOKEN overrides it.
+    # Without either, those endpoints are disabled.
+    token: str | None = Field(None, min_length=16)
 
 
 class HistoryConfig(_Section):
@@ -107,6 +132,7 @@ class _HostFile(_Section):
     history: HistoryConfig = HistoryConfig()
     reload: ReloadConfig = ReloadConfig()
     state: StateConfig = StateConfig()
+    supervision: SupervisionConfig = SupervisionConfig()
 
 
 @dataclass(frozen=True)
@@ -124,6 +150,7 @@ class HostConfig:
     history: HistoryConfig
     reload: ReloadConfig
     state: StateConfig
+    supervision: SupervisionConfig
     plugin_keys: dict[str, str]  # normalised name -> key as written in the file
 
     def world_of(self, name: str) -> str:
@@ -160,10 +187,24 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
         name = key.replace("_", "-")
         if name in plugins:
             raise ConfigError(f"{path}: plugins.{key}: plugin '{name}' is configured twice")
-        if plugin.led is not None and plugin.led >= raw.board.led_count:
+        leds = [("led", plugin.led)] if plugin.led is not None else []
+        leds += [(f"grants.leds[{i}]", led) for i, led in enumerate(plugin.grants.leds or [])]
+        for where, led in leds:
+            if led >= raw.board.led_count:
+                raise ConfigError(
+                    f"{path}: plugins.{key}.{where}: LED index {led} is outside the strip "
+                    f"(expected 0..{raw.board.led_count - 1}, "
+                    f"board.led_count = {raw.board.led_count})"
+                )
+        interval_ms = raw.polling.interval_seconds * 1000
+        if plugin.timeout_ms > interval_ms and "timeout_ms" not in plugin.model_fields_set:
+            # The default deadline never outlasts a short poll interval.
+            plugin = plugin.model_copy(update={"timeout_ms": max(1, int(interval_ms))})
+        elif plugin.timeout_ms > interval_ms:
             raise ConfigError(
-                f"{path}: plugins.{key}.led: LED index {plugin.led} is outside the strip "
-                f"(expected 0..{raw.board.led_count - 1}, board.led_count = {raw.board.led_count})"
+                f"{path}: plugins.{key}.timeout_ms: {plugin.timeout_ms} ms is longer than the "
+                f"poll interval ({raw.polling.interval_seconds} s); a plugin hitting it would "
+                "delay every cycle"
             )
         plugins[name] = plugin
         keys[name] = key
@@ -178,6 +219,7 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
         history=raw.history,
         reload=raw.reload,
         state=raw.state,
+        supervision=raw.supervision,
         plugin_keys=keys,
     )
 

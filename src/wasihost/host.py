@@ -21,19 +21,19 @@ from typing import Any
 
 from wasihost.boards import create_board
 from wasihost.boards.base import Board
-from wasihost.capabilities import Grants
 from wasihost.capabilities.context import wall_clock_ms
 from wasihost.config import HostConfig
 from wasihost.cycle import PollCycle
 from wasihost.devloop import DevRebuilder
-from wasihost.errors import ConfigError, PluginError
+from wasihost.errors import PluginError
 from wasihost.leds import LedBuffer
 from wasihost.model import Reading
 from wasihost.reload import Reloader
-from wasihost.runtime.contract import Contract, load_contract
+from wasihost.runtime.contract import load_contract
 from wasihost.runtime.engine import Engine
-from wasihost.runtime.plugin import Plugin, PluginSpec, PluginState
+from wasihost.runtime.plugin import Plugin, PluginState
 from wasihost.snapshots import SnapshotStore
+from wasihost.specs import plugin_specs
 from wasihost.state import AppState, PluginView
 from wasihost.telemetry.history import History
 from wasihost.web.stream import StateStream
@@ -44,58 +44,6 @@ PRUNE_INTERVAL_SECONDS = 3600.0
 # Readings kept in memory while the history database cannot be written
 # (disk full, SD card error); beyond this the oldest are dropped and counted.
 MAX_UNSAVED_READINGS = 10_000
-
-
-def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
-    """A spec per enabled plugin: world, grants and settings from the config.
-
-    The seed's ``[sensors.dht22]`` and ``[sensors.bme680]`` sections are the
-    GPIO pin and I2C address grants of the plugins of the same name, and are
-    passed to them as settings so the guest knows which pin or address to use.
-    """
-    specs = []
-    for name, plugin in config.plugins.items():
-        if not plugin.enabled:
-            continue
-        world = config.world_of(name)
-        key = f"plugins.{config.plugin_keys[name]}"
-        if world not in contract.worlds:
-            known = ", ".join(sorted(contract.worlds))
-            raise ConfigError(
-                f"{config.path}: {key}.world: unknown world {world!r} (expected one of: {known})"
-            )
-        imports = contract.worlds[world].imports
-        settings: dict[str, Any] = {}
-        pins: frozenset[int] = frozenset()
-        addresses: frozenset[int] = frozenset()
-        if name == "dht22":
-            pins = frozenset({config.sensors.dht22.gpio_pin})
-            settings["gpio_pin"] = config.sensors.dht22.gpio_pin
-        if name == "bme680":
-            addresses = frozenset({config.sensors.bme680.i2c_address})
-            settings["i2c_address"] = config.sensors.bme680.i2c_address
-        if plugin.led is not None:
-            settings["led"] = plugin.led
-        settings.update(plugin.settings)
-        grants = Grants(
-            leds=frozenset() if plugin.led is None else frozenset({plugin.led}),
-            gpio_pins=pins,
-            i2c_addresses=addresses,
-            buzzer="buzzer-controller" in imports,
-            fan="fan-controller" in imports,
-        )
-        specs.append(
-            PluginSpec(
-                name=name,
-                world=world,
-                wasm=config.wasm_of(name),
-                settings=settings,
-                grants=grants,
-                timeout_ms=plugin.timeout_ms,
-                max_memory_mb=plugin.max_memory_mb,
-            )
-        )
-    return specs
 
 
 class Host:

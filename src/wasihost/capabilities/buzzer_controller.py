@@ -21,6 +21,7 @@ def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
                 "buzzer-pattern",
                 f"beep pattern too long: at most {MAX_BEEPS} beeps of {MAX_DURATION_MS} ms",
             )
+        ctx.within_rate("buzzer")
         ctx.board.beep(count, duration_ms, interval_ms)
 
     return {"beep": beep}

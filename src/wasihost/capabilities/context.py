@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from wasihost.boards.base import Board
 from wasihost.errors import CapabilityError
 from wasihost.leds import LedBuffer
+from wasihost.ratelimit import RateLimit
 
 log = logging.getLogger("wasihost.capabilities")
 
@@ -43,8 +44,20 @@ class CapabilityContext:
     leds: LedBuffer
     grants: Grants
     clock_ms: Callable[[], int] = wall_clock_ms  # injectable so tests need not sleep
+    actuator_changes_per_minute: int = 6
     refusals: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _limits: dict[str, RateLimit] = field(default_factory=dict, repr=False)
+
+    def within_rate(self, actuator: str) -> None:
+        """Count one change of ``actuator``; refuse it past the per-minute limit."""
+        with self._lock:
+            limit = self._limits.setdefault(actuator, RateLimit(self.actuator_changes_per_minute))
+        if not limit.allow():
+            raise self.refuse(
+                f"{actuator}-rate",
+                f"{actuator} changes limited to {limit.limit} per minute for {self.plugin}",
+            )
 
     def refuse(self, kind: str, message: str) -> CapabilityError:
         """Count a refused call and log it the first time this kind happens.

@@ -14,7 +14,9 @@ def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
     def set_fan(on: bool) -> None:
         if not ctx.grants.fan:
             raise ctx.refuse("fan", f"the fan is not granted to {ctx.plugin}")
-        ctx.board.set_fan(on)
+        if on != ctx.board.get_fan():  # setting the current state is free
+            ctx.within_rate("fan")
+            ctx.board.set_fan(on)
 
     def get_fan_state() -> bool:
         return ctx.board.get_fan()

@@ -26,6 +26,16 @@ from wasihost.errors import GuestError, PluginTrap, WasihostError
 
 log = logging.getLogger("wasihost.calls")
 
+# Error text from a guest ends up in logs, /api/plugins and the dashboard:
+# a plugin returning megabytes of it must not make any of those huge.
+MAX_ERROR_CHARS = 500
+
+
+def bounded(message: str) -> str:
+    if len(message) <= MAX_ERROR_CHARS:
+        return message
+    return f"{message[:MAX_ERROR_CHARS]}… [{len(message) - MAX_ERROR_CHARS} chars cut]"
+
 
 def to_python(value: Any) -> Any:
     """A component value as plain Python."""
@@ -95,12 +105,13 @@ class ExportFunction:
         try:
             value = self.func(store, *args)
         except wasmtime.WasmtimeError as exc:
-            raise PluginTrap(self.plugin, f"trapped in {self.name}: {trap_reason(exc)}") from None
+            reason = bounded(trap_reason(exc))
+            raise PluginTrap(self.plugin, f"trapped in {self.name}: {reason}") from None
         if self.returns_result:
             if isinstance(value, str):
-                raise GuestError(self.plugin, value)
+                raise GuestError(self.plugin, bounded(value))
             if isinstance(value, component.Variant):
                 if value.tag == "err":
-                    raise GuestError(self.plugin, str(value.payload))
+                    raise GuestError(self.plugin, bounded(str(value.payload)))
                 value = value.payload
         return to_python(value)

@@ -45,13 +45,14 @@ class Instance:
         linker: component.Linker,
         timeout_ms: int,
         max_memory_mb: int,
+        output: tuple[GuestOutput, GuestOutput],
     ) -> None:
         self.plugin = plugin
         self._deadline = engine.ticks_for(timeout_ms)
         self.store = wasmtime.Store(engine.wasmtime)
         wasi = wasmtime.WasiConfig()  # empty: no preopens, no env, no args, no network
-        wasi.stdout_custom = GuestOutput(plugin, "stdout").write
-        wasi.stderr_custom = GuestOutput(plugin, "stderr").write
+        wasi.stdout_custom = output[0].write
+        wasi.stderr_custom = output[1].write
         self.store.set_wasi(wasi)
         self.store.set_limits(memory_size=max_memory_mb * 1024 * 1024)
         self.store.set_epoch_deadline(self._deadline)

@@ -22,9 +22,11 @@ from wasihost.capabilities import CapabilityContext, Grants
 from wasihost.capabilities.context import wall_clock_ms
 from wasihost.errors import GuestError, PluginError, PluginLoadError, PluginTrap
 from wasihost.leds import LedBuffer
+from wasihost.ratelimit import RateLimit
 from wasihost.runtime.component import CheckedComponent, check_component
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import Engine
+from wasihost.runtime.guest_log import GuestOutput
 from wasihost.runtime.instance import Instance, build_linker
 
 log = logging.getLogger("wasihost.plugin")
@@ -48,6 +50,8 @@ class PluginSpec:
     grants: Grants = field(default_factory=Grants)
     timeout_ms: int = 1000
     max_memory_mb: int = 64
+    max_log_lines_per_minute: int = 120
+    max_actuator_changes_per_minute: int = 6
 
 
 @dataclass
@@ -98,7 +102,21 @@ class Plugin:
         self.world = spec.world
         self._engine = engine
         self._contract = contract
-        self.ctx = CapabilityContext(spec.name, board, leds, spec.grants, clock_ms)
+        self.ctx = CapabilityContext(
+            spec.name,
+            board,
+            leds,
+            spec.grants,
+            clock_ms,
+            actuator_changes_per_minute=spec.max_actuator_changes_per_minute,
+        )
+        # Output limits outlive instances: a plugin that traps and restarts in
+        # a loop must not get a fresh log budget each time.
+        log_limit = RateLimit(spec.max_log_lines_per_minute)
+        self.output = (
+            GuestOutput(spec.name, "stdout", log_limit),
+            GuestOutput(spec.name, "stderr", log_limit),
+        )
         # The world must exist (the host checks the config first); its logic
         # function says whether the cycle polls this plugin or the web renders it.
         self.role = "renderer" if contract.logic_of(spec.world)[1] == "render" else "sensor"
@@ -231,7 +249,13 @@ class Plugin:
 
     def _instantiate(self, checked: CheckedComponent, linker: Any) -> Instance:
         instance = Instance(
-            self.name, self._engine, checked, linker, self.spec.timeout_ms, self.spec.max_memory_mb
+            self.name,
+            self._engine,
+            checked,
+            linker,
+            self.spec.timeout_ms,
+            self.spec.max_memory_mb,
+            self.output,
         )
         if checked.has_settings:
             try:
@@ -343,6 +367,8 @@ class Plugin:
             "restarts": self.stats.restarts,
             "reloads": self.stats.reloads,
             "refused_calls": sum(self.ctx.refusals.values()),
+            "refused_by_kind": dict(self.ctx.refusals),
+            "dropped_log_lines": self.output[0].dropped + self.output[1].dropped,
             "last_error": self.stats.last_error,
             "last_poll_ms": self.stats.last_poll_ms,
             "reload_error": self.stats.reload_error,

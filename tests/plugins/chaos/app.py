@@ -11,7 +11,7 @@ import json
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.exports.sensor_logic import Dht22Data
-from wit_world.imports import gpio_provider, led_controller
+from wit_world.imports import buzzer_controller, gpio_provider, led_controller
 from wit_world.imports.alarm_types import Alarm
 
 SETTINGS: dict = {"mode": "counter"}
@@ -95,6 +95,34 @@ class SensorLogic(exports.SensorLogic):
                 raise Err(f"listed: {os.listdir('/')}")
             except OSError as exc:
                 raise Err(f"listdir failed: {type(exc).__name__}") from None
+        if mode == "beep":
+            try:
+                buzzer_controller.beep(1, 10, 10)
+            except Err as refused:
+                raise Err(f"refused: {refused.value}") from None
+            return _data(float(POLLS))
+        if mode == "flood":
+            line = "x" * SETTINGS.get("width", 80)
+            for _ in range(SETTINGS.get("lines", 1000)):
+                print(line)
+            return _data(float(POLLS))
+        if mode == "huge_error":
+            raise Err("e" * SETTINGS.get("size", 10_000_000))
+        if mode == "nan":
+            return Dht22Data(float("nan"), float("inf"), 0.0, 0.0, False, 0, Alarm.NONE, POLLS)
+        if mode == "recurse":
+            import sys
+
+            sys.setrecursionlimit(10_000_000)  # past CPython's guard, down to the wasm stack
+
+            def deeper(n: int) -> int:
+                return deeper(n + 1) + 1
+
+            return _data(float(deeper(0)))
+        if mode == "allocate":
+            hoard = []
+            while True:
+                hoard.append(bytearray(1 << 20))
         if mode == "led_outside":
             try:
                 led_controller.set_led(SETTINGS["index"], 255, 0, 0)

@@ -1,0 +1,76 @@
+"""What the host decides about each plugin from the config: world, grants, settings, limits.
+
+Grants default from the seed's config: ``led`` grants that LED; the
+``[sensors.dht22]`` pin and the ``[sensors.bme680]`` address are granted to
+the plugins of those names; buzzer and fan go to plugins whose world
+imports them. ``[plugins.<name>.grants]`` overrides any of these key by key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wasihost.capabilities import Grants
+from wasihost.config import HostConfig, PluginConfig
+from wasihost.errors import ConfigError
+from wasihost.runtime.contract import Contract
+from wasihost.runtime.plugin import PluginSpec
+
+
+def _grants(config: HostConfig, name: str, plugin: PluginConfig, imports: frozenset[str]) -> Grants:
+    explicit = plugin.grants
+    leds = {plugin.led} if plugin.led is not None else set()
+    pins = {config.sensors.dht22.gpio_pin} if name == "dht22" else set()
+    addresses = {config.sensors.bme680.i2c_address} if name == "bme680" else set()
+    return Grants(
+        leds=frozenset(explicit.leds if explicit.leds is not None else leds),
+        gpio_pins=frozenset(explicit.gpio_pins if explicit.gpio_pins is not None else pins),
+        i2c_addresses=frozenset(
+            explicit.i2c_addresses if explicit.i2c_addresses is not None else addresses
+        ),
+        buzzer=explicit.buzzer if explicit.buzzer is not None else "buzzer-controller" in imports,
+        fan=explicit.fan if explicit.fan is not None else "fan-controller" in imports,
+    )
+
+
+def _settings(config: HostConfig, name: str, plugin: PluginConfig) -> dict[str, Any]:
+    """The JSON the plugin's ``configure`` receives: its sensor section, its LED,
+    then its own ``settings`` table (which wins)."""
+    settings: dict[str, Any] = {}
+    if name == "dht22":
+        settings["gpio_pin"] = config.sensors.dht22.gpio_pin
+    if name == "bme680":
+        settings["i2c_address"] = config.sensors.bme680.i2c_address
+    if plugin.led is not None:
+        settings["led"] = plugin.led
+    settings.update(plugin.settings)
+    return settings
+
+
+def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
+    """A spec per enabled plugin; a world unknown to the contract is a ConfigError."""
+    specs = []
+    for name, plugin in config.plugins.items():
+        if not plugin.enabled:
+            continue
+        world = config.world_of(name)
+        if world not in contract.worlds:
+            known = ", ".join(sorted(contract.worlds))
+            key = f"plugins.{config.plugin_keys[name]}.world"
+            raise ConfigError(
+                f"{config.path}: {key}: unknown world {world!r} (expected one of: {known})"
+            )
+        specs.append(
+            PluginSpec(
+                name=name,
+                world=world,
+                wasm=config.wasm_of(name),
+                settings=_settings(config, name, plugin),
+                grants=_grants(config, name, plugin, contract.worlds[world].imports),
+                timeout_ms=plugin.timeout_ms,
+                max_memory_mb=plugin.max_memory_mb,
+                max_log_lines_per_minute=plugin.max_log_lines_per_minute,
+                max_actuator_changes_per_minute=plugin.max_actuator_changes_per_minute,
+            )
+        )
+    return specs
