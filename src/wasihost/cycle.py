@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from wasihost.boards.base import Board
+from wasihost.boards.base import OFF, Board, Color
 from wasihost.capabilities.context import wall_clock_ms
 from wasihost.errors import PluginError, PluginTrap, WasihostError
 from wasihost.leds import LedBuffer
@@ -24,6 +24,8 @@ from wasihost.runtime.plugin import Plugin, PluginState
 from wasihost.state import AppState
 
 log = logging.getLogger("wasihost.cycle")
+
+FAULT_COLOR: Color = (255, 0, 255)  # magenta, blinking once per cycle
 
 
 class PollCycle:
@@ -57,7 +59,8 @@ class PollCycle:
         """One whole cycle; returns its readings. Never raises because of a
         plugin or the board."""
         started = time.perf_counter()
-        due = [p for p in self.plugins if p.state is PluginState.RUNNING]
+        due = [p for p in self.plugins if p.due()]
+        self._show_faults()
         outcomes = await asyncio.gather(*(asyncio.to_thread(self._poll, p) for p in due))
         colors = self.leds.snapshot()
         try:
@@ -81,6 +84,14 @@ class PollCycle:
             for reading in readings:
                 log.info("%s", _describe(reading))
         return readings
+
+    def _show_faults(self) -> None:
+        """Blink the LEDs of quarantined plugins so the fault shows on the device."""
+        color = FAULT_COLOR if self.state.cycle % 2 == 0 else OFF
+        for plugin in self.plugins:
+            if plugin.state is PluginState.QUARANTINED:
+                for index in plugin.spec.grants.leds:
+                    self.leds.set(index, color)
 
     def _note_failure(self, error: PluginError) -> None:
         """Log traps always; log an error when it starts or changes, not every poll."""

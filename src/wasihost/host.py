@@ -52,6 +52,7 @@ class Host:
         config: HostConfig,
         board: Board | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.contract = load_contract()
@@ -60,7 +61,9 @@ class Host:
         self.engine = Engine()
         self.leds = LedBuffer(self.board.led_count)
         self.plugins = {
-            spec.name: Plugin(spec, self.engine, self.contract, self.board, self.leds, clock_ms)
+            spec.name: Plugin(
+                spec, self.engine, self.contract, self.board, self.leds, clock_ms, monotonic
+            )
             for spec in specs
         }
         self.state = AppState(

@@ -15,6 +15,7 @@ from wasihost.config import HostConfig, PluginConfig
 from wasihost.errors import ConfigError
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.plugin import PluginSpec
+from wasihost.runtime.supervision import SupervisionPolicy
 
 
 def _grants(config: HostConfig, name: str, plugin: PluginConfig, imports: frozenset[str]) -> Grants:
@@ -49,6 +50,12 @@ def _settings(config: HostConfig, name: str, plugin: PluginConfig) -> dict[str, 
 
 def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
     """A spec per enabled plugin; a world unknown to the contract is a ConfigError."""
+    supervision = SupervisionPolicy(
+        backoff_initial_s=config.supervision.backoff_initial_seconds,
+        backoff_max_s=config.supervision.backoff_max_seconds,
+        quarantine_after=config.supervision.quarantine_after_traps,
+        window_s=config.supervision.quarantine_window_seconds,
+    )
     specs = []
     for name, plugin in config.plugins.items():
         if not plugin.enabled:
@@ -71,6 +78,7 @@ def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
                 max_memory_mb=plugin.max_memory_mb,
                 max_log_lines_per_minute=plugin.max_log_lines_per_minute,
                 max_actuator_changes_per_minute=plugin.max_actuator_changes_per_minute,
+                supervision=supervision,
             )
         )
     return specs

@@ -28,6 +28,7 @@ from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import Engine
 from wasihost.runtime.guest_log import GuestOutput
 from wasihost.runtime.instance import Instance, build_linker
+from wasihost.runtime.supervision import SupervisionPolicy, Supervisor
 
 log = logging.getLogger("wasihost.plugin")
 
@@ -35,7 +36,9 @@ log = logging.getLogger("wasihost.plugin")
 class PluginState(StrEnum):
     LOADING = "loading"
     RUNNING = "running"
-    FAILED = "failed"
+    BACKOFF = "backoff"  # trapped; waiting before its next instance runs
+    QUARANTINED = "quarantined"  # crash loop; not polled until a new file or a reset
+    FAILED = "failed"  # cannot be loaded or instantiated
     STOPPED = "stopped"
 
 
@@ -52,6 +55,7 @@ class PluginSpec:
     max_memory_mb: int = 64
     max_log_lines_per_minute: int = 120
     max_actuator_changes_per_minute: int = 6
+    supervision: SupervisionPolicy = field(default_factory=SupervisionPolicy)
 
 
 @dataclass
@@ -96,6 +100,7 @@ class Plugin:
         board: Board,
         leds: LedBuffer,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -120,7 +125,8 @@ class Plugin:
         # The world must exist (the host checks the config first); its logic
         # function says whether the cycle polls this plugin or the web renders it.
         self.role = "renderer" if contract.logic_of(spec.world)[1] == "render" else "sensor"
-        self.state = PluginState.LOADING
+        self._state = PluginState.LOADING
+        self.supervisor = Supervisor(spec.supervision, monotonic)
         self.stats = PluginStats()
         self.signature: tuple[int, int] | None = None  # of the .wasm now live
         self.last_snapshot: bytes | None = None  # latest state taken from the guest
@@ -128,6 +134,32 @@ class Plugin:
         self._checked: CheckedComponent | None = None
         self._linker: Any = None
         self._instance: Instance | None = None
+
+    @property
+    def state(self) -> PluginState:
+        """The lifecycle state; backoff and quarantine derive from the supervisor."""
+        if self._state is PluginState.RUNNING:
+            if self.supervisor.quarantined:
+                return PluginState.QUARANTINED
+            if self.supervisor.backing_off():
+                return PluginState.BACKOFF
+        return self._state
+
+    @state.setter
+    def state(self, value: PluginState) -> None:
+        self._state = value
+
+    def due(self) -> bool:
+        """Whether the cycle should call this plugin now."""
+        return self.state is PluginState.RUNNING
+
+    def reset(self) -> None:
+        """Operator reset: forget failures and lift a quarantine; the next call
+        runs on a fresh instance (with the last snapshot restored if any)."""
+        with self._lock:
+            self.supervisor.reset()
+            self._close_instance()
+        log.info("[%s] reset by the operator", self.name)
 
     @property
     def loaded_sha256(self) -> str | None:
@@ -218,6 +250,7 @@ class Plugin:
                     self.last_snapshot = data
                     carried = True
             self._go_live(candidate)
+            self.supervisor.reset()  # a new version starts with a clean record
             self.stats.reloads += 1
             self.stats.reload_error = None
         report = {
@@ -317,16 +350,23 @@ class Plugin:
             self.stats.polls += 1
             started = time.perf_counter()
             try:
-                return self._instance.call(self._logic, *args)
+                result = self._instance.call(self._logic, *args)
             except GuestError as exc:
                 self.stats.errors += 1
                 self.stats.last_error = exc.reason
+                self.supervisor.on_success()  # an error result is a working instance
                 raise
             except PluginTrap as exc:
                 self.stats.traps += 1
                 self.stats.last_error = exc.reason
                 self._close_instance()
+                self.supervisor.on_trap()
+                if self.supervisor.quarantined:
+                    log.error("[%s] quarantined after repeated traps: %s", self.name, exc.reason)
                 raise
+            else:
+                self.supervisor.on_success()
+                return result
             finally:
                 self.stats.last_poll_ms = (time.perf_counter() - started) * 1000
 
@@ -372,6 +412,8 @@ class Plugin:
             "last_error": self.stats.last_error,
             "last_poll_ms": self.stats.last_poll_ms,
             "reload_error": self.stats.reload_error,
+            "quarantines": self.supervisor.quarantines,
+            "retry_in_s": self.supervisor.retry_in_s(),
             "last_reload": self.stats.last_reload,
             "loaded_hash": checked.sha256[:12] if checked else None,
             "stateful": bool(checked and checked.has_state),

@@ -1,0 +1,65 @@
+"""Crash-loop policy for one plugin: backoff between restarts, then quarantine.
+
+After a trap the plugin waits before its next instance runs, doubling on
+each consecutive trap up to the policy's maximum; a successful call resets
+the doubling. ``quarantine_after`` traps within ``window_s`` quarantine it:
+it is not polled until its file changes (a successful reload) or an
+operator resets it. Time is monotonic and injectable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SupervisionPolicy:
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    quarantine_after: int = 5
+    window_s: float = 600.0
+
+
+class Supervisor:
+    def __init__(
+        self, policy: SupervisionPolicy, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.consecutive = 0
+        self.retry_at: float | None = None
+        self.quarantined = False
+        self.quarantines = 0
+        self._traps: deque[float] = deque()
+
+    def on_trap(self) -> None:
+        now = self.clock()
+        self._traps.append(now)
+        while self._traps and now - self._traps[0] > self.policy.window_s:
+            self._traps.popleft()
+        self.consecutive += 1
+        delay = self.policy.backoff_initial_s * 2 ** (self.consecutive - 1)
+        self.retry_at = now + min(self.policy.backoff_max_s, delay)
+        if len(self._traps) >= self.policy.quarantine_after and not self.quarantined:
+            self.quarantined = True
+            self.quarantines += 1
+
+    def on_success(self) -> None:
+        self.consecutive = 0
+        self.retry_at = None
+
+    def backing_off(self) -> bool:
+        return self.retry_at is not None and self.clock() < self.retry_at
+
+    def retry_in_s(self) -> float | None:
+        return None if self.retry_at is None else max(0.0, self.retry_at - self.clock())
+
+    def reset(self) -> None:
+        """Forget the failures (operator reset, or a new version went live)."""
+        self._traps.clear()
+        self.consecutive = 0
+        self.retry_at = None
+        self.quarantined = False
