@@ -19,6 +19,7 @@ from aiohttp import web
 
 from wasihost.errors import ConfigError, PluginError
 from wasihost.runtime.plugin import PluginState
+from wasihost.web import operator
 
 if TYPE_CHECKING:
     from wasihost.host import Host
@@ -168,9 +169,13 @@ async def favicon(request: web.Request) -> web.Response:
     return web.Response(text=FAVICON, content_type="image/svg+xml")
 
 
+MAX_BODY_BYTES = 16 * 1024  # operator requests are tiny JSON documents
+
+
 def create_app(host: Host) -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[HOST_KEY] = host
+    app.router.add_routes(operator.routes(HOST_KEY))
     app.router.add_get("/", index)
     app.router.add_get("/api/readings", readings)
     app.router.add_get("/api/plugins", plugins)
