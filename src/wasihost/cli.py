@@ -61,6 +61,13 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from wasihost.check import run_check
+
+    config = load_config(args.config) if args.config.exists() or args.plugin else None
+    return 0 if run_check(args.file, config, args.plugin) else 1
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="wasihost", description=__doc__)
     top.add_argument("--version", action="version", version=f"wasihost {__version__}")
@@ -87,6 +94,14 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, default=Path("build"))
     build.add_argument("-j", "--jobs", type=int, default=None, help="parallel builds")
     build.set_defaults(handler=_build)
+
+    check = commands.add_parser(
+        "check", help="explain a component's imports/exports and whether the config accepts it"
+    )
+    check.add_argument("file", type=Path, help="the .wasm component")
+    check.add_argument("--plugin", help="the configured plugin to check it for")
+    check.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
+    check.set_defaults(handler=_check)
     return top
 
 

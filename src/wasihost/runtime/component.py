@@ -72,13 +72,19 @@ def _exported_functions(
     return found
 
 
-def check_component(
-    plugin: str, engine: Engine, contract: Contract, world: str, path: Path
-) -> CheckedComponent:
-    """Read, compile and check ``path`` for ``world``; raises ``PluginLoadError``."""
-    if world not in contract.worlds:
-        known = ", ".join(sorted(contract.worlds))
-        raise PluginLoadError(plugin, f"unknown world {world!r} (expected one of: {known})")
+@dataclass(frozen=True)
+class Compiled:
+    """A component compiled (or loaded precompiled) from a file, not yet checked."""
+
+    component: component.Component
+    path: Path
+    sha256: str
+    precompiled: bool
+    load_ms: float
+
+
+def compile_file(plugin: str, engine: Engine, path: Path) -> Compiled:
+    """Read and compile ``path`` (a matching precompiled artifact is used as is)."""
     started = time.perf_counter()
     try:
         data = path.read_bytes()
@@ -98,7 +104,24 @@ def check_component(
             raise PluginLoadError(
                 plugin, f"{path}: not a valid WebAssembly component: {trap_reason(exc)}"
             ) from None
+    return Compiled(comp, path, sha256, precompiled, (time.perf_counter() - started) * 1000)
 
+
+def check_component(
+    plugin: str, engine: Engine, contract: Contract, world: str, path: Path
+) -> CheckedComponent:
+    """Read, compile and check ``path`` for ``world``; raises ``PluginLoadError``."""
+    if world not in contract.worlds:
+        known = ", ".join(sorted(contract.worlds))
+        raise PluginLoadError(plugin, f"unknown world {world!r} (expected one of: {known})")
+    return check(plugin, engine, contract, world, compile_file(plugin, engine, path))
+
+
+def check(
+    plugin: str, engine: Engine, contract: Contract, world: str, compiled: Compiled
+) -> CheckedComponent:
+    """Check a compiled component against ``world``; raises ``PluginLoadError``."""
+    comp, path = compiled.component, compiled.path
     allowed = contract.allowed_imports(world)
     for name in comp.type.imports(engine.wasmtime):
         if name not in allowed and not name.startswith(WASI_PACKAGES):
@@ -123,7 +146,7 @@ def check_component(
     return CheckedComponent(
         component=comp,
         path=path,
-        sha256=sha256,
+        sha256=compiled.sha256,
         world=world,
         logic_interface=logic[0],
         logic_function=logic_func,
@@ -132,6 +155,6 @@ def check_component(
         },
         has_settings=settings in functions,
         has_state=has_state,
-        precompiled=precompiled,
-        load_ms=(time.perf_counter() - started) * 1000,
+        precompiled=compiled.precompiled,
+        load_ms=compiled.load_ms,
     )

@@ -1,0 +1,112 @@
+"""``wasihost check FILE.wasm``: what a component imports and exports, and
+whether the config would accept it for a plugin, and why not.
+
+It runs the same checks the host runs at load (``runtime.component``), so
+its verdict is the host's verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from wasmtime import component
+
+from wasihost.config import HostConfig
+from wasihost.errors import PluginLoadError
+from wasihost.runtime.component import WASI_PACKAGES, check, compile_file
+from wasihost.runtime.contract import Contract, load_contract
+from wasihost.runtime.engine import Engine
+from wasihost.specs import plugin_specs
+
+Echo = Callable[[str], None]
+
+
+def _members(engine: Engine, item: Any) -> list[str]:
+    """Function names of an imported/exported instance (``item`` is wasmtime's
+    ComponentExtern, which the package does not export by name)."""
+    ty = item.ty
+    if isinstance(ty, component.ComponentInstanceType):
+        return sorted(n for n, m in ty.exports(engine.wasmtime).items()
+                      if isinstance(m.ty, component.FuncType))  # fmt: skip
+    return []
+
+
+def _describe_grants(config: HostConfig, contract: Contract, name: str) -> str:
+    spec = next(s for s in plugin_specs(config, contract) if s.name == name)
+    g = spec.grants
+
+    def listed(values: frozenset[int], fmt: str = "{}") -> str:
+        return ", ".join(fmt.format(v) for v in sorted(values)) or "none"
+
+    return (
+        f"LEDs {listed(g.leds)}; GPIO {listed(g.gpio_pins)}; "
+        f"I2C {listed(g.i2c_addresses, '0x{:02x}')}; "
+        f"buzzer {'yes' if g.buzzer else 'no'}; fan {'yes' if g.fan else 'no'}"
+    )
+
+
+def run_check(
+    path: Path, config: HostConfig | None, plugin: str | None, echo: Echo = print
+) -> bool:
+    """Print the report; True when the component would be accepted (or, without
+    a plugin to check against, fits at least one world)."""
+    contract = load_contract()
+    engine = Engine()
+    try:
+        try:
+            compiled = compile_file(plugin or path.stem, engine, path)
+        except PluginLoadError as exc:
+            echo(f"✗ {exc.reason}")
+            return False
+        comp = compiled.component
+        size = path.stat().st_size / 1e6
+        echo(f"{path} ({size:.1f} MB, sha256 {compiled.sha256[:12]}, "
+             f"{'precompiled artifact used' if compiled.precompiled else 'compiled'})")  # fmt: skip
+        imports = comp.type.imports(engine.wasmtime)
+        exports = comp.type.exports(engine.wasmtime)
+        echo("imports:")
+        wasi = sorted({n.split("/")[0].removeprefix("wasi:") for n in imports
+                       if n.startswith(WASI_PACKAGES)})  # fmt: skip
+        for name, item in sorted(imports.items()):
+            if not name.startswith("wasi:"):
+                echo(f"  {name}  {', '.join(_members(engine, item)) or '(types only)'}")
+        if wasi:
+            echo(f"  wasi: {', '.join(wasi)}  (provided by the host, locked down)")
+        echo("exports:")
+        for name, item in sorted(exports.items()):
+            if name.startswith(contract.package + "/"):
+                echo(f"  {name}  {', '.join(_members(engine, item))}")
+
+        fits = []
+        for world in sorted(contract.worlds):
+            try:
+                check(plugin or path.stem, engine, contract, world, compiled)
+                fits.append(world)
+            except PluginLoadError:
+                pass
+        echo(f"fits worlds: {', '.join(fits) or 'none'}")
+
+        if config is not None and plugin is None:
+            plugin = next((n for n in config.plugins if config.wasm_of(n) == path), None)
+        if config is None or plugin is None:
+            return bool(fits)
+        if plugin not in config.plugins:
+            echo(f"✗ no plugin {plugin!r} in {config.path} (known: {', '.join(config.plugins)})")
+            return False
+        world = config.world_of(plugin)
+        where = f"plugins.{config.plugin_keys[plugin]}"
+        try:
+            checked = check(plugin, engine, contract, world, compiled)
+        except PluginLoadError as exc:
+            echo(f"✗ {where} ({world}) in {config.path} would refuse it: {exc.reason}")
+            return False
+        echo(f"✓ {where} ({world}) in {config.path} accepts it"
+             + (" (with state handover)" if checked.has_state else ""))  # fmt: skip
+        if not config.plugins[plugin].enabled:
+            echo(f"  note: {where}.enabled = false, so the host will not load it")
+        echo(f"  grants: {_describe_grants(config, contract, plugin)}")
+        return True
+    finally:
+        engine.close()

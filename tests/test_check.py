@@ -1,0 +1,50 @@
+"""``wasihost check``: the report and the verdict match what the host would do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from wasihost.cli import main
+from wasihost.config import HostConfig
+
+
+def run(path: Path, config: HostConfig | None, plugin: str | None) -> tuple[bool, str]:
+    from wasihost.check import run_check
+
+    lines: list[str] = []
+    ok = run_check(path, config, plugin, echo=lines.append)
+    return ok, "\n".join(lines)
+
+
+def test_accepted_plugin_shows_imports_exports_and_grants(
+    built: dict[str, Path], make_config: Callable[..., HostConfig]
+) -> None:
+    config = make_config({"dht22": {"led": 1}})
+    ok, report = run(built["dht22"], config, "dht22")
+    assert ok
+    assert "wasihost:plugin/gpio-provider@0.1.0  get-timestamp-ms, read-cpu-temperature" in report
+    assert "wasihost:plugin/sensor-logic@0.1.0  poll" in report
+    assert "fits worlds: dht22-plugin" in report
+    assert "✓ plugins.dht22 (dht22-plugin)" in report
+    assert "grants: LEDs 1; GPIO 4; I2C none; buzzer yes; fan no" in report
+
+
+def test_refused_plugin_says_why(
+    built: dict[str, Path], make_config: Callable[..., HostConfig]
+) -> None:
+    config = make_config({"dht22": {"led": 1}})
+    ok, report = run(built["bme680"], config, "dht22")
+    assert not ok
+    assert "✗ plugins.dht22 (dht22-plugin)" in report
+    assert "imports wasihost:plugin/i2c@0.1.0, which world dht22-plugin does not allow" in report
+
+
+def test_corrupt_file_and_cli_exit_codes(tmp_path: Path, built: dict[str, Path]) -> None:
+    corrupt = tmp_path / "corrupt.wasm"
+    corrupt.write_bytes(b"not wasm at all")
+    ok, report = run(corrupt, None, None)
+    assert not ok and "not a valid WebAssembly component" in report
+    missing_config = str(tmp_path / "none.toml")
+    assert main(["check", str(built["dashboard"]), "--config", missing_config]) == 0
+    assert main(["check", str(corrupt), "--config", missing_config]) == 1
