@@ -45,8 +45,9 @@ Echo = Callable[[str], None]
 class BuildResult:
     name: str
     output: Path
-    built: bool  # False when skipped because up to date
+    built: bool  # componentize-py ran
     seconds: float
+    precompiled: bool = False  # only the precompiled artifact was (re)made
 
 
 def discover(plugins_dir: Path) -> list[str]:
@@ -157,7 +158,8 @@ def build_one(
     started = time.perf_counter()
     if output.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         compiled = precompile(engine, output)  # e.g. after a wasmtime upgrade
-        return BuildResult(name, output, built=compiled, seconds=time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return BuildResult(name, output, built=False, seconds=seconds, precompiled=compiled)
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / f".{name}.wasm.partial"
     with tempfile.TemporaryDirectory(prefix="wasihost-wit-") as scratch:
@@ -213,7 +215,9 @@ def build(
             return
         done += 1
         results.append(result)
-        if result.built:
+        if result.precompiled:
+            echo(f"[{done}/{total}] {name}: up to date; precompiled artifact refreshed")
+        elif result.built:
             size = result.output.stat().st_size / 1e6
             echo(f"[{done}/{total}] {name}: built in {result.seconds:.1f} s ({size:.1f} MB)")
         else:

@@ -22,12 +22,16 @@ TICK_MS = 10
 class Engine:
     # Everything that makes compiled code of one engine unusable by another:
     # precompiled artifacts are tagged with it and ignored when it differs.
-    SETTINGS = "epoch_interruption=1"
+    # The wasm stack cap (wasmtime's default, stated here so it is a decision):
+    # deep recursion in a guest traps instead of overflowing the host's stack.
+    MAX_WASM_STACK = 512 * 1024
+    SETTINGS = f"epoch_interruption=1;max_wasm_stack={MAX_WASM_STACK}"
 
     def __init__(self, cache: bool = True) -> None:
         config = wasmtime.Config()
         config.cache = cache
         config.epoch_interruption = True
+        config.max_wasm_stack = self.MAX_WASM_STACK
         self.wasmtime = wasmtime.Engine(config)
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="wasihost-epoch", daemon=True)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("wasihost.web")
 
 HOST_KEY: web.AppKey[Host] = web.AppKey("host")
+MAX_PAGE_CHARS = 2_000_000  # a real dashboard is tens of KB; more is a broken or hostile plugin
 # The dashboard is rendered by untrusted code: no external loads, no
 # framing, no form posts elsewhere, and inline script only from the page.
 CSP = (
@@ -63,6 +64,11 @@ async def index(request: web.Request) -> web.Response:
             page = fallback_page(state, exc.reason)
         if not isinstance(page, str):
             page = fallback_page(state, "the dashboard plugin returned no page")
+        elif len(page) > MAX_PAGE_CHARS:
+            log.warning("dashboard page of %d characters refused", len(page))
+            page = fallback_page(
+                state, f"the dashboard plugin's page is over {MAX_PAGE_CHARS} characters"
+            )
     return web.Response(
         text=page, content_type="text/html", headers={"Content-Security-Policy": CSP}
     )
