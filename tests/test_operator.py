@@ -98,3 +98,14 @@ async def test_reset_and_reload(client: TestClient, host: Host) -> None:
     response = await client.post("/api/plugins/counter/reload", headers=AUTH)
     assert response.status == 200
     assert (await response.json())["reloaded"] is False  # the file has not changed
+
+
+async def test_api_errors_are_json(client: TestClient) -> None:
+    response = await client.get("/api/nothing-here")
+    assert response.status == 404
+    assert (await response.json())["error"] == "Not Found"
+    response = await client.get("/api/test/fan")
+    assert response.status == 405
+    assert "error" in await response.json()
+    response = await client.post("/api/test/buzzer", data=b"x" * 100_000, headers=AUTH)
+    assert (await response.json())["error"] == "request body over 16384 bytes"

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from wasihost.errors import ConfigError, PluginError
 from wasihost.runtime.plugin import PluginState
@@ -178,8 +179,25 @@ async def favicon(request: web.Request) -> web.Response:
 MAX_BODY_BYTES = 16 * 1024  # operator requests are tiny JSON documents
 
 
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every API error is JSON with a reason, including aiohttp's own 404/405/413."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.content_type == "application/json":
+            raise
+        if exc.status < 400:
+            raise
+        reason = exc.reason
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            reason = f"request body over {MAX_BODY_BYTES} bytes"
+        kept = {k: v for k, v in exc.headers.items() if k == "Allow"}  # 405 must say what is
+        return web.json_response({"error": reason}, status=exc.status, headers=kept)
+
+
 def create_app(host: Host) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
     app[HOST_KEY] = host
     app.router.add_routes(operator.routes(HOST_KEY))
     app.router.add_get("/", index)
