@@ -750,6 +750,7 @@ def test_app_polls_learns_alarms_and_recovers(app: tuple[Any, Host]) -> None:
         '{"led": true}',
         '{"burn_in_s": 0}',
         '{"alarm_on_iaq": 100, "alarm_off_iaq": 120}',
+        '{"alarm_on_iqa": 100}',  # a typo is reported, not ignored
     ],
 )
 def test_app_refuses_bad_settings(app: tuple[Any, Host], settings: str) -> None:

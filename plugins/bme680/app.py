@@ -105,10 +105,14 @@ def _integer(settings: dict[str, object], key: str, default: int, low: int, high
     return value
 
 
+KNOWN_SETTINGS = {"i2c_address", "led", "burn_in_s", "alarm_on_iaq", "alarm_off_iaq"}
+
+
 def parse_settings(settings_json: str) -> Config:
     """Validate the host's settings JSON; raises Err naming the bad setting.
 
-    Unknown keys are ignored: the host merges in sections meant for others.
+    Unknown keys are refused, like the other seed plugins do, so a typo in
+    host.toml (``alarm_on_iqa``) is reported instead of silently ignored.
     """
     try:
         settings = json.loads(settings_json)
@@ -116,6 +120,10 @@ def parse_settings(settings_json: str) -> Config:
         raise Err(f"settings are not valid JSON: {exc}") from None
     if not isinstance(settings, dict):
         raise Err("settings must be a JSON object")
+    unknown = sorted(set(settings) - KNOWN_SETTINGS)
+    if unknown:
+        known = ", ".join(sorted(KNOWN_SETTINGS))
+        raise Err(f"unknown setting(s) {', '.join(unknown)} (known: {known})")
     config = Config(
         i2c_address=_integer(settings, "i2c_address", Config.i2c_address, 0x08, 0x77),
         led=_integer(settings, "led", Config.led, 0, 0xFFFF_FFFF),
