@@ -33,6 +33,7 @@ from pathlib import Path
 import wasmtime
 from wasmtime import component
 
+from wasihost.atomic import write_atomically
 from wasihost.errors import BuildError
 from wasihost.runtime.artifacts import load_precompiled, write_precompiled
 from wasihost.runtime.contract import parse_contract
@@ -161,8 +162,8 @@ def build_one(
         seconds = time.perf_counter() - started
         return BuildResult(name, output, built=False, seconds=seconds, precompiled=compiled)
     out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / f".{name}.wasm.partial"
     with tempfile.TemporaryDirectory(prefix="wasihost-wit-") as scratch:
+        partial = Path(scratch) / f"{name}.wasm"
         try:
             target_wit, world = _target_world(manifest, wit_dir, Path(scratch))
         except BuildError as exc:
@@ -172,11 +173,12 @@ def build_one(
             "componentize", "app", "-o", str(partial.resolve()),
         ]  # fmt: skip
         proc = subprocess.run(command, cwd=plugin_dir, capture_output=True, text=True)
+        if proc.returncode == 0:
+            # Built in the scratch folder, landed atomically (maybe across filesystems).
+            write_atomically(output, partial.read_bytes())
     if proc.returncode != 0:
-        partial.unlink(missing_ok=True)
         output_text = (proc.stderr or proc.stdout).strip()
         raise BuildError(f"{name} (world {world}) did not build:\n{output_text}")
-    os.replace(partial, output)
     precompile(engine, output)
     stamp.write_text(wanted + "\n")
     return BuildResult(name, output, built=True, seconds=time.perf_counter() - started)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from wasihost.atomic import write_atomically
 
 log = logging.getLogger("wasihost.snapshots")
 
@@ -63,19 +64,8 @@ class SnapshotStore:
         with self._lock:
             if self._last_digest.get(plugin) == digest or not (force or self.due(plugin)):
                 return False
-            path = self._path(plugin)
             self.folder.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.partial")
-            with open(partial, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(partial, path)
-            directory = os.open(self.folder, os.O_RDONLY)
-            try:
-                os.fsync(directory)  # make the rename itself durable
-            finally:
-                os.close(directory)
+            write_atomically(self._path(plugin), data, durable=True)
             self._last_write[plugin] = self._clock()
             self._last_digest[plugin] = digest
             self.writes += 1

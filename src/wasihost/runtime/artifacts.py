@@ -14,12 +14,12 @@ the tag guards against staleness, not against tampering.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import wasmtime
 from wasmtime import component
 
+from wasihost.atomic import write_atomically
 from wasihost.runtime.engine import Engine
 
 
@@ -32,12 +32,16 @@ def _tag_path(wasm: Path) -> Path:
 
 
 def write_precompiled(engine: Engine, comp: component.Component, wasm: Path, sha256: str) -> Path:
-    """Serialise ``comp`` (compiled from ``wasm``) beside it, atomically."""
+    """Serialise ``comp`` (compiled from ``wasm``) beside it.
+
+    The old tag goes first and the new one comes last, so at no moment does
+    a tag vouch for an artifact it was not written for.
+    """
     target = artifact_path(wasm)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_bytes(comp.serialize())
-    os.replace(partial, target)
-    _tag_path(wasm).write_text(json.dumps({"engine": engine.tag, "wasm_sha256": sha256}) + "\n")
+    _tag_path(wasm).unlink(missing_ok=True)
+    write_atomically(target, comp.serialize())
+    tag = json.dumps({"engine": engine.tag, "wasm_sha256": sha256}) + "\n"
+    write_atomically(_tag_path(wasm), tag.encode())
     return target
 
 
