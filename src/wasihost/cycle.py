@@ -19,7 +19,7 @@ from wasihost.capabilities.context import wall_clock_ms
 from wasihost.errors import PluginError, PluginTrap, WasihostError
 from wasihost.leds import LedBuffer
 from wasihost.model import Reading
-from wasihost.readings import normalise
+from wasihost.readings import normalise, normalise_list
 from wasihost.runtime.plugin import Plugin, PluginState
 from wasihost.state import AppState
 
@@ -51,6 +51,8 @@ class PollCycle:
             record = plugin.call()
         except PluginError as exc:
             return exc
+        if isinstance(record, list):
+            return normalise_list(plugin.name, plugin.world, record, self.clock_ms())
         if not isinstance(record, dict):
             return PluginError(plugin.name, f"poll returned {type(record).__name__}, not a record")
         return normalise(plugin.name, plugin.world, record, self.clock_ms())

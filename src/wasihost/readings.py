@@ -1,15 +1,17 @@
-"""Normalising each world's poll record into ``Reading``/``Measurement``.
+"""Normalising each world's poll result into ``Reading``/``Measurement``.
 
 The seed worlds return typed records; the tables below say which record
 fields are measurements (with name, unit and device class) and everything
-else becomes status. A world without a table (a future generic sensor
-world) must return measurements directly.
+else becomes status. The generic ``sensor-plugin`` world returns a list of
+measurements, taken as they are once validated: names, units and classes
+come from an untrusted plugin.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,4 +78,51 @@ def normalise(plugin: str, world: str, record: Mapping[str, Any], timestamp_ms: 
             measurements.append(
                 Measurement(plugin, spec.name, number, spec.unit, spec.device_class, timestamp_ms)
             )
+    return Reading(plugin, world, timestamp_ms, tuple(measurements), status)
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+MAX_MEASUREMENTS = 64
+MAX_LABEL = 32  # unit, device class
+MAX_STATUS = 120
+
+
+def normalise_list(
+    plugin: str, world: str, items: Sequence[Mapping[str, Any]], timestamp_ms: int
+) -> Reading:
+    """The ``Reading`` for a list of generic measurements.
+
+    Entries with an invalid or repeated name, a non-finite value, or over-long
+    labels are dropped and counted in ``status["invalid_measurements"]``;
+    per-measurement status text becomes ``status["<name>_status"]``.
+    """
+    measurements: list[Measurement] = []
+    status: dict[str, StatusValue] = {}
+    invalid = max(0, len(items) - MAX_MEASUREMENTS)
+    seen: set[str] = set()
+    for item in items[:MAX_MEASUREMENTS]:
+        name, value = item.get("name"), item.get("value")
+        unit, device_class = item.get("unit"), item.get("device_class")
+        if (
+            not isinstance(name, str)
+            or not _NAME.match(name)
+            or name in seen
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not isinstance(unit, str)
+            or len(unit) > MAX_LABEL
+            or not isinstance(device_class, str)
+            or len(device_class) > MAX_LABEL
+        ):
+            invalid += 1
+            continue
+        seen.add(name)
+        measurements.append(
+            Measurement(plugin, name, float(value), unit, device_class or "none", timestamp_ms)
+        )
+        text = item.get("status")
+        if isinstance(text, str) and text:
+            status[f"{name}_status"] = text[:MAX_STATUS]
+    if invalid:
+        status["invalid_measurements"] = invalid
     return Reading(plugin, world, timestamp_ms, tuple(measurements), status)

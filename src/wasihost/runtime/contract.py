@@ -56,16 +56,18 @@ class Contract:
         return frozenset(self.qualified(name) for name in self.worlds[world].imports | types_only)
 
     def logic_of(self, world: str) -> tuple[str, str]:
-        """The (interface, function) the host calls each cycle for ``world``.
-
-        It is the one exported interface other than the lifecycle ones.
-        """
+        """The (interface, function) the host calls for ``world``: ``poll`` (each
+        cycle) or ``render`` (each page view) of its one logic interface, the
+        exported interface other than the lifecycle ones."""
         lifecycle = {"settings", "state"}
         logic = sorted(self.worlds[world].exports - lifecycle)
-        if len(logic) != 1 or len(self.interfaces[logic[0]].functions) < 1:
+        if len(logic) != 1:
             raise WasihostError(f"world {world} must export exactly one logic interface")
         interface = self.interfaces[logic[0]]
-        return interface.name, interface.functions[0]
+        for function in ("poll", "render"):
+            if function in interface.functions:
+                return interface.name, function
+        raise WasihostError(f"interface {interface.name} exports neither poll nor render")
 
 
 def _blocks(text: str) -> list[tuple[str, str, str]]:

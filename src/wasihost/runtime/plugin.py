@@ -80,6 +80,24 @@ class Candidate:
     instance: Instance
     signature: tuple[int, int] | None
     prepare_ms: float
+    info: dict[str, Any] | None  # what describe() returned, for worlds that have it
+
+
+def _bounded_info(info: Any) -> dict[str, Any] | None:
+    """describe() output trimmed to sane sizes: it comes from the plugin and goes
+    into /api/plugins and the dashboard."""
+    if not isinstance(info, dict):
+        return None
+    specs = info.get("measurements") if isinstance(info.get("measurements"), list) else []
+    return {
+        "name": str(info.get("name", ""))[:64],
+        "version": str(info.get("version", ""))[:32],
+        "measurements": [
+            {key: str(spec.get(key, ""))[:48] for key in ("name", "unit", "device_class")}
+            for spec in specs[:64]
+            if isinstance(spec, dict)
+        ],
+    }
 
 
 def file_signature(path: Path) -> tuple[int, int] | None:
@@ -130,6 +148,7 @@ class Plugin:
         self.stats = PluginStats()
         self.signature: tuple[int, int] | None = None  # of the .wasm now live
         self.last_snapshot: bytes | None = None  # latest state taken from the guest
+        self.info: dict[str, Any] | None = None  # describe() of a generic sensor plugin
         self._lock = threading.Lock()
         self._checked: CheckedComponent | None = None
         self._linker: Any = None
@@ -186,9 +205,22 @@ class Plugin:
         )
         linker = build_linker(self._engine, self._contract, self.world, self.ctx)
         instance = self._instantiate(checked, linker)
+        info = self._describe(instance)
         return Candidate(
-            checked, linker, instance, signature, (time.perf_counter() - started) * 1000
+            checked, linker, instance, signature, (time.perf_counter() - started) * 1000, info
         )
+
+    def _describe(self, instance: Instance) -> dict[str, Any] | None:
+        """``describe()`` of a generic sensor plugin; a failure is a load error."""
+        interface, _ = self._contract.logic_of(self.world)
+        if not instance.exports(f"{interface}.describe"):
+            return None
+        try:
+            info = instance.call(f"{interface}.describe")
+        except (GuestError, PluginTrap) as exc:
+            instance.close()
+            raise PluginLoadError(self.name, f"describe() failed: {exc.reason}") from None
+        return _bounded_info(info)
 
     def load(self, saved_state: bytes | None = None) -> None:
         """First load; ``saved_state`` (from disk) is restored if the plugin takes it.
@@ -271,6 +303,7 @@ class Plugin:
         self._checked, self._linker = candidate.checked, candidate.linker
         self._instance = candidate.instance
         self.signature = candidate.signature
+        self.info = candidate.info
         self.state = PluginState.RUNNING
 
     def record_reload_failure(self, reason: str) -> None:
@@ -417,5 +450,6 @@ class Plugin:
             "last_reload": self.stats.last_reload,
             "loaded_hash": checked.sha256[:12] if checked else None,
             "stateful": bool(checked and checked.has_state),
+            "info": self.info,
             "wasm": str(self.spec.wasm),
         }
