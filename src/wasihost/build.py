@@ -85,7 +85,7 @@ def read_manifest(plugin_dir: Path) -> Manifest:
     return Manifest(world, state)
 
 
-def _target_world(manifest: Manifest, wit_dir: Path, scratch: Path) -> tuple[Path, str]:
+def target_world(manifest: Manifest, wit_dir: Path, scratch: Path) -> tuple[Path, str]:
     """The WIT folder and world to build for; with ``state`` a scratch copy of
     the WIT gains ``<world>-with-state``."""
     contract = parse_contract("\n".join(p.read_text() for p in sorted(wit_dir.glob("*.wit"))))
@@ -119,7 +119,7 @@ def inputs_hash(plugin_dir: Path, wit_dir: Path, manifest: Manifest) -> str:
     return digest.hexdigest()
 
 
-def _componentize_py() -> str:
+def componentize_py() -> str:
     beside = Path(sys.executable).with_name("componentize-py")
     found = str(beside) if beside.exists() else shutil.which("componentize-py")
     if found is None:
@@ -165,11 +165,11 @@ def build_one(
     with tempfile.TemporaryDirectory(prefix="wasihost-wit-") as scratch:
         partial = Path(scratch) / f"{name}.wasm"
         try:
-            target_wit, world = _target_world(manifest, wit_dir, Path(scratch))
+            target_wit, world = target_world(manifest, wit_dir, Path(scratch))
         except BuildError as exc:
             raise BuildError(f"{plugin_dir / 'plugin.toml'}: {exc}") from None
         command = [
-            _componentize_py(), "-d", str(target_wit.resolve()), "-w", world,
+            componentize_py(), "-d", str(target_wit.resolve()), "-w", world,
             "componentize", "app", "-o", str(partial.resolve()),
         ]  # fmt: skip
         proc = subprocess.run(command, cwd=plugin_dir, capture_output=True, text=True)

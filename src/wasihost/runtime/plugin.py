@@ -88,7 +88,8 @@ def _bounded_info(info: Any) -> dict[str, Any] | None:
     into /api/plugins and the dashboard."""
     if not isinstance(info, dict):
         return None
-    specs = info.get("measurements") if isinstance(info.get("measurements"), list) else []
+    given = info.get("measurements")
+    specs: list[Any] = given if isinstance(given, list) else []
     return {
         "name": str(info.get("name", ""))[:64],
         "version": str(info.get("version", ""))[:32],

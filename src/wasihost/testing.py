@@ -1,0 +1,225 @@
+"""Test plugins natively in milliseconds, and prove the component behaves the same.
+
+``NativePlugin`` imports a plugin's ``app.py`` in this CPython process, on
+top of the bindings componentize-py generates for its world, with every
+import function wired to the host's real capability implementations (the
+same grant checks, the same board). ``ComponentPlugin`` runs the built
+``.wasm`` in the real sandbox. Both answer ``poll()`` with plain Python
+values (records as dicts, enums as their lower-case names), so one test
+can run against either: ``plugin_under_test(..., mode="native")``.
+
+    from wasihost.testing import plugin_under_test
+
+    def test_reports_temperature():
+        plugin = plugin_under_test("plugins/sht31", grants=Grants(i2c_addresses={0x44}))
+        assert plugin.poll()[0]["name"] == "temperature"
+
+f32 fields come back rounded to single precision from a component; compare
+floats with ``pytest.approx`` when a test runs in both modes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+from wasihost.bindings import bindings_for
+from wasihost.boards.base import Board
+from wasihost.boards.sim import SimBoard
+from wasihost.build import read_manifest
+from wasihost.capabilities import PROVIDERS, CapabilityContext, Grants
+from wasihost.capabilities.context import wall_clock_ms
+from wasihost.errors import GuestError, WasihostError
+from wasihost.leds import LedBuffer
+from wasihost.runtime.contract import load_contract
+
+ROOT = Path(__file__).resolve().parents[2]
+_GENERATED = ("wit_world", "componentize_py_types", "componentize_py_async_support", "poll_loop")
+
+
+def plain(value: Any) -> Any:
+    """A guest value as plain Python, the shape the component path returns."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.name.lower()
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+def _module_name(interface: str) -> str:
+    return interface.replace("-", "_")
+
+
+class NativePlugin:
+    """A plugin's Python running in-process against the host's capabilities."""
+
+    mode = "native"
+
+    def __init__(
+        self,
+        plugin_dir: Path | str,
+        *,
+        board: Board | None = None,
+        grants: Grants | None = None,
+        settings: dict[str, Any] | None = None,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        wit_dir: Path = ROOT / "wit",
+        bindings_root: Path = ROOT / "build" / "bindings",
+    ) -> None:
+        self.dir = Path(plugin_dir).resolve()
+        self.name = self.dir.name
+        manifest = read_manifest(self.dir)
+        self.world = manifest.world
+        self.board = board if board is not None else SimBoard(seed=1)
+        self.leds = LedBuffer(self.board.led_count)
+        self.ctx = CapabilityContext(self.name, self.board, self.leds, grants or Grants(),
+                                     clock_ms)  # fmt: skip
+        contract = load_contract()
+        bindings = bindings_for(manifest, wit_dir, bindings_root)
+        self._errors = self._import(bindings, contract.worlds[self.world].imports)
+        interface, self._logic = contract.logic_of(self.world)
+        self._logic_object = self._export(interface)
+        self._settings = self._export("settings") if hasattr(self.app, "Settings") else None
+        self._state = self._export("state") if hasattr(self.app, "State") else None
+        if self._settings is not None:
+            self._guest(self._settings.configure, json.dumps(settings or {}))
+
+    def _export(self, interface: str) -> Any:
+        class_name = "".join(part.capitalize() for part in interface.split("-"))
+        return getattr(self.app, class_name)()
+
+    def _import(self, bindings: Path, interfaces: frozenset[str]) -> type[Exception]:
+        """Import app.py fresh over ``bindings``, capabilities patched in first."""
+        owned = {p.stem for p in self.dir.glob("*.py")}
+        for name in list(sys.modules):
+            if name.split(".")[0] in (*_GENERATED, *owned):
+                del sys.modules[name]
+        sys.path[:0] = [str(self.dir), str(bindings)]
+        try:
+            err = importlib.import_module("componentize_py_types").Err
+            for interface in interfaces:
+                module = importlib.import_module(f"wit_world.imports.{_module_name(interface)}")
+                for wit_name, impl in PROVIDERS[interface](self.ctx).items():
+                    setattr(module, _module_name(wit_name), self._wire(module, impl, err))
+            self.app: ModuleType = importlib.import_module("app")
+        finally:
+            del sys.path[:2]
+        return err  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _wire(module: ModuleType, impl: Callable[..., Any], err: type[Exception]) -> Any:
+        """A host capability as the guest sees it: records as binding classes,
+        refusals as ``Err`` raised in the guest."""
+
+        def call(*args: Any) -> Any:
+            try:
+                result = impl(*args)
+            except WasihostError as exc:
+                raise err(str(exc)) from None
+            if dataclasses.is_dataclass(result) and not isinstance(result, type):
+                record = getattr(module, type(result).__name__)
+                return record(**{f.name: getattr(result, f.name)
+                                 for f in dataclasses.fields(result)})  # fmt: skip
+            return result
+
+        return call
+
+    def _guest(self, function: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return function(*args)
+        except self._errors as exc:
+            raise GuestError(self.name, str(getattr(exc, "value", exc))) from None
+
+    def poll(self) -> Any:
+        """The world's logic call (``poll``), as plain values; Err becomes GuestError."""
+        return plain(self._guest(getattr(self._logic_object, self._logic)))
+
+    def render(self, state_json: str) -> Any:
+        return self._guest(self._logic_object.render, state_json)
+
+    def describe(self) -> Any:
+        return plain(self._guest(self._logic_object.describe))
+
+    def snapshot(self) -> bytes | None:
+        return None if self._state is None else bytes(self._guest(self._state.snapshot))
+
+    def restore(self, data: bytes) -> None:
+        if self._state is not None:
+            self._guest(self._state.restore, data)
+
+    def close(self) -> None:
+        """Nothing to release; here so both kinds can be used the same way."""
+
+
+class ComponentPlugin:
+    """The built component of a plugin, in the real sandbox, with the same API."""
+
+    mode = "component"
+
+    def __init__(
+        self,
+        plugin_dir: Path | str,
+        *,
+        board: Board | None = None,
+        grants: Grants | None = None,
+        settings: dict[str, Any] | None = None,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        wasm: Path | None = None,
+    ) -> None:
+        from wasihost.runtime.engine import Engine
+        from wasihost.runtime.plugin import Plugin, PluginSpec
+
+        self.dir = Path(plugin_dir).resolve()
+        self.name = self.dir.name
+        self.world = read_manifest(self.dir).world
+        self.board = board if board is not None else SimBoard(seed=1)
+        self.leds = LedBuffer(self.board.led_count)
+        self._engine = Engine()
+        spec = PluginSpec(
+            self.name,
+            self.world,
+            wasm or ROOT / "build" / f"{self.name}.wasm",
+            settings or {},
+            grants or Grants(),
+        )
+        self.plugin = Plugin(spec, self._engine, load_contract(), self.board, self.leds, clock_ms)
+        self.ctx = self.plugin.ctx
+        self.plugin.load()
+
+    def poll(self) -> Any:
+        return self.plugin.call()
+
+    def render(self, state_json: str) -> Any:
+        return self.plugin.call(state_json)
+
+    def describe(self) -> Any:
+        return self.plugin.info
+
+    def snapshot(self) -> bytes | None:
+        return self.plugin.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        raise NotImplementedError("restore a component through a reload or a restart")
+
+    def close(self) -> None:
+        self.plugin.close()
+        self._engine.close()
+
+
+def plugin_under_test(
+    plugin_dir: Path | str, mode: Literal["native", "component"] = "native", **options: Any
+) -> NativePlugin | ComponentPlugin:
+    """The plugin in ``mode``; parametrise a test over both modes to prove
+    the native run and the component agree."""
+    if mode == "native":
+        return NativePlugin(plugin_dir, **options)
+    return ComponentPlugin(plugin_dir, **options)
