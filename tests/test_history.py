@@ -68,9 +68,11 @@ async def test_host_history_survives_restart(
 ) -> None:
     config = make_config({"dht22": {"led": 1}})
     board.set_dht22(22.0, 40.0)
-    first = Host(config, board=board)
+    clock = [1_700_000_000_000]  # cycles a second apart, as they would be
+    first = Host(config, board=board, clock_ms=lambda: clock[0])
     first.load_plugins()
     for _ in range(3):
+        clock[0] += 1000
         await first.after_cycle(await first.cycle.run_once())
     first.close()
 
@@ -90,6 +92,8 @@ async def test_failed_commit_loses_nothing(
 ) -> None:
     host = make_host(make_config({"dht22": {"led": 1}}))
     assert host.history is not None
+    ticks = iter(range(1_700_000_000_000, 1_800_000_000_000, 1000))
+    host.cycle.clock_ms = lambda: next(ticks)  # cycles a second apart, as they would be
     board.set_dht22(20.0, 40.0)
     real_write = host.history.write
     failures = iter([True, False])

@@ -68,6 +68,19 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if run_check(args.file, config, args.plugin) else 1
 
 
+def _new(args: argparse.Namespace) -> int:
+    from wasihost.scaffold import scaffold
+
+    files, config = scaffold(args.name, args.world, args.plugins_dir, args.led)
+    print(f"created plugin {args.name} (world {args.world}):")
+    for path in files:
+        print(f"  {path}")
+    print(f"\nbuild it:   wasihost build {args.name}")
+    print(f"test it:    pytest {args.plugins_dir / args.name}")
+    print(f"run it: paste this into config/host.toml, then wasihost run\n\n{config}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="wasihost", description=__doc__)
     top.add_argument("--version", action="version", version=f"wasihost {__version__}")
@@ -102,6 +115,15 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--plugin", help="the configured plugin to check it for")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
     check.set_defaults(handler=_check)
+
+    new = commands.add_parser("new", help="scaffold a plugin that builds and runs as it is")
+    new.add_argument("name", help="plugin name: lower-case letters, digits and '-'")
+    new.add_argument(
+        "--world", default="sensor-plugin", help="the WIT world (default: %(default)s)"
+    )
+    new.add_argument("--led", type=int, default=3, help="LED index for the config block")
+    new.add_argument("--plugins-dir", type=Path, default=Path("plugins"))
+    new.set_defaults(handler=_new)
     return top
 
 

@@ -38,9 +38,8 @@ from wasihost.capabilities import PROVIDERS, CapabilityContext, Grants
 from wasihost.capabilities.context import wall_clock_ms
 from wasihost.errors import GuestError, WasihostError
 from wasihost.leds import LedBuffer
-from wasihost.runtime.contract import load_contract
+from wasihost.runtime.contract import load_contract, packaged_wit
 
-ROOT = Path(__file__).resolve().parents[2]
 _GENERATED = ("wit_world", "componentize_py_types", "componentize_py_async_support", "poll_loop")
 
 
@@ -72,10 +71,13 @@ class NativePlugin:
         grants: Grants | None = None,
         settings: dict[str, Any] | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
-        wit_dir: Path = ROOT / "wit",
-        bindings_root: Path = ROOT / "build" / "bindings",
+        wit_dir: Path | None = None,
+        bindings_root: Path | None = None,
     ) -> None:
         self.dir = Path(plugin_dir).resolve()
+        project = self.dir.parent.parent  # plugins/<name> lives in the project's root
+        wit_dir = wit_dir or (project / "wit" if (project / "wit").is_dir() else packaged_wit())
+        bindings_root = bindings_root or project / "build" / "bindings"
         self.name = self.dir.name
         manifest = read_manifest(self.dir)
         self.world = manifest.world
@@ -187,7 +189,7 @@ class ComponentPlugin:
         spec = PluginSpec(
             self.name,
             self.world,
-            wasm or ROOT / "build" / f"{self.name}.wasm",
+            wasm or self.dir.parent.parent / "build" / f"{self.name}.wasm",
             settings or {},
             grants or Grants(),
         )

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from wasihost.errors import WasihostError
 
@@ -100,6 +101,11 @@ def parse_contract(text: str) -> Contract:
                 frozenset(i for d, i in pairs if d == "export"),
             )
     return Contract(package.group(1), package.group(2), interfaces, worlds)
+
+
+def packaged_wit() -> Path:
+    """The folder of the contract shipped with this host, for tools that need a WIT dir."""
+    return Path(str(resources.files("wasihost").joinpath("plugin.wit"))).resolve().parent
 
 
 @cache
