@@ -38,6 +38,7 @@ lint: setup
 	@$(BIN)/ruff check -q src tests plugins bench
 	@$(BIN)/ruff format -q --check src tests plugins bench
 	@$(BIN)/mypy
+	@$(BIN)/wasihost typecheck
 
 clean:
 	rm -rf build data .pytest_cache .mypy_cache .ruff_cache

@@ -81,6 +81,12 @@ def _new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _typecheck(args: argparse.Namespace) -> int:
+    from wasihost.typecheck import typecheck
+
+    return 0 if typecheck(args.names or None, args.plugins_dir, args.wit) else 1
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="wasihost", description=__doc__)
     top.add_argument("--version", action="version", version=f"wasihost {__version__}")
@@ -124,6 +130,14 @@ def parser() -> argparse.ArgumentParser:
     new.add_argument("--led", type=int, default=3, help="LED index for the config block")
     new.add_argument("--plugins-dir", type=Path, default=Path("plugins"))
     new.set_defaults(handler=_new)
+
+    types = commands.add_parser(
+        "typecheck", help="mypy --strict on plugins, against their bindings"
+    )
+    types.add_argument("names", nargs="*", help="plugins to check (default: all)")
+    types.add_argument("--plugins-dir", type=Path, default=Path("plugins"))
+    types.add_argument("--wit", type=Path, default=Path("wit"))
+    types.set_defaults(handler=_typecheck)
     return top
 
 
