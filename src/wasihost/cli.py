@@ -87,6 +87,17 @@ def _typecheck(args: argparse.Namespace) -> int:
     return 0 if typecheck(args.names or None, args.plugins_dir, args.wit) else 1
 
 
+def _reference(args: argparse.Namespace) -> int:
+    from wasihost.reference import render_reference
+
+    text = render_reference(args.wit.read_text(encoding="utf-8"))
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        print(text, end="")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="wasihost", description=__doc__)
     top.add_argument("--version", action="version", version=f"wasihost {__version__}")
@@ -138,6 +149,13 @@ def parser() -> argparse.ArgumentParser:
     types.add_argument("--plugins-dir", type=Path, default=Path("plugins"))
     types.add_argument("--wit", type=Path, default=Path("wit"))
     types.set_defaults(handler=_typecheck)
+
+    reference = commands.add_parser(
+        "reference", help="render the capability reference from the WIT doc comments"
+    )
+    reference.add_argument("--wit", type=Path, default=Path("wit/plugin.wit"))
+    reference.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    reference.set_defaults(handler=_reference)
     return top
 
 
