@@ -1,5 +1,9 @@
 """The simulated board: plausible sensors and virtual actuators.
 
+Devices: a DHT22 on any pin, a BME680 at I2C 0x77 and an SHT31 at 0x44
+(emulated chips that follow their datasheets), the CPU temperature and
+system figures, ``led_count`` LEDs, a buzzer and a fan.
+
 It lets anyone run the host with no hardware, and it is the board every
 test uses. Readings drift as a seeded random walk, so a given ``seed``
 gives the same sequence of values on every run; each DHT22 read fails
@@ -17,10 +21,12 @@ from dataclasses import dataclass
 
 from wasihost.boards.base import OFF, Color, Dht22Reading, MemoryInfo
 from wasihost.boards.bme680_chip import Bme680Chip
+from wasihost.boards.sht31_chip import Sht31Chip
 from wasihost.errors import BoardError
 
 DHT22_FAILURE_RATE = 0.05
 BME680_ADDRESS = 0x77
+SHT31_ADDRESS = 0x44
 
 
 @dataclass
@@ -64,7 +70,11 @@ class SimBoard:
         self._dht22_failure_rate = DHT22_FAILURE_RATE
         self._boot_ticks = 3600
         self.bme680 = Bme680Chip(random.Random(self._rng.random()))
-        self.i2c_devices = {BME680_ADDRESS: self.bme680}
+        self.sht31 = Sht31Chip(random.Random(self._rng.random()))
+        self.i2c_devices: dict[int, Bme680Chip | Sht31Chip] = {
+            BME680_ADDRESS: self.bme680,
+            SHT31_ADDRESS: self.sht31,
+        }
         self.leds: list[Color] = [OFF] * led_count
         self.led_writes = 0
         self.beeps: list[Beep] = []
@@ -112,12 +122,17 @@ class SimBoard:
         if device is None:
             raise BoardError(f"I2C address 0x{address:02x}: no device answered (NACK)")
         with self._lock:
-            if data and data[0] == 0x74:  # ctrl_meas: a new measurement, let the air drift
+            if address == BME680_ADDRESS and data and data[0] == 0x74:
+                # ctrl_meas: a new measurement, let the air drift
                 self.bme680.set_environment(
                     self._room_temp.value + 1.5,
                     self._room_humidity.value - 3.0,
                     self._pressure.advance(self._rng),
                     self._gas.advance(self._rng),
+                )
+            if address == SHT31_ADDRESS:  # the SHT31 sits beside the DHT22
+                self.sht31.set_environment(
+                    self._room_temp.value - 0.3, self._room_humidity.value + 1.0
                 )
             try:
                 return device.transfer(data, read_len)
