@@ -37,6 +37,14 @@ class MemoryInfo:
     available_kb: int
 
 
+class I2cDevice(Protocol):
+    """A chip on a simulated I2C bus (emulated chips, or fakes in plugin tests)."""
+
+    def transfer(self, data: bytes, read_len: int) -> bytes:
+        """Write ``data`` then read ``read_len`` bytes; raise ValueError for a NACK."""
+        ...
+
+
 class Board(Protocol):
     """A set of devices: sensors, an I2C bus, an LED strip, a buzzer and a fan."""
 

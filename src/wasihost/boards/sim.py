@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wasihost.boards.base import OFF, Color, Dht22Reading, MemoryInfo
+from wasihost.boards.base import OFF, Color, Dht22Reading, I2cDevice, MemoryInfo
 from wasihost.boards.bme680_chip import Bme680Chip
 from wasihost.boards.sht31_chip import Sht31Chip
 from wasihost.errors import BoardError
@@ -71,7 +71,8 @@ class SimBoard:
         self._boot_ticks = 3600
         self.bme680 = Bme680Chip(random.Random(self._rng.random()))
         self.sht31 = Sht31Chip(random.Random(self._rng.random()))
-        self.i2c_devices: dict[int, Bme680Chip | Sht31Chip] = {
+        self._sht31_pinned = False
+        self.i2c_devices: dict[int, I2cDevice] = {
             BME680_ADDRESS: self.bme680,
             SHT31_ADDRESS: self.sht31,
         }
@@ -88,6 +89,12 @@ class SimBoard:
         with self._lock:
             self._fixed_dht22 = Dht22Reading(temperature_c, humidity_percent)
             self._dht22_failure_rate = 0.0
+
+    def set_sht31(self, temperature_c: float, humidity_percent: float) -> None:
+        """Pin what the emulated SHT31 measures (it stops following the room)."""
+        with self._lock:
+            self._sht31_pinned = True
+            self.sht31.set_environment(temperature_c, humidity_percent)
 
     def set_cpu_temperature(self, temperature_c: float) -> None:
         """Pin the CPU temperature (the walk resumes from it, without noise)."""
@@ -130,7 +137,7 @@ class SimBoard:
                     self._pressure.advance(self._rng),
                     self._gas.advance(self._rng),
                 )
-            if address == SHT31_ADDRESS:  # the SHT31 sits beside the DHT22
+            if address == SHT31_ADDRESS and not self._sht31_pinned:  # beside the DHT22
                 self.sht31.set_environment(
                     self._room_temp.value - 0.3, self._room_humidity.value + 1.0
                 )
