@@ -58,7 +58,19 @@ def _module_name(interface: str) -> str:
     return interface.replace("-", "_")
 
 
-class NativePlugin:
+class _Harness:
+    """What both ways of running a plugin share: where it is, its board, its LEDs."""
+
+    def __init__(self, plugin_dir: Path | str, board: Board | None) -> None:
+        self.dir = Path(plugin_dir).resolve()
+        self.project = self.dir.parent.parent  # plugins/<name> sits in the project's root
+        self.name = self.dir.name
+        self.world = read_manifest(self.dir).world
+        self.board = board if board is not None else SimBoard(seed=1)
+        self.leds = LedBuffer(self.board.led_count)
+
+
+class NativePlugin(_Harness):
     """A plugin's Python running in-process against the host's capabilities."""
 
     mode = "native"
@@ -74,19 +86,14 @@ class NativePlugin:
         wit_dir: Path | None = None,
         bindings_root: Path | None = None,
     ) -> None:
-        self.dir = Path(plugin_dir).resolve()
-        project = self.dir.parent.parent  # plugins/<name> lives in the project's root
-        wit_dir = wit_dir or (project / "wit" if (project / "wit").is_dir() else packaged_wit())
-        bindings_root = bindings_root or project / "build" / "bindings"
-        self.name = self.dir.name
-        manifest = read_manifest(self.dir)
-        self.world = manifest.world
-        self.board = board if board is not None else SimBoard(seed=1)
-        self.leds = LedBuffer(self.board.led_count)
+        super().__init__(plugin_dir, board)
+        project_wit = self.project / "wit"
+        wit_dir = wit_dir or (project_wit if project_wit.is_dir() else packaged_wit())
+        bindings_root = bindings_root or self.project / "build" / "bindings"
         self.ctx = CapabilityContext(self.name, self.board, self.leds, grants or Grants(),
                                      clock_ms)  # fmt: skip
         contract = load_contract()
-        bindings = bindings_for(manifest, wit_dir, bindings_root)
+        bindings = bindings_for(read_manifest(self.dir), wit_dir, bindings_root)
         self._errors = self._import(bindings, contract.worlds[self.world].imports)
         interface, self._logic = contract.logic_of(self.world)
         self._logic_object = self._export(interface)
@@ -162,7 +169,7 @@ class NativePlugin:
         """Nothing to release; here so both kinds can be used the same way."""
 
 
-class ComponentPlugin:
+class ComponentPlugin(_Harness):
     """The built component of a plugin, in the real sandbox, with the same API."""
 
     mode = "component"
@@ -180,16 +187,12 @@ class ComponentPlugin:
         from wasihost.runtime.engine import Engine
         from wasihost.runtime.plugin import Plugin, PluginSpec
 
-        self.dir = Path(plugin_dir).resolve()
-        self.name = self.dir.name
-        self.world = read_manifest(self.dir).world
-        self.board = board if board is not None else SimBoard(seed=1)
-        self.leds = LedBuffer(self.board.led_count)
+        super().__init__(plugin_dir, board)
         self._engine = Engine()
         spec = PluginSpec(
             self.name,
             self.world,
-            wasm or self.dir.parent.parent / "build" / f"{self.name}.wasm",
+            wasm or self.project / "build" / f"{self.name}.wasm",
             settings or {},
             grants or Grants(),
         )
