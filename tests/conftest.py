@@ -60,12 +60,31 @@ def board() -> SimBoard:
     return SimBoard(seed=1234)
 
 
+class SteppedClock:
+    """A monotonic clock tests advance by hand, e.g. past a backoff, without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float = 3600.0) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-def make_host(board: SimBoard) -> Iterator[Callable[[HostConfig], Host]]:
+def monotonic() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+def make_host(board: SimBoard, monotonic: SteppedClock) -> Iterator[Callable[[HostConfig], Host]]:
+    """Hosts on the test's board; supervision runs on the test's ``monotonic`` clock."""
     hosts: list[Host] = []
 
     def make(config: HostConfig) -> Host:
-        host = Host(config, board=board)
+        host = Host(config, board=board, monotonic=monotonic)
         hosts.append(host)
         host.load_plugins()
         return host
@@ -88,3 +107,34 @@ async def seed_host(
     make_config: Callable[..., HostConfig], make_host: Callable[[HostConfig], Host]
 ) -> AsyncIterator[Host]:
     yield make_host(make_config(SEED_PLUGINS))
+
+
+# -- hostile-plugin suite report (tests/test_hostile.py) ----------------------
+HOSTILE_ROWS = pytest.StashKey[list[tuple[str, str, float | None]]]()
+
+
+@pytest.fixture
+def hostile_report(request: pytest.FixtureRequest) -> Callable[[str, str, float | None], None]:
+    """Records one row (attack, outcome, time to recover in ms) for the summary table."""
+    rows = request.config.stash.setdefault(HOSTILE_ROWS, [])
+
+    def record(attack: str, outcome: str, recover_ms: float | None) -> None:
+        rows.append((attack, outcome, recover_ms))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Print the hostile-plugin table, only when the hostile tests ran."""
+    rows = config.stash.get(HOSTILE_ROWS, None)
+    if not rows:
+        return
+    width = max(len("attack"), *(len(attack) for attack, _, _ in rows)) + 2
+    outcome_width = max(len("outcome"), *(len(outcome) for _, outcome, _ in rows)) + 2
+    terminalreporter.section("hostile-plugin suite", sep="=")
+    terminalreporter.write_line(
+        f"{'attack':<{width}}{'outcome':<{outcome_width}}{'recover ms':>10}"
+    )
+    for attack, outcome, recover_ms in rows:
+        shown = "-" if recover_ms is None else f"{recover_ms:.1f}"
+        terminalreporter.write_line(f"{attack:<{width}}{outcome:<{outcome_width}}{shown:>10}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,13 +27,14 @@ def chaos(**settings: object) -> dict[str, object]:
     [("allocate", "memory"), ("recurse", "stack"), ("loop", "deadline")],
 )
 def test_runaway_guests_trap_and_the_next_poll_is_fresh(
-    make_config: MakeConfig, make_host: MakeHost, mode: str, cause: str
+    make_config: MakeConfig, make_host: MakeHost, monotonic: Any, mode: str, cause: str
 ) -> None:
     host = make_host(make_config({"bad": {**chaos(mode=mode), "timeout_ms": 200}, "good": chaos()}))
     with pytest.raises(PluginTrap):
         host.plugins["bad"].call()
     assert host.plugins["bad"].stats.traps == 1
     assert host.plugins["good"].call()["poll_count"] == 1
+    monotonic.advance()  # past the backoff
     with pytest.raises(PluginTrap):  # a fresh instance, trapping again the same way
         host.plugins["bad"].call()
     assert host.plugins["bad"].stats.restarts == 1
@@ -72,7 +74,8 @@ def test_buzzer_needs_a_grant(
     assert board.beeps == []
 
 
-def test_explicit_gpio_grant(make_config: MakeConfig, make_host: MakeHost) -> None:
+def test_explicit_gpio_grant(make_config: MakeConfig, make_host: MakeHost, board: SimBoard) -> None:
+    board.set_dht22(20.0, 50.0)  # no random read failures
     host = make_host(
         make_config({"probe": {**chaos(mode="read_pin", pin=17), "grants": {"gpio_pins": [17]}}})
     )

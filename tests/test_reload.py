@@ -201,7 +201,7 @@ async def test_snapshot_is_restored_after_a_host_restart(
 
 
 async def test_snapshot_is_restored_after_a_trap(
-    make_config: MakeConfig, make_host: MakeHost
+    make_config: MakeConfig, make_host: MakeHost, monotonic: Any
 ) -> None:
     config = make_config(
         {
@@ -219,6 +219,7 @@ async def test_snapshot_is_restored_after_a_trap(
     plugin.call()  # 3
     with pytest.raises(PluginTrap):
         plugin.call()
+    monotonic.advance()  # past the backoff
     # A fresh instance restored from the snapshot taken at 2 polls.
     assert plugin.call()["poll_count"] == 3
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from wasihost.boards.sim import SimBoard
 from wasihost.config import HostConfig
-from wasihost.errors import GuestError, PluginTrap
+from wasihost.errors import GuestError, PluginError, PluginTrap
 from wasihost.host import Host
 from wasihost.runtime.plugin import PluginState
 
@@ -96,7 +97,7 @@ async def test_guest_cannot_open_sockets(make_config: MakeConfig, make_host: Mak
 
 
 def test_trap_discards_instance_and_next_poll_runs_fresh(
-    make_config: MakeConfig, make_host: MakeHost
+    make_config: MakeConfig, make_host: MakeHost, monotonic: Any
 ) -> None:
     host = make_host(make_config({"flaky": chaos(mode="trap_on_poll", poll=2)}))
     plugin = host.plugins["flaky"]
@@ -104,6 +105,9 @@ def test_trap_discards_instance_and_next_poll_runs_fresh(
     with pytest.raises(PluginTrap, match=r"trapped in sensor-logic\.poll"):
         plugin.call()
     assert plugin.stats.traps == 1
+    with pytest.raises(PluginError, match="backing off after a trap"):
+        plugin.call()  # not before its backoff has passed
+    monotonic.advance()
     # A fresh instance: guest state reset, so the counter starts again.
     assert plugin.call()["poll_count"] == 1
     assert plugin.stats.restarts == 1

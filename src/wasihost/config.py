@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from wasihost.errors import ConfigError
 
@@ -92,10 +99,46 @@ class SupervisionConfig(_Section):
     quarantine_window_seconds: float = Field(600.0, gt=0, le=86_400)
 
 
+# BCM pins the Pi board's buses own: I2C1 (SDA 2, SCL 3) and SPI0 (CE1 7, CE0 8,
+# MISO 9, MOSI 10, SCLK 11). A relay on one of them would fight the bus driver.
+PI_BUS_PINS = frozenset({2, 3, 7, 8, 9, 10, 11})
+
+
+class PiBoardConfig(_Section):
+    """``[board.pi]``: where the Raspberry Pi board finds its devices.
+
+    The DHT22 pin is not here: it is ``[sensors.dht22] gpio_pin``, the pin the
+    ``dht22`` plugin is granted, so the two can never disagree.
+    """
+
+    i2c_bus: int = Field(1, ge=0, le=255, description="the N of /dev/i2c-N")
+    spi_device: str = Field("/dev/spidev0.0", description="spidev node driving the WS2812B data")
+    led_brightness: float = Field(0.3, ge=0.0, le=1.0, description="scales every LED colour")
+    gpio_chip: str = Field("/dev/gpiochip0", description="chip of the 40-pin header lines")
+    buzzer_pin: int = Field(17, ge=0, le=27, description="BCM pin of the buzzer relay")
+    buzzer_active_low: bool = True
+    fan_pin: int = Field(27, ge=0, le=27, description="BCM pin of the fan relay")
+    fan_active_low: bool = True
+
+    @model_validator(mode="after")
+    def _pins_do_not_collide(self) -> PiBoardConfig:
+        if self.buzzer_pin == self.fan_pin:
+            raise ValueError(f"buzzer_pin and fan_pin are both GPIO {self.fan_pin}")
+        for key in ("buzzer_pin", "fan_pin"):
+            pin = getattr(self, key)
+            if pin in PI_BUS_PINS:
+                raise ValueError(
+                    f"{key}: GPIO {pin} belongs to the I2C or SPI bus "
+                    f"(reserved: {sorted(PI_BUS_PINS)})"
+                )
+        return self
+
+
 class BoardConfig(_Section):
     kind: Literal["sim", "pi"] = "sim"
     led_count: int = Field(11, ge=1, le=1024)
     seed: int | None = Field(None, description="simulated board RNG seed; None = random")
+    pi: PiBoardConfig = PiBoardConfig()
 
 
 class WebConfig(_Section):

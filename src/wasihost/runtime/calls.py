@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,10 +32,21 @@ log = logging.getLogger("wasihost.calls")
 MAX_ERROR_CHARS = 500
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Control characters escaped (``\\n``, ``\\x1b``): guest text must not be able
+    to forge host log lines or drive the operator's terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def bounded(message: str) -> str:
-    if len(message) <= MAX_ERROR_CHARS:
-        return message
-    return f"{message[:MAX_ERROR_CHARS]}… [{len(message) - MAX_ERROR_CHARS} chars cut]"
+    """Guest error text, escaped and cut to ``MAX_ERROR_CHARS``."""
+    if len(message) > MAX_ERROR_CHARS:
+        cut = len(message) - MAX_ERROR_CHARS
+        message = f"{message[:MAX_ERROR_CHARS]}… [{cut} chars cut]"
+    return printable(message)
 
 
 def to_python(value: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from wasihost.ratelimit import RateLimit
+from wasihost.runtime.calls import printable
 
 log = logging.getLogger("wasihost.guest")
 
@@ -62,4 +63,5 @@ class GuestOutput:
         text = line.decode("utf-8", "replace").rstrip("\r")
         if len(text) > MAX_LINE:
             text = text[:MAX_LINE] + "… [line cut]"
+        text = printable(text)  # no forged log lines, no terminal escapes
         log.log(self.level, "[%s] %s", self.plugin, text)

@@ -32,6 +32,11 @@ from wasihost.runtime.supervision import SupervisionPolicy, Supervisor
 
 log = logging.getLogger("wasihost.plugin")
 
+# Snapshots are written to an SD card and restored on every restart: a state
+# of more than a megabyte is a bug (or an attack), not calibration data.
+MAX_SNAPSHOT_BYTES = 1024 * 1024
+SNAPSHOT_TOO_BIG = f"state snapshot over {MAX_SNAPSHOT_BYTES} bytes ignored"
+
 
 class PluginState(StrEnum):
     LOADING = "loading"
@@ -363,6 +368,11 @@ class Plugin:
             return None
         if not isinstance(data, bytes):
             return None
+        if len(data) > MAX_SNAPSHOT_BYTES:
+            if self.stats.last_error != SNAPSHOT_TOO_BIG:
+                log.warning("[%s] %s (%d bytes)", self.name, SNAPSHOT_TOO_BIG, len(data))
+            self.stats.last_error = SNAPSHOT_TOO_BIG
+            return None
         self.last_snapshot = data
         return data
 
@@ -378,6 +388,11 @@ class Plugin:
         with self._lock:
             if self._checked is None or self.state is PluginState.STOPPED:
                 raise PluginError(self.name, f"not running: {self.stats.last_error}")
+            if self.state is PluginState.QUARANTINED:
+                raise PluginError(self.name, "quarantined after repeated traps")
+            if self.state is PluginState.BACKOFF:
+                retry = self.supervisor.retry_in_s() or 0.0
+                raise PluginError(self.name, f"backing off after a trap ({retry:.1f} s left)")
             if self._instance is None:
                 self._restart()
             assert self._instance is not None

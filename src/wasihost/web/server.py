@@ -13,6 +13,7 @@ import html
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -48,28 +49,62 @@ def fallback_page(state: dict[str, Any], reason: str) -> str:
     )
 
 
-async def index(request: web.Request) -> web.Response:
-    host = request.app[HOST_KEY]
-    state = host.snapshot()
-    dashboard = host.dashboard
-    if dashboard is None or dashboard.state is not PluginState.RUNNING:
-        reason = "no dashboard plugin is running"
-        if dashboard is not None and dashboard.stats.last_error:
-            reason += f" ({dashboard.stats.last_error})"
-        page = fallback_page(state, reason)
-    else:
+class DashboardPages:
+    """Renders the dashboard at most once per cycle, on a thread of its own.
+
+    The page only changes when the state does, so every request within a
+    cycle gets the same page: a hundred open tablets (or a hostile page
+    fetching ``/`` in a loop) cost one render per cycle, and a slow or
+    trapping renderer never takes the threads the poll cycle runs on.
+    """
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="wasihost-render")
+        self._lock = asyncio.Lock()
+        self._key: tuple[Any, ...] | None = None
+        self._page = ""
+
+    async def page(self, host: Host) -> str:
+        dashboard = host.dashboard
+        key = (host.state.cycle, dashboard.loaded_sha256 if dashboard else None)
+        async with self._lock:
+            if key != self._key:
+                self._page = await self._render(host)
+                self._key = key
+            return self._page
+
+    async def _render(self, host: Host) -> str:
+        state = host.snapshot()
+        dashboard = host.dashboard
+        if dashboard is None or dashboard.state is not PluginState.RUNNING:
+            reason = "no dashboard plugin is running"
+            if dashboard is not None and dashboard.stats.last_error:
+                reason += f" ({dashboard.stats.last_error})"
+            return fallback_page(state, reason)
+        loop = asyncio.get_running_loop()
         try:
-            page = await asyncio.to_thread(dashboard.call, json.dumps(state))
+            page = await loop.run_in_executor(self._executor, dashboard.call, json.dumps(state))
         except PluginError as exc:
             log.warning("dashboard render failed: %s", exc.reason)
-            page = fallback_page(state, exc.reason)
+            return fallback_page(state, exc.reason)
         if not isinstance(page, str):
-            page = fallback_page(state, "the dashboard plugin returned no page")
-        elif len(page) > MAX_PAGE_CHARS:
+            return fallback_page(state, "the dashboard plugin returned no page")
+        if len(page) > MAX_PAGE_CHARS:
             log.warning("dashboard page of %d characters refused", len(page))
-            page = fallback_page(
+            return fallback_page(
                 state, f"the dashboard plugin's page is over {MAX_PAGE_CHARS} characters"
             )
+        return page
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+PAGES_KEY: web.AppKey[DashboardPages] = web.AppKey("pages")
+
+
+async def index(request: web.Request) -> web.Response:
+    page = await request.app[PAGES_KEY].page(request.app[HOST_KEY])
     return web.Response(
         text=page, content_type="text/html", headers={"Content-Security-Policy": CSP}
     )
@@ -199,6 +234,13 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 def create_app(host: Host) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
     app[HOST_KEY] = host
+    pages = DashboardPages()
+    app[PAGES_KEY] = pages
+
+    async def close_pages(_app: web.Application) -> None:
+        pages.close()
+
+    app.on_cleanup.append(close_pages)
     app.router.add_routes(operator.routes(HOST_KEY))
     app.router.add_get("/", index)
     app.router.add_get("/api/readings", readings)
