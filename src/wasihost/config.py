@@ -165,6 +165,39 @@ class StateConfig(_Section):
     save_interval_seconds: float = Field(60.0, ge=1, le=86_400)
 
 
+class NodeConfig(_Section):
+    # The node's name in MQTT topics, Home Assistant and the fleet view;
+    # default: the host name, lower-cased with anything but [a-z0-9_-] replaced.
+    id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class MqttConfig(_Section):
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str | None = None  # default: the node id
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None  # with tls; default: the system's CAs
+    base_topic: str | None = None  # default: wasihost/<node id>
+    qos: Literal[0, 1, 2] = 1
+    keepalive_seconds: int = Field(30, ge=5, le=3600)
+    outbox_path: str = "data/outbox.sqlite3"
+    outbox_max_messages: int = Field(100_000, ge=100, le=10_000_000)
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    # How long Home Assistant shows a value before marking it unavailable;
+    # default: three poll intervals (at least 60 s).
+    expire_after_seconds: int | None = Field(None, ge=1, le=86_400)
+
+
+class FleetConfig(_Section):
+    role: Literal["node", "hub"] = "node"
+    # A node whose last message is older than this shows as offline on the hub.
+    offline_after_seconds: float = Field(60.0, gt=0, le=86_400)
+
+
 class _HostFile(_Section):
     polling: PollingConfig = PollingConfig()
     sensors: SensorsConfig = SensorsConfig()
@@ -176,6 +209,9 @@ class _HostFile(_Section):
     reload: ReloadConfig = ReloadConfig()
     state: StateConfig = StateConfig()
     supervision: SupervisionConfig = SupervisionConfig()
+    node: NodeConfig = NodeConfig()
+    mqtt: MqttConfig = MqttConfig()
+    fleet: FleetConfig = FleetConfig()
 
 
 @dataclass(frozen=True)
@@ -194,6 +230,9 @@ class HostConfig:
     reload: ReloadConfig
     state: StateConfig
     supervision: SupervisionConfig
+    node: NodeConfig
+    mqtt: MqttConfig
+    fleet: FleetConfig
     plugin_keys: dict[str, str]  # normalised name -> key as written in the file
 
     def world_of(self, name: str) -> str:
@@ -263,6 +302,9 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
         reload=raw.reload,
         state=raw.state,
         supervision=raw.supervision,
+        node=raw.node,
+        mqtt=raw.mqtt,
+        fleet=raw.fleet,
         plugin_keys=keys,
     )
 
