@@ -9,9 +9,9 @@ INSTALLED := $(VENV)/.installed
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wasihost needs Python >= 3.11")'
-	@echo "==> [1/3] creating the virtual environment in $(VENV)/"
+	@echo "==> [1/3] virtual environment in $(VENV)/ (created if missing)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "==> [2/3] installing wasihost with its build and test tools (first time: about a minute)"
+	@echo "==> [2/3] installing wasihost with its build and test tools (first run or pyproject.toml changed: about a minute)"
 	@$(BIN)/pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
 	@touch $(INSTALLED)
 

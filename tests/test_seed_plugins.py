@@ -6,31 +6,19 @@ and as the built component, proving both behave the same.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from wasihost.boards.sim import Beep, SimBoard
 from wasihost.capabilities import Grants
-from wasihost.testing import ComponentPlugin, NativePlugin, plugin_under_test
+from wasihost.testing import ComponentPlugin, NativePlugin, load_module, plugin_under_test
 
 PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
 Harness = NativePlugin | ComponentPlugin
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"seed_{path.parent.name}_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it runs
-    spec.loader.exec_module(module)
-    return module
-
-
-climate = _load(PLUGINS / "dht22" / "climate.py")
+climate = load_module(PLUGINS / "dht22", "climate")
 Latch, dew_point_c, heat_index_c = climate.Latch, climate.dew_point_c, climate.heat_index_c
 
 

@@ -105,3 +105,38 @@ def same(a: object, b: object) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
+
+
+def test_refused_settings_raise_the_same_error_in_both_modes(built: dict[str, Path]) -> None:
+    from wasihost.testing import Mode, PluginLoadError
+
+    modes: tuple[Mode, ...] = ("native", "component")
+    for mode in modes:
+        with pytest.raises(PluginLoadError, match="refused its settings: unknown setting"):
+            plugin_under_test(ROOT / "plugins" / "dht22", mode, settings={"hot_on": 30})
+
+
+def test_a_stale_build_is_refused(tmp_path: Path, built: dict[str, Path]) -> None:
+    import shutil
+
+    from wasihost.build import build
+    from wasihost.errors import BuildError
+
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "plugins" / "pi-monitor", project / "plugins" / "pi-monitor")
+    shutil.copytree(ROOT / "wit", project / "wit")
+    build(["pi-monitor"], plugins_dir=project / "plugins", wit_dir=project / "wit",
+          out_dir=project / "build", echo=lambda _: None)  # fmt: skip
+    app = project / "plugins" / "pi-monitor" / "app.py"
+    app.write_text(app.read_text() + "\n# an edit after the build\n")
+    with pytest.raises(BuildError, match="older than the sources"):
+        ComponentPlugin(project / "plugins" / "pi-monitor")
+
+
+def test_load_module_keeps_plugins_apart() -> None:
+    from wasihost.testing import load_module
+
+    climate = load_module(ROOT / "plugins" / "dht22", "climate")
+    assert climate.dew_point_c(20.0, 50.0) == pytest.approx(9.3, abs=0.1)
+    iaq = load_module(ROOT / "plugins" / "bme680", "iaq")
+    assert iaq.band(25) == "good"

@@ -140,4 +140,6 @@ class PollCycle:
 def _describe(reading: Reading) -> str:
     values = " ".join(f"{m.name}={round(m.value, 2):g}{m.unit}" for m in reading.measurements)
     flags = " ".join(f"{k}={v}" for k, v in reading.status.items())
+    if not values and not flags:
+        return f"[{reading.plugin}] nothing to report this cycle"
     return f"[{reading.plugin}] {values} {flags}".rstrip()

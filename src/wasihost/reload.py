@@ -107,7 +107,12 @@ class Reloader:
         except PluginError as exc:
             self._failed_signature[name] = signature
             plugin.record_reload_failure(exc.reason)
-            log.error("[%s] reload rejected, the old version keeps running: %s", name, exc.reason)
+            if plugin.loaded_sha256 is None:
+                log.error("[%s] still not loaded (no earlier version): %s", name, exc.reason)
+            else:
+                log.error(
+                    "[%s] reload rejected, the old version keeps running: %s", name, exc.reason
+                )
             return False
         self._failed_signature.pop(name, None)
         log.info(

@@ -15,7 +15,10 @@ can run against either: ``plugin_under_test(..., mode="native")``.
         assert plugin.poll()[0]["name"] == "temperature"
 
 f32 fields come back rounded to single precision from a component; compare
-floats with ``pytest.approx`` when a test runs in both modes.
+floats with ``pytest.approx`` when a test runs in both modes. In both modes
+an ``Err`` from ``poll`` raises ``GuestError`` and settings refused by
+``configure`` raise ``PluginLoadError`` from the constructor. The component
+mode refuses a build older than the plugin's sources.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import importlib
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
@@ -33,12 +37,24 @@ from typing import Any, Literal
 from wasihost.bindings import bindings_for
 from wasihost.boards.base import Board
 from wasihost.boards.sim import SimBoard
-from wasihost.build import read_manifest
+from wasihost.build import inputs_hash, read_manifest
 from wasihost.capabilities import PROVIDERS, CapabilityContext, Grants
 from wasihost.capabilities.context import wall_clock_ms
-from wasihost.errors import GuestError, WasihostError
+from wasihost.errors import BuildError, GuestError, PluginError, PluginLoadError, WasihostError
 from wasihost.leds import LedBuffer
 from wasihost.runtime.contract import load_contract, packaged_wit
+
+__all__ = [
+    "ComponentPlugin",
+    "GuestError",
+    "Mode",
+    "NativePlugin",
+    "PluginError",
+    "PluginLoadError",
+    "load_module",
+    "plain",
+    "plugin_under_test",
+]
 
 _GENERATED = ("wit_world", "componentize_py_types", "componentize_py_async_support", "poll_loop")
 
@@ -100,7 +116,10 @@ class NativePlugin(_Harness):
         self._settings = self._export("settings") if hasattr(self.app, "Settings") else None
         self._state = self._export("state") if hasattr(self.app, "State") else None
         if self._settings is not None:
-            self._guest(self._settings.configure, json.dumps(settings or {}))
+            try:
+                self._guest(self._settings.configure, json.dumps(settings or {}))
+            except GuestError as exc:  # as the host reports it, in both modes
+                raise PluginLoadError(self.name, f"refused its settings: {exc.reason}") from None
 
     def _export(self, interface: str) -> Any:
         class_name = "".join(part.capitalize() for part in interface.split("-"))
@@ -188,17 +207,17 @@ class ComponentPlugin(_Harness):
         from wasihost.runtime.plugin import Plugin, PluginSpec
 
         super().__init__(plugin_dir, board)
+        wasm = wasm or self.project / "build" / f"{self.name}.wasm"
+        _refuse_stale(self.dir, wasm)
         self._engine = Engine()
-        spec = PluginSpec(
-            self.name,
-            self.world,
-            wasm or self.project / "build" / f"{self.name}.wasm",
-            settings or {},
-            grants or Grants(),
-        )
+        spec = PluginSpec(self.name, self.world, wasm, settings or {}, grants or Grants())
         self.plugin = Plugin(spec, self._engine, load_contract(), self.board, self.leds, clock_ms)
         self.ctx = self.plugin.ctx
-        self.plugin.load()
+        try:
+            self.plugin.load()
+        except PluginError:
+            self._engine.close()
+            raise
 
     def poll(self) -> Any:
         return self.plugin.call()
@@ -220,8 +239,48 @@ class ComponentPlugin(_Harness):
         self._engine.close()
 
 
+def _refuse_stale(plugin_dir: Path, wasm: Path) -> None:
+    """Testing an old build against new sources gives baffling failures: refuse it.
+
+    The build records the hash of its inputs beside the ``.wasm``; when it is
+    there and differs from the sources now, the component is out of date.
+    """
+    if not wasm.exists():
+        raise BuildError(f"{wasm} not found: run `wasihost build {plugin_dir.name}` first")
+    stamp = wasm.with_suffix(".inputs")
+    wit_dir = plugin_dir.parent.parent / "wit"
+    if stamp.exists() and wit_dir.is_dir():
+        current = inputs_hash(plugin_dir, wit_dir, read_manifest(plugin_dir))
+        if stamp.read_text().strip() != current:
+            raise BuildError(
+                f"{wasm} is older than the sources in {plugin_dir}: "
+                f"run `wasihost build {plugin_dir.name}` first"
+            )
+
+
+def load_module(plugin_dir: Path | str, name: str) -> ModuleType:
+    """Import a plugin's helper module (e.g. its driver) for a native unit test.
+
+    pytest's importlib mode keeps plugin folders off ``sys.path``; this loads
+    ``plugin_dir/name.py`` under a name of its own, so two plugins' ``driver``
+    modules never clash.
+    """
+    path = Path(plugin_dir).resolve() / f"{name}.py"
+    unique = f"wasihost_plugin_{path.parent.name.replace('-', '_')}_{name}"
+    spec = importlib.util.spec_from_file_location(unique, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = module  # dataclasses look their module up while it runs
+    spec.loader.exec_module(module)
+    return module
+
+
+Mode = Literal["native", "component"]
+
+
 def plugin_under_test(
-    plugin_dir: Path | str, mode: Literal["native", "component"] = "native", **options: Any
+    plugin_dir: Path | str, mode: Mode = "native", **options: Any
 ) -> NativePlugin | ComponentPlugin:
     """The plugin in ``mode``; parametrise a test over both modes to prove
     the native run and the component agree."""
