@@ -140,3 +140,21 @@ def test_load_module_keeps_plugins_apart() -> None:
     assert climate.dew_point_c(20.0, 50.0) == pytest.approx(9.3, abs=0.1)
     iaq = load_module(ROOT / "plugins" / "bme680", "iaq")
     assert iaq.band(25) == "good"
+
+
+def test_bindings_are_regenerated_when_the_wit_changes(tmp_path: Path) -> None:
+    import shutil
+
+    from wasihost.bindings import bindings_for
+    from wasihost.build import Manifest
+
+    wit = tmp_path / "wit"
+    shutil.copytree(ROOT / "wit", wit)
+    first = bindings_for(Manifest("sensor-plugin"), wit, tmp_path / "bindings")
+    generated = first / "wit_world" / "exports" / "__init__.py"
+    assert "Read the sensor and report" in generated.read_text()  # the doc comment
+    contract = wit / "plugin.wit"
+    contract.write_text(contract.read_text().replace("/// Read the sensor and report", "/// Read"))
+    second = bindings_for(Manifest("sensor-plugin"), wit, tmp_path / "bindings")
+    assert second == first
+    assert "Read the sensor and report" not in generated.read_text()

@@ -30,12 +30,22 @@ def bindings_for(manifest: Manifest, wit_dir: Path, root: Path = DEFAULT_ROOT) -
     stamp = folder / ".wit-hash"
     if stamp.exists() and stamp.read_text() == stamp_value:
         return folder
-    with tempfile.TemporaryDirectory(prefix="wasihost-wit-") as scratch:
+    root.mkdir(parents=True, exist_ok=True)
+    # componentize-py will not write into an existing folder: generate beside
+    # it, then swap, so stale bindings are replaced and readers never see half.
+    with tempfile.TemporaryDirectory(prefix="wasihost-wit-") as scratch, \
+            tempfile.TemporaryDirectory(prefix=".bindings-", dir=root) as fresh:  # fmt: skip
         wit, world = target_world(manifest, wit_dir, Path(scratch))
+        out = Path(fresh) / "out"
         command = [componentize_py(), "-d", str(wit.resolve()), "-w", world, "bindings",
-                   str(folder.resolve())]  # fmt: skip
+                   str(out)]  # fmt: skip
         proc = subprocess.run(command, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"bindings for {world} failed:\n{(proc.stderr or proc.stdout).strip()}")
-    write_atomically(stamp, stamp_value.encode())
+        if proc.returncode != 0:
+            output = (proc.stderr or proc.stdout).strip()
+            raise BuildError(f"bindings for {world} failed:\n{output}")
+        write_atomically(out / ".wit-hash", stamp_value.encode())
+        stale = Path(fresh) / "stale"
+        if folder.exists():
+            folder.rename(stale)  # removed with the temporary folder
+        out.rename(folder)
     return folder
