@@ -155,8 +155,7 @@ class SmbusI2c:
                 "(fix: sudo usermod -aG i2c $USER, then log out and back in)"
             )
         return (
-            f"{where}: error talking to 0x{address:02x}: {exc.strerror or exc} "
-            f"({errno_name(exc)})"
+            f"{where}: error talking to 0x{address:02x}: {exc.strerror or exc} ({errno_name(exc)})"
         )
 
     def _close_bus(self) -> None:

@@ -34,7 +34,7 @@ class CpuThermal:
             "cpu-temperature",
             "CPU temperature",
             f"{self.path} (no thermal zone: not a Raspberry Pi, or sysfs is not mounted)",
-            "run wasihost on the Pi, or use [board] kind = \"sim\"",
+            'run wasihost on the Pi, or use [board] kind = "sim"',
         )
 
     def read(self) -> float:
