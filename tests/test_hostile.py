@@ -35,7 +35,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,16 +80,6 @@ def spaced(number: int) -> str:
 def steady_color(polls: int) -> Color:
     """What ``chaos`` in counter mode with ``led`` writes on its ``polls``-th poll."""
     return (10 * polls % 256, 20, 30)
-
-
-class FakeClock:
-    """The supervisor's monotonic clock: backoff passes without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def chaos(**settings: Any) -> dict[str, Any]:
@@ -530,31 +520,11 @@ def _params(attacks: list[Any]) -> list[Any]:
 
 # -- fixtures -------------------------------------------------------------------------
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def bus_log(board: SimBoard) -> BusLog:
     board.set_dht22(*ROOM)
     log = BusLog()
     log.attach(board)
     return log
-
-
-@pytest.fixture
-def start_host(board: SimBoard, clock: FakeClock) -> Iterator[Callable[[HostConfig], Host]]:
-    hosts: list[Host] = []
-
-    def start(config: HostConfig) -> Host:
-        host = Host(config, board=board, monotonic=clock)
-        hosts.append(host)
-        host.load_plugins()
-        return host
-
-    yield start
-    for host in hosts:
-        host.close()
 
 
 @pytest.fixture
@@ -610,10 +580,10 @@ async def get_page(client: TestClient, path: str = "/") -> tuple[ClientResponse,
 async def test_hostile_plugin(
     attack: Attack,
     make_config: MakeConfig,
-    start_host: Callable[[HostConfig], Host],
+    make_host: Callable[[HostConfig], Host],
     board: SimBoard,
     bus_log: BusLog,
-    clock: FakeClock,
+    monotonic: Any,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
     hostile_report: Report,
@@ -629,14 +599,14 @@ async def test_hostile_plugin(
     config = make_config(
         {HOSTILE: hostile, **well_behaved(), "dashboard": {}}, supervision=attack.supervision
     )
-    host = start_host(config)
+    host = make_host(config)
     assert host.statuses()[HOSTILE]["state"] == "running"
     watch = ReadingWatch(host)
 
     attack_started = time.perf_counter()
     for cycle in range(attack.cycles):
         if cycle:
-            clock.now += attack.advance_s
+            monotonic.now += attack.advance_s
         readings = await host.cycle.run_once()
         await host.after_cycle(readings)
     recover_ms = watch.recovered_ms(attack_started)
@@ -775,7 +745,7 @@ PAGE_ATTACKS = [
 async def test_hostile_dashboard(
     attack: PageAttack,
     make_config: MakeConfig,
-    start_host: Callable[[HostConfig], Host],
+    make_host: Callable[[HostConfig], Host],
     board: SimBoard,
     bus_log: BusLog,
     hostile_report: Report,
@@ -793,7 +763,7 @@ async def test_hostile_dashboard(
             **well_behaved(),
         }
     )
-    host = start_host(config)
+    host = make_host(config)
     assert renderer_status(host)["state"] == "running"
     watch = ReadingWatch(host)
     good = (*GOOD, selector)
