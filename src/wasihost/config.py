@@ -9,6 +9,8 @@ rather than silently fall back to a default on a device nobody watches.
 
 from __future__ import annotations
 
+import re
+import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +236,14 @@ class HostConfig:
     mqtt: MqttConfig
     fleet: FleetConfig
     plugin_keys: dict[str, str]  # normalised name -> key as written in the file
+
+    @property
+    def node_id(self) -> str:
+        """``[node] id``, else the host name made safe for MQTT topics and entity ids."""
+        if self.node.id:
+            return self.node.id
+        cleaned = re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-")
+        return cleaned[:64] or "wasihost"
 
     def world_of(self, name: str) -> str:
         return self.plugins[name].world or f"{name}-plugin"

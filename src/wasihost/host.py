@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -66,8 +65,9 @@ class Host:
             )
             for spec in specs
         }
+        self.clock_ms = clock_ms
         self.state = AppState(
-            node=socket.gethostname(),
+            node=config.node_id,
             board=self.board.kind,
             interval_seconds=config.polling.interval_seconds,
             plugins={
@@ -95,6 +95,11 @@ class Host:
         self.reloader = Reloader(self.plugins, self.snapshots)
 
     @property
+    def history_unsaved(self) -> int:
+        """Readings waiting for the history database to accept a commit."""
+        return len(self._unsaved)
+
+    @property
     def dashboard(self) -> Plugin | None:
         return next((p for p in self.plugins.values() if p.role == "renderer"), None)
 
@@ -117,7 +122,7 @@ class Host:
             except PluginError as exc:
                 log.error("[%s] not loaded: %s", plugin.name, exc.reason)
                 if plugin.name in self.state.plugins:
-                    self.state.record_error(plugin.name, exc.reason, time.time_ns() // 1_000_000)
+                    self.state.record_error(plugin.name, exc.reason, self.clock_ms())
                 return
             log.info("[%s] ready in %.1f s", plugin.name, time.perf_counter() - started)
 
@@ -176,7 +181,7 @@ class Host:
         assert self.history is not None
         while not stop.is_set():
             try:
-                removed = await asyncio.to_thread(self.history.prune, time.time_ns() // 1_000_000)
+                removed = await asyncio.to_thread(self.history.prune, self.clock_ms())
             except sqlite3.Error as exc:
                 log.error("history pruning failed: %s", exc)
             else:

@@ -131,6 +131,8 @@ async def healthz(request: web.Request) -> web.Response:
         "last_cycle_age_s": None if age_s is None else round(age_s, 3),
         "plugins_running": len(host.running()),
         "plugins": len(host.plugins),
+        "history_unsaved": host.history_unsaved,
+        "history_dropped": host.history_dropped,
     }
     return web.json_response(body, status=200 if healthy or state.cycle == 0 else 503)
 
