@@ -98,6 +98,12 @@ def _reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from wasihost.doctor import run_doctor
+
+    return run_doctor(load_config(args.config))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="wasihost", description=__doc__)
     top.add_argument("--version", action="version", version=f"wasihost {__version__}")
@@ -156,6 +162,17 @@ def parser() -> argparse.ArgumentParser:
     reference.add_argument("--wit", type=Path, default=Path("wit/plugin.wit"))
     reference.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     reference.set_defaults(handler=_reference)
+
+    doctor = commands.add_parser(
+        "doctor", help="check this machine for the configured board and say how to fix it"
+    )
+    doctor.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help=f"configuration file (default: {DEFAULT_CONFIG_PATH})",
+    )
+    doctor.set_defaults(handler=_doctor)
     return top
 
 

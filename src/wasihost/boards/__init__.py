@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from wasihost.boards.base import Board
 from wasihost.config import HostConfig
-from wasihost.errors import ConfigError
 
 
 def create_board(config: HostConfig) -> Board:
-    """The board ``[board] kind`` names, built from the config."""
-    if config.board.kind == "sim":
-        from wasihost.boards.sim import SimBoard
+    """The board ``[board] kind`` names, built from the config.
 
-        return SimBoard(led_count=config.board.led_count, seed=config.board.seed)
-    raise ConfigError(
-        f'{config.path}: board.kind: the Raspberry Pi board is not available yet (expected "sim")'
-    )
+    Boards are imported here, lazily, so the simulated board never loads the
+    Pi board's modules (which in turn import their hardware libraries only
+    when a device starts).
+    """
+    if config.board.kind == "pi":
+        from wasihost.boards.pi import PiBoard
+
+        return PiBoard.from_config(config)
+    from wasihost.boards.sim import SimBoard
+
+    return SimBoard(led_count=config.board.led_count, seed=config.board.seed)

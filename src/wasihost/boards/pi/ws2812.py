@@ -6,7 +6,8 @@ steady rate with DMA and ``/dev/spidev*`` is usable by the ``spi`` group,
 on Pi 4 and Pi 5 alike. At 2.4 MHz one SPI bit lasts 417 ns, so three SPI
 bits make one WS2812 bit: ``100`` (417 ns high, 833 ns low) is a 0 and
 ``110`` (833 ns high, 417 ns low) is a 1, both inside the datasheet's
-±150 ns windows. Each colour byte becomes exactly three SPI bytes.
+±150 ns windows (the same symbols rpi_ws281x uses in its SPI mode). Each
+colour byte becomes exactly three SPI bytes.
 
 A frame is: a reset gap, then per LED green, red, blue (the chip's GRB
 order), most significant bit first, then another reset gap. The gaps are

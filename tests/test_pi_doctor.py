@@ -1,0 +1,182 @@
+"""``wasihost doctor`` on healthy and broken Pis built as temporary trees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wasihost.boards.pi.fakes import FakePi
+from wasihost.cli import main
+from wasihost.config import HostConfig, parse_config
+from wasihost.doctor import run_doctor
+
+SEEDS = {"pi_monitor": {"led": 0}, "dht22": {"led": 1}, "bme680": {"led": 2}}
+
+
+@pytest.fixture
+def pi(tmp_path: Path) -> FakePi:
+    return FakePi(tmp_path)
+
+
+def config(pi: FakePi, plugins: dict[str, Any] | None = None, **board: Any) -> HostConfig:
+    data = {
+        "board": {"kind": "pi", "pi": {**pi.config_section(), **board}},
+        "plugins": SEEDS if plugins is None else plugins,
+    }
+    return parse_config(data, Path("host.toml"))
+
+
+def doctor(pi: FakePi, cfg: HostConfig | None = None, **machine: Any) -> tuple[int, str]:
+    lines: list[str] = []
+    code = run_doctor(cfg or config(pi), pi.machine(**machine), lines.append, **pi.hardware())
+    return code, "\n".join(lines)
+
+
+def test_a_healthy_pi_passes(pi: FakePi) -> None:
+    code, report = doctor(pi)
+    assert code == 0, report
+    assert "FAIL" not in report and "0 problems found." in report
+    assert "BME680 at 0x77 (bme680): answers (chip id 0x61)" in report
+    assert "DHT22 on GPIO 4: 21.5 °C, 45.2 %RH" in report
+    assert "is pinctrl-rp1 (Raspberry Pi 5)" in report
+
+
+def test_the_simulated_board_has_nothing_to_check(tmp_path: Path, capsys: Any) -> None:
+    path = tmp_path / "host.toml"
+    path.write_text('[board]\nkind = "sim"\n')
+    assert main(["doctor", "--config", str(path)]) == 0
+    assert "simulated: nothing to check" in capsys.readouterr().out
+
+
+def test_i2c_off_says_how_to_turn_it_on(pi: FakePi) -> None:
+    pi.remove("dev/i2c-1")
+    (pi.root / "boot/firmware/config.txt").write_text("dtparam=spi=on\ndtoverlay=dht11\n")
+    code, report = doctor(pi)
+    assert code == 1
+    assert "FAIL  I2C bus 1:" in report
+    assert "sudo raspi-config nonint do_i2c 0 (or dtparam=i2c_arm=on" in report
+
+
+def test_i2c_enabled_but_no_device_file_needs_the_module(pi: FakePi) -> None:
+    pi.remove("dev/i2c-1")
+    code, report = doctor(pi)
+    assert code == 1 and "sudo modprobe i2c-dev" in report
+
+
+@pytest.mark.parametrize(
+    ("membership", "fix"),
+    [
+        ((False, False), "sudo usermod -aG i2c pi, then log out and back in"),
+        ((True, False), "pi is in group i2c but this session predates it"),
+    ],
+)
+def test_a_device_file_this_user_cannot_open_names_the_group(
+    pi: FakePi, membership: tuple[bool, bool], fix: str
+) -> None:
+    code, report = doctor(
+        pi,
+        access=lambda path: path.name != "i2c-1",
+        group_of=lambda path: "i2c",
+        membership=lambda user, group: membership,
+    )
+    assert code == 1
+    assert "i2c-1 is not readable and writable by pi" in report and fix in report
+
+
+def test_no_chip_at_the_bme680_address_suggests_the_other_one(tmp_path: Path) -> None:
+    pi = FakePi(tmp_path, devices={})
+    code, report = doctor(pi)
+    assert code == 1
+    assert "FAIL  BME680 at 0x77 (bme680): I2C bus 1: no device answered at 0x77" in report
+    assert 'set [sensors.bme680] i2c_address = "0x76"' in report
+
+
+def test_granted_i2c_addresses_of_other_plugins_are_probed(pi: FakePi) -> None:
+    plugins = {**SEEDS, "sht31": {"world": "sensor-plugin", "grants": {"i2c_addresses": ["0x44"]}}}
+    code, report = doctor(pi, config(pi, plugins))
+    assert code == 1
+    assert "I2C device at 0x44 (sht31): I2C bus 1: no device answered at 0x44" in report
+
+
+def test_no_dht_overlay_gives_the_config_line_for_the_configured_pin(pi: FakePi) -> None:
+    pi.remove("sys/bus/iio/devices/iio:device0")
+    (pi.root / "boot/firmware/config.txt").write_text("dtoverlay=dht11,gpiopin=17\n")
+    code, report = doctor(pi)
+    assert code == 1
+    assert "config.txt loads the overlay for GPIO 17, not 4: change it to" in report
+    (pi.root / "boot/firmware/config.txt").write_text("dtparam=i2c_arm=on\n")
+    code, report = doctor(pi)
+    assert "add dtoverlay=dht11,gpiopin=4 to /boot/firmware/config.txt" in report
+
+
+def test_a_dht22_that_does_not_answer_is_reported_with_wiring_advice(pi: FakePi) -> None:
+    import errno
+
+    pi.fail_dht(errno.ETIMEDOUT, 3)
+    code, report = doctor(pi)
+    assert code == 1
+    assert "FAIL  DHT22 on GPIO 4: DHT22 on GPIO 4: no reading after 1 try" in report
+    assert "10 kΩ pull-up" in report
+
+
+def test_an_unused_device_only_warns(pi: FakePi) -> None:
+    pi.remove("sys/bus/iio/devices/iio:device0")
+    plugins = {"pi_monitor": {"led": 0}, "bme680": {"led": 2}}
+    code, report = doctor(pi, config(pi, plugins))
+    assert code == 0
+    assert "warn  DHT22 on GPIO 4" in report and "(no enabled plugin uses it)" in report
+
+
+def test_the_wrong_gpio_chip_names_the_header_chip(pi: FakePi) -> None:
+    """A Pi 5 on an older kernel: the header is gpiochip4, gpiochip0 is the SoC's."""
+    (pi.dev / "gpiochip4").touch()
+    pi.chip_labels = {"gpiochip0": "gpio-brcmstb@107d508500", "gpiochip4": "pinctrl-rp1"}
+    code, report = doctor(pi)
+    assert code == 1
+    assert f'set gpio_chip = "{pi.dev / "gpiochip4"}" under [board.pi]' in report
+
+
+def test_relays_held_by_a_running_host_only_warn(pi: FakePi) -> None:
+    running = pi.board()  # the host, holding the lines
+    try:
+        code, report = doctor(pi)
+    finally:
+        running.close()
+    assert code == 0
+    assert "warn  buzzer relay on GPIO 17" in report and "held by another process" in report
+
+
+def test_without_gpiod_the_relays_fail_with_the_install_command(
+    pi: FakePi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wasihost.boards.pi import relay
+
+    monkeypatch.setattr(relay, "load_gpiod", lambda: None)
+    lines: list[str] = []
+    hardware = {k: v for k, v in pi.hardware().items() if k != "gpiod"}
+    code = run_doctor(config(pi), pi.machine(), lines.append, **hardware)
+    assert code == 1
+    assert "fix: pip install 'wasihost[pi]'" in "\n".join(lines)
+
+
+def test_a_pi4_is_warned_about_the_core_clock(pi: FakePi) -> None:
+    (pi.sys / "firmware/devicetree/base/model").write_text("Raspberry Pi 4 Model B Rev 1.5\0")
+    pi.chip_labels = {"gpiochip0": "pinctrl-bcm2711"}
+    code, report = doctor(pi)
+    assert code == 0
+    assert "warn  LED strip: on a Pi 4 the SPI clock follows the core clock" in report
+    assert "core_freq_min=500" in report
+
+
+def test_doctor_from_the_command_line_on_this_machine(tmp_path: Path, capsys: Any) -> None:
+    """The real machine is no Pi: doctor reports problems, exits 1, and does not crash."""
+    path = tmp_path / "host.toml"
+    path.write_text(
+        '[board]\nkind = "pi"\n[board.pi]\ngpio_chip = "/nonexistent/gpiochip0"\n'
+        'spi_device = "/nonexistent/spidev0.0"\n'
+    )
+    assert main(["doctor", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "problem" in out and "fix:" in out
