@@ -45,6 +45,7 @@ class PollCycle:
         self.show_sensor_data = show_sensor_data
         self.clock_ms = clock_ms
         self._last_errors: dict[str, str | None] = {}
+        self._led_error: str | None = None
 
     def _poll(self, plugin: Plugin) -> Reading | PluginError:
         try:
@@ -68,7 +69,13 @@ class PollCycle:
         try:
             await asyncio.to_thread(self.board.write_leds, colors)
         except WasihostError as exc:
-            log.error("LED write failed: %s", exc)
+            if self._led_error != str(exc):  # once when it starts or changes, not every cycle
+                log.error("LED write failed: %s", exc)
+            self._led_error = str(exc)
+        else:
+            if self._led_error is not None:
+                log.info("LED writes work again after: %s", self._led_error)
+            self._led_error = None
         now = self.clock_ms()
         for plugin, outcome in zip(due, outcomes, strict=True):
             if isinstance(outcome, Reading):

@@ -130,7 +130,31 @@ class Host:
             list(pool.map(load, todo))
 
     def statuses(self) -> dict[str, dict[str, Any]]:
-        return {name: plugin.status() for name, plugin in self.plugins.items()}
+        """Each plugin's health, with the board problems of the devices it uses."""
+        problems = self.board.problems()
+        statuses = {}
+        for name, plugin in self.plugins.items():
+            uses = self._devices(plugin)
+            statuses[name] = {
+                **plugin.status(),
+                "board_problems": [p.to_json() for p in problems if p.device in uses],
+            }
+        return statuses
+
+    def _devices(self, plugin: Plugin) -> set[str]:
+        """The board devices a plugin can reach, as ``BoardProblem.device`` names them."""
+        grants = plugin.spec.grants
+        imports = self.contract.worlds[plugin.world].imports
+        named = {
+            "dht22": bool(grants.gpio_pins),
+            "i2c": bool(grants.i2c_addresses),
+            "leds": bool(grants.leds),
+            "buzzer": grants.buzzer,
+            "fan": grants.fan,
+            "cpu-temperature": "gpio-provider" in imports,
+            "system": "system-info" in imports,
+        }
+        return {device for device, used in named.items() if used}
 
     def snapshot(self) -> dict[str, Any]:
         """The app state plus plugin health: what the dashboard renders and streams."""

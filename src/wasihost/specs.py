@@ -17,6 +17,8 @@ from wasihost.runtime.contract import Contract
 from wasihost.runtime.plugin import PluginSpec
 from wasihost.runtime.supervision import SupervisionPolicy
 
+PI_GPIO_TIMEOUT_MS = 1800
+
 
 def _grants(config: HostConfig, name: str, plugin: PluginConfig, imports: frozenset[str]) -> Grants:
     explicit = plugin.grants
@@ -67,14 +69,26 @@ def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
             raise ConfigError(
                 f"{config.path}: {key}: unknown world {world!r} (expected one of: {known})"
             )
+        grants = _grants(config, name, plugin, contract.worlds[world].imports)
+        timeout_ms = plugin.timeout_ms
+        if (
+            config.board.kind == "pi"
+            and grants.gpio_pins
+            and "timeout_ms" not in (plugin.model_fields_set)
+        ):
+            # The kernel's DHT22 driver can take its full 1 s timeout before it says a
+            # read failed; with the default deadline the plugin would trap instead of
+            # reporting why. The poll interval still bounds it.
+            interval_ms = int(config.polling.interval_seconds * 1000)
+            timeout_ms = min(max(timeout_ms, PI_GPIO_TIMEOUT_MS), interval_ms)
         specs.append(
             PluginSpec(
                 name=name,
                 world=world,
                 wasm=config.wasm_of(name),
                 settings=_settings(config, name, plugin),
-                grants=_grants(config, name, plugin, contract.worlds[world].imports),
-                timeout_ms=plugin.timeout_ms,
+                grants=grants,
+                timeout_ms=timeout_ms,
                 max_memory_mb=plugin.max_memory_mb,
                 max_log_lines_per_minute=plugin.max_log_lines_per_minute,
                 max_actuator_changes_per_minute=plugin.max_actuator_changes_per_minute,

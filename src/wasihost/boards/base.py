@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from wasihost.errors import BoardError
+
 Color = tuple[int, int, int]
 OFF: Color = (0, 0, 0)
 
@@ -35,6 +37,38 @@ class Dht22Reading:
 class MemoryInfo:
     total_kb: int
     available_kb: int
+
+
+@dataclass(frozen=True, slots=True)
+class BoardProblem:
+    """One device that cannot work, what it lacks and how to fix it.
+
+    ``device`` is a stable key (``dht22``, ``i2c``, ``leds``, ``buzzer``, ``fan``,
+    ``cpu-temperature``, ``system``) so the web layer can match problems to
+    the plugins whose grants use that device. ``busy`` marks a device another
+    process holds (often the running host itself, seen from ``doctor``).
+    """
+
+    device: str
+    label: str
+    what: str
+    fix: str
+    busy: bool = False
+
+    def message(self) -> str:
+        return f"{self.label} missing: {self.what} (fix: {self.fix})"
+
+    def error(self) -> BoardError:
+        return BoardError(self.message())
+
+    def to_json(self) -> dict[str, str | bool]:
+        return {
+            "device": self.device,
+            "problem": self.message(),
+            "what": self.what,
+            "fix": self.fix,
+            "busy": self.busy,
+        }
 
 
 class I2cDevice(Protocol):
@@ -84,6 +118,10 @@ class Board(Protocol):
         ...
 
     def uptime_seconds(self) -> int: ...
+
+    def problems(self) -> list[BoardProblem]:
+        """Devices that cannot work right now, with what is missing and the fix."""
+        ...
 
     def close(self) -> None:
         """Release devices and leave actuators in their safe state (off)."""

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wasihost.boards.base import OFF, Color, Dht22Reading, I2cDevice, MemoryInfo
+from wasihost.boards.base import OFF, BoardProblem, Color, Dht22Reading, I2cDevice, MemoryInfo
 from wasihost.boards.bme680_chip import Bme680Chip
 from wasihost.boards.sht31_chip import Sht31Chip
 from wasihost.errors import BoardError
@@ -179,6 +179,9 @@ class SimBoard:
         with self._lock:
             self._boot_ticks += 2
             return self._boot_ticks
+
+    def problems(self) -> list[BoardProblem]:
+        return []  # every simulated device is always there
 
     def close(self) -> None:
         self.set_fan(False)

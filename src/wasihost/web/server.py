@@ -133,6 +133,10 @@ async def healthz(request: web.Request) -> web.Response:
         "plugins": len(host.plugins),
         "history_unsaved": host.history_unsaved,
         "history_dropped": host.history_dropped,
+        "board": {
+            "kind": host.board.kind,
+            "problems": [p.to_json() for p in host.board.problems()],
+        },
     }
     return web.json_response(body, status=200 if healthy or state.cycle == 0 else 503)
 

@@ -11,7 +11,7 @@ libraries are imported lazily inside the device modules, so importing this
 package needs none of them.
 """
 
+from wasihost.boards.base import BoardProblem
 from wasihost.boards.pi.board import PiBoard
-from wasihost.boards.pi.problems import BoardProblem
 
 __all__ = ["BoardProblem", "PiBoard"]

@@ -20,11 +20,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from wasihost.boards.base import Color, Dht22Reading, MemoryInfo
+from wasihost.boards.base import BoardProblem, Color, Dht22Reading, MemoryInfo
 from wasihost.boards.pi.buzzer import Buzzer
 from wasihost.boards.pi.dht22 import IioDht22
 from wasihost.boards.pi.i2c import Bus, Messages, SmbusI2c
-from wasihost.boards.pi.problems import BoardProblem
 from wasihost.boards.pi.procfs import ProcStats
 from wasihost.boards.pi.relay import Relay
 from wasihost.boards.pi.thermal import CpuThermal, read_text

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 
-from wasihost.boards.pi.problems import BoardProblem
+from wasihost.boards.base import BoardProblem
 from wasihost.boards.pi.relay import Relay
 from wasihost.errors import BoardError
 

@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from wasihost.boards.base import Dht22Reading
-from wasihost.boards.pi.problems import BoardProblem, errno_name
+from wasihost.boards.base import BoardProblem, Dht22Reading
+from wasihost.boards.pi.problems import errno_name
 from wasihost.boards.pi.thermal import read_text
 from wasihost.errors import BoardError
 

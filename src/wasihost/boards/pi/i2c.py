@@ -23,12 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from wasihost.boards.pi.problems import (
-    BoardProblem,
-    errno_name,
-    missing_library,
-    open_failure,
-)
+from wasihost.boards.base import BoardProblem
+from wasihost.boards.pi.problems import errno_name, missing_library, open_failure
 from wasihost.errors import BoardError
 
 

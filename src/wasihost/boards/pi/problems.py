@@ -1,5 +1,7 @@
 """What is missing on a Pi, said once, in the same words everywhere.
 
+(``BoardProblem`` itself lives in ``boards.base``: every board reports them.)
+
 A device that cannot start (library not installed, interface off, no
 permission, line busy) does not stop the host: it records a
 ``BoardProblem`` and raises it as a ``BoardError`` each time it is used.
@@ -11,45 +13,12 @@ read the same reason and the same fix.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from pathlib import Path
 
-from wasihost.errors import BoardError
+from wasihost.boards.base import BoardProblem
 
 RELOGIN = "then log out and back in (or restart the service)"
 PI_EXTRA = "pip install 'wasihost[pi]'"
-
-
-@dataclass(frozen=True, slots=True)
-class BoardProblem:
-    """One device that cannot work, what it lacks and how to fix it.
-
-    ``device`` is a stable key (``dht22``, ``i2c``, ``leds``, ``buzzer``, ``fan``,
-    ``cpu-temperature``, ``system``) so the web layer can match problems to
-    the plugins whose grants use that device. ``busy`` marks a device another
-    process holds (often the running host itself, seen from ``doctor``).
-    """
-
-    device: str
-    label: str
-    what: str
-    fix: str
-    busy: bool = False
-
-    def message(self) -> str:
-        return f"{self.label} missing: {self.what} (fix: {self.fix})"
-
-    def error(self) -> BoardError:
-        return BoardError(self.message())
-
-    def to_json(self) -> dict[str, str | bool]:
-        return {
-            "device": self.device,
-            "problem": self.message(),
-            "what": self.what,
-            "fix": self.fix,
-            "busy": self.busy,
-        }
 
 
 def missing_library(device: str, label: str, package: str) -> BoardProblem:

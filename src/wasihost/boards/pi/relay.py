@@ -25,11 +25,8 @@ import logging
 import threading
 from typing import Any
 
-from wasihost.boards.pi.problems import (
-    BoardProblem,
-    missing_library,
-    open_failure,
-)
+from wasihost.boards.base import BoardProblem
+from wasihost.boards.pi.problems import missing_library, open_failure
 from wasihost.errors import BoardError
 
 log = logging.getLogger("wasihost.boards.pi")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from wasihost.boards.pi.problems import BoardProblem
+from wasihost.boards.base import BoardProblem
 from wasihost.errors import BoardError
 
 ZONE = Path("class/thermal/thermal_zone0/temp")

@@ -34,8 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from wasihost.boards.base import OFF, Color
-from wasihost.boards.pi.problems import BoardProblem, errno_name, open_failure
+from wasihost.boards.base import OFF, BoardProblem, Color
+from wasihost.boards.pi.problems import errno_name, open_failure
 from wasihost.boards.pi.thermal import read_text
 from wasihost.errors import BoardError
 

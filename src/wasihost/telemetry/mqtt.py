@@ -1,0 +1,401 @@
+"""Publishing readings to an MQTT broker, with Home Assistant discovery.
+
+Two halves that meet only at the durable ``Outbox``:
+
+- ``enqueue_cycle`` (host, worker thread, after every cycle) turns readings
+  and plugin health into messages and appends them to the outbox. It touches
+  SQLite, never the network, so a broker outage cannot slow the poll cycle.
+- ``run`` (event loop task) keeps one connection to the broker and drains the
+  outbox in id order: publish a batch, wait until each publish completed
+  (PUBACK/PUBCOMP for QoS 1/2), then ``ack`` the batch. On broker loss it
+  reconnects with capped, jittered exponential backoff while messages keep
+  queueing.
+
+Delivery is at-least-once: a message is deleted only after its publish
+completed, so a crash or a dropped connection re-sends, never loses. A
+duplicate needs the connection to break after the broker took a message but
+before its acknowledgement came back; readers that care can drop a state
+whose ``timestamp_ms`` is not newer than the last one of that plugin (the
+hub's ``Fleet`` does). Each connection uses a fresh client, so paho's own
+in-memory queue never re-sends a message the outbox re-sends too.
+
+Availability (``online`` on connect, ``offline`` as last will and on stop)
+and discovery configs are published directly, retained: they describe the
+present, so queueing old ones would be wrong. Discovery is re-published on
+connect, when a new measured field appears, and when Home Assistant
+announces ``<discovery_prefix>/status`` = ``online``.
+
+The hub reuses this connection: ``subscriptions`` and ``on_message`` let the
+``Fleet`` listen on the same client instead of opening a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import sqlite3
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+
+from wasihost import __version__
+from wasihost.config import MqttConfig
+from wasihost.errors import ConfigError
+from wasihost.model import Reading
+from wasihost.telemetry import discovery
+from wasihost.telemetry.discovery import Entity, Topics
+from wasihost.telemetry.outbox import Outbox, OutboxMessage
+
+log = logging.getLogger("wasihost.mqtt")
+
+BATCH = 100  # messages published concurrently before one ack transaction
+MAX_INFLIGHT = 20  # QoS 1/2 messages awaiting acknowledgement (paho's default)
+STOP_GRACE_SECONDS = 5.0  # how long a stop waits for the batch in flight
+OPERATION_TIMEOUT_SECONDS = 10.0
+
+MessageHandler = Callable[[str, bytes, bool], None]  # topic, payload, retained
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _check_tls(ca_file: str | None) -> None:
+    """Fail at start-up, naming the key, rather than on every reconnect."""
+    try:
+        ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"mqtt.ca_file: cannot load CA certificates from {ca_file!r}: {exc}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class MqttStats:
+    """Counters for ``/metrics``: outbox messages published since start (not
+    availability or discovery), reconnects after the first connection, the
+    connection flag, the outbox, and cycles whose outbox write failed."""
+
+    published: int
+    reconnects: int
+    connected: bool
+    outbox_depth: int
+    outbox_dropped: int
+    enqueue_errors: int
+
+
+class MqttPublisher:
+    """One node's MQTT connection: drains the outbox, owns availability and discovery."""
+
+    def __init__(
+        self,
+        settings: MqttConfig,
+        node_id: str,
+        interval_seconds: float,
+        outbox: Outbox,
+        *,
+        subscriptions: Sequence[str] = (),
+        on_message: MessageHandler | None = None,
+        backoff_initial_seconds: float = 1.0,
+        backoff_max_seconds: float = 60.0,
+        sleep: Sleep = asyncio.sleep,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        if settings.tls:
+            _check_tls(settings.ca_file)
+        self.settings = settings
+        self.node_id = node_id
+        self.topics = Topics.for_node(node_id, settings.base_topic)
+        self.outbox = outbox
+        self.expire_after = settings.expire_after_seconds or max(
+            60, math.ceil(3 * interval_seconds)
+        )
+        self.subscriptions = tuple(subscriptions)
+        self.on_message = on_message
+        self.backoff_initial = backoff_initial_seconds
+        self.backoff_max = backoff_max_seconds
+        self._sleep = sleep  # backoff waits; tests inject a gate instead of real time
+        self._clock_ms = clock_ms
+        self._ha_status_topic = f"{settings.discovery_prefix}/status"
+        # Entities seen so far, by plugin; read on the loop, written by enqueue_cycle.
+        self._lock = threading.Lock()
+        self._entities: dict[str, dict[str, Entity]] = {}
+        self._plugins: set[str] = set()
+        self._skipped: set[tuple[str, str]] = set()
+        self._discovery_due = True
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self.connected = False
+        self.published = 0
+        self.connects = 0
+        self.enqueue_errors = 0
+
+    # -- producer side (any thread) -----------------------------------------
+    def enqueue_cycle(
+        self, readings: Sequence[Reading], statuses: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        """Queue one cycle's state and health messages; never touches the network.
+
+        Blocks only on the outbox's SQLite commit; call it from a worker thread.
+        A failing outbox write is logged and counted, never raised.
+        """
+        now = self._clock_ms()
+        qos = self.settings.qos
+        messages = []
+        for reading in readings:
+            fields = self._register(reading)
+            try:
+                payload = discovery.state_payload(reading, fields)
+            except ValueError as exc:  # a non-finite value slipped through
+                log.warning("[%s] state not published: %s", reading.plugin, exc)
+                continue
+            messages.append(OutboxMessage(self.topics.state(reading.plugin), payload, qos))
+        for plugin, status in statuses.items():
+            with self._lock:
+                if plugin not in self._plugins:
+                    self._plugins.add(plugin)
+                    self._discovery_due = True
+            payload = discovery.health_payload(status, now)
+            messages.append(OutboxMessage(self.topics.health(plugin), payload, qos))
+        try:
+            self.outbox.put_many(messages)
+        except Exception as exc:  # sqlite3.Error, OSError: disk full, SD card failure
+            self.enqueue_errors += 1
+            log.error("MQTT outbox write failed, %d messages lost: %s", len(messages), exc)
+            return
+        self._notify()
+
+    def _register(self, reading: Reading) -> list[str]:
+        """Note the reading's entities (discovery is due when one is new or
+        changed); returns every field this plugin has reported so far."""
+        with self._lock:
+            known = self._entities.setdefault(reading.plugin, {})
+            for m in reading.measurements:
+                if not discovery.publishable(m.name):
+                    if (m.plugin, m.name) not in self._skipped:
+                        self._skipped.add((m.plugin, m.name))
+                        log.warning(
+                            "[%s] measurement %r is a reserved MQTT name; not published",
+                            m.plugin,
+                            m.name,
+                        )
+                    continue
+                entity = Entity(m.plugin, m.name, m.unit, m.device_class)
+                if known.get(m.name) != entity:
+                    known[m.name] = entity
+                    self._discovery_due = True
+            return list(known)
+
+    def _notify(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(wake.set)
+
+    def stats(self) -> MqttStats:
+        return MqttStats(
+            published=self.published,
+            reconnects=max(0, self.connects - 1),
+            connected=self.connected,
+            outbox_depth=self.outbox.depth(),
+            outbox_dropped=self.outbox.dropped,
+            enqueue_errors=self.enqueue_errors,
+        )
+
+    # -- connection side (event loop) ----------------------------------------
+    def client(self) -> aiomqtt.Client:
+        """A fresh client for one connection attempt (client id, auth, TLS, will)."""
+        s = self.settings
+        tls = aiomqtt.TLSParameters(ca_certs=s.ca_file) if s.tls else None
+        client = aiomqtt.Client(
+            s.host,
+            s.port,
+            identifier=s.client_id or self.node_id,
+            username=s.username,
+            password=s.password,
+            keepalive=s.keepalive_seconds,
+            tls_params=tls,
+            will=aiomqtt.Will(
+                self.topics.availability, discovery.NOT_AVAILABLE, qos=s.qos, retain=True
+            ),
+            timeout=OPERATION_TIMEOUT_SECONDS,
+            max_inflight_messages=MAX_INFLIGHT,
+        )
+        # aiomqtt warns above 10 pending publishes; a drained batch is BATCH by design.
+        client.pending_calls_threshold = BATCH + 10
+        return client
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay connected and drain the outbox until ``stop`` is set; then
+        publish ``offline`` (if connected) and disconnect."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        s = self.settings
+        delay = self.backoff_initial
+        down_since: float | None = None
+        while not stop.is_set():
+            try:
+                async with self.client() as client:
+                    self.connected = True
+                    self.connects += 1
+                    delay = self.backoff_initial
+                    if down_since is not None:
+                        log.info(
+                            "MQTT broker %s:%d reachable again after %.0f s; %d messages queued",
+                            s.host,
+                            s.port,
+                            time.monotonic() - down_since,
+                            self.outbox.depth(),
+                        )
+                        down_since = None
+                    else:
+                        log.info("MQTT connected to %s:%d as %s", s.host, s.port, self.topics.base)
+                    await self._session(client, stop)
+                    self.connected = False
+                    with contextlib.suppress(aiomqtt.MqttError):
+                        await client.publish(
+                            self.topics.availability, discovery.NOT_AVAILABLE, s.qos, retain=True
+                        )
+            except (aiomqtt.MqttError, sqlite3.Error) as exc:
+                # sqlite3.Error: the outbox could not be read or acked (disk
+                # failure); nothing is lost, so it is retried like a broker loss.
+                self.connected = False
+                if down_since is None:
+                    down_since = time.monotonic()
+                    what = "outbox" if isinstance(exc, sqlite3.Error) else "broker"
+                    log.warning(
+                        "MQTT %s failed (%s: %s:%d); queueing in the outbox, retrying",
+                        what,
+                        exc,
+                        s.host,
+                        s.port,
+                    )
+                await self._pause(stop, delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.backoff_max)
+        self.connected = False
+
+    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
+        """Wait ``seconds`` (through the injected sleep) or until ``stop``."""
+        waiters = {asyncio.ensure_future(self._sleep(seconds)), asyncio.ensure_future(stop.wait())}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        """One connection: announce, subscribe, then receive and drain until the
+        connection breaks (raises ``MqttError``) or ``stop`` is set (returns)."""
+        s = self.settings
+        await client.publish(self.topics.availability, discovery.AVAILABLE, s.qos, retain=True)
+        if s.discovery:
+            await client.subscribe(self._ha_status_topic, qos=1)
+        for topic in self.subscriptions:
+            await client.subscribe(topic, qos=1)
+        with self._lock:
+            self._discovery_due = True
+        receiver = asyncio.create_task(self._receive(client))
+        drainer = asyncio.create_task(self._drain(client, stop))
+        stopper = asyncio.create_task(stop.wait())
+        tasks: set[asyncio.Task[Any]] = {receiver, drainer, stopper}
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                assert self._wake is not None
+                self._wake.set()  # the drainer finishes its batch and returns
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(drainer), STOP_GRACE_SECONDS)
+            for task in (receiver, drainer):
+                if task.done() and not task.cancelled():
+                    task.result()  # re-raise MqttError from either side
+            if not stop.is_set():
+                raise aiomqtt.MqttError("the connection ended")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        """Dispatch incoming messages; raises ``MqttError`` when the connection drops."""
+        async for message in client.messages:
+            topic = message.topic.value
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            if topic == self._ha_status_topic:
+                if payload == b"online":
+                    log.info("Home Assistant is online; re-publishing discovery")
+                    with self._lock:
+                        self._discovery_due = True
+                    assert self._wake is not None
+                    self._wake.set()
+            elif self.on_message is not None:
+                try:
+                    self.on_message(topic, payload, bool(message.retain))
+                except Exception:
+                    log.exception("MQTT message handler failed on %s", topic)
+
+    async def _drain(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        """Publish discovery when due, then the outbox in order, until ``stop``."""
+        assert self._wake is not None
+        while not stop.is_set():
+            self._wake.clear()
+            if self.settings.discovery and self._take_discovery_due():
+                await self._publish_discovery(client)
+            batch = await asyncio.to_thread(self.outbox.peek, BATCH)
+            if not batch:
+                await self._wake.wait()
+                continue
+            # Issued in order on one connection, so the broker receives them in
+            # order; awaited together so a backlog is not paced by round trips.
+            results = await asyncio.gather(
+                *(client.publish(m.topic, m.payload, m.qos, retain=m.retain) for _, m in batch),
+                return_exceptions=True,
+            )
+            # Ack the completed prefix only: acking past a failure would let the
+            # failed message go out after later ones.
+            done = 0
+            while done < len(batch) and results[done] is None:
+                done += 1
+            if done:
+                await asyncio.to_thread(self.outbox.ack, [i for i, _ in batch[:done]])
+                self.published += done
+            if done < len(batch):
+                failure = results[done]
+                if isinstance(failure, aiomqtt.MqttError):
+                    raise failure
+                raise aiomqtt.MqttError(f"publish failed: {failure!r}")
+
+    def _take_discovery_due(self) -> bool:
+        with self._lock:
+            due, self._discovery_due = self._discovery_due, False
+            return due
+
+    async def _publish_discovery(self, client: aiomqtt.Client) -> None:
+        with self._lock:
+            entities = [e for fields in self._entities.values() for e in fields.values()]
+            plugins = sorted(self._plugins)
+        messages = discovery.discovery_messages(
+            self.settings.discovery_prefix,
+            self.node_id,
+            self.topics,
+            entities,
+            plugins,
+            self.expire_after,
+            __version__,
+        )
+        try:
+            for topic, payload in messages:
+                await client.publish(topic, payload, self.settings.qos, retain=True)
+        except BaseException:
+            with self._lock:
+                self._discovery_due = True  # again on the next connection
+            raise
