@@ -46,6 +46,8 @@ class PollCycle:
         self.clock_ms = clock_ms
         self._last_errors: dict[str, str | None] = {}
         self._led_error: str | None = None
+        self.led_writes = 0  # strip writes that succeeded / failed (for /metrics)
+        self.led_write_errors = 0
 
     def _poll(self, plugin: Plugin) -> Reading | PluginError:
         try:
@@ -69,10 +71,12 @@ class PollCycle:
         try:
             await asyncio.to_thread(self.board.write_leds, colors)
         except WasihostError as exc:
+            self.led_write_errors += 1
             if self._led_error != str(exc):  # once when it starts or changes, not every cycle
                 log.error("LED write failed: %s", exc)
             self._led_error = str(exc)
         else:
+            self.led_writes += 1
             if self._led_error is not None:
                 log.info("LED writes work again after: %s", self._led_error)
             self._led_error = None

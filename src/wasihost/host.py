@@ -24,7 +24,7 @@ from wasihost.capabilities.context import wall_clock_ms
 from wasihost.config import HostConfig
 from wasihost.cycle import PollCycle
 from wasihost.devloop import DevRebuilder
-from wasihost.errors import PluginError
+from wasihost.errors import ConfigError, PluginError
 from wasihost.leds import LedBuffer
 from wasihost.model import Reading
 from wasihost.reload import Reloader
@@ -34,7 +34,11 @@ from wasihost.runtime.plugin import Plugin, PluginState
 from wasihost.snapshots import SnapshotStore
 from wasihost.specs import plugin_specs
 from wasihost.state import AppState, PluginView
+from wasihost.telemetry.fleet import Fleet
 from wasihost.telemetry.history import History
+from wasihost.telemetry.metrics import Metrics
+from wasihost.telemetry.mqtt import MqttPublisher
+from wasihost.telemetry.outbox import Outbox
 from wasihost.web.stream import StateStream
 
 log = logging.getLogger("wasihost.host")
@@ -93,6 +97,30 @@ class Host:
         self.history_dropped = 0
         self.snapshots = SnapshotStore(Path(config.state.dir), config.state.save_interval_seconds)
         self.reloader = Reloader(self.plugins, self.snapshots)
+        self.metrics = Metrics(config.node_id)
+        self.fleet: Fleet | None = None
+        if config.fleet.role == "hub":
+            if not config.mqtt.enabled:
+                raise ConfigError(
+                    f'{config.path}: fleet.role = "hub" needs [mqtt] enabled = true '
+                    "(the hub reads the nodes from the broker)"
+                )
+            self.fleet = Fleet(
+                "wasihost", config.fleet.offline_after_seconds, clock=lambda: clock_ms() / 1000
+            )
+        self.outbox: Outbox | None = None
+        self.mqtt: MqttPublisher | None = None
+        if config.mqtt.enabled:
+            self.outbox = Outbox(Path(config.mqtt.outbox_path), config.mqtt.outbox_max_messages)
+            self.mqtt = MqttPublisher(
+                config.mqtt,
+                config.node_id,
+                config.polling.interval_seconds,
+                self.outbox,
+                subscriptions=self.fleet.subscriptions if self.fleet else (),
+                on_message=self.fleet.handle if self.fleet else None,
+                clock_ms=clock_ms,
+            )
 
     @property
     def history_unsaved(self) -> int:
@@ -156,15 +184,30 @@ class Host:
         }
         return {device for device, used in named.items() if used}
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, statuses: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         """The app state plus plugin health: what the dashboard renders and streams."""
-        return {**self.state.to_json(), "plugins": self.statuses()}
+        doc = {**self.state.to_json(), "plugins": statuses or self.statuses()}
+        if self.fleet is not None:
+            doc["fleet"] = self.fleet.to_json()
+        return doc
 
     async def after_cycle(self, readings: list[Reading]) -> None:
-        """Persist the cycle's readings, push the new state to live dashboards,
-        save due state snapshots and look for changed plugin files."""
+        """Persist the cycle's readings, queue them for MQTT, update the metrics,
+        push the new state to live dashboards, save due state snapshots and look
+        for changed plugin files."""
         await self.save_history(readings)
-        self.stream.publish(json.dumps(self.snapshot()))
+        statuses = self.statuses()
+        if self.mqtt is not None:  # SQLite only, on a worker thread: never the network
+            await asyncio.to_thread(self.mqtt.enqueue_cycle, readings, statuses)
+        self.metrics.update(
+            readings,
+            statuses,
+            self.state.last_cycle_ms,
+            led_writes=self.cycle.led_writes,
+            led_write_errors=self.cycle.led_write_errors,
+            mqtt=self.mqtt.stats() if self.mqtt is not None else None,
+        )
+        self.stream.publish(json.dumps(self.snapshot(statuses)))
         await self.save_snapshots()
         if self.config.reload.enabled:
             self.reloader.check_files()
@@ -234,6 +277,8 @@ class Host:
             tasks.append(asyncio.create_task(serve(self, stop)))
         if self.history is not None:
             tasks.append(asyncio.create_task(self._prune_history(stop)))
+        if self.mqtt is not None:
+            tasks.append(asyncio.create_task(self.mqtt.run(stop)))
         if self.config.reload.enabled or dev:  # --dev is pointless without reloading
             tasks.append(asyncio.create_task(self.reloader.watch(stop)))
         if dev:
@@ -256,3 +301,5 @@ class Host:
         self.board.close()
         if self.history is not None:
             self.history.close()
+        if self.outbox is not None:
+            self.outbox.close()

@@ -213,6 +213,24 @@ FAVICON = (
 )
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus text format."""
+    host = request.app[HOST_KEY]
+    return web.Response(
+        body=host.metrics.render(), headers={"Content-Type": host.metrics.content_type}
+    )
+
+
+async def fleet(request: web.Request) -> web.Response:
+    """``GET /api/fleet``: every node the hub hears on the broker (hubs only)."""
+    hub = request.app[HOST_KEY].fleet
+    if hub is None:
+        return web.json_response(
+            {"error": 'this node is not a hub ([fleet] role = "hub")'}, status=404
+        )
+    return web.json_response(hub.to_json())
+
+
 async def favicon(request: web.Request) -> web.Response:
     return web.Response(text=FAVICON, content_type="image/svg+xml")
 
@@ -255,6 +273,8 @@ def create_app(host: Host) -> web.Application:
     app.router.add_get("/api/stream", stream)
     app.router.add_get("/api/history", history)
     app.router.add_get("/favicon.ico", favicon)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/fleet", fleet)
     return app
 
 
