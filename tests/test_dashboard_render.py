@@ -24,6 +24,8 @@ sys.path.insert(0, str(DASHBOARD_DIR))
 import assets  # noqa: E402 - importable only once the plugin directory is on sys.path
 import render  # noqa: E402
 
+from wasihost.telemetry.fleet import Fleet  # noqa: E402
+
 HOSTILE_TAG = "<script>alert(1)</script>"
 HOSTILE_ATTR = '"><img src=x onerror=alert(1)>'
 
@@ -218,7 +220,7 @@ def test_page_is_self_contained() -> None:
 
 def test_script_only_ever_writes_text() -> None:
     """The script handles untrusted values: no markup sinks, only fixed attribute names."""
-    script = script_of(render.render_page(full_state()))
+    script = script_of(render.render_page(hub_state()))
 
     for sink in (
         "innerHTML",
@@ -606,3 +608,272 @@ def test_app_binding_delegates_to_render_json(monkeypatch: pytest.MonkeyPatch) -
 
     assert "raspberrypi" in logic.render('{"node": "raspberrypi"}')
     assert "Cannot render the dashboard" in logic.render("{")
+
+
+# ---- the fleet (a hub's state) --------------------------------------------
+
+HUB_NOW_S = FULL_STATE["timestamp_ms"] / 1000
+
+
+def fleet_doc() -> dict[str, Any]:
+    """A hub's `Fleet.to_json()` after hearing three nodes, one of them silent for 3 min.
+
+    Built by the real `Fleet` from MQTT messages, so the tests follow its document.
+    """
+    now = [HUB_NOW_S - 180]
+    fleet = Fleet(offline_after_seconds=60, clock=lambda: now[0])
+
+    def publish(node: str, plugin: str, values: dict[str, Any], units: dict[str, str]) -> None:
+        doc = {"timestamp_ms": int(now[0] * 1000), **values, "units": units}
+        doc["status"] = {"alarm": "none"}
+        fleet.handle(f"wasihost/{node}/availability", b"online")
+        fleet.handle(f"wasihost/{node}/{plugin}/state", json.dumps(doc).encode())
+
+    publish("cellar", "dht22", {"temperature": 12.3, "humidity": 81.0}, {"temperature": "°C"})
+    now[0] = HUB_NOW_S - 1
+    publish("attic", "dht22", {"temperature": 21.5, "humidity": 45.44}, {"temperature": "°C"})
+    publish(
+        "attic", "bme680", {"iaq": 87.6, "pressure": 1013.27}, {"iaq": "IAQ", "pressure": "hPa"}
+    )
+    publish("garage", "pi-monitor", {"cpu_temperature": 48.2}, {"cpu_temperature": "°C"})
+    now[0] = HUB_NOW_S
+    return fleet.to_json()
+
+
+def hub_state() -> dict[str, Any]:
+    state = full_state()
+    state["fleet"] = fleet_doc()
+    return state
+
+
+def node_card(page: str, node: str) -> str:
+    """The markup of one node's card."""
+    start = page.index(f'data-node="{node}"')
+    return page[start : page.index("</section>", start)]
+
+
+@pytest.mark.parametrize("fleet", ["absent", None, {}, {"nodes": []}, {"nodes": [None, {"x": 1}]}])
+def test_fleet_section_is_absent_without_nodes(fleet: object) -> None:
+    state = full_state()
+    if fleet != "absent":
+        state["fleet"] = fleet
+
+    page = render.render_page(state)
+    elements = parse(page)
+
+    assert attribute_values(elements, "data-fleet") == []
+    assert attribute_values(elements, "data-node") == []
+    assert ">Fleet<" not in page
+    assert "Cannot render" not in page
+
+
+def test_fleet_nodes_are_rendered_with_their_values() -> None:
+    page = render.render_page(hub_state())
+    elements = parse(page)
+
+    assert attribute_values(elements, "data-fleet") == [None]
+    assert attribute_values(elements, "data-node") == ["attic", "cellar", "garage"]
+    assert attribute_values(elements, "data-node-plugin") == [
+        "bme680",
+        "dht22",
+        "dht22",
+        "pi-monitor",
+    ]
+    assert attribute_values(elements, "data-node-measure") == [
+        "iaq",
+        "pressure",
+        "temperature",
+        "humidity",
+        "temperature",
+        "humidity",
+        "cpu_temperature",
+    ]
+    assert attribute_values(elements, "data-decimals")[-7:] == ["0", "1", "1", "1", "1", "1", "1"]
+    assert '<span class="pill ok" data-fleet-online>2 online</span>' in page
+    assert '<span class="pill bad" data-fleet-offline>1 offline</span>' in page
+    # The fleet's own data attributes never collide with the local cards' ones.
+    assert attribute_values(elements, "data-plugin") == ["dht22", "pi-monitor", "bme680"]
+
+    attic = node_card(page, "attic")
+    assert '<span class="badge node-online" data-node-online>online</span>' in attic
+    assert "last seen 1.0 s ago · 22:13:19 UTC" in attic
+    assert '<p class="not-live" data-node-not-live hidden>' in attic
+    assert (
+        '<span class="node-value" data-node-value>21.5</span><span class="unit">°C</span>' in attic
+    )
+    assert '<span class="node-value" data-node-value>45.4</span></dd>' in attic  # no unit sent
+    assert '>88</span><span class="unit">IAQ</span>' in attic
+    assert '>1,013.3</span><span class="unit">hPa</span>' in attic
+    assert '<span class="node-age" data-node-age>1.0 s ago</span>' in attic
+    assert "node-stale" not in attic
+    assert 'class="badge alarm" data-node-alarm hidden' in attic
+    assert "48.2" in node_card(page, "garage")
+    assert "Cannot render" not in page
+
+
+def test_offline_node_is_marked_as_not_live_with_its_age() -> None:
+    page = render.render_page(hub_state())
+
+    cellar = node_card(page, "cellar")
+    assert cellar.startswith('data-node="cellar"')
+    assert '<section class="card node-card offline" data-node="cellar">' in page
+    assert '<span class="badge node-offline" data-node-online>offline</span>' in cellar
+    assert "last seen 3 min ago · 22:10:20 UTC" in cellar
+    assert '<p class="not-live" data-node-not-live>not live' in cellar
+    # Its last values are still shown, greyed, with their age.
+    assert '<div class="node-plugin node-stale" data-node-plugin="dht22">' in cellar
+    assert '<span class="node-age" data-node-age>3 min ago</span>' in cellar
+    assert ">12.3</span>" in cellar
+    for selector in (".node-card.offline .node-measures", ".node-card.offline .node-value"):
+        assert selector in assets.STYLE
+
+
+def test_only_an_explicit_online_flag_counts_as_online() -> None:
+    state = full_state()
+    state["fleet"] = {"nodes": [{"node": "a", "online": "yes"}, {"node": "b", "online": 1}]}
+
+    page = render.render_page(state)
+
+    assert page.count("data-node-online>offline</span>") == 2
+    assert '<span class="pill ok" data-fleet-online>0 online</span>' in page
+    assert "not heard live since the hub started" in page
+    assert "No readings received." in page
+
+
+def test_plugin_silent_for_longer_than_the_timeout_is_greyed_on_an_online_node() -> None:
+    state = hub_state()
+    attic = state["fleet"]["nodes"][0]
+    assert attic["node"] == "attic"
+    attic["plugins"]["bme680"]["age_seconds"] = 600.0
+
+    page = render.render_page(state)
+
+    attic_card = node_card(page, "attic")
+    assert '<div class="node-plugin node-stale" data-node-plugin="bme680">' in attic_card
+    assert '<span class="node-age" data-node-age>10 min ago</span>' in attic_card
+    assert '<div class="node-plugin" data-node-plugin="dht22">' in attic_card
+
+
+def test_fleet_alarm_is_shown() -> None:
+    state = hub_state()
+    state["fleet"]["nodes"][2]["plugins"]["pi-monitor"]["status"]["alarm"] = "high"
+
+    page = render.render_page(state)
+
+    assert '<span class="badge alarm" data-node-alarm>alarm high</span>' in node_card(
+        page, "garage"
+    )
+
+
+@pytest.mark.parametrize("hostile", [HOSTILE_TAG, HOSTILE_ATTR])
+def test_hostile_fleet_names_and_values_are_escaped(hostile: str) -> None:
+    state = full_state()
+    state["fleet"] = {
+        "offline_after_seconds": 60,
+        "nodes": [
+            {
+                "node": hostile,
+                "online": True,
+                "availability": hostile,
+                "last_seen_ms": 1_700_000_000_000,
+                "last_seen_age_seconds": 0.5,
+                "plugins": {
+                    hostile: {
+                        "timestamp_ms": 1_700_000_000_000,
+                        "age_seconds": 0.5,
+                        "measurements": [
+                            {"name": hostile, "value": hostile, "unit": hostile},
+                            {"name": "t", "value": 1.0, "unit": hostile},
+                        ],
+                        "status": {"alarm": hostile, hostile: hostile},
+                    }
+                },
+            }
+        ],
+    }
+
+    page = render.render_page(state)
+    elements = parse(page)
+
+    assert [tag for tag, _ in elements if tag in ("img", "script")] == ["script"]
+    assert not [name for _, attrs in elements for name in attrs if name.startswith("on")]
+    assert hostile not in page
+    assert "Cannot render" not in page
+    # Attribute values survive escaping intact: the script matches on them.
+    for key in ("data-node", "data-node-plugin", "data-node-measure"):
+        assert hostile in attribute_values(elements, key), key
+
+
+@pytest.mark.parametrize(
+    "nodes",
+    [
+        [{"node": "x", "online": None, "last_seen_ms": "x", "last_seen_age_seconds": "x"}],
+        [{"node": "x", "plugins": None}, {"node": "y", "plugins": [1, 2]}],
+        [{"node": "x", "plugins": {"p": None, "q": [], "r": {"measurements": None}}}],
+        [
+            {
+                "node": "x",
+                "last_seen_age_seconds": float("nan"),
+                "plugins": {
+                    "p": {
+                        "age_seconds": float("inf"),
+                        "status": [1],
+                        "measurements": [None, {}, {"name": None, "value": None, "unit": None}],
+                    }
+                },
+            }
+        ],
+        [{"node": "x", "last_seen_age_seconds": -5, "last_seen_ms": None}],
+    ],
+)
+def test_malformed_fleet_does_not_break_the_page(nodes: list[Any]) -> None:
+    state = full_state()
+    state["fleet"] = {"offline_after_seconds": "60", "nodes": nodes}
+
+    page = render.render_page(state)
+
+    assert page.rstrip().endswith("</html>")
+    assert "Cannot render" not in page
+    assert 'data-node="x"' in page
+
+
+def test_fleet_survives_render_json() -> None:
+    page = render.render_json(json.dumps(hub_state()))
+
+    assert "last seen 3 min ago" in page
+    assert "Cannot render" not in page
+
+
+def test_a_failing_node_card_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_body = render._node_card_body
+
+    def body(name: str, node: Any, stale_after: Any) -> str:
+        if name == "attic":
+            raise ValueError(HOSTILE_TAG)
+        return real_body(name, node, stale_after)
+
+    monkeypatch.setattr(render, "_node_card_body", body)
+
+    page = render.render_page(hub_state())
+
+    assert "Cannot render node &#x27;attic&#x27;: ValueError" in page
+    assert HOSTILE_TAG not in page
+    # Still tagged, or the script would take the node for a new one and reload.
+    assert attribute_values(parse(page), "data-node") == ["attic", "cellar", "garage"]
+
+
+def test_script_updates_node_cards_by_their_data_attributes() -> None:
+    script = script_of(render.render_page(hub_state()))
+
+    for marker in (
+        "state.fleet",
+        '"[data-node]", "node"',
+        '"[data-node-plugin]", "nodePlugin"',
+        '"[data-node-measure]", "nodeMeasure"',
+        "[data-node-online]",
+        "[data-node-seen]",
+        "[data-node-not-live]",
+        "[data-node-value]",
+        "[data-node-age]",
+    ):
+        assert marker in script, marker

@@ -128,6 +128,31 @@ h2 { margin: 0; font-size: 1.25rem; }
 }
 .strip { display: flex; flex-wrap: wrap; gap: 0.35rem; }
 .strip .swatch { width: 1.1rem; height: 1.1rem; }
+.fleet { margin-top: 1.25rem; }
+.fleet-head { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: center;
+  margin-bottom: 0.5rem; }
+.node-card h3 { margin: 0; font-size: 1.15rem; }
+.node-online { color: var(--ok); }
+.node-offline { color: #fff; background: var(--bad); border-color: var(--bad);
+  text-transform: uppercase; letter-spacing: 0.05em; }
+.node-seen { margin-left: auto; color: var(--muted); font-size: 0.85rem; }
+.node-card.offline { border-style: dashed; }
+.node-card.offline .node-seen { color: var(--bad); font-weight: 600; }
+.not-live { margin: 0; color: var(--warn); font-size: 0.9rem; font-weight: 600; }
+.node-plugin { display: grid; gap: 0.3rem; }
+.node-plugin + .node-plugin { border-top: 1px solid var(--border); padding-top: 0.5rem; }
+.node-plugin-head { display: flex; flex-wrap: wrap; gap: 0.2rem 0.6rem; align-items: baseline; }
+.node-plugin-head h4 { margin: 0; font-size: 1rem; }
+.node-age { margin-left: auto; color: var(--muted); font-size: 0.85rem; }
+.node-measures { display: grid; gap: 0.35rem 1rem; margin: 0;
+  grid-template-columns: repeat(auto-fill, minmax(8.5rem, 1fr)); }
+.node-measures dt { color: var(--muted); font-size: 0.85rem; }
+.node-measures dd { margin: 0; }
+.node-value { font-size: 1.35rem; font-weight: 700; font-variant-numeric: tabular-nums; }
+.node-card.offline .node-measures, .node-stale .node-measures { opacity: 0.5;
+  font-style: italic; }
+.node-card.offline .node-value, .node-stale .node-value { color: var(--muted); }
+.node-stale .node-age { color: var(--warn); font-weight: 600; }
 .health { margin-top: 1.25rem; }
 .health h2 { margin-bottom: 0.5rem; }
 .table-wrap { overflow-x: auto; }
@@ -221,7 +246,7 @@ SCRIPT = """
   }
 
   function reloadOnce() {
-    // A new plugin or measurement needs server-rendered markup. The timestamp in
+    // A new plugin, measurement or fleet node needs server-rendered markup. The timestamp in
     // sessionStorage stops a reload loop if the fresh page still lacks it.
     if (reloading) return;
     let last = 0;
@@ -436,6 +461,79 @@ SCRIPT = """
     if (lastError) lastError.classList.toggle("bad", hasError);
   }
 
+  // ---- the fleet (hubs only) ---------------------------------------------
+  const ago = (age) => (age === null ? MISSING : fmtAge(Math.max(0, age)) + " ago");
+  function lastSeen(age, seenMs) {
+    if (age === null) return "not heard live since the hub started";
+    return "last seen " + ago(age) + (seenMs === null ? "" : " \u00b7 " + fmtClock(seenMs));
+  }
+
+  function updateNode(card, node, staleAfter, context) {
+    // Only an explicit `online: true` is online, as in render.py.
+    const online = node.online === true;
+    card.classList.toggle("offline", !online);
+    const badge = card.querySelector("[data-node-online]");
+    setText(badge, online ? "online" : "offline");
+    setClass(badge, ["node-online", "node-offline"], online ? "node-online" : "node-offline");
+    show(card.querySelector("[data-node-not-live]"), !online);
+    setText(card.querySelector("[data-node-seen]"),
+      lastSeen(num(node.last_seen_age_seconds), num(node.last_seen_ms)));
+    const plugins = byData(card, "[data-node-plugin]", "nodePlugin");
+    for (const [name, item] of Object.entries(obj(node.plugins))) {
+      const el = plugins.get(name);
+      if (!el) {
+        context.missing = true;
+        continue;
+      }
+      const reading = obj(item);
+      const age = num(reading.age_seconds);
+      el.classList.toggle("node-stale", age !== null && staleAfter !== null && age > staleAfter);
+      setText(el.querySelector("[data-node-age]"), ago(age));
+      const alarm = obj(reading.status).alarm;
+      const alarmEl = el.querySelector("[data-node-alarm]");
+      show(alarmEl, alarmRaised(alarm));
+      if (alarmRaised(alarm)) setText(alarmEl, "alarm " + fmtValue(alarm));
+      const measures = byData(el, "[data-node-measure]", "nodeMeasure");
+      for (const entry of arr(reading.measurements)) {
+        const m = obj(entry);
+        if (typeof m.name !== "string") continue;
+        const measure = measures.get(m.name);
+        if (!measure) {
+          context.missing = true;
+          continue;
+        }
+        const value = num(m.value);
+        const decimals = Number(measure.dataset.decimals) || 0;
+        setText(measure.querySelector("[data-node-value]"),
+          value === null ? fmtValue(m.value) : fmtNumber(value, decimals));
+      }
+    }
+  }
+
+  function updateFleet(fleet, context) {
+    // A hub's state carries the fleet; a node appearing needs a new card.
+    const nodes = arr(obj(fleet).nodes).filter((n) => isObj(n) && typeof n.node === "string");
+    if (!nodes.length) return;
+    const section = document.querySelector("[data-fleet]");
+    if (!section) {
+      context.missing = true;
+      return;
+    }
+    const staleAfter = num(obj(fleet).offline_after_seconds);
+    const cards = byData(section, "[data-node]", "node");
+    let online = 0;
+    for (const node of nodes) {
+      if (node.online === true) online += 1;
+      const card = cards.get(node.node);
+      if (card) updateNode(card, node, staleAfter, context);
+      else context.missing = true;
+    }
+    setText(section.querySelector("[data-fleet-online]"), online + " online");
+    const offlineEl = section.querySelector("[data-fleet-offline]");
+    show(offlineEl, nodes.length > online);
+    setText(offlineEl, nodes.length - online + " offline");
+  }
+
   function apply(state) {
     if (!isObj(state)) return;
     nowMs = num(state.timestamp_ms) ?? Date.now();
@@ -470,6 +568,7 @@ SCRIPT = """
       if (row) updateHealthRow(row, obj(info), context);
       else context.missing = true;
     }
+    updateFleet(state.fleet, context);
     const summary = document.querySelector("[data-summary]");
     setText(summary, context.problems.length ? context.problems.join(" \\u00b7 ") : "all clear");
     setClass(summary, ["ok", "bad"], context.problems.length ? "bad" : "ok");

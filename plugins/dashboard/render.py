@@ -146,6 +146,7 @@ def render_page(state: JsonObject) -> str:
     body = (
         _guarded("the header", _page_header, state, node, readings, plugins, snapshot)
         + f'<main class="grid">{cards}</main>'
+        + _guarded("the fleet", _fleet_section, state.get("fleet"))
         + _guarded("the plugin table", _health_table, plugins)
         + f"<script>{_SCRIPT}</script>"
     )
@@ -495,6 +496,138 @@ def _swatch(index: int, colour: tuple[int, int, int] | None, labelled: bool = Fa
     if not labelled:
         return dot
     return f'<span class="led">{dot}LED {index} <code data-led-text>{text}</code></span>'
+
+
+def _fleet_section(fleet_doc: object) -> str:
+    """Render a hub's view of the fleet (`Fleet.to_json()`), one card per node.
+
+    Only a hub's state has a `fleet` key; without it, or before any node has
+    been heard, there is no section at all. Everything in it (node ids,
+    plugin, field and unit names, status values) arrived over MQTT from any
+    client the broker lets publish, so it is as untrusted as plugin output.
+    Only a node flagged `online: true` counts as online: a doubtful node is
+    shown offline, its values greyed and marked as not live.
+    """
+    fleet = _dict(fleet_doc)
+    nodes = [
+        node
+        for node in _list(fleet.get("nodes"))
+        if isinstance(node, dict) and isinstance(node.get("node"), str)
+    ]
+    if not nodes:
+        return ""
+    stale_after = _number(fleet.get("offline_after_seconds"))
+    online = sum(1 for node in nodes if node.get("online") is True)
+    offline = len(nodes) - online
+    cards = "".join(_node_card(node, stale_after) for node in nodes)
+    return (
+        '<section class="fleet" data-fleet><div class="fleet-head"><h2>Fleet</h2>'
+        f'<span class="pill ok" data-fleet-online>{online} online</span>'
+        f'<span class="pill bad" data-fleet-offline{"" if offline else " hidden"}>'
+        f"{offline} offline</span></div>"
+        f'<div class="grid">{cards}</div></section>'
+    )
+
+
+def _node_card(node: JsonObject, stale_after: float | None) -> str:
+    """Render one node's card, or a card holding only an error notice.
+
+    Like `_card`, the fallback keeps its `data-node`, so the script does not
+    take the node for one that appeared since the page was rendered.
+    """
+    name = node["node"]
+    try:
+        return _node_card_body(name, node, stale_after)
+    except Exception as exc:  # deliberately broad: an escape would trap the guest
+        notice = _error_notice(f"Cannot render node {name!r}: {type(exc).__name__}: {exc}")
+        return (
+            f'<section class="card node-card offline" data-node="{_esc(name)}">{notice}</section>'
+        )
+
+
+def _node_card_body(name: str, node: JsonObject, stale_after: float | None) -> str:
+    """Render a node: online badge, last seen, and each plugin's latest values.
+
+    The not-live notice is always present (hidden while online), so the
+    script can switch a card between online and offline without markup.
+    """
+    online = node.get("online") is True
+    state = "online" if online else "offline"
+    badge = f'<span class="badge node-{state}" data-node-online>{state}</span>'
+    seen = _last_seen(node.get("last_seen_age_seconds"), node.get("last_seen_ms"))
+    plugins = "".join(
+        _guarded(f"plugin {plugin!r} of node {name!r}", _node_plugin, plugin, reading, stale_after)
+        for plugin, reading in _dict(node.get("plugins")).items()
+    )
+    return (
+        f'<section class="card node-card{"" if online else " offline"}" data-node="{_esc(name)}">'
+        f'<div class="card-title"><h3>{_esc(name)}</h3><div class="badges">{badge}</div>'
+        f'<span class="node-seen" data-node-seen>{_esc(seen)}</span></div>'
+        f'<p class="not-live" data-node-not-live{" hidden" if online else ""}>'
+        "not live: the last values received</p>"
+        + (plugins or '<p class="muted">No readings received.</p>')
+        + "</section>"
+    )
+
+
+def _node_plugin(name: str, reading: object, stale_after: float | None) -> str:
+    """Render one plugin's latest published values on a node card.
+
+    A plugin not heard from for longer than the hub's offline timeout is
+    greyed even on an online node (it stopped publishing while others go on).
+    """
+    data = _dict(reading)
+    age = _number(data.get("age_seconds"))
+    stale = age is not None and stale_after is not None and age > stale_after
+    alarm = _dict(data.get("status")).get("alarm")
+    raised = _alarm_raised(alarm)
+    alarm_badge = (
+        f'<span class="badge alarm" data-node-alarm{"" if raised else " hidden"}>'
+        f"{_esc(f'alarm {_format_value(alarm)}' if raised else 'alarm')}</span>"
+    )
+    rows = []
+    for item in _list(data.get("measurements")):
+        measurement = _dict(item)
+        if not measurement:
+            continue
+        field = _text(measurement.get("name"))
+        unit = _text(measurement.get("unit"))
+        decimals = 0 if field.lower() == "iaq" or unit.upper() == "IAQ" else 1
+        value = measurement.get("value")
+        number = _number(value)
+        shown = _format_number(float(number), decimals) if number is not None else None
+        unit_html = f'<span class="unit">{_esc(unit)}</span>' if unit else ""
+        rows.append(
+            f'<div data-node-measure="{_esc(field)}" data-decimals="{decimals}">'
+            f"<dt>{_esc(_label(field) or '?')}</dt>"
+            f'<dd><span class="node-value" data-node-value>'
+            f"{_esc(shown if shown is not None else _format_value(value))}</span>{unit_html}</dd>"
+            "</div>"
+        )
+    values = (
+        f'<dl class="node-measures">{"".join(rows)}</dl>'
+        if rows
+        else '<p class="muted">No measurements.</p>'
+    )
+    return (
+        f'<div class="node-plugin{" node-stale" if stale else ""}" data-node-plugin="{_esc(name)}">'
+        f'<div class="node-plugin-head"><h4>{_esc(name)}</h4>{alarm_badge}'
+        f'<span class="node-age" data-node-age>{_esc(_ago(age))}</span></div>{values}</div>'
+    )
+
+
+def _last_seen(age_s: object, seen_ms: object) -> str:
+    """Describe when the hub last heard a node live, e.g. "last seen 3 min ago · 12:00:00 UTC"."""
+    age = _number(age_s)
+    if age is None:
+        return "not heard live since the hub started"
+    seen = _number(seen_ms)
+    return f"last seen {_ago(age)}" + (f" · {_format_timestamp(seen)}" if seen is not None else "")
+
+
+def _ago(age_s: float | None) -> str:
+    """Format an age in seconds as "3 min ago", or a placeholder when unknown."""
+    return _MISSING if age_s is None else f"{_format_age(max(0.0, age_s))} ago"
 
 
 def _health_table(plugins: JsonObject) -> str:
