@@ -47,7 +47,7 @@ class CheckedComponent:
     returns_result: dict[tuple[str, str], bool]
     has_settings: bool
     has_state: bool
-    precompiled: bool  # loaded from a matching .cwasm instead of compiled
+    precompiled: bool  # not compiled now: a matching .cwasm, or shared with another plugin
     load_ms: float  # reading + compiling or deserialising
 
 
@@ -95,16 +95,24 @@ def compile_file(plugin: str, engine: Engine, path: Path) -> Compiled:
     except OSError as exc:
         raise PluginLoadError(plugin, f"{path}: cannot read: {exc.strerror}") from None
     sha256 = hashlib.sha256(data).hexdigest()
-    comp = load_precompiled(engine, path, sha256)
-    precompiled = comp is not None
-    if comp is None:
-        try:
-            comp = component.Component(engine.wasmtime, data)
-        except wasmtime.WasmtimeError as exc:
-            raise PluginLoadError(
-                plugin, f"{path}: not a valid WebAssembly component: {trap_reason(exc)}"
-            ) from None
-    return Compiled(comp, path, sha256, precompiled, (time.perf_counter() - started) * 1000)
+    with engine.components_lock:  # one compile per distinct component, however many plugins
+        comp = engine.components.get(sha256)
+        shared = comp is not None
+        precompiled = False
+        if comp is None:
+            comp = load_precompiled(engine, path, sha256)
+            precompiled = comp is not None
+        if comp is None:
+            try:
+                comp = component.Component(engine.wasmtime, data)
+            except wasmtime.WasmtimeError as exc:
+                raise PluginLoadError(
+                    plugin, f"{path}: not a valid WebAssembly component: {trap_reason(exc)}"
+                ) from None
+        if not shared:
+            engine.components[sha256] = comp
+    elapsed = (time.perf_counter() - started) * 1000
+    return Compiled(comp, path, sha256, precompiled or shared, elapsed)
 
 
 def check_component(

@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 import platform
 import threading
+import weakref
 from importlib import metadata
 
 import wasmtime
+from wasmtime import component
 
 TICK_MS = 10
 
@@ -33,6 +35,13 @@ class Engine:
         config.epoch_interruption = True
         config.max_wasm_stack = self.MAX_WASM_STACK
         self.wasmtime = wasmtime.Engine(config)
+        # Compiled components by the sha256 of their bytes. Plugins loaded from the
+        # same file share one compiled copy (tens of MB each); an entry disappears
+        # when no plugin holds that version any more (e.g. after a reload).
+        self.components: weakref.WeakValueDictionary[str, component.Component] = (
+            weakref.WeakValueDictionary()
+        )
+        self.components_lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="wasihost-epoch", daemon=True)
         self._ticker.start()
