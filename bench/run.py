@@ -9,10 +9,10 @@ import argparse
 import logging
 import sys
 
-from bench import calls_bench, reload_bench
+from bench import calls_bench, reload_bench, startup_bench
 from bench.common import Figure, print_table, write_results
 
-SUITES = {"calls": calls_bench.run, "reload": reload_bench.run}
+SUITES = {"calls": calls_bench.run, "reload": reload_bench.run, "startup": startup_bench.run}
 
 
 def main() -> int:

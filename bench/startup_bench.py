@@ -1,0 +1,138 @@
+"""Start-up to the first completed cycle, and memory (issue 9, items 4 and 5).
+
+Each figure is a real `wasihost run` process: timed from spawn until
+/healthz reports cycle 1. "Cold" gives the process an empty wasmtime
+compile cache (its own XDG_CACHE_HOME) and no precompiled artifacts;
+"warm" reuses a cache a previous start filled; "precompiled" uses the
+`.cwasm` files `wasihost build` writes. Memory is read from /proc after the
+first cycle: RssAnon (heap: private) and RssFile (compiled code and memory
+images mapped from files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.common import ROOT, Figure, figure, progress
+
+SEED = {"pi_monitor": 0, "dht22": 1, "bme680": 2, "dashboard": None}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(folder: Path, wasm_dir: Path, port: int, extra: int) -> Path:
+    lines = [
+        "[polling]\ninterval_seconds = 1",
+        '[logging]\nshow_sensor_data = false\nlevel = "warn"',
+        f"[web]\nport = {port}",
+        f'[history]\npath = "{folder / "h.sqlite3"}"',
+        f'[state]\ndir = "{folder / "state"}"',
+    ]
+    for name, led in SEED.items():
+        wasm = wasm_dir / f"{name.replace('_', '-')}.wasm"
+        led_line = f"\nled = {led}" if led is not None else ""
+        lines.append(f'[plugins.{name}]\nwasm = "{wasm}"{led_line}')
+    generic = ROOT / "build" / "test-plugins" / "generic.wasm"
+    for index in range(extra):
+        lines.append(f'[plugins.extra{index}]\nworld = "sensor-plugin"\nwasm = "{generic}"')
+    path = folder / "host.toml"
+    path.write_text("\n\n".join(lines) + "\n")
+    return path
+
+
+def _memory(pid: int) -> dict[str, float]:
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values
+
+
+def _start(
+    folder: Path, wasm_dir: Path, cache: Path, extra: int = 0
+) -> tuple[float, dict[str, float]]:
+    """Seconds from spawn to the first completed cycle, and memory then."""
+    port = _free_port()
+    config = _config(folder, wasm_dir, port, extra)
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wasihost.cli", "run", "--config", str(config)],
+        cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"host exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    if json.load(r)["cycle"] >= 1:
+                        break
+            except OSError:
+                pass
+            if time.perf_counter() - started > 300:
+                raise RuntimeError("host did not complete a cycle in 300 s")
+            time.sleep(0.01)
+        return time.perf_counter() - started, _memory(process.pid)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def run(quick: bool = False) -> list[Figure]:
+    runs = 1 if quick else 3
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="wasihost-bench-") as tmp:
+        root = Path(tmp)
+        raw = root / "raw"  # the .wasm files only: no precompiled artifacts beside them
+        raw.mkdir()
+        for name in SEED:
+            wasm = f"{name.replace('_', '-')}.wasm"
+            shutil.copy(ROOT / "build" / wasm, raw / wasm)
+        samples: dict[str, list[float]] = {"cold": [], "warm": [], "precompiled": []}
+        memory: list[dict[str, float]] = []
+        for run_index in range(runs):
+            cache = root / f"cache-{run_index}"
+            progress(f"start-up, run {run_index + 1}/{runs}: cold compile cache")
+            samples["cold"].append(_start(root, raw, cache)[0])
+            progress(f"start-up, run {run_index + 1}/{runs}: warm cache")
+            samples["warm"].append(_start(root, raw, cache)[0])
+            progress(f"start-up, run {run_index + 1}/{runs}: precompiled artifacts")
+            seconds, mem = _start(root, ROOT / "build", cache)
+            samples["precompiled"].append(seconds)
+            memory.append(mem)
+        for kind, values in samples.items():
+            note = "4 seed plugins" + (", target < 1 s" if kind == "precompiled" else "")
+            figures.append(figure("start", f"to the first cycle, {kind}", "s", values, note))
+        figures += [
+            figure("memory", "RSS, 4 seed plugins", "MB", [m["VmRSS"] for m in memory]),
+            figure("memory", "  of which heap (RssAnon)", "MB", [m["RssAnon"] for m in memory]),
+            figure(
+                "memory", "  of which file-mapped (RssFile)", "MB", [m["RssFile"] for m in memory]
+            ),
+        ]
+        progress("memory with 50 extra instances of one plugin")
+        extra: list[dict[str, float]] = []
+        for _ in range(runs):
+            extra.append(_start(root, ROOT / "build", root / "cache-0", extra=50)[1])
+        per = [(e["VmRSS"] - m["VmRSS"]) / 50 for e, m in zip(extra, memory, strict=True)]
+        anon = [(e["RssAnon"] - m["RssAnon"]) / 50 for e, m in zip(extra, memory, strict=True)]
+        figures += [
+            figure("memory", "RSS per extra plugin instance", "MB", per, "target < 5"),
+            figure("memory", "  of which heap", "MB", anon),
+        ]
+    return figures
