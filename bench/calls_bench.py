@@ -66,6 +66,37 @@ def _poll_figures(runs: int, polls: int) -> list[Figure]:
     return figures
 
 
+def _round_trip_figures(runs: int, transfers: int) -> list[Figure]:
+    """A guest loop of ``transfers`` i2c.transfer calls, minus the same poll with one."""
+    generic = ROOT / "tests" / "plugins" / "generic"
+    wasm = ROOT / "build" / "test-plugins" / "generic.wasm"
+    grants = Grants(i2c_addresses=frozenset({0x77}))
+    per_call: dict[str, list[float]] = {"sandboxed": [], "native": []}
+    for kind in ("sandboxed", "native"):
+        options: dict[str, Any] = {"wasm": wasm} if kind == "sandboxed" else {}
+        cls = ComponentPlugin if kind == "sandboxed" else NativePlugin
+        plugins = {
+            n: cls(generic, board=SimBoard(seed=1), grants=grants,
+                   settings={"probe": 0x77, "transfers": n}, **options)
+            for n in (1, transfers)
+        }  # fmt: skip
+        for _ in range(runs):
+            many = _per_poll_us(plugins[transfers], 20)
+            one = _per_poll_us(plugins[1], 200)
+            per_call[kind].append((many - one) / (transfers - 1))
+        for plugin in plugins.values():
+            plugin.close()
+    ratios = [s / n for s, n in zip(per_call["sandboxed"], per_call["native"], strict=True)]
+    return [
+        figure("capability", "i2c.transfer round trip, sandboxed", "µs", per_call["sandboxed"],
+               "target < 10"),
+        figure("capability", "i2c.transfer round trip, native", "µs", per_call["native"]),
+        figure("capability", "sandboxed / native", "x", ratios, "same run"),
+        figure("capability", "i2c.transfer calls per second, sandboxed", "1/s",
+               [1e6 / v for v in per_call["sandboxed"]]),
+    ]  # fmt: skip
+
+
 async def _cycle_figures(runs: int, cycles: int) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="wasihost-bench-") as tmp:
         config = parse_config({
@@ -80,23 +111,36 @@ async def _cycle_figures(runs: int, cycles: int) -> list[Figure]:
                 "dashboard": {"wasm": str(ROOT / "build" / "dashboard.wasm")},
             },
         })  # fmt: skip
-        host = Host(config, board=SimBoard(seed=1))
-        host.load_plugins()
-        try:
-            samples = []
-            for _ in range(runs):
-                started = time.perf_counter()
-                for _ in range(cycles):
-                    await host.after_cycle(await host.cycle.run_once())
-                samples.append((time.perf_counter() - started) / cycles * 1000)
-        finally:
-            host.close()
-    return [figure("cycle", "4 seed plugins, with history and stream", "ms", samples)]
+        generic = str(ROOT / "build" / "test-plugins" / "generic.wasm")
+        fifty = parse_config({
+            "logging": {"show_sensor_data": False},
+            "web": {"enabled": False},
+            "history": {"path": str(Path(tmp) / "h50.sqlite3")},
+            "state": {"dir": str(Path(tmp) / "state50")},
+            "plugins": {f"s{i}": {"world": "sensor-plugin", "wasm": generic} for i in range(50)},
+        })  # fmt: skip
+        figures = []
+        for label, cfg in (("4 seed plugins", config), ("50 sensor plugin instances", fifty)):
+            host = Host(cfg, board=SimBoard(seed=1))
+            host.load_plugins()
+            try:
+                samples = []
+                for _ in range(runs):
+                    started = time.perf_counter()
+                    for _ in range(cycles):
+                        await host.after_cycle(await host.cycle.run_once())
+                    samples.append((time.perf_counter() - started) / cycles * 1000)
+            finally:
+                host.close()
+            figures.append(figure("cycle", f"{label}, with history and stream", "ms", samples))
+    return figures
 
 
 def run(quick: bool = False) -> list[Figure]:
     runs, polls = (3, 200) if quick else (7, 1000)
     figures = _poll_figures(runs, polls)
+    progress("capability round trip")
+    figures += _round_trip_figures(runs, 200 if quick else 1000)
     progress("full cycles")
     figures += asyncio.run(_cycle_figures(runs, 20 if quick else 100))
     return figures

@@ -35,7 +35,8 @@ class Sensor(exports.Sensor):
         POLLS += 1
         if "probe" in SETTINGS:
             try:
-                i2c.transfer(SETTINGS["probe"], b"\x00", 1)
+                for _ in range(SETTINGS.get("transfers", 1)):  # a loop for the round-trip bench
+                    i2c.transfer(SETTINGS["probe"], b"\xd0", 1)
             except Err as refused:
                 raise Err(f"refused: {refused.value}") from None
         values = [
