@@ -35,7 +35,7 @@ from wasmtime import component
 
 from wasihost.atomic import write_atomically
 from wasihost.errors import BuildError
-from wasihost.runtime.artifacts import load_precompiled, write_precompiled
+from wasihost.runtime.artifacts import has_matching_artifact, write_precompiled
 from wasihost.runtime.contract import parse_contract
 from wasihost.runtime.engine import Engine
 
@@ -134,7 +134,7 @@ def precompile(engine: Engine, wasm: Path) -> bool:
     returns whether it compiled."""
     data = wasm.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
-    if load_precompiled(engine, wasm, sha256) is not None:
+    if has_matching_artifact(engine, wasm, sha256):
         return False
     try:
         comp = component.Component(engine.wasmtime, data)

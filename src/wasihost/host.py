@@ -97,6 +97,8 @@ class Host:
         self.history_dropped = 0
         self.snapshots = SnapshotStore(Path(config.state.dir), config.state.save_interval_seconds)
         self.reloader = Reloader(self.plugins, self.snapshots)
+        # Grants and worlds never change while the host runs.
+        self._devices = {name: self._devices_of(p) for name, p in self.plugins.items()}
         self.metrics = Metrics(config.node_id)
         self.fleet: Fleet | None = None
         if config.fleet.role == "hub":
@@ -160,16 +162,17 @@ class Host:
     def statuses(self) -> dict[str, dict[str, Any]]:
         """Each plugin's health, with the board problems of the devices it uses."""
         problems = self.board.problems()
-        statuses = {}
-        for name, plugin in self.plugins.items():
-            uses = self._devices(plugin)
-            statuses[name] = {
+        return {
+            name: {
                 **plugin.status(),
-                "board_problems": [p.to_json() for p in problems if p.device in uses],
+                "board_problems": [
+                    p.to_json() for p in problems if p.device in self._devices[name]
+                ],
             }
-        return statuses
+            for name, plugin in self.plugins.items()
+        }
 
-    def _devices(self, plugin: Plugin) -> set[str]:
+    def _devices_of(self, plugin: Plugin) -> frozenset[str]:
         """The board devices a plugin can reach, as ``BoardProblem.device`` names them."""
         grants = plugin.spec.grants
         imports = self.contract.worlds[plugin.world].imports
@@ -182,11 +185,14 @@ class Host:
             "cpu-temperature": "gpio-provider" in imports,
             "system": "system-info" in imports,
         }
-        return {device for device, used in named.items() if used}
+        return frozenset(device for device, used in named.items() if used)
 
     def snapshot(self, statuses: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         """The app state plus plugin health: what the dashboard renders and streams."""
-        doc = {**self.state.to_json(), "plugins": statuses or self.statuses()}
+        doc = {
+            **self.state.to_json(),
+            "plugins": self.statuses() if statuses is None else statuses,
+        }
         if self.fleet is not None:
             doc["fleet"] = self.fleet.to_json()
         return doc

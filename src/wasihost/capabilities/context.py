@@ -52,7 +52,9 @@ class CapabilityContext:
     def within_rate(self, actuator: str) -> None:
         """Count one change of ``actuator``; refuse it past the per-minute limit."""
         with self._lock:
-            limit = self._limits.setdefault(actuator, RateLimit(self.actuator_changes_per_minute))
+            limit = self._limits.get(actuator)
+            if limit is None:
+                limit = self._limits[actuator] = RateLimit(self.actuator_changes_per_minute)
         if not limit.allow():
             raise self.refuse(
                 f"{actuator}-rate",

@@ -45,16 +45,20 @@ def write_precompiled(engine: Engine, comp: component.Component, wasm: Path, sha
     return target
 
 
-def load_precompiled(engine: Engine, wasm: Path, sha256: str) -> component.Component | None:
-    """The precompiled component for ``wasm`` if there is a matching one, else None."""
-    target = artifact_path(wasm)
+def has_matching_artifact(engine: Engine, wasm: Path, sha256: str) -> bool:
+    """Whether the tag beside ``wasm`` vouches for this engine and these bytes."""
     try:
         tag = json.loads(_tag_path(wasm).read_text())
     except (OSError, ValueError):
-        return None
-    if not isinstance(tag, dict) or tag != {"engine": engine.tag, "wasm_sha256": sha256}:
+        return False
+    return bool(tag == {"engine": engine.tag, "wasm_sha256": sha256})
+
+
+def load_precompiled(engine: Engine, wasm: Path, sha256: str) -> component.Component | None:
+    """The precompiled component for ``wasm`` if there is a matching one, else None."""
+    if not has_matching_artifact(engine, wasm, sha256):
         return None
     try:
-        return component.Component.deserialize_file(engine.wasmtime, str(target))
+        return component.Component.deserialize_file(engine.wasmtime, str(artifact_path(wasm)))
     except (OSError, wasmtime.WasmtimeError):
         return None

@@ -34,6 +34,13 @@ WASI_PACKAGES = (
 )
 
 
+def export_key(qualified_interface: str, function: str) -> str:
+    """How the runtime names an export: ``wasihost:plugin/sensor-logic@0.1.0`` and
+    ``poll`` become ``sensor-logic.poll``."""
+    interface = qualified_interface.split("/", 1)[1].split("@", 1)[0]
+    return f"{interface}.{function}"
+
+
 @dataclass(frozen=True)
 class CheckedComponent:
     """A compiled component that passed every check for its world."""
@@ -42,8 +49,7 @@ class CheckedComponent:
     path: Path
     sha256: str
     world: str
-    logic_interface: str
-    logic_function: str
+    logic_key: str  # the export the host calls, e.g. "sensor-logic.poll"
     returns_result: dict[tuple[str, str], bool]
     has_settings: bool
     has_state: bool
@@ -156,8 +162,7 @@ def check(
         path=path,
         sha256=compiled.sha256,
         world=world,
-        logic_interface=logic[0],
-        logic_function=logic_func,
+        logic_key=export_key(*logic),
         returns_result={
             key: isinstance(ty.result, component.ResultType) for key, ty in functions.items()
         },

@@ -15,7 +15,7 @@ from wasmtime import component
 from wasihost.capabilities import PROVIDERS, CapabilityContext
 from wasihost.errors import PluginLoadError, PluginTrap
 from wasihost.runtime.calls import ExportFunction, host_function, trap_reason
-from wasihost.runtime.component import CheckedComponent
+from wasihost.runtime.component import CheckedComponent, export_key
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import Engine
 from wasihost.runtime.guest_log import GuestOutput
@@ -67,7 +67,7 @@ class Instance:
             func_index = instance.get_export_index(self.store, name, iface_index)
             func = instance.get_func(self.store, func_index) if func_index else None
             if func is not None:
-                key = f"{iface.split('/')[1].split('@')[0]}.{name}"
+                key = export_key(iface, name)
                 self._functions[key] = ExportFunction(plugin, key, func, returns_result)
 
     def call(self, function: str, *args: Any) -> Any:

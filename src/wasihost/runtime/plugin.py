@@ -194,12 +194,6 @@ class Plugin:
     def stateful(self) -> bool:
         return self._checked is not None and self._checked.has_state
 
-    @property
-    def _logic(self) -> str:
-        assert self._checked is not None
-        interface = self._checked.logic_interface.split("/")[1].split("@")[0]
-        return f"{interface}.{self._checked.logic_function}"
-
     # -- loading and reloading ---------------------------------------------
     def prepare(self) -> Candidate:
         """Compile (or load precompiled), check, instantiate and configure the
@@ -240,15 +234,15 @@ class Plugin:
             self._fail(exc.reason)
             raise
         if saved_state is not None and candidate.checked.has_state:
-            try:
-                candidate.instance.call("state.restore", saved_state)
+            failure = self._restore(candidate.instance, saved_state)
+            if failure is None:
                 self.last_snapshot = saved_state
-            except GuestError as exc:
-                log.warning("[%s] saved state refused, starting fresh: %s", self.name, exc.reason)
-            except PluginTrap as exc:
-                log.warning("[%s] saved state trapped, starting fresh: %s", self.name, exc.reason)
-                candidate.instance.close()
-                candidate = self.prepare()
+            else:
+                log.warning("[%s] saved state not restored, starting fresh: %s", self.name,
+                            failure.reason)  # fmt: skip
+                if isinstance(failure, PluginTrap):  # the instance is dead: a fresh one
+                    candidate.instance.close()
+                    candidate = self.prepare()
         with self._lock:
             self._go_live(candidate)
         checked = candidate.checked
@@ -278,13 +272,12 @@ class Plugin:
                 data = self._snapshot_locked() if self.stateful else None
                 data = data if data is not None else self.last_snapshot
                 if data is not None:
-                    try:
-                        candidate.instance.call("state.restore", data)
-                    except (GuestError, PluginTrap) as exc:
+                    failure = self._restore(candidate.instance, data)
+                    if failure is not None:
                         candidate.instance.close()
                         raise PluginLoadError(
-                            self.name, f"new version failed to restore state: {exc.reason}"
-                        ) from None
+                            self.name, f"new version failed to restore state: {failure.reason}"
+                        )
                     self.last_snapshot = data
                     carried = True
             self._go_live(candidate)
@@ -339,6 +332,16 @@ class Plugin:
                 instance.close()
                 raise PluginLoadError(self.name, exc.reason) from None
         return instance
+
+    @staticmethod
+    def _restore(instance: Instance, data: bytes) -> GuestError | PluginTrap | None:
+        """Restore ``data`` into ``instance``; the failure, if any, for the caller
+        to judge (after a trap the instance is dead and must be replaced)."""
+        try:
+            instance.call("state.restore", data)
+        except (GuestError, PluginTrap) as exc:
+            return exc
+        return None
 
     def _close_instance(self) -> None:
         if self._instance is not None:
@@ -399,7 +402,7 @@ class Plugin:
             self.stats.polls += 1
             started = time.perf_counter()
             try:
-                result = self._instance.call(self._logic, *args)
+                result = self._instance.call(self._checked.logic_key, *args)
             except GuestError as exc:
                 self.stats.errors += 1
                 self.stats.last_error = exc.reason
@@ -429,11 +432,10 @@ class Plugin:
             raise
         restored = False
         if self.last_snapshot is not None and self._checked.has_state:
-            try:
-                self._instance.call("state.restore", self.last_snapshot)
-                restored = True
-            except (GuestError, PluginTrap) as exc:
-                log.warning("[%s] snapshot not restored after trap: %s", self.name, exc.reason)
+            failure = self._restore(self._instance, self.last_snapshot)
+            restored = failure is None
+            if failure is not None:
+                log.warning("[%s] snapshot not restored after trap: %s", self.name, failure.reason)
                 self._close_instance()
                 self._instance = self._instantiate(self._checked, self._linker)
         self.stats.restarts += 1
