@@ -200,6 +200,13 @@ class FleetConfig(_Section):
     offline_after_seconds: float = Field(60.0, gt=0, le=86_400)
 
 
+class RuntimeConfig(_Section):
+    # "typed": each call goes through a plan built once per function (fast);
+    # "generic": wasmtime-py's public API, the fallback should the typed path
+    # ever misbehave after an upgrade.
+    call_path: Literal["typed", "generic"] = "typed"
+
+
 class _HostFile(_Section):
     polling: PollingConfig = PollingConfig()
     sensors: SensorsConfig = SensorsConfig()
@@ -214,6 +221,7 @@ class _HostFile(_Section):
     node: NodeConfig = NodeConfig()
     mqtt: MqttConfig = MqttConfig()
     fleet: FleetConfig = FleetConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
 
 
 @dataclass(frozen=True)
@@ -235,6 +243,7 @@ class HostConfig:
     node: NodeConfig
     mqtt: MqttConfig
     fleet: FleetConfig
+    runtime: RuntimeConfig
     plugin_keys: dict[str, str]  # normalised name -> key as written in the file
 
     @property
@@ -315,6 +324,7 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
         node=raw.node,
         mqtt=raw.mqtt,
         fleet=raw.fleet,
+        runtime=raw.runtime,
         plugin_keys=keys,
     )
 

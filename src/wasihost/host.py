@@ -61,7 +61,7 @@ class Host:
         self.contract = load_contract()
         specs = plugin_specs(config, self.contract)
         self.board = board if board is not None else create_board(config)
-        self.engine = Engine()
+        self.engine = Engine(call_path=config.runtime.call_path)
         self.leds = LedBuffer(self.board.led_count)
         self.plugins = {
             spec.name: Plugin(

@@ -32,7 +32,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from wasihost.bindings import bindings_for
 from wasihost.boards.base import Board
@@ -43,6 +43,9 @@ from wasihost.capabilities.context import wall_clock_ms
 from wasihost.errors import BuildError, GuestError, PluginError, PluginLoadError, WasihostError
 from wasihost.leds import LedBuffer
 from wasihost.runtime.contract import load_contract, packaged_wit
+
+if TYPE_CHECKING:
+    from wasihost.runtime.engine import CallPath
 
 __all__ = [
     "ComponentPlugin",
@@ -202,6 +205,7 @@ class ComponentPlugin(_Harness):
         settings: dict[str, Any] | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         wasm: Path | None = None,
+        call_path: CallPath = "typed",
     ) -> None:
         from wasihost.runtime.engine import Engine
         from wasihost.runtime.plugin import Plugin, PluginSpec
@@ -209,7 +213,7 @@ class ComponentPlugin(_Harness):
         super().__init__(plugin_dir, board)
         wasm = wasm or self.project / "build" / f"{self.name}.wasm"
         _refuse_stale(self.dir, wasm)
-        self._engine = Engine()
+        self._engine = Engine(call_path=call_path)
         spec = PluginSpec(self.name, self.world, wasm, settings or {}, grants or Grants())
         self.plugin = Plugin(spec, self._engine, load_contract(), self.board, self.leds, clock_ms)
         self.ctx = self.plugin.ctx

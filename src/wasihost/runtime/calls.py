@@ -4,7 +4,8 @@ Everything that converts between plain Python values and wasmtime's
 component values lives here, and so does the translation of wasmtime
 failures into wasihost errors. The rest of the host sees dicts, lists,
 floats and ``WasihostError`` subclasses only; a faster call path can
-replace this module without touching its callers.
+replace this module without touching its callers: ``plans.py`` is that
+faster path, and this module remains the fallback (``[runtime] call_path``).
 
 Conversions: a WIT record is a dict with snake_case keys (``temperature_c``);
 an enum is its case name; ``list<u8>`` is ``bytes``. A ``result`` whose
@@ -55,6 +56,8 @@ def to_python(value: Any) -> Any:
         return {key.replace("-", "_"): to_python(item) for key, item in vars(value).items()}
     if isinstance(value, list):
         return [to_python(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(to_python(item) for item in value)
     if isinstance(value, component.Variant):
         return {"tag": value.tag, "payload": to_python(value.payload)}
     return value

@@ -14,11 +14,16 @@ import platform
 import threading
 import weakref
 from importlib import metadata
+from typing import Literal
 
 import wasmtime
 from wasmtime import component
 
 TICK_MS = 10
+
+# "typed": call plans built once per function (plans.py); "generic": wasmtime-py's
+# public component API, kept as the fallback should the typed path misbehave.
+CallPath = Literal["typed", "generic"]
 
 
 class Engine:
@@ -29,7 +34,8 @@ class Engine:
     MAX_WASM_STACK = 512 * 1024
     SETTINGS = f"epoch_interruption=1;max_wasm_stack={MAX_WASM_STACK}"
 
-    def __init__(self, cache: bool = True) -> None:
+    def __init__(self, cache: bool = True, call_path: CallPath = "typed") -> None:
+        self.call_path = call_path
         config = wasmtime.Config()
         config.cache = cache
         config.epoch_interruption = True

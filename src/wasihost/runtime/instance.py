@@ -7,6 +7,7 @@ its owner must ``close`` it and create a new one.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import wasmtime
@@ -19,6 +20,10 @@ from wasihost.runtime.component import CheckedComponent, export_key
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import Engine
 from wasihost.runtime.guest_log import GuestOutput
+from wasihost.runtime.plans import CapabilityCall, TypedExport, add_capability
+from wasihost.runtime.values import UnsupportedType
+
+log = logging.getLogger("wasihost.calls")
 
 
 def build_linker(
@@ -32,7 +37,10 @@ def build_linker(
             functions = PROVIDERS[interface](ctx)
             with root.add_instance(contract.qualified(interface)) as instance:
                 for name, impl in functions.items():
-                    instance.add_func(name, host_function(ctx.plugin, name, impl))
+                    if engine.call_path == "typed":
+                        add_capability(instance, CapabilityCall(ctx.plugin, name, impl))
+                    else:
+                        instance.add_func(name, host_function(ctx.plugin, name, impl))
     return linker
 
 
@@ -61,14 +69,24 @@ class Instance:
         except wasmtime.WasmtimeError as exc:
             self.store.close()
             raise PluginLoadError(plugin, f"cannot instantiate: {trap_reason(exc)}") from None
-        self._functions: dict[str, ExportFunction] = {}
+        self._functions: dict[str, ExportFunction | TypedExport] = {}
         for (iface, name), returns_result in checked.returns_result.items():
             iface_index = instance.get_export_index(self.store, iface)
             func_index = instance.get_export_index(self.store, name, iface_index)
             func = instance.get_func(self.store, func_index) if func_index else None
             if func is not None:
                 key = export_key(iface, name)
-                self._functions[key] = ExportFunction(plugin, key, func, returns_result)
+                self._functions[key] = self._plan(engine, key, func, returns_result)
+
+    def _plan(
+        self, engine: Engine, key: str, func: component.Func, returns_result: bool
+    ) -> ExportFunction | TypedExport:
+        if engine.call_path == "typed":
+            try:
+                return TypedExport(self.plugin, key, func, self.store)
+            except UnsupportedType as exc:
+                log.info("[%s] %s uses the generic call path (%s)", self.plugin, key, exc)
+        return ExportFunction(self.plugin, key, func, returns_result)
 
     def call(self, function: str, *args: Any) -> Any:
         """Call ``interface.function`` with a fresh deadline; traps raise PluginTrap."""

@@ -1,0 +1,231 @@
+"""Call plans: the typed fast path for export calls and capability callbacks.
+
+A plan is built once per function from its component type: the converters
+for its parameters and result (``values.py``), the C function handle and
+preallocated argument and result slots. A call then does no type
+introspection at all, which is where wasmtime-py's generic path spends most
+of its time (``FuncType.params``, ``RecordType.fields`` and a ctypes object per
+value, on every call and inside every host callback).
+
+This uses wasmtime-py's private ctypes layer, so ``wasmtime`` is pinned to
+one version in pyproject.toml and ``calls.py`` keeps the generic path as a
+fallback: ``[runtime] call_path = "generic"``, and automatically for any
+function whose types the plan does not convert.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime import component
+
+from wasihost.errors import GuestError, PluginTrap, WasihostError
+from wasihost.runtime.calls import bounded, trap_reason
+from wasihost.runtime.values import (
+    VAL,
+    Lift,
+    Lower,
+    clear,
+    lift_result,
+    lifter,
+    lower_result,
+    lowerer,
+    proto,
+)
+
+log = logging.getLogger("wasihost.calls")
+
+_void_p, _size_t = ctypes.c_void_p, ctypes.c_size_t
+_func_call = proto(
+    "wasmtime_component_func_call", _void_p, _void_p, _void_p, _void_p, _size_t, _void_p, _size_t
+)
+_error_new = proto("wasmtime_error_new", _void_p, ctypes.c_char_p)
+_string_at = ctypes.string_at
+
+
+def _error(message: str) -> int:
+    """A wasmtime error to hand back from a callback: the guest's call traps with it."""
+    pointer: int = _error_new(message.encode("utf-8", "replace"))
+    return pointer
+
+
+def _wasmtime_error(pointer: int) -> wasmtime.WasmtimeError:
+    return wasmtime.WasmtimeError._from_ptr(
+        ctypes.cast(pointer, ctypes.POINTER(ffi.wasmtime_error_t))
+    )
+
+
+class TypedExport:
+    """One export of one instance, called through its plan."""
+
+    def __init__(self, plugin: str, name: str, func: component.Func, store: wasmtime.Store):
+        self.plugin = plugin
+        self.name = name
+        ty = func.type(store)
+        self._lowers: list[Lower] = [lowerer(param) for _, param in ty.params]
+        result = ty.result
+        self._split = isinstance(result, component.ResultType)
+        self._lift: Callable[[bytes, int], Any] | None = None
+        if isinstance(result, component.ResultType):
+            self._lift = lift_result(result)
+        elif result is not None:
+            self._lift = lifter(result)
+        self._func = func  # its C struct must outlive every call
+        self._func_addr = ctypes.addressof(func._func)
+        # The store's context pointer is stable for the store's life; the instance
+        # owning this plan drops it before closing the store.
+        self._context = ctypes.cast(store._context(), _void_p).value
+        self._args = ctypes.create_string_buffer(VAL * max(1, len(self._lowers)))
+        self._args_addr = ctypes.addressof(self._args)
+        self._result = ctypes.create_string_buffer(VAL)
+        self._result_addr = ctypes.addressof(self._result)
+
+    def __call__(self, _store: wasmtime.Store, *args: Any) -> Any:
+        count = len(self._lowers)
+        if len(args) != count:
+            raise TypeError(f"{self.name} takes {count} arguments, got {len(args)}")
+        base = self._args_addr
+        try:
+            for i, lower in enumerate(self._lowers):
+                lower(args[i], base + i * VAL)
+            error = _func_call(
+                self._func_addr,
+                self._context,
+                base,
+                count,
+                self._result_addr,
+                0 if self._lift is None else 1,
+            )
+        finally:
+            for i in range(count):
+                clear(base + i * VAL)
+        if error:
+            reason = bounded(trap_reason(_wasmtime_error(error)))
+            raise PluginTrap(self.plugin, f"trapped in {self.name}: {reason}")
+        if self._lift is None:
+            return None
+        try:
+            value = self._lift(_string_at(self._result_addr, VAL), 0)
+        finally:
+            clear(self._result_addr)
+        if self._split:
+            ok, value = value
+            if not ok:
+                raise GuestError(self.plugin, bounded(str(value)))
+        return value
+
+
+# --- capability callbacks --------------------------------------------------------
+
+_CALLBACK = ctypes.CFUNCTYPE(_size_t, _void_p, _void_p, _void_p, _void_p, _size_t, _void_p, _size_t)
+_FINALIZER = ctypes.CFUNCTYPE(None, _void_p)
+_add_func = proto(
+    "wasmtime_component_linker_instance_add_func",
+    _void_p,
+    _void_p,
+    ctypes.c_char_p,
+    _size_t,
+    _CALLBACK,
+    _void_p,
+    _FINALIZER,
+)
+
+_HANDLERS: dict[int, CapabilityCall] = {}
+_ids = itertools.count(1)
+
+
+class CapabilityCall:
+    """A capability function as a host callback, with its plan built on first use.
+
+    The plan comes from the type wasmtime passes to the callback, so it is
+    exactly the type the guest was linked against. Like the generic path,
+    a failure becomes the WIT ``result`` error: callbacks never raise.
+    """
+
+    def __init__(self, plugin: str, name: str, impl: Callable[..., Any]):
+        self.plugin = plugin
+        self.name = name
+        self.impl = impl
+        self._lifts: list[Lift] | None = None
+        self._lower: Lower | None = None
+        self._lower_result: Callable[[bool, Any, int], None] | None = None
+
+    def _plan(self, ty_pointer: int) -> list[Lift]:
+        ty = component.FuncType._from_ptr(
+            ctypes.cast(ty_pointer, ctypes.POINTER(ffi.wasmtime_component_func_type_t)),
+            owner=self,  # borrowed from wasmtime for this call: never deleted here
+        )
+        lifts = [lifter(param) for _, param in ty.params]
+        result = ty.result
+        if isinstance(result, component.ResultType):
+            self._lower_result = lower_result(result)
+        elif result is not None:
+            self._lower = lowerer(result)
+        self._lifts = lifts
+        return lifts
+
+    def __call__(self, ty: int, args: int, nargs: int, results: int) -> int:
+        try:
+            lifts = self._lifts if self._lifts is not None else self._plan(ty)
+            values = []
+            if nargs:
+                buf = _string_at(args, nargs * VAL)
+                values = [lift(buf, i * VAL) for i, lift in enumerate(lifts)]
+            if self._lower_result is None:
+                value = self.impl(*values)  # no error case in the type: a failure traps
+                if self._lower is not None:
+                    self._lower(value, results)
+                return 0
+            try:
+                ok, value = True, self.impl(*values)
+            except WasihostError as exc:
+                ok, value = False, str(exc)
+            except Exception:
+                log.exception("[%s] host function %s failed", self.plugin, self.name)
+                ok, value = False, f"internal host error in {self.name}"
+            try:
+                self._lower_result(ok, value, results)
+            except Exception:
+                log.exception("[%s] host function %s returned a bad value", self.plugin, self.name)
+                clear(results)
+                self._lower_result(False, f"internal host error in {self.name}", results)
+            return 0
+        except Exception as exc:
+            log.exception("[%s] host function %s failed", self.plugin, self.name)
+            return _error(f"host function {self.name} failed: {type(exc).__name__}")
+
+
+def _dispatch_call(
+    data: int, _context: int, ty: int, args: int, nargs: int, results: int, _nresults: int
+) -> int:
+    handler = _HANDLERS.get(data)
+    if handler is None:
+        return _error("host function no longer registered")
+    return handler(ty, args, nargs, results)
+
+
+def _forget_call(data: int) -> None:
+    _HANDLERS.pop(data, None)
+
+
+# Module globals: the C side keeps calling these for as long as any linker lives.
+_dispatch = _CALLBACK(_dispatch_call)
+_forget = _FINALIZER(_forget_call)
+
+
+def add_capability(instance: component.LinkerInstance, call: CapabilityCall) -> None:
+    """Define ``call`` in a linker instance through the typed callback."""
+    key = next(_ids)
+    _HANDLERS[key] = call
+    name = call.name.encode()
+    pointer = ctypes.cast(instance.ptr(), _void_p).value
+    error = _add_func(pointer, name, len(name), _dispatch, key, _forget)
+    if error:
+        _HANDLERS.pop(key, None)
+        raise _wasmtime_error(error)
