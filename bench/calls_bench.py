@@ -1,9 +1,15 @@
-"""Per-call cost of each seed plugin's poll, sandboxed vs native, and a full cycle (issue 9).
+"""Per-call cost of each seed plugin's poll on both call paths and natively, and a full cycle.
 
-"Sandboxed" is the host's call path today (wasmtime-py's generic component
-API); "native" is the same app.py in-process against the same capability
-code (wasihost.testing). Both run the same polls on the same simulated
-board, side by side in one run.
+"typed" is the host's call path (call plans, runtime/plans.py); "generic" is
+wasmtime-py's public component API (the ``[runtime] call_path = "generic"``
+fallback); "native" is the same app.py in-process against the same
+capability code (wasihost.testing). All three run the same polls on the
+same simulated board, interleaved run by run, so ratios are same-run.
+
+"outside our Python" splits a typed poll: the time inside wasmtime's call
+minus the time our capability handlers spend in Python, i.e. the guest
+(CPython compiled to wasm), wasmtime's own conversions and the C<->Python
+transitions: what no host-side conversion code can remove.
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ from wasihost.capabilities import Grants
 from wasihost.config import parse_config
 from wasihost.errors import WasihostError
 from wasihost.host import Host
+from wasihost.runtime import plans
 from wasihost.testing import ComponentPlugin, NativePlugin
+
+KINDS = ("typed", "generic", "native")
 
 SEED: dict[str, tuple[Grants, dict[str, Any]]] = {
     "dht22": (Grants(leds=frozenset({1}), gpio_pins=frozenset({4}), buzzer=True),
@@ -42,28 +51,89 @@ def _per_poll_us(plugin: NativePlugin | ComponentPlugin, polls: int) -> float:
     return (time.perf_counter() - started) / polls * 1e6
 
 
+def _harness(kind: str, plugin_dir: Path, **options: Any) -> NativePlugin | ComponentPlugin:
+    if kind == "native":
+        options.pop("wasm", None)
+        return NativePlugin(plugin_dir, **options)
+    return ComponentPlugin(plugin_dir, call_path=kind, **options)  # type: ignore[arg-type]
+
+
+def _outside_python_us(plugin: ComponentPlugin, polls: int) -> float:
+    """Per poll: time inside wasmtime's call minus time in our Python handlers."""
+    inside = outside = 0
+    handlers = {k: h for k, h in plans._HANDLERS.items() if h.plugin == plugin.plugin.name}
+
+    def timed(handler: plans.CapabilityCall) -> Any:
+        def call(*args: Any) -> int:
+            nonlocal inside
+            started = time.perf_counter_ns()
+            try:
+                return handler(*args)
+            finally:
+                inside += time.perf_counter_ns() - started
+
+        return call
+
+    real = plans._func_call
+
+    def func_call(*args: Any) -> Any:
+        nonlocal outside
+        started = time.perf_counter_ns()
+        try:
+            return real(*args)
+        finally:
+            outside += time.perf_counter_ns() - started
+
+    plans._HANDLERS.update({k: timed(h) for k, h in handlers.items()})
+    plans._func_call = func_call
+    try:
+        _per_poll_us(plugin, polls)
+    finally:
+        plans._func_call = real
+        plans._HANDLERS.update(handlers)
+    return (outside - inside) / polls / 1000
+
+
 def _poll_figures(runs: int, polls: int) -> list[Figure]:
     figures = []
     for name, (grants, settings) in SEED.items():
         progress(f"per-poll cost: {name}")
-        samples: dict[str, list[float]] = {"native": [], "sandboxed": []}
-        for kind, cls in (("native", NativePlugin), ("sandboxed", ComponentPlugin)):
+        samples: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        harnesses = {}
+        for kind in KINDS:
             board = SimBoard(seed=1)
             board.set_dht22(21.0, 45.0)
             clock = itertools.count(1_700_000_000_000, 2000)  # each poll one interval later
-            plugin = cls(ROOT / "plugins" / name, board=board, grants=grants, settings=settings,
-                         clock_ms=lambda clock=clock: next(clock))  # fmt: skip
-            _per_poll_us(plugin, 50)  # warm up
-            samples[kind] = [_per_poll_us(plugin, polls) for _ in range(runs)]
-            plugin.close()
-        native, sandboxed = samples["native"], samples["sandboxed"]
-        ratios = [s / n for s, n in zip(sandboxed, native, strict=True)]
+            harnesses[kind] = _harness(
+                kind, ROOT / "plugins" / name, board=board, grants=grants, settings=settings,
+                clock_ms=lambda c=clock: next(c),
+            )  # fmt: skip
+            _per_poll_us(harnesses[kind], 50)  # warm up
+        floor = []
+        for _ in range(runs):
+            for kind in KINDS:
+                samples[kind].append(_per_poll_us(harnesses[kind], polls))
+            typed = harnesses["typed"]
+            assert isinstance(typed, ComponentPlugin)
+            floor.append(_outside_python_us(typed, polls))
+        for harness in harnesses.values():
+            harness.close()
+        typed, generic, native = (samples[kind] for kind in KINDS)
         figures += [
-            figure("poll", f"{name}: sandboxed", "µs", sandboxed),
+            figure("poll", f"{name}: typed", "µs", typed, "target <= 30"),
+            figure("poll", f"{name}: generic", "µs", generic),
             figure("poll", f"{name}: native", "µs", native),
-            figure("poll", f"{name}: sandboxed / native", "x", ratios, "same run"),
-        ]
+            figure("poll", f"{name}: generic / typed", "x", _ratios(generic, typed),
+                   "same run; target >= 8"),
+            figure("poll", f"{name}: typed / native", "x", _ratios(typed, native), "same run"),
+            figure("poll", f"{name}: typed, outside our Python", "µs", floor,
+                   "guest + wasmtime + C<->Python"),
+        ]  # fmt: skip
     return figures
+
+
+def _ratios(a: list[float], b: list[float]) -> list[float]:
+    return [x / y for x, y in zip(a, b, strict=True)]
 
 
 def _round_trip_figures(runs: int, transfers: int) -> list[Figure]:
@@ -71,29 +141,29 @@ def _round_trip_figures(runs: int, transfers: int) -> list[Figure]:
     generic = ROOT / "tests" / "plugins" / "generic"
     wasm = ROOT / "build" / "test-plugins" / "generic.wasm"
     grants = Grants(i2c_addresses=frozenset({0x77}))
-    per_call: dict[str, list[float]] = {"sandboxed": [], "native": []}
-    for kind in ("sandboxed", "native"):
-        options: dict[str, Any] = {"wasm": wasm} if kind == "sandboxed" else {}
-        cls = ComponentPlugin if kind == "sandboxed" else NativePlugin
-        plugins = {
-            n: cls(generic, board=SimBoard(seed=1), grants=grants,
-                   settings={"probe": 0x77, "transfers": n}, **options)
-            for n in (1, transfers)
-        }  # fmt: skip
-        for _ in range(runs):
-            many = _per_poll_us(plugins[transfers], 20)
-            one = _per_poll_us(plugins[1], 200)
+    per_call: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    plugins = {
+        (kind, n): _harness(kind, generic, board=SimBoard(seed=1), grants=grants, wasm=wasm,
+                            settings={"probe": 0x77, "transfers": n})
+        for kind in KINDS
+        for n in (1, transfers)
+    }  # fmt: skip
+    for _ in range(runs):
+        for kind in KINDS:
+            many = _per_poll_us(plugins[kind, transfers], 20)
+            one = _per_poll_us(plugins[kind, 1], 200)
             per_call[kind].append((many - one) / (transfers - 1))
-        for plugin in plugins.values():
-            plugin.close()
-    ratios = [s / n for s, n in zip(per_call["sandboxed"], per_call["native"], strict=True)]
+    for plugin in plugins.values():
+        plugin.close()
+    typed, generic_path, native = (per_call[kind] for kind in KINDS)
     return [
-        figure("capability", "i2c.transfer round trip, sandboxed", "µs", per_call["sandboxed"],
-               "target < 10"),
-        figure("capability", "i2c.transfer round trip, native", "µs", per_call["native"]),
-        figure("capability", "sandboxed / native", "x", ratios, "same run"),
-        figure("capability", "i2c.transfer calls per second, sandboxed", "1/s",
-               [1e6 / v for v in per_call["sandboxed"]]),
+        figure("capability", "i2c.transfer round trip, typed", "µs", typed, "target < 10"),
+        figure("capability", "i2c.transfer round trip, generic", "µs", generic_path),
+        figure("capability", "i2c.transfer round trip, native", "µs", native),
+        figure("capability", "generic / typed", "x", _ratios(generic_path, typed), "same run"),
+        figure("capability", "typed / native", "x", _ratios(typed, native), "same run"),
+        figure("capability", "i2c.transfer calls per second, typed", "1/s",
+               [1e6 / v for v in typed]),
     ]  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -28,15 +29,21 @@ from wasmtime import component
 from wasihost.errors import GuestError, PluginTrap, WasihostError
 from wasihost.runtime.calls import bounded, trap_reason
 from wasihost.runtime.values import (
+    DIRECT,
     VAL,
-    Lift,
-    Lower,
+    Arena,
+    Compose,
+    LiftMany,
     clear,
+    compose,
+    fits_in_slot,
     lift_result,
+    lift_sequence,
     lifter,
     lower_result,
     lowerer,
     proto,
+    val_clone,
 )
 
 log = logging.getLogger("wasihost.calls")
@@ -46,7 +53,6 @@ _func_call = proto(
     "wasmtime_component_func_call", _void_p, _void_p, _void_p, _void_p, _size_t, _void_p, _size_t
 )
 _error_new = proto("wasmtime_error_new", _void_p, ctypes.c_char_p)
-_string_at = ctypes.string_at
 
 
 def _error(message: str) -> int:
@@ -68,10 +74,10 @@ class TypedExport:
         self.plugin = plugin
         self.name = name
         ty = func.type(store)
-        self._lowers: list[Lower] = [lowerer(param) for _, param in ty.params]
+        self._lowers: list[Compose] = [lowerer(param) for _, param in ty.params]
         result = ty.result
         self._split = isinstance(result, component.ResultType)
-        self._lift: Callable[[bytes, int], Any] | None = None
+        self._lift: Callable[[int], Any] | None = None
         if isinstance(result, component.ResultType):
             self._lift = lift_result(result)
         elif result is not None:
@@ -81,8 +87,8 @@ class TypedExport:
         # The store's context pointer is stable for the store's life; the instance
         # owning this plan drops it before closing the store.
         self._context = ctypes.cast(store._context(), _void_p).value
-        self._args = ctypes.create_string_buffer(VAL * max(1, len(self._lowers)))
-        self._args_addr = ctypes.addressof(self._args)
+        # Arguments are composed here and lent to wasmtime, which copies them.
+        self._arena = Arena(256)
         self._result = ctypes.create_string_buffer(VAL)
         self._result_addr = ctypes.addressof(self._result)
 
@@ -90,28 +96,22 @@ class TypedExport:
         count = len(self._lowers)
         if len(args) != count:
             raise TypeError(f"{self.name} takes {count} arguments, got {len(args)}")
-        base = self._args_addr
-        try:
-            for i, lower in enumerate(self._lowers):
-                lower(args[i], base + i * VAL)
-            error = _func_call(
-                self._func_addr,
-                self._context,
-                base,
-                count,
-                self._result_addr,
-                0 if self._lift is None else 1,
-            )
-        finally:
-            for i in range(count):
-                clear(base + i * VAL)
+        base = compose(self._arena, self._write_args, args, slots=count) if count else 0
+        error = _func_call(
+            self._func_addr,
+            self._context,
+            base,
+            count,
+            self._result_addr,
+            0 if self._lift is None else 1,
+        )
         if error:
             reason = bounded(trap_reason(_wasmtime_error(error)))
             raise PluginTrap(self.plugin, f"trapped in {self.name}: {reason}")
         if self._lift is None:
             return None
         try:
-            value = self._lift(_string_at(self._result_addr, VAL), 0)
+            value = self._lift(self._result_addr)
         finally:
             clear(self._result_addr)
         if self._split:
@@ -119,6 +119,10 @@ class TypedExport:
             if not ok:
                 raise GuestError(self.plugin, bounded(str(value)))
         return value
+
+    def _write_args(self, args: tuple[Any, ...], base: int, arena: Arena) -> None:
+        for i, lower in enumerate(self._lowers):
+            lower(args[i], base + i * VAL, arena)
 
 
 # --- capability callbacks --------------------------------------------------------
@@ -152,35 +156,38 @@ class CapabilityCall:
         self.plugin = plugin
         self.name = name
         self.impl = impl
-        self._lifts: list[Lift] | None = None
-        self._lower: Lower | None = None
-        self._lower_result: Callable[[bool, Any, int], None] | None = None
+        self._read_args: LiftMany | None = None
+        self._lower: Compose | None = None
+        self._lower_result: Callable[[bool, Any, int, Arena], None] | None = None
+        # Which results fit in wasmtime's slot as they are (a number; a result
+        # case without payload), so need no arena and no copy.
+        self._direct = False
+        self._direct_case = {True: False, False: False}
 
-    def _plan(self, ty_pointer: int) -> list[Lift]:
+    def _plan(self, ty_pointer: int) -> LiftMany:
         ty = component.FuncType._from_ptr(
             ctypes.cast(ty_pointer, ctypes.POINTER(ffi.wasmtime_component_func_type_t)),
             owner=self,  # borrowed from wasmtime for this call: never deleted here
         )
-        lifts = [lifter(param) for _, param in ty.params]
+        read_args = lift_sequence([param for _, param in ty.params], VAL)
         result = ty.result
         if isinstance(result, component.ResultType):
             self._lower_result = lower_result(result)
+            self._direct_case = {True: result.ok is None, False: result.err is None}
         elif result is not None:
             self._lower = lowerer(result)
-        self._lifts = lifts
-        return lifts
+            self._direct = fits_in_slot(result)
+        self._read_args = read_args
+        return read_args
 
-    def __call__(self, ty: int, args: int, nargs: int, results: int) -> int:
+    def __call__(self, ty: int, args: int, results: int) -> int:
         try:
-            lifts = self._lifts if self._lifts is not None else self._plan(ty)
-            values = []
-            if nargs:
-                buf = _string_at(args, nargs * VAL)
-                values = [lift(buf, i * VAL) for i, lift in enumerate(lifts)]
+            read_args = self._read_args or self._plan(ty)
+            values = read_args(args)
             if self._lower_result is None:
                 value = self.impl(*values)  # no error case in the type: a failure traps
                 if self._lower is not None:
-                    self._lower(value, results)
+                    _deliver(self._lower, (value,), results, self._direct)
                 return 0
             try:
                 ok, value = True, self.impl(*values)
@@ -190,15 +197,36 @@ class CapabilityCall:
                 log.exception("[%s] host function %s failed", self.plugin, self.name)
                 ok, value = False, f"internal host error in {self.name}"
             try:
-                self._lower_result(ok, value, results)
+                _deliver(self._lower_result, (ok, value), results, self._direct_case[ok])
             except Exception:
                 log.exception("[%s] host function %s returned a bad value", self.plugin, self.name)
-                clear(results)
-                self._lower_result(False, f"internal host error in {self.name}", results)
+                failure = f"internal host error in {self.name}"
+                _deliver(self._lower_result, (False, failure), results, self._direct_case[False])
             return 0
         except Exception as exc:
             log.exception("[%s] host function %s failed", self.plugin, self.name)
             return _error(f"host function {self.name} failed: {type(exc).__name__}")
+
+
+def _deliver(write: Callable[..., None], args: tuple[Any, ...], results: int, direct: bool) -> None:
+    """Write a callback's result into wasmtime's slot: directly when it fits
+    there, else composed in this thread's arena and deep-copied by wasmtime."""
+    if direct:
+        write(*args, results, DIRECT)  # DIRECT refuses anything that would not fit
+    else:
+        val_clone(compose(_arena(), write, *args), results)
+
+
+_arenas = threading.local()
+
+
+def _arena() -> Arena:
+    """This thread's arena: callbacks run on the thread that called into the guest."""
+    try:
+        arena: Arena = _arenas.arena
+    except AttributeError:
+        arena = _arenas.arena = Arena()
+    return arena
 
 
 def _dispatch_call(
@@ -207,7 +235,7 @@ def _dispatch_call(
     handler = _HANDLERS.get(data)
     if handler is None:
         return _error("host function no longer registered")
-    return handler(ty, args, nargs, results)
+    return handler(ty, args, results)
 
 
 def _forget_call(data: int) -> None:

@@ -7,6 +7,12 @@ once, into a pair of plain closures: a *lifter* that reads a
 ``struct`` formats, and a *lowerer* that writes one. The call plans in
 ``plans.py`` use them for every export call and capability callback.
 
+Memory is read and written through ``MEMORY``, one memoryview of the whole
+address space (index = address): a ``struct.unpack_from`` on it costs a
+fifth of a ``ctypes.string_at``. It is exactly as dangerous as ctypes'
+own ``string_at``/``memmove`` and only ever used with addresses wasmtime
+handed us or buffers we own.
+
 The Python forms are exactly those of the generic path after
 ``calls.to_python``: records are dicts with snake_case keys, ``list<u8>`` is
 ``bytes``, enums are case names, and options, results and variants are
@@ -15,10 +21,10 @@ case they are ``{"tag": case, "payload": value}``. tests/test_values.py checks
 both paths agree for every kind of type, so a wasmtime upgrade that changes
 the memory layout fails a test rather than corrupting a value on a device.
 
-Memory discipline: a lowerer writes into a value slot that holds something
-droppable (wasmtime fills new slots with ``bool false``) and leaves it
-droppable at every step, even when it raises halfway; whoever owns the slot
-frees it with ``wasmtime_component_val_delete``.
+Ownership: values wasmtime gives us (export results) are freed with
+``clear``; values we give wasmtime are composed in an ``Arena`` of our own
+and only lent (export arguments) or deep-copied by wasmtime (callback
+results), so a lowerer failing halfway leaves nothing to free.
 """
 
 from __future__ import annotations
@@ -27,16 +33,16 @@ import ctypes
 import dataclasses
 import math
 import struct
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from wasmtime import _ffi as ffi
 from wasmtime import component
 
-# A lifter reads the value stored at ``buf[offset:]`` (``buf`` is a copy of C memory).
-Lift = Callable[[bytes, int], Any]
-# A lowerer writes a Python value into the value slot at a C address.
-Lower = Callable[[Any, int], None]
+# A lifter reads the value stored at an address.
+Lift = Callable[[int], Any]
+LiftMany = Callable[[int], list[Any]]
 
 
 class UnsupportedType(Exception):
@@ -94,20 +100,15 @@ def proto(name: str, restype: Any, *argtypes: Any) -> Any:
     return fn
 
 
-byte_vec_new = proto("wasm_byte_vec_new", None, _void_p, _size_t, ctypes.c_char_p)
-vallist_new_uninit = proto("wasmtime_component_vallist_new_uninit", None, _void_p, _size_t)
-valrecord_new_uninit = proto("wasmtime_component_valrecord_new_uninit", None, _void_p, _size_t)
-valtuple_new_uninit = proto("wasmtime_component_valtuple_new_uninit", None, _void_p, _size_t)
-val_new = proto("wasmtime_component_val_new", _void_p, _void_p)
 val_delete = proto("wasmtime_component_val_delete", None, _void_p)
 
+_memory_view = ctypes.pythonapi.PyMemoryView_FromMemory
+_memory_view.restype = ctypes.py_object
+_memory_view.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+_PYBUF_WRITE = 0x200
+MEMORY: memoryview = _memory_view(None, sys.maxsize, _PYBUF_WRITE)
+
 _ZERO_VAL = bytes(VAL)
-# val_new moves a value into a fresh box and leaves ``bool false`` behind, so
-# this slot is all zeroes before and after every use, on any thread.
-_EMPTY = ctypes.create_string_buffer(VAL)
-_EMPTY_ADDR = ctypes.addressof(_EMPTY)
-_memmove = ctypes.memmove
-_string_at = ctypes.string_at
 
 _HEADER = struct.Struct(f"<B{OF - 1}xQQ")  # kind, then (size, data) or (is_ok/ptr, …)
 _POINTER = struct.Struct(f"<B{OF - 1}xQ")  # kind, then a pointer (option payload box)
@@ -119,7 +120,11 @@ _ADDR = struct.Struct("<Q")
 def clear(addr: int) -> None:
     """Free what the slot at ``addr`` owns and leave it holding ``bool false``."""
     val_delete(addr)
-    _memmove(addr, _ZERO_VAL, VAL)
+    MEMORY[addr : addr + VAL] = _ZERO_VAL
+
+
+def _text(data: int, size: int) -> str:
+    return str(MEMORY[data : data + size], "utf-8") if size else ""
 
 
 # --- scalars ---------------------------------------------------------------------
@@ -248,8 +253,8 @@ def lifter(ty: component.ValType) -> Lift:
 def _lift_scalar(kind: int, code: str, _pytype: type) -> Lift:
     unpack = struct.Struct(f"<B{OF - 1}x{code}").unpack_from
 
-    def lift(buf: bytes, offset: int) -> Any:
-        found, value = unpack(buf, offset)
+    def lift(addr: int) -> Any:
+        found, value = unpack(MEMORY, addr)
         if found != kind:
             _check(found, kind)
         return value
@@ -260,8 +265,8 @@ def _lift_scalar(kind: int, code: str, _pytype: type) -> Lift:
 def _lift_char() -> Lift:
     unpack = struct.Struct(f"<B{OF - 1}xI").unpack_from
 
-    def lift(buf: bytes, offset: int) -> str:
-        found, value = unpack(buf, offset)
+    def lift(addr: int) -> str:
+        found, value = unpack(MEMORY, addr)
         _check(found, K_CHAR)
         return chr(value)
 
@@ -271,11 +276,11 @@ def _lift_char() -> Lift:
 def _lift_text(kind: int) -> Lift:
     unpack = _HEADER.unpack_from
 
-    def lift(buf: bytes, offset: int) -> str:
-        found, size, data = unpack(buf, offset)
+    def lift(addr: int) -> str:
+        found, size, data = unpack(MEMORY, addr)
         if found != kind:
             _check(found, kind)
-        return _string_at(data, size).decode() if size else ""
+        return _text(data, size)
 
     return lift
 
@@ -285,85 +290,88 @@ def _lift_list(element: component.ValType) -> Lift:
     if isinstance(element, component.U8):
         u8 = bytes([_kind("U8")])
 
-        def lift_bytes(buf: bytes, offset: int) -> bytes:
-            found, size, data = unpack(buf, offset)
+        def lift_bytes(addr: int) -> bytes:
+            found, size, data = unpack(MEMORY, addr)
             _check(found, K_LIST)
             if not size:
                 return b""
-            block = _string_at(data, size * VAL)
-            if block[::VAL] != u8 * size:
+            end = data + size * VAL
+            if MEMORY[data:end:VAL] != u8 * size:
                 raise LayoutError("list<u8> element of another kind")
-            return block[OF::VAL]
+            return bytes(MEMORY[data + OF : end : VAL])
 
         return lift_bytes
     item = lifter(element)
 
-    def lift(buf: bytes, offset: int) -> list[Any]:
-        found, size, data = unpack(buf, offset)
+    def lift(addr: int) -> list[Any]:
+        found, size, data = unpack(MEMORY, addr)
         _check(found, K_LIST)
-        if not size:
-            return []
-        block = _string_at(data, size * VAL)
-        return [item(block, i) for i in range(0, size * VAL, VAL)]
+        return [item(at) for at in range(data, data + size * VAL, VAL)]
+
+    return lift
+
+
+def lift_sequence(types: list[component.ValType], stride: int, at: int = 0) -> LiftMany:
+    """Read ``len(types)`` values laid out ``stride`` bytes apart (record entries,
+    tuple elements, callback arguments): one ``struct`` unpack reads every kind
+    and every scalar value; only strings, lists and the like take another step."""
+    layout = ["<"]
+    kinds: list[int] = []
+    others: list[tuple[int, int, Lift]] = []  # (index, offset, lifter) of non-scalars
+    for i, ty in enumerate(types):
+        scalar = _scalar(ty)
+        if scalar is not None:
+            kind, code, _ = scalar
+            size = struct.calcsize(code)
+            layout.append(f"{at}xB{OF - 1}x{code}{VAL - OF - size}x")
+        else:
+            kind = _KIND_OF.get(type(ty), -1)
+            layout.append(f"{at}xB{OF - 1}xQ{VAL - OF - 8}x")
+            others.append((i, i * stride + at, lifter(ty)))
+        layout.append(f"{stride - at - VAL}x")
+        kinds.append(kind)
+    unpack = struct.Struct("".join(layout)).unpack_from
+    expected = tuple(kinds)
+
+    def lift(addr: int) -> list[Any]:
+        raw = unpack(MEMORY, addr)
+        if raw[0::2] != expected:
+            raise LayoutError(f"value kinds {raw[0::2]}, expected {expected}")
+        values = list(raw[1::2])
+        for index, offset, item in others:
+            values[index] = item(addr + offset)
+        return values
 
     return lift
 
 
 def _lift_record(fields: list[tuple[str, component.ValType]]) -> Lift:
-    """One ``struct`` unpack reads every field's kind and every scalar field's value."""
     keys = tuple(name.replace("-", "_") for name, _ in fields)
     count = len(fields)
-    layout = ["<"]
-    kinds: list[int] = []
-    others: list[tuple[int, int, Lift]] = []  # (field index, offset, lifter) of non-scalars
-    for i, (_, ty) in enumerate(fields):
-        scalar = _scalar(ty)
-        value_offset = i * ENTRY + ENTRY_VAL
-        if scalar is not None:
-            kind, code, _ = scalar
-            size = struct.calcsize(code)
-            layout.append(f"{ENTRY_VAL}xB{OF - 1}x{code}{VAL - OF - size}x")
-        else:
-            kind = _KIND_OF.get(type(ty), -1)
-            layout.append(f"{ENTRY_VAL}xB{OF - 1}xQ{VAL - OF - 8}x")
-            others.append((i, value_offset, lifter(ty)))
-        kinds.append(kind)
-    unpack = struct.Struct("".join(layout)).unpack_from
-    expected = tuple(kinds)
-    scalar_only = not others
+    read = lift_sequence([ty for _, ty in fields], ENTRY, ENTRY_VAL)
     header = _HEADER.unpack_from
 
-    def lift(buf: bytes, offset: int) -> dict[str, Any]:
-        found, size, data = header(buf, offset)
+    def lift(addr: int) -> dict[str, Any]:
+        found, size, data = header(MEMORY, addr)
         _check(found, K_RECORD)
         if size != count:
             raise LayoutError(f"record with {size} fields, expected {count}")
-        block = _string_at(data, size * ENTRY)
-        raw = unpack(block)
-        if raw[0::2] != expected:
-            raise LayoutError(f"record field kinds {raw[0::2]}, expected {expected}")
-        if scalar_only:
-            return dict(zip(keys, raw[1::2], strict=True))
-        values = list(raw[1::2])
-        for index, value_offset, item in others:
-            values[index] = item(block, value_offset)
-        return dict(zip(keys, values, strict=True))
+        return dict(zip(keys, read(data), strict=True))
 
     return lift
 
 
 def _lift_tuple(elements: list[component.ValType]) -> Lift:
-    items = [lifter(ty) for ty in elements]
-    count = len(items)
+    count = len(elements)
+    read = lift_sequence(elements, VAL)
     header = _HEADER.unpack_from
 
-    def lift(buf: bytes, offset: int) -> tuple[Any, ...]:
-        found, size, data = header(buf, offset)
+    def lift(addr: int) -> tuple[Any, ...]:
+        found, size, data = header(MEMORY, addr)
         _check(found, K_TUPLE)
         if size != count:
             raise LayoutError(f"tuple of {size}, expected {count}")
-        block = _string_at(data, size * VAL) if size else b""
-        return tuple(item(block, i * VAL) for i, item in enumerate(items))
+        return tuple(read(data))
 
     return lift
 
@@ -374,14 +382,14 @@ def _lift_cases(ty: component.ValType, cases: list[tuple[str, component.ValType 
 
     def payload(name: str, box: int) -> Any:
         item = payloads[name]
-        value = item(_string_at(box, VAL), 0) if item is not None else None
+        value = item(box) if item is not None else None
         return {"tag": name, "payload": value} if tagged else value
 
     if isinstance(ty, component.OptionType):
         unpack_option = _POINTER.unpack_from
 
-        def lift_option(buf: bytes, offset: int) -> Any:
-            found, box = unpack_option(buf, offset)
+        def lift_option(addr: int) -> Any:
+            found, box = unpack_option(MEMORY, addr)
             _check(found, K_OPTION)
             return payload("some", box) if box else payload("none", 0)
 
@@ -389,18 +397,18 @@ def _lift_cases(ty: component.ValType, cases: list[tuple[str, component.ValType 
     if isinstance(ty, component.ResultType):
         unpack_result = _RESULT.unpack_from
 
-        def lift_result(buf: bytes, offset: int) -> Any:
-            found, ok, box = unpack_result(buf, offset)
+        def lift_result(addr: int) -> Any:
+            found, ok, box = unpack_result(MEMORY, addr)
             _check(found, K_RESULT)
             return payload("ok" if ok else "err", box)
 
         return lift_result
     unpack_variant = _VARIANT.unpack_from
 
-    def lift_variant(buf: bytes, offset: int) -> Any:
-        found, size, data, box = unpack_variant(buf, offset)
+    def lift_variant(addr: int) -> Any:
+        found, size, data, box = unpack_variant(MEMORY, addr)
         _check(found, K_VARIANT)
-        name = _string_at(data, size).decode()
+        name = _text(data, size)
         if name not in payloads:
             raise LayoutError(f"unknown variant case {name!r}")
         return payload(name, box)
@@ -408,17 +416,17 @@ def _lift_cases(ty: component.ValType, cases: list[tuple[str, component.ValType 
     return lift_variant
 
 
-def lift_result(ty: component.ResultType) -> Callable[[bytes, int], tuple[bool, Any]]:
+def lift_result(ty: component.ResultType) -> Callable[[int], tuple[bool, Any]]:
     """For a top-level ``result``: (is_ok, payload) instead of the tagging rules."""
     ok = lifter(ty.ok) if ty.ok is not None else None
     err = lifter(ty.err) if ty.err is not None else None
     unpack = _RESULT.unpack_from
 
-    def lift(buf: bytes, offset: int) -> tuple[bool, Any]:
-        found, is_ok, box = unpack(buf, offset)
+    def lift(addr: int) -> tuple[bool, Any]:
+        found, is_ok, box = unpack(MEMORY, addr)
         _check(found, K_RESULT)
         item = ok if is_ok else err
-        return is_ok, (item(_string_at(box, VAL), 0) if item is not None else None)
+        return is_ok, (item(box) if item is not None else None)
 
     return lift
 
@@ -437,10 +445,110 @@ _KIND_OF: dict[type, int] = {
 
 
 # --- lowerers --------------------------------------------------------------------
+#
+# A value is composed in an ``Arena`` (memory we own, never freed by wasmtime)
+# and then either lent to wasmtime as it is (export arguments are borrowed) or
+# deep-copied into a wasmtime slot with one ``val_clone`` (callback results).
+# Rust then does the allocations, instead of one ctypes call per string,
+# record and box.
 
 
-def lowerer(ty: component.ValType) -> Lower:
-    """A function writing a Python value of type ``ty`` into a C value slot."""
+class ArenaFull(Exception):
+    """The value does not fit; the arena grows and the value is composed again."""
+
+
+class Arena:
+    """Scratch memory for composing one value at a time (one thread at a time)."""
+
+    MAX = 64 * 1024 * 1024
+
+    def __init__(self, size: int = 1024) -> None:
+        self._buffer = ctypes.create_string_buffer(size)
+        self.base = ctypes.addressof(self._buffer)
+        self.end = self.base + size
+        self.top = self.base
+
+    def reset(self, slots: int) -> int:
+        """Start a new value with ``slots`` top-level slots; return their address."""
+        self.top = self.base
+        return self.take(slots * VAL)
+
+    def take(self, size: int) -> int:
+        addr = self.top
+        top = addr + ((size + 7) & ~7)
+        if top > self.end:
+            raise ArenaFull
+        self.top = top
+        return addr
+
+    def refer(self) -> None:
+        """Called by a value about to point at memory we own (a case name)."""
+
+    def grow(self) -> None:
+        size = (self.end - self.base) * 4
+        if size > self.MAX:
+            raise ValueError(f"value larger than {self.MAX // (1024 * 1024)} MB")
+        self.__init__(size)  # type: ignore[misc]
+
+
+class _Direct(Arena):
+    """No memory at all: a value that fits in its slot (a number, a result
+    without payload) is written straight into wasmtime's slot; anything
+    else raises ``ArenaFull`` before touching the slot."""
+
+    def __init__(self) -> None:
+        pass
+
+    def take(self, size: int) -> int:
+        raise ArenaFull
+
+    def refer(self) -> None:
+        raise ArenaFull  # wasmtime would free it along with its slot
+
+
+DIRECT: Arena = _Direct()
+
+# A lowerer writes a Python value into the slot at an address inside ``arena``.
+# It writes the slot itself last, after everything it needs from the arena.
+Compose = Callable[[Any, int, Arena], None]
+
+val_clone = proto("wasmtime_component_val_clone", None, _void_p, _void_p)
+
+
+def compose(arena: Arena, write: Callable[..., None], *args: Any, slots: int = 1) -> int:
+    """``write(*args, addr, arena)`` a value into fresh arena slots, growing the
+    arena until it fits; returns the slots' address."""
+    while True:
+        addr = arena.reset(slots)
+        try:
+            write(*args, addr, arena)
+        except ArenaFull:
+            arena.grow()
+            continue
+        return addr
+
+
+class _Names:
+    """Field and case names for the life of the process: values lent or cloned
+    from an arena point at them, and nothing ever frees them."""
+
+    def __init__(self, names: list[str]) -> None:
+        encoded = [name.encode() for name in names]
+        self._buffer = ctypes.create_string_buffer(b"".join(encoded) or b"\0")
+        base = ctypes.addressof(self._buffer)
+        self.addr: dict[str, tuple[int, int]] = {}
+        for name, data in zip(names, encoded, strict=True):
+            self.addr[name] = (len(data), base)
+            base += len(data)
+
+
+def fits_in_slot(ty: component.ValType) -> bool:
+    """Whether every value of ``ty`` lives entirely in its slot (no pointers)."""
+    return _scalar(ty) is not None or isinstance(ty, component.Char)
+
+
+def lowerer(ty: component.ValType) -> Compose:
+    """A function composing a Python value of type ``ty`` in an arena."""
     scalar = _scalar(ty)
     if scalar is not None:
         return _lower_scalar(*scalar)
@@ -462,148 +570,142 @@ def lowerer(ty: component.ValType) -> Lower:
     raise UnsupportedType(type(ty).__name__)
 
 
-def _lower_scalar(kind: int, code: str, pytype: type) -> Lower:
-    pack = struct.Struct(f"<B{OF - 1}x{code}").pack
-    size = struct.calcsize(f"<B{OF - 1}x{code}")
+def _lower_scalar(kind: int, code: str, pytype: type) -> Compose:
+    pack = struct.Struct(f"<B{OF - 1}x{code}").pack_into
     name = pytype.__name__
 
-    def lower(value: Any, addr: int) -> None:
+    def lower(value: Any, addr: int, _arena: Arena) -> None:
         if not isinstance(value, pytype):
             raise TypeError(f"expected {name}, got {type(value).__name__}")
         try:
-            packed = pack(kind, value)
+            pack(MEMORY, addr, kind, value)
         except OverflowError:  # a double beyond f32's range: C's conversion gives ±inf
-            packed = pack(kind, math.copysign(math.inf, cast(float, value)))
+            pack(MEMORY, addr, kind, math.copysign(math.inf, cast(float, value)))
         except struct.error as exc:
             raise ValueError(f"{value} out of range: {exc}") from None
-        _memmove(addr, packed, size)
 
     return lower
 
 
-def _lower_char() -> Lower:
-    pack = struct.Struct(f"<B{OF - 1}xI").pack
+def _lower_char() -> Compose:
+    pack = struct.Struct(f"<B{OF - 1}xI").pack_into
 
-    def lower(value: Any, addr: int) -> None:
+    def lower(value: Any, addr: int, _arena: Arena) -> None:
         if not isinstance(value, str) or len(value) != 1:
             raise TypeError("expected a one-character string")
         code = ord(value)
         if 0xD800 <= code <= 0xDFFF:
             raise ValueError("a surrogate is not a Unicode scalar value")
-        _memmove(addr, pack(K_CHAR, code), OF + 4)
+        pack(MEMORY, addr, K_CHAR, code)
 
     return lower
 
 
-def _lower_text(kind: int, names: frozenset[str] | None) -> Lower:
-    tag = bytes([kind])
+def _lower_text(kind: int, names: frozenset[str] | None) -> Compose:
+    pack = _HEADER.pack_into
 
-    def lower(value: Any, addr: int) -> None:
+    def lower(value: Any, addr: int, arena: Arena) -> None:
         if not isinstance(value, str):
             raise TypeError(f"expected str, got {type(value).__name__}")
         if names is not None and value not in names:
             raise ValueError(f"{value!r} is not one of {sorted(names)}")
         data = value.encode()
-        byte_vec_new(addr + OF, len(data), data)
-        _memmove(addr, tag, 1)
+        size = len(data)
+        text = arena.take(size)
+        MEMORY[text : text + size] = data
+        pack(MEMORY, addr, kind, size, text)
 
     return lower
 
 
-def _lower_list(element: component.ValType) -> Lower:
-    tag = bytes([K_LIST])
+def _lower_list(element: component.ValType) -> Compose:
+    pack = _HEADER.pack_into
     if isinstance(element, component.U8):
-        u8 = _kind("U8")
+        u8 = bytes([_kind("U8")])
 
-        def lower_bytes(value: Any, addr: int) -> None:
+        def lower_bytes(value: Any, addr: int, arena: Arena) -> None:
             if not isinstance(value, bytes | bytearray | memoryview):
                 raise TypeError(f"expected bytes, got {type(value).__name__}")
-            data = bytes(value)
-            size = len(data)
-            vallist_new_uninit(addr + OF, size)
-            _memmove(addr, tag, 1)
-            if size:
-                block = bytearray(size * VAL)
-                block[::VAL] = bytes([u8]) * size
-                block[OF::VAL] = data
-                (items,) = _ADDR.unpack(_string_at(addr + OF + 8, 8))
-                _memmove(items, bytes(block), size * VAL)
+            size = len(value)
+            items = arena.take(size * VAL)
+            end = items + size * VAL
+            MEMORY[items:end:VAL] = u8 * size
+            MEMORY[items + OF : end : VAL] = value
+            pack(MEMORY, addr, K_LIST, size, items)
 
         return lower_bytes
     item = lowerer(element)
 
-    def lower(value: Any, addr: int) -> None:
+    def lower(value: Any, addr: int, arena: Arena) -> None:
         if not isinstance(value, list | tuple):
             raise TypeError(f"expected list, got {type(value).__name__}")
-        vallist_new_uninit(addr + OF, len(value))
-        _memmove(addr, tag, 1)
-        if value:
-            (items,) = _ADDR.unpack(_string_at(addr + OF + 8, 8))
-            for i, element_value in enumerate(value):
-                item(element_value, items + i * VAL)
+        size = len(value)
+        items = arena.take(size * VAL)
+        for i, element_value in enumerate(value):
+            item(element_value, items + i * VAL, arena)
+        pack(MEMORY, addr, K_LIST, size, items)
 
     return lower
 
 
 def _field_getter(keys: tuple[str, ...]) -> Callable[[Any], list[Any]]:
     def values(value: Any) -> list[Any]:
+        if type(value) is dict:
+            return [value[key] for key in keys]
+        if dataclasses.is_dataclass(value):
+            return [getattr(value, key) for key in keys]
         if isinstance(value, Mapping):
             return [value[key] for key in keys]
         if isinstance(value, component.Record):
             return [getattr(value, key.replace("_", "-")) for key in keys]
-        if dataclasses.is_dataclass(value):
-            return [getattr(value, key) for key in keys]
         raise TypeError(f"expected a record (dict or dataclass), got {type(value).__name__}")
 
     return values
 
 
-def _lower_record(fields: list[tuple[str, component.ValType]]) -> Lower:
-    names = [name.encode() for name, _ in fields]
+def _lower_record(fields: list[tuple[str, component.ValType]]) -> Compose:
+    names = _Names([name for name, _ in fields])
     items = [lowerer(ty) for _, ty in fields]
     values_of = _field_getter(tuple(name.replace("-", "_") for name, _ in fields))
     count = len(fields)
-    tag = bytes([K_RECORD])
+    # Each entry starts with its name, (size, data): packed once, copied per value.
+    headers = [_NAME.pack(*names.addr[name]) for name, _ in fields]
+    pack = _HEADER.pack_into
 
-    def lower(value: Any, addr: int) -> None:
-        values = values_of(value)  # before allocating: a missing field frees nothing
-        valrecord_new_uninit(addr + OF, count)
-        _memmove(addr, tag, 1)
-        (entries,) = _ADDR.unpack(_string_at(addr + OF + 8, 8))
+    def lower(value: Any, addr: int, arena: Arena, names: _Names = names) -> None:
+        values = values_of(value)
+        entries = arena.take(count * ENTRY)
         for i in range(count):
             entry = entries + i * ENTRY
-            byte_vec_new(entry, len(names[i]), names[i])
-            items[i](values[i], entry + ENTRY_VAL)
+            MEMORY[entry : entry + 16] = headers[i]
+            items[i](values[i], entry + ENTRY_VAL, arena)
+        pack(MEMORY, addr, K_RECORD, count, entries)
 
     return lower
 
 
-def _lower_tuple(elements: list[component.ValType]) -> Lower:
+_NAME = struct.Struct("<QQ")
+
+
+def _lower_tuple(elements: list[component.ValType]) -> Compose:
     items = [lowerer(ty) for ty in elements]
     count = len(items)
-    tag = bytes([K_TUPLE])
+    pack = _HEADER.pack_into
 
-    def lower(value: Any, addr: int) -> None:
+    def lower(value: Any, addr: int, arena: Arena) -> None:
         if not isinstance(value, tuple | list) or len(value) != count:
             raise TypeError(f"expected a tuple of {count}")
-        valtuple_new_uninit(addr + OF, count)
-        _memmove(addr, tag, 1)
-        if count:
-            (slots,) = _ADDR.unpack(_string_at(addr + OF + 8, 8))
-            for i, item in enumerate(items):
-                item(value[i], slots + i * VAL)
+        slots = arena.take(count * VAL)
+        for i, item in enumerate(items):
+            item(value[i], slots + i * VAL, arena)
+        pack(MEMORY, addr, K_TUPLE, count, slots)
 
     return lower
 
 
-def _boxed(addr: int, header: bytes) -> int:
-    """Put a fresh ``bool false`` box in the slot (with ``header``); return the box."""
-    box: int = val_new(_EMPTY_ADDR)
-    _memmove(addr, header + _ADDR.pack(box), len(header) + 8)
-    return box
-
-
-def _lower_cases(ty: component.ValType, cases: list[tuple[str, component.ValType | None]]) -> Lower:
+def _lower_cases(
+    ty: component.ValType, cases: list[tuple[str, component.ValType | None]]
+) -> Compose:
     tagged = _tagged(cases)
     lowers = {name: (lowerer(case) if case is not None else None) for name, case in cases}
     untagged = [(name, _accepts(case)) for name, case in cases]
@@ -624,60 +726,55 @@ def _lower_cases(ty: component.ValType, cases: list[tuple[str, component.ValType
                 return name, value
         raise TypeError(f"{type(value).__name__} value fits no case of this type")
 
-    def write_payload(name: str, payload: Any, addr: int, header: bytes) -> None:
+    def box(name: str, payload: Any, arena: Arena) -> int:
+        """The payload in its own slot (0 for a case without one)."""
         item = lowers[name]
         if item is None:
-            _memmove(addr, header + bytes(8), len(header) + 8)
-        else:
-            item(payload, _boxed(addr, header))
+            return 0
+        slot = arena.take(VAL)
+        item(payload, slot, arena)
+        return slot
 
     if isinstance(ty, component.OptionType):
-        option_header = bytes([K_OPTION]) + bytes(OF - 1)
+        pack_option = _POINTER.pack_into
 
-        def lower_option(value: Any, addr: int) -> None:
+        def lower_option(value: Any, addr: int, arena: Arena) -> None:
             name, payload = choose(value)
-            write_payload(name, payload, addr, option_header)
+            pack_option(MEMORY, addr, K_OPTION, box(name, payload, arena))
 
         return lower_option
     if isinstance(ty, component.ResultType):
-        headers = {
-            "ok": bytes([K_RESULT]) + bytes(OF - 1) + b"\x01" + bytes(7),
-            "err": bytes([K_RESULT]) + bytes(OF - 1) + bytes(8),
-        }
+        pack_result = _RESULT.pack_into
 
-        def lower_result(value: Any, addr: int) -> None:
+        def lower_result(value: Any, addr: int, arena: Arena) -> None:
             name, payload = choose(value)
-            write_payload(name, payload, addr, headers[name])
+            pack_result(MEMORY, addr, K_RESULT, name == "ok", box(name, payload, arena))
 
         return lower_result
-    encoded = {name: name.encode() for name, _ in cases}
+    names = _Names([name for name, _ in cases])
+    pack_variant = _VARIANT.pack_into
 
-    def lower_variant(value: Any, addr: int) -> None:
+    def lower_variant(value: Any, addr: int, arena: Arena) -> None:
+        arena.refer()
         name, payload = choose(value)
-        item = lowers[name]
-        # Every byte of the slot is written: past a ``bool`` the union is uninitialised.
-        byte_vec_new(addr + OF, len(encoded[name]), encoded[name])
-        box: int = val_new(_EMPTY_ADDR) if item is not None else 0
-        _memmove(addr + OF + 16, _ADDR.pack(box), 8)
-        _memmove(addr, bytes([K_VARIANT]), 1)
-        if item is not None:
-            item(payload, box)
+        size, data = names.addr[name]
+        pack_variant(MEMORY, addr, K_VARIANT, size, data, box(name, payload, arena))
 
     return lower_variant
 
 
-def lower_result(ty: component.ResultType) -> Callable[[bool, Any, int], None]:
-    """For a top-level ``result``: write ok(value) or err(value), no guessing by type."""
+def lower_result(ty: component.ResultType) -> Callable[[bool, Any, int, Arena], None]:
+    """For a top-level ``result``: compose ok(value) or err(value), no guessing by type."""
     ok = lowerer(ty.ok) if ty.ok is not None else None
     err = lowerer(ty.err) if ty.err is not None else None
-    ok_header = bytes([K_RESULT]) + bytes(OF - 1) + b"\x01" + bytes(7)
-    err_header = bytes([K_RESULT]) + bytes(OF - 1) + bytes(8)
+    pack = _RESULT.pack_into
 
-    def lower(is_ok: bool, value: Any, addr: int) -> None:
-        item, header = (ok, ok_header) if is_ok else (err, err_header)
-        if item is None:
-            _memmove(addr, header + bytes(8), len(header) + 8)
-        else:
-            item(value, _boxed(addr, header))
+    def lower(is_ok: bool, value: Any, addr: int, arena: Arena) -> None:
+        item = ok if is_ok else err
+        slot = 0
+        if item is not None:
+            slot = arena.take(VAL)
+            item(value, slot, arena)
+        pack(MEMORY, addr, K_RESULT, is_ok, slot)
 
     return lower
