@@ -401,3 +401,20 @@ def test_a_bad_argument_is_refused_before_the_call(engine: wasmtime.Engine, expo
         assert same(harness.call(good, export)[1], good)  # and nothing was left half-written
     finally:
         harness.close()
+
+
+def test_the_arena_grows_for_big_values_and_refuses_absurd_ones() -> None:
+    from wasihost.runtime.values import Arena, ArenaFull, compose
+
+    arena = Arena(64)
+    with pytest.raises(ArenaFull):
+        arena.take(128)
+
+    def write(size: int, addr: int, arena: Arena) -> None:
+        arena.take(size)
+
+    compose(arena, write, 10_000)
+    assert arena.end - arena.base >= 10_000  # grown, and the value composed again
+    arena.MAX = 1 << 20
+    with pytest.raises(ValueError, match="larger than 1 MB"):
+        compose(arena, write, 2 << 20)

@@ -463,6 +463,9 @@ class Arena:
     MAX = 64 * 1024 * 1024
 
     def __init__(self, size: int = 1024) -> None:
+        self._allocate(size)
+
+    def _allocate(self, size: int) -> None:
         self._buffer = ctypes.create_string_buffer(size)
         self.base = ctypes.addressof(self._buffer)
         self.end = self.base + size
@@ -488,7 +491,7 @@ class Arena:
         size = (self.end - self.base) * 4
         if size > self.MAX:
             raise ValueError(f"value larger than {self.MAX // (1024 * 1024)} MB")
-        self.__init__(size)  # type: ignore[misc]
+        self._allocate(size)
 
 
 class _Direct(Arena):
