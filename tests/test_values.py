@@ -260,14 +260,17 @@ class Harness:
     def __init__(self, engine: wasmtime.Engine, name: str, wat: str, host: str, export: str):
         self.name = name
         self.received: list[Any] = []
+        compiled = component.Component(engine, wat)
+        imported = compiled.type.imports(engine)["f"].ty  # as build_linker gets it
+        assert isinstance(imported, component.FuncType)
         linker = component.Linker(engine)
         with linker.root() as root:
             if host == "generic":
                 root.add_func("f", self._generic_host)
             else:
-                add_capability(root, CapabilityCall("test", "f", self._typed_host))
+                add_capability(root, CapabilityCall("test", "f", self._typed_host, imported))
         self.store = wasmtime.Store(engine)
-        instance = linker.instantiate(self.store, component.Component(engine, wat))
+        instance = linker.instantiate(self.store, compiled)
         func = instance.get_func(self.store, instance.get_export_index(self.store, "g"))
         assert func is not None
         self.export: ExportFunction | TypedExport

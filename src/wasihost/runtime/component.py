@@ -12,6 +12,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import wasmtime
 from wasmtime import component
@@ -51,22 +52,25 @@ class CheckedComponent:
     world: str
     logic_key: str  # the export the host calls, e.g. "sensor-logic.poll"
     returns_result: dict[tuple[str, str], bool]
+    # The capability functions it imports, with their types: the typed call
+    # path builds its plans from them when linking.
+    imports: dict[tuple[str, str], wasmtime.component.FuncType]
     has_settings: bool
     has_state: bool
     precompiled: bool  # not compiled now: a matching .cwasm, or shared with another plugin
     load_ms: float  # reading + compiling or deserialising
 
 
-def _exported_functions(
-    engine: Engine, contract: Contract, comp: component.Component
+def _contract_functions(
+    contract: Contract, items: dict[str, Any], engine: Engine
 ) -> dict[tuple[str, str], component.FuncType]:
-    """Functions of the contract's interfaces the component exports.
+    """Functions of the contract's interfaces among a component's imports or exports.
 
-    Other exports (componentize-py adds its own ``exports`` instance) are
-    not part of the contract and are ignored.
+    Other items (WASI, componentize-py's own ``exports`` instance) are not
+    part of the contract and are ignored.
     """
     found: dict[tuple[str, str], component.FuncType] = {}
-    for iface, item in comp.type.exports(engine.wasmtime).items():
+    for iface, item in items.items():
         ty = item.ty
         if not iface.startswith(contract.package + "/") or not isinstance(
             ty, component.ComponentInstanceType
@@ -145,7 +149,7 @@ def check(
                 f"{path}: imports {name}, which world {world} does not allow (it allows {granted})",
             )
 
-    functions = _exported_functions(engine, contract, comp)
+    functions = _contract_functions(contract, comp.type.exports(engine.wasmtime), engine)
     logic_iface, logic_func = contract.logic_of(world)
     logic = (contract.qualified(logic_iface), logic_func)
     if logic not in functions:
@@ -166,6 +170,7 @@ def check(
         returns_result={
             key: isinstance(ty.result, component.ResultType) for key, ty in functions.items()
         },
+        imports=_contract_functions(contract, comp.type.imports(engine.wasmtime), engine),
         has_settings=settings in functions,
         has_state=has_state,
         precompiled=compiled.precompiled,

@@ -8,6 +8,7 @@ its owner must ``close`` it and create a new one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import wasmtime
@@ -27,21 +28,44 @@ log = logging.getLogger("wasihost.calls")
 
 
 def build_linker(
-    engine: Engine, contract: Contract, world: str, ctx: CapabilityContext
+    engine: Engine,
+    contract: Contract,
+    world: str,
+    ctx: CapabilityContext,
+    checked: CheckedComponent,
 ) -> component.Linker:
-    """A linker offering exactly the capabilities of ``world``, bound to one plugin."""
+    """A linker offering exactly the capabilities of ``world``, bound to one plugin.
+
+    On the typed path each capability the component imports gets its call
+    plan here, from the type the component imports it with.
+    """
     linker = component.Linker(engine.wasmtime)
     linker.add_wasip2()
     with linker.root() as root:
         for interface in sorted(contract.worlds[world].imports):
-            functions = PROVIDERS[interface](ctx)
-            with root.add_instance(contract.qualified(interface)) as instance:
-                for name, impl in functions.items():
-                    if engine.call_path == "typed":
-                        add_capability(instance, CapabilityCall(ctx.plugin, name, impl))
-                    else:
-                        instance.add_func(name, host_function(ctx.plugin, name, impl))
+            qualified = contract.qualified(interface)
+            with root.add_instance(qualified) as instance:
+                for name, impl in PROVIDERS[interface](ctx).items():
+                    ty = checked.imports.get((qualified, name))
+                    _define(engine, instance, ctx.plugin, name, impl, ty)
     return linker
+
+
+def _define(
+    engine: Engine,
+    instance: component.LinkerInstance,
+    plugin: str,
+    name: str,
+    impl: Callable[..., Any],
+    ty: component.FuncType | None,
+) -> None:
+    if engine.call_path == "typed" and ty is not None:  # None: not imported, never called
+        try:
+            add_capability(instance, CapabilityCall(plugin, name, impl, ty))
+            return
+        except UnsupportedType as exc:
+            log.info("[%s] %s uses the generic call path (%s)", plugin, name, exc)
+    instance.add_func(name, host_function(plugin, name, impl))
 
 
 class Instance:

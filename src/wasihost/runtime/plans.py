@@ -145,31 +145,26 @@ _ids = itertools.count(1)
 
 
 class CapabilityCall:
-    """A capability function as a host callback, with its plan built on first use.
+    """A capability function as a host callback, through its plan.
 
-    The plan comes from the type wasmtime passes to the callback, so it is
-    exactly the type the guest was linked against. Like the generic path,
-    a failure becomes the WIT ``result`` error: callbacks never raise.
+    The plan is built when linking, from the type the component imports the
+    function with. Like the generic path, a failure becomes the WIT
+    ``result`` error: callbacks never raise.
     """
 
-    def __init__(self, plugin: str, name: str, impl: Callable[..., Any]):
+    def __init__(
+        self, plugin: str, name: str, impl: Callable[..., Any], ty: component.FuncType
+    ) -> None:
         self.plugin = plugin
         self.name = name
         self.impl = impl
-        self._read_args: LiftMany | None = None
+        self._read_args: LiftMany = lift_sequence([param for _, param in ty.params], VAL)
         self._lower: Compose | None = None
         self._lower_result: Callable[[bool, Any, int, Arena], None] | None = None
         # Which results fit in wasmtime's slot as they are (a number; a result
         # case without payload), so need no arena and no copy.
         self._direct = False
         self._direct_case = {True: False, False: False}
-
-    def _plan(self, ty_pointer: int) -> LiftMany:
-        ty = component.FuncType._from_ptr(
-            ctypes.cast(ty_pointer, ctypes.POINTER(ffi.wasmtime_component_func_type_t)),
-            owner=self,  # borrowed from wasmtime for this call: never deleted here
-        )
-        read_args = lift_sequence([param for _, param in ty.params], VAL)
         result = ty.result
         if isinstance(result, component.ResultType):
             self._lower_result = lower_result(result)
@@ -177,13 +172,10 @@ class CapabilityCall:
         elif result is not None:
             self._lower = lowerer(result)
             self._direct = fits_in_slot(result)
-        self._read_args = read_args
-        return read_args
 
-    def __call__(self, ty: int, args: int, results: int) -> int:
+    def __call__(self, args: int, results: int) -> int:
         try:
-            read_args = self._read_args or self._plan(ty)
-            values = read_args(args)
+            values = self._read_args(args)
             if self._lower_result is None:
                 value = self.impl(*values)  # no error case in the type: a failure traps
                 if self._lower is not None:
@@ -230,12 +222,12 @@ def _arena() -> Arena:
 
 
 def _dispatch_call(
-    data: int, _context: int, ty: int, args: int, nargs: int, results: int, _nresults: int
+    data: int, _context: int, _ty: int, args: int, _nargs: int, results: int, _nresults: int
 ) -> int:
     handler = _HANDLERS.get(data)
     if handler is None:
         return _error("host function no longer registered")
-    return handler(ty, args, results)
+    return handler(args, results)
 
 
 def _forget_call(data: int) -> None:

@@ -203,7 +203,7 @@ class Plugin:
         checked = check_component(
             self.name, self._engine, self._contract, self.world, self.spec.wasm
         )
-        linker = build_linker(self._engine, self._contract, self.world, self.ctx)
+        linker = build_linker(self._engine, self._contract, self.world, self.ctx, checked)
         instance = self._instantiate(checked, linker)
         info = self._describe(instance)
         return Candidate(
