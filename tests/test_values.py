@@ -74,10 +74,15 @@ class Types:
         text = " ".join(f'(case "{k}"{" " + v.wat if v else ""})' for k, v in cases.items())
         return self._named(f"(variant {text})", ["i32", *_join(list(cases.values()))])
 
+    def flags(self, *names: str) -> T:
+        return self._named(f"(flags {_quoted(names)})", ["i32"])
+
     def enum(self, *names: str) -> T:
-        return self._named(
-            f"(enum {' '.join(f'{n!r}'.replace(chr(39), chr(34)) for n in names)})", ["i32"]
-        )
+        return self._named(f"(enum {_quoted(names)})", ["i32"])
+
+
+def _quoted(names: tuple[str, ...]) -> str:
+    return " ".join(f'"{name}"' for name in names)
 
 
 def _join(cases: list[T | None]) -> list[str]:
@@ -421,3 +426,25 @@ def test_the_arena_grows_for_big_values_and_refuses_absurd_ones() -> None:
     arena.MAX = 1 << 20
     with pytest.raises(ValueError, match="larger than 1 MB"):
         compose(arena, write, 2 << 20)
+
+
+def test_a_type_the_plans_do_not_convert_is_refused_when_planning(engine: wasmtime.Engine) -> None:
+    """Flags are not in our contract: planning refuses them, so the caller falls back to
+    the generic path for that function (instance.py) rather than failing at call time."""
+    from wasihost.runtime.values import UnsupportedType
+
+    types = Types()
+    wat = identity_component(types, types.flags("a", "b"))
+    compiled = component.Component(engine, wat)
+    imported = compiled.type.imports(engine)["f"].ty
+    assert isinstance(imported, component.FuncType)
+    with pytest.raises(UnsupportedType):
+        CapabilityCall("test", "f", lambda x: x, imported)
+    harness = Harness(engine, "flags", wat, host="generic", export="generic")
+    try:
+        export = harness.export
+        assert isinstance(export, ExportFunction)
+        with pytest.raises(UnsupportedType):
+            TypedExport("test", "g", export.func, harness.store)
+    finally:
+        harness.close()
