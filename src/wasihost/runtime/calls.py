@@ -24,7 +24,7 @@ from typing import Any
 import wasmtime
 from wasmtime import component
 
-from wasihost.errors import GuestError, PluginTrap, WasihostError
+from wasihost.errors import GuestError, PluginError, PluginTrap, WasihostError
 
 log = logging.getLogger("wasihost.calls")
 
@@ -122,6 +122,9 @@ class ExportFunction:
         except wasmtime.WasmtimeError as exc:
             reason = bounded(trap_reason(exc))
             raise PluginTrap(self.plugin, f"trapped in {self.name}: {reason}") from None
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # wasmtime-py refused an argument before entering the guest
+            raise PluginError(self.plugin, f"cannot pass arguments to {self.name}: {exc}") from None
         if self.returns_result:
             if isinstance(value, str):
                 raise GuestError(self.plugin, bounded(value))

@@ -26,13 +26,14 @@ import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime import component
 
-from wasihost.errors import GuestError, PluginTrap, WasihostError
+from wasihost.errors import GuestError, PluginError, PluginTrap, WasihostError
 from wasihost.runtime.calls import bounded, trap_reason
 from wasihost.runtime.values import (
     DIRECT,
     VAL,
     Arena,
     Compose,
+    LayoutError,
     LiftMany,
     clear,
     compose,
@@ -95,8 +96,11 @@ class TypedExport:
     def __call__(self, _store: wasmtime.Store, *args: Any) -> Any:
         count = len(self._lowers)
         if len(args) != count:
-            raise TypeError(f"{self.name} takes {count} arguments, got {len(args)}")
-        base = compose(self._arena, self._write_args, args, slots=count) if count else 0
+            raise PluginError(self.plugin, f"{self.name} takes {count} arguments, not {len(args)}")
+        try:
+            base = compose(self._arena, self._write_args, args, slots=count) if count else 0
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise PluginError(self.plugin, f"cannot pass arguments to {self.name}: {exc}") from None
         error = _func_call(
             self._func_addr,
             self._context,
@@ -112,6 +116,9 @@ class TypedExport:
             return None
         try:
             value = self._lift(self._result_addr)
+        except LayoutError as exc:  # never expected: the instance is not trusted any more
+            log.error("[%s] cannot read the result of %s: %s", self.plugin, self.name, exc)
+            raise PluginTrap(self.plugin, f"unreadable result from {self.name}: {exc}") from None
         finally:
             clear(self._result_addr)
         if self._split:
