@@ -58,40 +58,36 @@ def _harness(kind: str, plugin_dir: Path, **options: Any) -> NativePlugin | Comp
     return ComponentPlugin(plugin_dir, call_path=kind, **options)  # type: ignore[arg-type]
 
 
-def _outside_python_us(plugin: ComponentPlugin, polls: int) -> float:
-    """Per poll: time inside wasmtime's call minus time in our Python handlers."""
-    inside = outside = 0
-    handlers = {k: h for k, h in plans._HANDLERS.items() if h.plugin == plugin.plugin.name}
+class _Stopwatch:
+    """Total time spent inside the functions it wraps."""
 
-    def timed(handler: plans.CapabilityCall) -> Any:
-        def call(*args: Any) -> int:
-            nonlocal inside
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def wrap(self, fn: Any) -> Any:
+        def call(*args: Any) -> Any:
             started = time.perf_counter_ns()
             try:
-                return handler(*args)
+                return fn(*args)
             finally:
-                inside += time.perf_counter_ns() - started
+                self.ns += time.perf_counter_ns() - started
 
         return call
 
+
+def _outside_python_us(plugin: ComponentPlugin, polls: int) -> float:
+    """Per poll: time inside wasmtime's call minus time in our Python handlers."""
+    handlers = {k: h for k, h in plans._HANDLERS.items() if h.plugin == plugin.plugin.name}
+    inside, outside = _Stopwatch(), _Stopwatch()
     real = plans._func_call
-
-    def func_call(*args: Any) -> Any:
-        nonlocal outside
-        started = time.perf_counter_ns()
-        try:
-            return real(*args)
-        finally:
-            outside += time.perf_counter_ns() - started
-
-    plans._HANDLERS.update({k: timed(h) for k, h in handlers.items()})
-    plans._func_call = func_call
+    plans._HANDLERS.update({k: inside.wrap(h) for k, h in handlers.items()})
+    plans._func_call = outside.wrap(real)
     try:
         _per_poll_us(plugin, polls)
     finally:
         plans._func_call = real
         plans._HANDLERS.update(handlers)
-    return (outside - inside) / polls / 1000
+    return (outside.ns - inside.ns) / polls / 1000
 
 
 def _poll_figures(runs: int, polls: int) -> list[Figure]:

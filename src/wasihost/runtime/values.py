@@ -76,7 +76,7 @@ def _kind(name: str) -> int:
     return value
 
 
-K_BOOL, K_CHAR, K_STRING = _kind("BOOL"), _kind("CHAR"), _kind("STRING")
+K_CHAR, K_STRING = _kind("CHAR"), _kind("STRING")
 K_LIST, K_RECORD, K_TUPLE = _kind("LIST"), _kind("RECORD"), _kind("TUPLE")
 K_VARIANT, K_ENUM, K_OPTION, K_RESULT = (
     _kind("VARIANT"),
@@ -114,7 +114,6 @@ _HEADER = struct.Struct(f"<B{OF - 1}xQQ")  # kind, then (size, data) or (is_ok/p
 _POINTER = struct.Struct(f"<B{OF - 1}xQ")  # kind, then a pointer (option payload box)
 _RESULT = struct.Struct(f"<B{OF - 1}x?7xQ")  # kind, is_ok, payload box
 _VARIANT = struct.Struct(f"<B{OF - 1}xQQQ")  # kind, name size, name data, payload box
-_ADDR = struct.Struct("<Q")
 
 
 def clear(addr: int) -> None:
