@@ -247,3 +247,42 @@ def test_generic_call_path_is_a_config_switch(
     host = make_host(make_config({"dht22": {"led": 1}}, runtime={"call_path": "generic"}))
     assert host.engine.call_path == "generic"
     assert host.plugins["dht22"].call()["temperature_c"] == pytest.approx(22.5)
+
+
+def test_start_up_says_which_plugins_are_still_loading(
+    make_config: Callable[..., HostConfig],
+    board: SimBoard,
+    monotonic: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    import time
+
+    from wasihost.runtime.plugin import Plugin
+
+    caplog.set_level("INFO", logger="wasihost")
+    real_load = Plugin.load
+    release = threading.Event()
+
+    def slow_load(self: Plugin, saved_state: bytes | None = None) -> None:
+        if self.name == "dht22":  # stands in for a cold compile
+            release.wait(5)
+        real_load(self, saved_state)
+
+    monkeypatch.setattr(Plugin, "load", slow_load)
+    board.set_dht22(22.5, 40.0)
+    host = Host(make_config({"dht22": {"led": 1}, "pi_monitor": {"led": 0}}), board=board,
+                monotonic=monotonic)  # fmt: skip
+    host.LOAD_PROGRESS_S = 0.05
+    threading.Timer(0.3, release.set).start()
+    try:
+        started = time.perf_counter()
+        host.load_plugins()
+        assert time.perf_counter() - started >= 0.3
+        progress = [m for m in caplog.messages if m.startswith("still loading")]
+        assert progress and all("dht22" in m for m in progress)
+        assert any("still loading dht22 (" in m for m in progress)  # pi-monitor finished first
+        assert host.plugins["dht22"].call()["poll_count"] == 1
+    finally:
+        host.close()

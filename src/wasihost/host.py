@@ -14,7 +14,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ MAX_UNSAVED_READINGS = 10_000
 
 
 class Host:
+    LOAD_PROGRESS_S = 5.0  # how often start-up says which plugins are still loading
+
     def __init__(
         self,
         config: HostConfig,
@@ -156,8 +158,20 @@ class Host:
                 return
             log.info("[%s] ready in %.1f s", plugin.name, time.perf_counter() - started)
 
+        started = time.perf_counter()
         with ThreadPoolExecutor(workers, thread_name_prefix="wasihost-load") as pool:
-            list(pool.map(load, todo))
+            pending = {pool.submit(load, plugin): plugin.name for plugin in todo}
+            while pending:
+                done, _ = wait(pending, timeout=self.LOAD_PROGRESS_S)
+                for future in done:
+                    future.result()
+                    del pending[future]
+                if pending:  # a cold compile takes a while: say what is still going on
+                    log.info(
+                        "still loading %s (%.0f s so far)…",
+                        ", ".join(sorted(pending.values())),
+                        time.perf_counter() - started,
+                    )
 
     def statuses(self) -> dict[str, dict[str, Any]]:
         """Each plugin's health, with the board problems of the devices it uses."""
