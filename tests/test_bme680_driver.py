@@ -425,6 +425,17 @@ def test_iaq_accuracy_rises_after_burn_in_and_baseline_persists() -> None:
     assert est.baseline_ohm > 99_000.0  # learnt baseline kept, moving down only slowly
 
 
+def test_iaq_window_stays_bounded_when_polled_far_too_fast() -> None:
+    est = iaq.IaqEstimator(burn_in_s=300.0)
+    for t in range(0, 20_000, 2):  # a poll every 2 ms: 150 000 would fit the burn-in window
+        est.update(100_000.0, 40.0, t)
+    assert len(est._window) == iaq.WINDOW_MAX
+    assert est.baseline_ohm == pytest.approx(100_000.0)
+    for t in range(300_000, 320_000, 2):  # and after burn-in, while tracking
+        est.update(100_000.0, 40.0, t)
+    assert len(est._window) == iaq.WINDOW_MAX
+
+
 def test_iaq_humidity_weighting_and_burn_in_baseline() -> None:
     est = iaq.IaqEstimator(burn_in_s=30.0)
     dry, _ = est.update(100_000.0, 0.0, 0)

@@ -39,6 +39,10 @@ ACCURACY_3_BURN_INS = 3.0
 # constants: the tracker would have followed 86 % of any drift meanwhile) is
 # stale: its baseline is kept but no longer trusted beyond accuracy 1.
 STATE_STALE_S = 2 * BASELINE_DOWN_TAU_S
+# The window is bounded by time (the burn-in length) and, so that polling far faster
+# than designed cannot grow memory and per-poll work without bound, by count too:
+# past this many entries it covers the most recent ones only.
+WINDOW_MAX = 4096
 # `to_state` thins the window to at most this many entries (evenly spread) so a
 # snapshot stays small whatever `burn_in_s`; 300 s at 2 s polls is 151 entries.
 STATE_WINDOW_MAX = 256
@@ -111,7 +115,7 @@ class IaqEstimator:
         # Burn-in: (time, gas) of the last half of the burn-in period, whose
         # mean is the baseline (the first minutes of heating read low).
         # Afterwards: (time, baseline) over the last burn-in length, for stability.
-        self._window: deque[tuple[int, float]] = deque()
+        self._window: deque[tuple[int, float]] = deque(maxlen=WINDOW_MAX)
         self._stable_since_ms = 0
 
     @property
@@ -246,7 +250,7 @@ class IaqEstimator:
         raw_window = state["window"]
         if not isinstance(raw_window, list) or len(raw_window) > STATE_WINDOW_MAX:
             raise ValueError(f"iaq state: window must be a list of at most {STATE_WINDOW_MAX}")
-        window: deque[tuple[int, float]] = deque()
+        window: deque[tuple[int, float]] = deque(maxlen=WINDOW_MAX)
         previous = start
         for index, entry in enumerate(raw_window):
             if not isinstance(entry, list) or len(entry) != 2:
