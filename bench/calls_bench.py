@@ -25,7 +25,7 @@ from typing import Any
 from bench.common import ROOT, Figure, figure, progress
 from wasihost.boards.sim import SimBoard
 from wasihost.capabilities import Grants
-from wasihost.config import parse_config
+from wasihost.config import HostConfig, parse_config
 from wasihost.errors import WasihostError
 from wasihost.host import Host
 from wasihost.runtime import plans
@@ -163,42 +163,62 @@ def _round_trip_figures(runs: int, transfers: int) -> list[Figure]:
     ]  # fmt: skip
 
 
+def _cycle_configs(tmp: Path, call_path: str) -> dict[str, HostConfig]:
+    common = {
+        "logging": {"show_sensor_data": False},
+        "web": {"enabled": False},
+        "runtime": {"call_path": call_path},
+    }
+    seed = {
+        name: {"wasm": str(ROOT / "build" / f"{name}.wasm"), **({"led": led} if led >= 0 else {})}
+        for name, led in (("pi-monitor", 0), ("dht22", 1), ("bme680", 2), ("dashboard", -1))
+    }
+    generic = str(ROOT / "build" / "test-plugins" / "generic.wasm")
+    fifty = {f"s{i}": {"world": "sensor-plugin", "wasm": generic} for i in range(50)}
+    return {
+        label: parse_config({
+            **common,
+            "history": {"path": str(tmp / f"{key}-{call_path}.sqlite3")},
+            "state": {"dir": str(tmp / f"{key}-{call_path}-state")},
+            "plugins": plugins,
+        })
+        for label, key, plugins in (("4 seed plugins", "seed", seed),
+                                    ("50 sensor plugin instances", "fifty", fifty))
+    }  # fmt: skip
+
+
+async def _cycle_ms(config: HostConfig, runs: int, cycles: int) -> list[float]:
+    host = Host(config, board=SimBoard(seed=1))
+    host.load_plugins()
+    try:
+        await host.after_cycle(await host.cycle.run_once())  # warm up
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            for _ in range(cycles):
+                await host.after_cycle(await host.cycle.run_once())
+            samples.append((time.perf_counter() - started) / cycles * 1000)
+        return samples
+    finally:
+        host.close()
+
+
 async def _cycle_figures(runs: int, cycles: int) -> list[Figure]:
+    figures = []
     with tempfile.TemporaryDirectory(prefix="wasihost-bench-") as tmp:
-        config = parse_config({
-            "logging": {"show_sensor_data": False},
-            "web": {"enabled": False},
-            "history": {"path": str(Path(tmp) / "h.sqlite3")},
-            "state": {"dir": str(Path(tmp) / "state")},
-            "plugins": {
-                "pi-monitor": {"led": 0, "wasm": str(ROOT / "build" / "pi-monitor.wasm")},
-                "dht22": {"led": 1, "wasm": str(ROOT / "build" / "dht22.wasm")},
-                "bme680": {"led": 2, "wasm": str(ROOT / "build" / "bme680.wasm")},
-                "dashboard": {"wasm": str(ROOT / "build" / "dashboard.wasm")},
-            },
-        })  # fmt: skip
-        generic = str(ROOT / "build" / "test-plugins" / "generic.wasm")
-        fifty = parse_config({
-            "logging": {"show_sensor_data": False},
-            "web": {"enabled": False},
-            "history": {"path": str(Path(tmp) / "h50.sqlite3")},
-            "state": {"dir": str(Path(tmp) / "state50")},
-            "plugins": {f"s{i}": {"world": "sensor-plugin", "wasm": generic} for i in range(50)},
-        })  # fmt: skip
-        figures = []
-        for label, cfg in (("4 seed plugins", config), ("50 sensor plugin instances", fifty)):
-            host = Host(cfg, board=SimBoard(seed=1))
-            host.load_plugins()
-            try:
-                samples = []
-                for _ in range(runs):
-                    started = time.perf_counter()
-                    for _ in range(cycles):
-                        await host.after_cycle(await host.cycle.run_once())
-                    samples.append((time.perf_counter() - started) / cycles * 1000)
-            finally:
-                host.close()
-            figures.append(figure("cycle", f"{label}, with history and stream", "ms", samples))
+        typed, generic = (_cycle_configs(Path(tmp), path) for path in ("typed", "generic"))
+        for label in typed:
+            samples: dict[str, list[float]] = {"typed": [], "generic": []}
+            for _ in range(runs):  # interleaved, one run of each at a time
+                samples["typed"] += await _cycle_ms(typed[label], 1, cycles)
+                samples["generic"] += await _cycle_ms(generic[label], 1, cycles)
+            figures += [
+                figure("cycle", f"{label}, typed, with history and stream", "ms",
+                       samples["typed"]),
+                figure("cycle", f"{label}, generic", "ms", samples["generic"]),
+                figure("cycle", f"{label}, generic / typed", "x",
+                       _ratios(samples["generic"], samples["typed"]), "same run"),
+            ]  # fmt: skip
     return figures
 
 
