@@ -28,6 +28,7 @@ from wasihost.config import HostConfig
 from wasihost.errors import BoardError
 
 if TYPE_CHECKING:
+    from wasihost.runtime.contract import Contract
     from wasihost.runtime.plugin import PluginSpec
 
 BME680_CHIP_ID = 0x61
@@ -42,19 +43,14 @@ class Finding:
     warning: bool = False  # shown with its fixes, but not a failure
 
 
-def _used_devices(specs: list[PluginSpec]) -> set[str]:
-    """The devices some enabled plugin's grants use (others only warn)."""
+def _used_devices(specs: list[PluginSpec], contract: Contract) -> set[str]:
+    """The devices some enabled plugin's grants use (others only warn); the LED
+    strip, CPU temperature and system figures always count as used."""
+    from wasihost.specs import devices_of
+
     used = {"leds", "cpu-temperature", "system"}
     for spec in specs:
-        grants = spec.grants
-        if grants.gpio_pins:
-            used.add("dht22")
-        if grants.i2c_addresses:
-            used.add("i2c")
-        if grants.buzzer:
-            used.add("buzzer")
-        if grants.fan:
-            used.add("fan")
+        used |= devices_of(spec.grants, contract.worlds[spec.world].imports)
     return used
 
 
@@ -67,8 +63,9 @@ class _Doctor:
         self.pi = config.board.pi
         self.machine = machine
         self.board = board
-        self.specs = plugin_specs(config, load_contract())
-        self.used = _used_devices(self.specs)
+        contract = load_contract()
+        self.specs = plugin_specs(config, contract)
+        self.used = _used_devices(self.specs, contract)
         self.boot = BootConfig.find(machine.boot_configs)
         self.findings: list[Finding] = []
         self.problems = {p.device: p for p in board.problems()}

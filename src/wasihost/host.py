@@ -188,18 +188,9 @@ class Host:
 
     def _devices_of(self, plugin: Plugin) -> frozenset[str]:
         """The board devices a plugin can reach, as ``BoardProblem.device`` names them."""
-        grants = plugin.spec.grants
-        imports = self.contract.worlds[plugin.world].imports
-        named = {
-            "dht22": bool(grants.gpio_pins),
-            "i2c": bool(grants.i2c_addresses),
-            "leds": bool(grants.leds),
-            "buzzer": grants.buzzer,
-            "fan": grants.fan,
-            "cpu-temperature": "gpio-provider" in imports,
-            "system": "system-info" in imports,
-        }
-        return frozenset(device for device, used in named.items() if used)
+        from wasihost.specs import devices_of
+
+        return devices_of(plugin.spec.grants, self.contract.worlds[plugin.world].imports)
 
     def snapshot(self, statuses: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         """The app state plus plugin health: what the dashboard renders and streams."""

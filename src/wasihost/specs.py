@@ -8,6 +8,7 @@ imports them. ``[plugins.<name>.grants]`` overrides any of these key by key.
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any
 
 from wasihost.capabilities import Grants
@@ -34,6 +35,21 @@ def _grants(config: HostConfig, name: str, plugin: PluginConfig, imports: frozen
         buzzer=explicit.buzzer if explicit.buzzer is not None else "buzzer-controller" in imports,
         fan=explicit.fan if explicit.fan is not None else "fan-controller" in imports,
     )
+
+
+def devices_of(grants: Grants, imports: Set[str]) -> frozenset[str]:
+    """The board devices a plugin with ``grants``, whose world imports ``imports``,
+    can reach, named as ``BoardProblem.device`` names them."""
+    named = {
+        "dht22": bool(grants.gpio_pins),
+        "i2c": bool(grants.i2c_addresses),
+        "leds": bool(grants.leds),
+        "buzzer": grants.buzzer,
+        "fan": grants.fan,
+        "cpu-temperature": "gpio-provider" in imports,
+        "system": "system-info" in imports,
+    }
+    return frozenset(device for device, used in named.items() if used)
 
 
 def _settings(config: HostConfig, name: str, plugin: PluginConfig) -> dict[str, Any]:

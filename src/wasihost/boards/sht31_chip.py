@@ -39,7 +39,6 @@ class Sht31Chip:
         self.temperature_c = 21.0
         self.humidity_percent = 45.0
         self._pending: bytes | None = None
-        self.commands: list[int] = []  # for tests: every command received
 
     def set_environment(self, temperature_c: float, humidity_percent: float) -> None:
         self.temperature_c = temperature_c
@@ -59,7 +58,6 @@ class Sht31Chip:
             if len(data) != 2:
                 raise ValueError(f"SHT31 commands are 2 bytes, got {len(data)}")
             command = int.from_bytes(data, "big")
-            self.commands.append(command)
             if command in SINGLE_SHOT:
                 self._pending = self._measure()
             elif command == SOFT_RESET:

@@ -51,7 +51,8 @@ class Beep:
 
 
 class SimBoard:
-    """A board with a DHT22 on any pin, a BME680 at 0x77 and ``led_count`` LEDs."""
+    """A board with a DHT22 on any pin, a BME680 at 0x77, an SHT31 at 0x44 and
+    ``led_count`` LEDs."""
 
     kind = "sim"
 

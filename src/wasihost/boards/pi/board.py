@@ -55,7 +55,6 @@ class PiBoard:
         cpu_count: Callable[[], int | None] = os.cpu_count,
     ) -> None:
         settings = settings or PiBoardConfig()
-        self.settings = settings
         self.led_count = led_count
         self.dht22 = IioDht22(dht22_pin, sys_root, monotonic=monotonic, sleep=sleep, read=read)
         self.i2c = SmbusI2c(settings.i2c_bus, dev_root, open_i2c_bus, i2c_messages)

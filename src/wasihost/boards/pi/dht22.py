@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wasihost.boards.base import BoardProblem, Dht22Reading
-from wasihost.boards.pi.problems import errno_name
+from wasihost.boards.pi.problems import describe
 from wasihost.boards.pi.thermal import read_text
 from wasihost.errors import BoardError
 
@@ -58,7 +58,7 @@ def _reason(exc: OSError) -> str:
         return "no answer from the sensor (ETIMEDOUT: check power, wiring and the pull-up)"
     if exc.errno == errno.EIO:
         return "corrupt frame (EIO: bad checksum or missed edges)"
-    return f"{exc.strerror or exc} ({errno_name(exc)})"
+    return describe(exc)
 
 
 class IioDht22:

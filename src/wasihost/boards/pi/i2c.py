@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from wasihost.boards.base import BoardProblem
-from wasihost.boards.pi.problems import errno_name, missing_library, open_failure
+from wasihost.boards.pi.problems import RELOGIN, describe, missing_library, open_failure
 from wasihost.errors import BoardError
 
 
@@ -148,11 +148,9 @@ class SmbusI2c:
         if code in (errno.EACCES, errno.EPERM):
             return (
                 f"{where}: permission denied on {self.path} "
-                "(fix: sudo usermod -aG i2c $USER, then log out and back in)"
+                f"(fix: sudo usermod -aG i2c $USER, {RELOGIN})"
             )
-        return (
-            f"{where}: error talking to 0x{address:02x}: {exc.strerror or exc} ({errno_name(exc)})"
-        )
+        return f"{where}: error talking to 0x{address:02x}: {describe(exc)}"
 
     def _close_bus(self) -> None:
         bus, self._bus = self._bus, None

@@ -56,3 +56,8 @@ def open_failure(
 
 def errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+def describe(exc: OSError) -> str:
+    """An ``OSError`` as the kernel's words and its errno name: "No such device (ENODEV)"."""
+    return f"{exc.strerror or exc} ({errno_name(exc)})"

@@ -25,7 +25,7 @@ class ProcStats:
         read: Callable[[Path], str] = read_text,
     ) -> None:
         self.root = proc_root
-        self._cpu_count = cpu_count
+        self._cpus = cpu_count() or 1  # fixed for the life of the process
         self._read = read
 
     def _text(self, name: str) -> str:
@@ -55,8 +55,7 @@ class ProcStats:
             load = float(self._text("loadavg").split()[0])
         except (IndexError, ValueError):
             raise BoardError(f"system info: {self.root / 'loadavg'} is malformed") from None
-        cpus = self._cpu_count() or 1
-        return round(100.0 * load / cpus, 1)
+        return round(100.0 * load / self._cpus, 1)
 
     def uptime_seconds(self) -> int:
         try:

@@ -27,9 +27,7 @@ class CpuThermal:
         self.path = sys_root / ZONE
         self._read = read
 
-    def problem(self) -> BoardProblem | None:
-        if self.path.exists():
-            return None
+    def _missing(self) -> BoardProblem:
         return BoardProblem(
             "cpu-temperature",
             "CPU temperature",
@@ -37,13 +35,17 @@ class CpuThermal:
             'run wasihost on the Pi, or use [board] kind = "sim"',
         )
 
+    def problem(self) -> BoardProblem | None:
+        if self.path.exists():
+            return None
+        return self._missing()
+
     def read(self) -> float:
         """Degrees Celsius, to 0.1 °C."""
-        problem = self.problem()
-        if problem is not None:
-            raise problem.error()
         try:
             milli = int(self._read(self.path).strip())
+        except FileNotFoundError:
+            raise self._missing().error() from None
         except OSError as exc:
             raise BoardError(f"CPU temperature: cannot read {self.path}: {exc.strerror}") from None
         except ValueError:

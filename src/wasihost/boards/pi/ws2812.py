@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Protocol
 
 from wasihost.boards.base import OFF, BoardProblem, Color
-from wasihost.boards.pi.problems import errno_name, open_failure
+from wasihost.boards.pi.problems import describe, open_failure
 from wasihost.boards.pi.thermal import read_text
 from wasihost.errors import BoardError
 
@@ -195,8 +195,7 @@ class Ws2812Strip:
                 port.write(frame)
             except OSError as exc:
                 raise BoardError(
-                    f"LED strip: SPI write to {self.path} failed: "
-                    f"{exc.strerror or exc} ({errno_name(exc)})"
+                    f"LED strip: SPI write to {self.path} failed: {describe(exc)}"
                 ) from None
 
     def close(self) -> None:
