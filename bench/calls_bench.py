@@ -187,18 +187,16 @@ def _cycle_configs(tmp: Path, call_path: str) -> dict[str, HostConfig]:
     }  # fmt: skip
 
 
-async def _cycle_ms(config: HostConfig, runs: int, cycles: int) -> list[float]:
+async def _cycle_ms(config: HostConfig, cycles: int) -> float:
+    """Mean ms per full cycle over ``cycles`` cycles, after one warm-up cycle."""
     host = Host(config, board=SimBoard(seed=1))
     host.load_plugins()
     try:
         await host.after_cycle(await host.cycle.run_once())  # warm up
-        samples = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            for _ in range(cycles):
-                await host.after_cycle(await host.cycle.run_once())
-            samples.append((time.perf_counter() - started) / cycles * 1000)
-        return samples
+        started = time.perf_counter()
+        for _ in range(cycles):
+            await host.after_cycle(await host.cycle.run_once())
+        return (time.perf_counter() - started) / cycles * 1000
     finally:
         host.close()
 
@@ -210,8 +208,8 @@ async def _cycle_figures(runs: int, cycles: int) -> list[Figure]:
         for label in typed:
             samples: dict[str, list[float]] = {"typed": [], "generic": []}
             for _ in range(runs):  # interleaved, one run of each at a time
-                samples["typed"] += await _cycle_ms(typed[label], 1, cycles)
-                samples["generic"] += await _cycle_ms(generic[label], 1, cycles)
+                samples["typed"].append(await _cycle_ms(typed[label], cycles))
+                samples["generic"].append(await _cycle_ms(generic[label], cycles))
             figures += [
                 figure("cycle", f"{label}, typed, with history and stream", "ms",
                        samples["typed"]),

@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmark suite: figures, repetition, the result table.
+"""Shared pieces of the benchmark suite: figures, a free port, the result table.
 
 Every figure is the median of several runs with min and max; comparisons
 are made between figures measured in the same run of the suite.
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import platform
+import socket
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,11 @@ def figure(group: str, name: str, unit: str, samples: Sequence[float], note: str
     )  # fmt: skip
 
 
-def repeat(runs: int, measure: Callable[[], float]) -> list[float]:
-    return [measure() for _ in range(runs)]
+def free_port() -> int:
+    """A TCP port on the loopback interface that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def progress(message: str) -> None:

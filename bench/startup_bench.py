@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import ROOT, Figure, figure, progress
+from bench.common import ROOT, Figure, figure, free_port, progress
 
 SEED = {"pi_monitor": 0, "dht22": 1, "bme680": 2, "dashboard": None}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(folder: Path, wasm_dir: Path, port: int, extra: int) -> Path:
@@ -71,7 +64,7 @@ def _start(
     folder: Path, wasm_dir: Path, cache: Path, extra: int = 0
 ) -> tuple[float, dict[str, float]]:
     """Seconds from spawn to the first completed cycle, and memory then."""
-    port = _free_port()
+    port = free_port()
     config = _config(folder, wasm_dir, port, extra)
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
     started = time.perf_counter()

@@ -10,7 +10,6 @@ the load, side by side in one run.
 from __future__ import annotations
 
 import asyncio
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bench.common import ROOT, Figure, figure, progress
+from bench.common import ROOT, Figure, figure, free_port, progress
 from wasihost.boards.sim import SimBoard
 from wasihost.config import parse_config
 from wasihost.host import Host
@@ -56,12 +55,6 @@ async def main(port, seconds, streams, fetchers):
     print(fetched)
 asyncio.run(main(*map(int, sys.argv[1:])))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _lateness(host: Host, cycles: int) -> list[float]:
@@ -108,7 +101,7 @@ async def _measure(cycles: int) -> list[Figure]:
         host.load_plugins()
         runner = web.AppRunner(create_app(host), access_log=None)
         await runner.setup()
-        port = _free_port()
+        port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
             progress(f"cadence without load ({cycles} cycles)")

@@ -129,10 +129,12 @@ def componentize_py() -> str:
     return found
 
 
-def precompile(engine: Engine, wasm: Path) -> bool:
+def precompile(engine: Engine, wasm: Path, data: bytes | None = None) -> bool:
     """Write ``wasm``'s precompiled artifact unless a matching one exists;
-    returns whether it compiled."""
-    data = wasm.read_bytes()
+    returns whether it compiled. ``data``, when given, is ``wasm``'s content
+    already in hand, so the file is not read again."""
+    if data is None:
+        data = wasm.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
     if has_matching_artifact(engine, wasm, sha256):
         return False
@@ -175,11 +177,12 @@ def build_one(
         proc = subprocess.run(command, cwd=plugin_dir, capture_output=True, text=True)
         if proc.returncode == 0:
             # Built in the scratch folder, landed atomically (maybe across filesystems).
-            write_atomically(output, partial.read_bytes())
+            built = partial.read_bytes()
+            write_atomically(output, built)
     if proc.returncode != 0:
         output_text = (proc.stderr or proc.stdout).strip()
         raise BuildError(f"{name} (world {world}) did not build:\n{output_text}")
-    precompile(engine, output)
+    precompile(engine, output, built)
     stamp.write_text(wanted + "\n")
     return BuildResult(name, output, built=True, seconds=time.perf_counter() - started)
 

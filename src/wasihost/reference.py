@@ -86,6 +86,7 @@ def render_reference(text: str) -> str:
     for world in worlds:
         for child in world.children:
             used.setdefault(child.name, []).append(f"`{world.name}` ({child.kind})")
+    imported = {child.name for world in worlds for child in _members(world, "import")}
     out = [
         "# Capability reference",
         "",
@@ -109,7 +110,7 @@ def render_reference(text: str) -> str:
             out += [f"Used by: {', '.join(used[iface.name])}.", ""]
         # An interface no world imports is one plugins implement (state is added by
         # the build, so no world in the file exports it).
-        exported = not any("(import)" in use for use in used.get(iface.name, []))
+        exported = iface.name not in imported
         for func in _members(iface, "func"):
             python = (
                 f"implement `{_class(iface.name)}.{_py(func.name)}` in `app.py`"

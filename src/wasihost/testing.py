@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from wasihost.bindings import bindings_for
 from wasihost.boards.base import Board
 from wasihost.boards.sim import SimBoard
-from wasihost.build import inputs_hash, read_manifest
+from wasihost.build import Manifest, inputs_hash, read_manifest
 from wasihost.capabilities import PROVIDERS, CapabilityContext, Grants
 from wasihost.capabilities.context import wall_clock_ms
 from wasihost.errors import BuildError, GuestError, PluginError, PluginLoadError, WasihostError
@@ -78,13 +78,17 @@ def _module_name(interface: str) -> str:
 
 
 class _Harness:
-    """What both ways of running a plugin share: where it is, its board, its LEDs."""
+    """What both ways of running a plugin share: where it is, its manifest, the
+    project's own WIT (None without one), its board, its LEDs."""
 
     def __init__(self, plugin_dir: Path | str, board: Board | None) -> None:
         self.dir = Path(plugin_dir).resolve()
         self.project = self.dir.parent.parent  # plugins/<name> sits in the project's root
         self.name = self.dir.name
-        self.world = read_manifest(self.dir).world
+        self.manifest = read_manifest(self.dir)
+        self.world = self.manifest.world
+        project_wit = self.project / "wit"
+        self.project_wit = project_wit if project_wit.is_dir() else None
         self.board = board if board is not None else SimBoard(seed=1)
         self.leds = LedBuffer(self.board.led_count)
 
@@ -106,13 +110,12 @@ class NativePlugin(_Harness):
         bindings_root: Path | None = None,
     ) -> None:
         super().__init__(plugin_dir, board)
-        project_wit = self.project / "wit"
-        wit_dir = wit_dir or (project_wit if project_wit.is_dir() else packaged_wit())
+        wit_dir = wit_dir or self.project_wit or packaged_wit()
         bindings_root = bindings_root or self.project / "build" / "bindings"
         self.ctx = CapabilityContext(self.name, self.board, self.leds, grants or Grants(),
                                      clock_ms)  # fmt: skip
         contract = load_contract()
-        bindings = bindings_for(read_manifest(self.dir), wit_dir, bindings_root)
+        bindings = bindings_for(self.manifest, wit_dir, bindings_root)
         self._errors = self._import(bindings, contract.worlds[self.world].imports)
         interface, self._logic = contract.logic_of(self.world)
         self._logic_object = self._export(interface)
@@ -212,7 +215,7 @@ class ComponentPlugin(_Harness):
 
         super().__init__(plugin_dir, board)
         wasm = wasm or self.project / "build" / f"{self.name}.wasm"
-        _refuse_stale(self.dir, wasm)
+        _refuse_stale(self.dir, wasm, self.manifest, self.project_wit)
         self._engine = Engine(call_path=call_path)
         spec = PluginSpec(self.name, self.world, wasm, settings or {}, grants or Grants())
         self.plugin = Plugin(spec, self._engine, load_contract(), self.board, self.leds, clock_ms)
@@ -243,18 +246,20 @@ class ComponentPlugin(_Harness):
         self._engine.close()
 
 
-def _refuse_stale(plugin_dir: Path, wasm: Path) -> None:
+def _refuse_stale(
+    plugin_dir: Path, wasm: Path, manifest: Manifest, project_wit: Path | None
+) -> None:
     """Testing an old build against new sources gives baffling failures: refuse it.
 
     The build records the hash of its inputs beside the ``.wasm``; when it is
-    there and differs from the sources now, the component is out of date.
+    there and the project has its own WIT, and the hash differs from the
+    sources now, the component is out of date.
     """
     if not wasm.exists():
         raise BuildError(f"{wasm} not found: run `wasihost build {plugin_dir.name}` first")
     stamp = wasm.with_suffix(".inputs")
-    wit_dir = plugin_dir.parent.parent / "wit"
-    if stamp.exists() and wit_dir.is_dir():
-        current = inputs_hash(plugin_dir, wit_dir, read_manifest(plugin_dir))
+    if stamp.exists() and project_wit is not None:
+        current = inputs_hash(plugin_dir, project_wit, manifest)
         if stamp.read_text().strip() != current:
             raise BuildError(
                 f"{wasm} is older than the sources in {plugin_dir}: "
