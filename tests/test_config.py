@@ -60,3 +60,20 @@ def test_bad_toml_gives_line(tmp_path: Path) -> None:
 def test_plugin_configured_twice_is_refused() -> None:
     with pytest.raises(ConfigError, match="configured twice"):
         parse_config({"plugins": {"pi_monitor": {}, "pi-monitor": {}}})
+
+
+def test_every_section_of_the_file_reaches_host_config() -> None:
+    import dataclasses
+
+    from wasihost.config import HostConfig, _HostFile
+
+    fields = {field.name for field in dataclasses.fields(HostConfig)}
+    assert fields == set(_HostFile.model_fields) | {"path", "plugin_keys"}
+    config = parse_config(
+        {"web": {"port": 3001}, "plugins": {"pi_monitor": {"led": 0}}}, Path("x.toml")
+    )
+    assert config.path == Path("x.toml")
+    assert config.web.port == 3001
+    assert config.plugins["pi-monitor"].led == 0
+    assert config.plugin_keys == {"pi-monitor": "pi_monitor"}
+    assert config.runtime.call_path == "typed"

@@ -309,24 +309,9 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
             )
         plugins[name] = plugin
         keys[name] = key
-    return HostConfig(
-        path=path,
-        polling=raw.polling,
-        sensors=raw.sensors,
-        logging=raw.logging,
-        plugins=plugins,
-        board=raw.board,
-        web=raw.web,
-        history=raw.history,
-        reload=raw.reload,
-        state=raw.state,
-        supervision=raw.supervision,
-        node=raw.node,
-        mqtt=raw.mqtt,
-        fleet=raw.fleet,
-        runtime=raw.runtime,
-        plugin_keys=keys,
-    )
+    # A pydantic model iterates as (field, value) pairs, sub-models kept as they are:
+    # every section of the file becomes the HostConfig field of the same name.
+    return HostConfig(path=path, plugin_keys=keys, **{**dict(raw), "plugins": plugins})
 
 
 def load_config(path: Path = DEFAULT_CONFIG_PATH) -> HostConfig:

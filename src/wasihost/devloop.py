@@ -35,7 +35,6 @@ class DevRebuilder:
         self.wit_dir = wit_dir
         self.out_dir = out_dir
         self.names = set(names)  # only plugins the host runs from this build folder
-        self.builds = 0
         self.failures = 0
 
     def affected(self, paths: Iterable[Path]) -> set[str]:
@@ -63,7 +62,6 @@ class DevRebuilder:
                 self.failures += 1
                 log.error("[%s] build failed; the running version stays:\n%s", name, exc)
                 continue
-            self.builds += 1
             if result.built:
                 log.info("[%s] rebuilt in %.1f s; reloading", name, result.seconds)
 

@@ -23,16 +23,14 @@ class RateLimit:
         self._clock = clock
         self._events: deque[float] = deque()
         self._lock = threading.Lock()
-        self.refused = 0
 
     def allow(self) -> bool:
-        """Count one event if the window has room; False (and counted as refused) if not."""
+        """Count one event if the window has room; False if not."""
         now = self._clock()
         with self._lock:
             while self._events and now - self._events[0] >= self.window_s:
                 self._events.popleft()
             if len(self._events) >= self.limit:
-                self.refused += 1
                 return False
             self._events.append(now)
             return True

@@ -36,7 +36,6 @@ class SnapshotStore:
         self._lock = threading.Lock()
         self._last_write: dict[str, float] = {}
         self._last_digest: dict[str, bytes] = {}
-        self.writes = 0
 
     def _path(self, plugin: str) -> Path:
         if not _SAFE_NAME.match(plugin):
@@ -68,5 +67,4 @@ class SnapshotStore:
             write_atomically(self._path(plugin), data, durable=True)
             self._last_write[plugin] = self._clock()
             self._last_digest[plugin] = digest
-            self.writes += 1
             return True
