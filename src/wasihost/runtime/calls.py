@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import wasmtime
@@ -75,23 +75,37 @@ def to_component(value: Any) -> Any:
     return value
 
 
+def run_capability(
+    plugin: str, name: str, impl: Callable[..., Any], args: Sequence[Any]
+) -> tuple[bool, Any]:
+    """Run a capability for a guest: ``(True, value)`` or ``(False, WIT error text)``.
+
+    Never raises, on either call path: a failure becomes the error case of
+    the capability's ``result`` (all fallible capabilities return one).
+    """
+    try:
+        return True, impl(*args)
+    except WasihostError as exc:
+        return False, str(exc)
+    except Exception:
+        log.exception("[%s] host function %s failed", plugin, name)
+        return False, f"internal host error in {name}"
+
+
 def host_function(plugin: str, name: str, impl: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a capability implementation as a wasmtime host function.
+    """Wrap a capability implementation as a wasmtime-py host function.
 
     A host function must never raise: wasmtime-py carries a callback's
     exception through a module global, so with plugins on several threads
-    it could surface in another plugin's call. Every failure becomes the
-    WIT error string instead (all fallible capabilities return ``result``).
+    it could surface in another plugin's call.
     """
 
+    def converted(*args: Any) -> Any:
+        return to_component(impl(*args))
+
     def call(_store: Any, *args: Any) -> Any:
-        try:
-            return to_component(impl(*args))
-        except WasihostError as exc:
-            return str(exc)
-        except Exception:
-            log.exception("[%s] host function %s failed", plugin, name)
-            return f"internal host error in {name}"
+        # the error text stands for itself: wasmtime-py picks the result case by type
+        return run_capability(plugin, name, converted, args)[1]
 
     return call
 
@@ -120,16 +134,30 @@ class ExportFunction:
         try:
             value = self.func(store, *args)
         except wasmtime.WasmtimeError as exc:
-            reason = bounded(trap_reason(exc))
-            raise PluginTrap(self.plugin, f"trapped in {self.name}: {reason}") from None
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            # wasmtime-py refused an argument before entering the guest
-            raise PluginError(self.plugin, f"cannot pass arguments to {self.name}: {exc}") from None
+            raise trapped(self.plugin, self.name, exc) from None
+        except ARGUMENT_ERRORS as exc:  # wasmtime-py refused an argument before the call
+            raise unpassable(self.plugin, self.name, exc) from None
         if self.returns_result:
             if isinstance(value, str):
-                raise GuestError(self.plugin, bounded(value))
+                raise guest_error(self.plugin, value)
             if isinstance(value, component.Variant):
                 if value.tag == "err":
-                    raise GuestError(self.plugin, bounded(str(value.payload)))
+                    raise guest_error(self.plugin, value.payload)
                 value = value.payload
         return to_python(value)
+
+
+# How a call's failures reach the host, the same on both call paths.
+ARGUMENT_ERRORS = (TypeError, ValueError, KeyError, AttributeError)
+
+
+def trapped(plugin: str, name: str, exc: wasmtime.WasmtimeError) -> PluginTrap:
+    return PluginTrap(plugin, f"trapped in {name}: {bounded(trap_reason(exc))}")
+
+
+def unpassable(plugin: str, name: str, exc: Exception) -> PluginError:
+    return PluginError(plugin, f"cannot pass arguments to {name}: {exc}")
+
+
+def guest_error(plugin: str, payload: Any) -> GuestError:
+    return GuestError(plugin, bounded(str(payload)))

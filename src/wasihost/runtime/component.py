@@ -105,7 +105,7 @@ def compile_file(plugin: str, engine: Engine, path: Path) -> Compiled:
     except OSError as exc:
         raise PluginLoadError(plugin, f"{path}: cannot read: {exc.strerror}") from None
     sha256 = hashlib.sha256(data).hexdigest()
-    with engine.components_lock:  # one compile per distinct component, however many plugins
+    with engine.compile_lock(sha256):  # one compile per distinct component, however many plugins
         comp = engine.components.get(sha256)
         shared = comp is not None
         precompiled = False
@@ -129,19 +129,26 @@ def check_component(
     plugin: str, engine: Engine, contract: Contract, world: str, path: Path
 ) -> CheckedComponent:
     """Read, compile and check ``path`` for ``world``; raises ``PluginLoadError``."""
+    require_world(plugin, contract, world)
+    return check(plugin, engine, contract, world, compile_file(plugin, engine, path))
+
+
+def require_world(plugin: str, contract: Contract, world: str) -> None:
+    """Raise ``PluginLoadError`` unless the contract knows ``world``."""
     if world not in contract.worlds:
         known = ", ".join(sorted(contract.worlds))
         raise PluginLoadError(plugin, f"unknown world {world!r} (expected one of: {known})")
-    return check(plugin, engine, contract, world, compile_file(plugin, engine, path))
 
 
 def check(
     plugin: str, engine: Engine, contract: Contract, world: str, compiled: Compiled
 ) -> CheckedComponent:
     """Check a compiled component against ``world``; raises ``PluginLoadError``."""
+    require_world(plugin, contract, world)
     comp, path = compiled.component, compiled.path
     allowed = contract.allowed_imports(world)
-    for name in comp.type.imports(engine.wasmtime):
+    imports = comp.type.imports(engine.wasmtime)
+    for name in imports:
         if name not in allowed and not name.startswith(WASI_PACKAGES):
             granted = ", ".join(sorted(contract.worlds[world].imports)) or "no host interfaces"
             raise PluginLoadError(
@@ -170,7 +177,7 @@ def check(
         returns_result={
             key: isinstance(ty.result, component.ResultType) for key, ty in functions.items()
         },
-        imports=_contract_functions(contract, comp.type.imports(engine.wasmtime), engine),
+        imports=_contract_functions(contract, imports, engine),
         has_settings=settings in functions,
         has_state=has_state,
         precompiled=compiled.precompiled,

@@ -9,6 +9,7 @@ unlike fuel metering.
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 import threading
@@ -47,7 +48,8 @@ class Engine:
         self.components: weakref.WeakValueDictionary[str, component.Component] = (
             weakref.WeakValueDictionary()
         )
-        self.components_lock = threading.Lock()
+        self._compile_locks: dict[str, threading.Lock] = {}
+        self._compile_locks_lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="wasihost-epoch", daemon=True)
         self._ticker.start()
@@ -56,7 +58,13 @@ class Engine:
         while not self._stop.wait(TICK_MS / 1000):
             self.wasmtime.increment_epoch()
 
-    @property
+    def compile_lock(self, sha256: str) -> threading.Lock:
+        """The lock to hold while loading one component: plugins of the same file
+        wait for one compile, different components compile at the same time."""
+        with self._compile_locks_lock:
+            return self._compile_locks.setdefault(sha256, threading.Lock())
+
+    @functools.cached_property
     def tag(self) -> str:
         """Identifies compiled code this engine can load: wasmtime, settings, CPU."""
         version = metadata.version("wasmtime")

@@ -28,13 +28,10 @@ log = logging.getLogger("wasihost.calls")
 
 
 def build_linker(
-    engine: Engine,
-    contract: Contract,
-    world: str,
-    ctx: CapabilityContext,
-    checked: CheckedComponent,
+    engine: Engine, contract: Contract, ctx: CapabilityContext, checked: CheckedComponent
 ) -> component.Linker:
-    """A linker offering exactly the capabilities of ``world``, bound to one plugin.
+    """A linker offering exactly the capabilities of the component's world, bound to
+    one plugin.
 
     On the typed path each capability the component imports gets its call
     plan here, from the type the component imports it with.
@@ -42,7 +39,7 @@ def build_linker(
     linker = component.Linker(engine.wasmtime)
     linker.add_wasip2()
     with linker.root() as root:
-        for interface in sorted(contract.worlds[world].imports):
+        for interface in sorted(contract.worlds[checked.world].imports):
             qualified = contract.qualified(interface)
             with root.add_instance(qualified) as instance:
                 for name, impl in PROVIDERS[interface](ctx).items():

@@ -26,8 +26,14 @@ import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime import component
 
-from wasihost.errors import GuestError, PluginError, PluginTrap, WasihostError
-from wasihost.runtime.calls import bounded, trap_reason
+from wasihost.errors import PluginError, PluginTrap
+from wasihost.runtime.calls import (
+    ARGUMENT_ERRORS,
+    guest_error,
+    run_capability,
+    trapped,
+    unpassable,
+)
 from wasihost.runtime.values import (
     DIRECT,
     VAL,
@@ -99,8 +105,8 @@ class TypedExport:
             raise PluginError(self.plugin, f"{self.name} takes {count} arguments, not {len(args)}")
         try:
             base = compose(self._arena, self._write_args, args, slots=count) if count else 0
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise PluginError(self.plugin, f"cannot pass arguments to {self.name}: {exc}") from None
+        except ARGUMENT_ERRORS as exc:
+            raise unpassable(self.plugin, self.name, exc) from None
         error = _func_call(
             self._func_addr,
             self._context,
@@ -110,8 +116,7 @@ class TypedExport:
             0 if self._lift is None else 1,
         )
         if error:
-            reason = bounded(trap_reason(_wasmtime_error(error)))
-            raise PluginTrap(self.plugin, f"trapped in {self.name}: {reason}")
+            raise trapped(self.plugin, self.name, _wasmtime_error(error))
         if self._lift is None:
             return None
         try:
@@ -124,7 +129,7 @@ class TypedExport:
         if self._split:
             ok, value = value
             if not ok:
-                raise GuestError(self.plugin, bounded(str(value)))
+                raise guest_error(self.plugin, value)
         return value
 
     def _write_args(self, args: tuple[Any, ...], base: int, arena: Arena) -> None:
@@ -188,13 +193,7 @@ class CapabilityCall:
                 if self._lower is not None:
                     _deliver(self._lower, (value,), results, self._direct)
                 return 0
-            try:
-                ok, value = True, self.impl(*values)
-            except WasihostError as exc:
-                ok, value = False, str(exc)
-            except Exception:
-                log.exception("[%s] host function %s failed", self.plugin, self.name)
-                ok, value = False, f"internal host error in {self.name}"
+            ok, value = run_capability(self.plugin, self.name, self.impl, values)
             try:
                 _deliver(self._lower_result, (ok, value), results, self._direct_case[ok])
             except Exception:

@@ -203,7 +203,7 @@ class Plugin:
         checked = check_component(
             self.name, self._engine, self._contract, self.world, self.spec.wasm
         )
-        linker = build_linker(self._engine, self._contract, self.world, self.ctx, checked)
+        linker = build_linker(self._engine, self._contract, self.ctx, checked)
         instance = self._instantiate(checked, linker)
         info = self._describe(instance)
         return Candidate(
@@ -242,7 +242,11 @@ class Plugin:
                             failure.reason)  # fmt: skip
                 if isinstance(failure, PluginTrap):  # the instance is dead: a fresh one
                     candidate.instance.close()
-                    candidate = self.prepare()
+                    try:
+                        candidate.instance = self._instantiate(candidate.checked, candidate.linker)
+                    except PluginError as exc:
+                        self._fail(exc.reason)
+                        raise
         with self._lock:
             self._go_live(candidate)
         checked = candidate.checked
@@ -389,11 +393,12 @@ class Plugin:
         state), ``PluginError`` when the plugin is not loaded.
         """
         with self._lock:
-            if self._checked is None or self.state is PluginState.STOPPED:
+            state = self.state
+            if self._checked is None or state is PluginState.STOPPED:
                 raise PluginError(self.name, f"not running: {self.stats.last_error}")
-            if self.state is PluginState.QUARANTINED:
+            if state is PluginState.QUARANTINED:
                 raise PluginError(self.name, "quarantined after repeated traps")
-            if self.state is PluginState.BACKOFF:
+            if state is PluginState.BACKOFF:
                 retry = self.supervisor.retry_in_s() or 0.0
                 raise PluginError(self.name, f"backing off after a trap ({retry:.1f} s left)")
             if self._instance is None:

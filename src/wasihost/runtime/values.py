@@ -88,7 +88,7 @@ K_VARIANT, K_ENUM, K_OPTION, K_RESULT = (
 # Our own prototypes over wasmtime's library, taking addresses as plain ints:
 # building ctypes pointer objects per call would cost more than the conversion.
 _dll = ffi.dll
-_void_p, _size_t = ctypes.c_void_p, ctypes.c_size_t
+_void_p = ctypes.c_void_p
 
 
 def proto(name: str, restype: Any, *argtypes: Any) -> Any:
@@ -128,28 +128,24 @@ def _text(data: int, size: int) -> str:
 
 # --- scalars ---------------------------------------------------------------------
 
-# kind name, struct code, Python type accepted when lowering
-_SCALARS: dict[type, tuple[str, str, type]] = {
-    component.Bool: ("BOOL", "?", bool),
-    component.S8: ("S8", "b", int),
-    component.U8: ("U8", "B", int),
-    component.S16: ("S16", "h", int),
-    component.U16: ("U16", "H", int),
-    component.S32: ("S32", "i", int),
-    component.U32: ("U32", "I", int),
-    component.S64: ("S64", "q", int),
-    component.U64: ("U64", "Q", int),
-    component.F32: ("F32", "f", float),
-    component.F64: ("F64", "d", float),
+# kind, struct code, Python type accepted when lowering
+_SCALARS: dict[type, tuple[int, str, type]] = {
+    component.Bool: (_kind("BOOL"), "?", bool),
+    component.S8: (_kind("S8"), "b", int),
+    component.U8: (_kind("U8"), "B", int),
+    component.S16: (_kind("S16"), "h", int),
+    component.U16: (_kind("U16"), "H", int),
+    component.S32: (_kind("S32"), "i", int),
+    component.U32: (_kind("U32"), "I", int),
+    component.S64: (_kind("S64"), "q", int),
+    component.U64: (_kind("U64"), "Q", int),
+    component.F32: (_kind("F32"), "f", float),
+    component.F64: (_kind("F64"), "d", float),
 }
 
 
 def _scalar(ty: component.ValType) -> tuple[int, str, type] | None:
-    entry = _SCALARS.get(type(ty))
-    if entry is None:
-        return None
-    name, code, pytype = entry
-    return _kind(name), code, pytype
+    return _SCALARS.get(type(ty))
 
 
 def _check(kind: int, expected: int) -> None:
@@ -230,7 +226,7 @@ def lifter(ty: component.ValType) -> Lift:
     """A function reading a value of type ``ty`` out of C memory."""
     scalar = _scalar(ty)
     if scalar is not None:
-        return _lift_scalar(*scalar)
+        return _lift_scalar(*scalar[:2])
     if isinstance(ty, component.Char):
         return _lift_char()
     if isinstance(ty, component.String):
@@ -249,7 +245,7 @@ def lifter(ty: component.ValType) -> Lift:
     raise UnsupportedType(type(ty).__name__)
 
 
-def _lift_scalar(kind: int, code: str, _pytype: type) -> Lift:
+def _lift_scalar(kind: int, code: str) -> Lift:
     unpack = struct.Struct(f"<B{OF - 1}x{code}").unpack_from
 
     def lift(addr: int) -> Any:
@@ -394,14 +390,13 @@ def _lift_cases(ty: component.ValType, cases: list[tuple[str, component.ValType 
 
         return lift_option
     if isinstance(ty, component.ResultType):
-        unpack_result = _RESULT.unpack_from
+        split = lift_result(ty)
 
-        def lift_result(addr: int) -> Any:
-            found, ok, box = unpack_result(MEMORY, addr)
-            _check(found, K_RESULT)
-            return payload("ok" if ok else "err", box)
+        def lift_tagged_result(addr: int) -> Any:
+            ok, value = split(addr)
+            return {"tag": "ok" if ok else "err", "payload": value} if tagged else value
 
-        return lift_result
+        return lift_tagged_result
     unpack_variant = _VARIANT.unpack_from
 
     def lift_variant(addr: int) -> Any:
@@ -483,9 +478,6 @@ class Arena:
         self.top = top
         return addr
 
-    def refer(self) -> None:
-        """Called by a value about to point at memory we own (a case name)."""
-
     def grow(self) -> None:
         size = (self.end - self.base) * 4
         if size > self.MAX:
@@ -494,18 +486,15 @@ class Arena:
 
 
 class _Direct(Arena):
-    """No memory at all: a value that fits in its slot (a number, a result
-    without payload) is written straight into wasmtime's slot; anything
-    else raises ``ArenaFull`` before touching the slot."""
+    """No memory at all, for values a plan knows fit in their slot (a number, a
+    result case without payload), written straight into wasmtime's slot; a
+    value needing memory would raise ``ArenaFull`` before touching the slot."""
 
     def __init__(self) -> None:
         pass
 
     def take(self, size: int) -> int:
         raise ArenaFull
-
-    def refer(self) -> None:
-        raise ArenaFull  # wasmtime would free it along with its slot
 
 
 DIRECT: Arena = _Direct()
@@ -746,18 +735,17 @@ def _lower_cases(
 
         return lower_option
     if isinstance(ty, component.ResultType):
-        pack_result = _RESULT.pack_into
+        split = lower_result(ty)
 
-        def lower_result(value: Any, addr: int, arena: Arena) -> None:
+        def lower_chosen_result(value: Any, addr: int, arena: Arena) -> None:
             name, payload = choose(value)
-            pack_result(MEMORY, addr, K_RESULT, name == "ok", box(name, payload, arena))
+            split(name == "ok", payload, addr, arena)
 
-        return lower_result
+        return lower_chosen_result
     names = _Names([name for name, _ in cases])
     pack_variant = _VARIANT.pack_into
 
     def lower_variant(value: Any, addr: int, arena: Arena) -> None:
-        arena.refer()
         name, payload = choose(value)
         size, data = names.addr[name]
         pack_variant(MEMORY, addr, K_VARIANT, size, data, box(name, payload, arena))
