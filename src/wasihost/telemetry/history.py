@@ -11,13 +11,13 @@ these blocking methods off the event loop.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from wasihost.model import Reading
+from wasihost.telemetry import sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -62,14 +62,11 @@ class Series:
 
 class History:
     def __init__(self, path: Path, retention_days: float = 7.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.retention_ms = int(retention_days * 86_400_000)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint
-        self._db.executescript(SCHEMA)
+        # synchronous=NORMAL: durable at each WAL checkpoint
+        self._db = sqlite.connect(path, synchronous="NORMAL", schema=SCHEMA)
         self._series: dict[tuple[str, str], int] = {
             (plugin, field): series_id
             for series_id, plugin, field in self._db.execute("SELECT id, plugin, field FROM series")
@@ -93,19 +90,17 @@ class History:
         """Store one cycle's readings in one transaction; returns the samples written."""
         rows = []
         with self._lock:
-            self._db.execute("BEGIN")
             try:
-                for reading in readings:
-                    for m in reading.measurements:
-                        series = self._series_id(m.plugin, m.name, m.unit, m.device_class)
-                        rows.append((series, m.timestamp_ms, m.value))
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO samples (series_id, ts_ms, value) VALUES (?, ?, ?)",
-                    rows,
-                )
-                self._db.execute("COMMIT")
+                with sqlite.transaction(self._db):
+                    for reading in readings:
+                        for m in reading.measurements:
+                            series = self._series_id(m.plugin, m.name, m.unit, m.device_class)
+                            rows.append((series, m.timestamp_ms, m.value))
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO samples (series_id, ts_ms, value) VALUES (?, ?, ?)",
+                        rows,
+                    )
             except BaseException:
-                self._db.execute("ROLLBACK")
                 self._series.clear()  # ids from the rolled-back transaction; refilled lazily
                 raise
         return len(rows)

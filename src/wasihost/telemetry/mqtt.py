@@ -47,6 +47,7 @@ from typing import Any
 import aiomqtt
 
 from wasihost import __version__
+from wasihost.capabilities.context import wall_clock_ms
 from wasihost.config import MqttConfig
 from wasihost.errors import ConfigError
 from wasihost.model import Reading
@@ -63,10 +64,6 @@ OPERATION_TIMEOUT_SECONDS = 10.0
 
 MessageHandler = Callable[[str, bytes, bool], None]  # topic, payload, retained
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _check_tls(ca_file: str | None) -> None:

@@ -22,11 +22,12 @@ the network.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from wasihost.telemetry import sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -60,14 +61,10 @@ class Outbox:
     def __init__(self, path: Path, max_messages: int) -> None:
         if max_messages < 1:
             raise ValueError(f"max_messages must be at least 1, got {max_messages}")
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_messages = max_messages
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = sqlite.connect(path, synchronous="FULL", schema=SCHEMA)
         (depth,) = self._db.execute("SELECT COUNT(*) FROM messages").fetchone()
         (dropped,) = self._db.execute(
             "SELECT value FROM counters WHERE name = 'dropped'"
@@ -82,8 +79,7 @@ class Outbox:
         if not rows:
             return 0
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with sqlite.transaction(self._db, "IMMEDIATE"):
                 self._db.executemany(
                     "INSERT INTO messages (topic, payload, qos, retain) VALUES (?, ?, ?, ?)", rows
                 )
@@ -98,10 +94,6 @@ class Outbox:
                     self._db.execute(
                         "UPDATE counters SET value = value + ? WHERE name = 'dropped'", (over,)
                     )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             self._depth = depth - over
             self._dropped += over
         return over
@@ -125,15 +117,10 @@ class Outbox:
         if not ids:
             return
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with sqlite.transaction(self._db, "IMMEDIATE"):
                 cursor = self._db.executemany(
                     "DELETE FROM messages WHERE id = ?", [(i,) for i in ids]
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             self._depth -= cursor.rowcount
 
     def depth(self) -> int:

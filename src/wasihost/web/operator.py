@@ -14,17 +14,16 @@ import asyncio
 import hmac
 import json
 import os
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 if TYPE_CHECKING:
     from wasihost.host import Host
 
 TOKEN_ENV = "WASIHOST_TOKEN"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def operator_token(configured: str | None) -> str | None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from wasihost.capabilities.context import wall_clock_ms
 from wasihost.errors import ConfigError, PluginError
 from wasihost.runtime.plugin import PluginState
 from wasihost.web import operator
@@ -156,7 +157,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     async for event in host.stream.events():
         try:
             await response.write(event)
-        except (ConnectionResetError, ConnectionError):
+        except ConnectionError:  # ConnectionResetError included
             break
     return response
 
@@ -178,29 +179,30 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     return value
 
 
-MAX_HISTORY_RANGE_MS = 366 * 86_400_000
+DAY_MS = 86_400_000
+MAX_HISTORY_RANGE_MS = 366 * DAY_MS
 
 
 async def history(request: web.Request) -> web.Response:
     """``GET /api/history?plugin=&field=&since=&until=&points=`` (times in epoch ms)."""
     host = request.app[HOST_KEY]
     if host.history is None:
-        return web.json_response({"error": "history is disabled ([history] enabled)"}, status=404)
+        return operator.error(404, "history is disabled ([history] enabled)")
     try:
         plugin = request.query.get("plugin", "")
         field = request.query.get("field", "")
         if not plugin or not field:
             raise BadRequest("plugin and field are required, e.g. ?plugin=dht22&field=temperature")
-        now = time.time_ns() // 1_000_000
+        now = wall_clock_ms()
         until = _int_param(request, "until", now, 0, 2**53)
         since = _int_param(request, "since", until - 3_600_000, 0, 2**53)
         points = _int_param(request, "points", 500, 2, 5000)
         if since > until:
             raise BadRequest(f"since ({since}) is after until ({until})")
         if until - since > MAX_HISTORY_RANGE_MS:
-            raise BadRequest("the range is longer than 366 days")
+            raise BadRequest(f"the range is longer than {MAX_HISTORY_RANGE_MS // DAY_MS} days")
     except BadRequest as exc:
-        return web.json_response({"error": str(exc)}, status=400)
+        return operator.error(400, str(exc))
     # A series with no samples yet is an empty 200, not a 404: a dashboard
     # opened right after start-up asks before the first cycle has run.
     series = await asyncio.to_thread(host.history.query, plugin, field, since, until, points)
@@ -225,9 +227,7 @@ async def fleet(request: web.Request) -> web.Response:
     """``GET /api/fleet``: every node the hub hears on the broker (hubs only)."""
     hub = request.app[HOST_KEY].fleet
     if hub is None:
-        return web.json_response(
-            {"error": 'this node is not a hub ([fleet] role = "hub")'}, status=404
-        )
+        return operator.error(404, 'this node is not a hub ([fleet] role = "hub")')
     return web.json_response(hub.to_json())
 
 
@@ -252,7 +252,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if isinstance(exc, web.HTTPRequestEntityTooLarge):
             reason = f"request body over {MAX_BODY_BYTES} bytes"
         kept = {k: v for k, v in exc.headers.items() if k == "Allow"}  # 405 must say what is
-        return web.json_response({"error": reason}, status=exc.status, headers=kept)
+        return operator.error(exc.status, reason, **kept)
 
 
 def create_app(host: Host) -> web.Application:
