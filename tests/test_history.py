@@ -110,3 +110,21 @@ async def test_failed_commit_loses_nothing(
     series = host.history.query("dht22", "temperature", 0, 2**53)
     assert series is not None
     assert [v for _, v in series.points] == [20.0, 21.0]
+
+
+def test_full_disk_error_surfaces_and_history_recovers(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.sqlite3")
+    history.write([reading(0, 20.0)])
+    db = history._db  # max_page_count is a setting of the connection
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages}")  # no room for another page
+    # A new series (its row is inserted, its id cached) and more samples than fit:
+    with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
+        history.write([reading(t, 1.0, plugin="bme680") for t in range(5_000)])
+    assert not db.in_transaction  # SQLite rolled back by itself, series row included
+    db.execute("PRAGMA max_page_count = 1000000")  # space freed
+    assert history.write([reading(1, 21.0, plugin="bme680"), reading(1, 22.0)]) == 2
+    assert history.fields() == [("bme680", "temperature", "°C"), ("dht22", "temperature", "°C")]
+    assert history.query("bme680", "temperature", 0, 10).points == [(1, 21.0)]
+    assert history.query("dht22", "temperature", 0, 10).points == [(0, 20.0), (1, 22.0)]
+    history.close()

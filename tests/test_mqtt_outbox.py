@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -111,3 +112,20 @@ def test_concurrent_writers_and_a_reader(tmp_path: Path) -> None:
 def test_rejects_a_zero_cap(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_messages"):
         Outbox(tmp_path / "o.sqlite3", 0)
+
+
+def test_full_disk_error_surfaces_and_nothing_is_half_written(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3", 100)
+    outbox.put_many(messages(1))
+    db = outbox._db  # max_page_count is a setting of the connection
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages}")  # no room for another page
+    big = OutboxMessage("t/big", b"x" * 100_000)
+    with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
+        outbox.put_many([big])
+    assert not db.in_transaction  # SQLite rolled back by itself
+    assert payloads(outbox) == [1] and outbox.depth() == 1
+    db.execute("PRAGMA max_page_count = 1000000")  # space freed
+    outbox.put_many(messages(2))
+    assert payloads(outbox) == [1, 2] and outbox.depth() == 2
+    outbox.close()

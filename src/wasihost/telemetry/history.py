@@ -101,7 +101,9 @@ class History:
                         rows,
                     )
             except BaseException:
-                self._series.clear()  # ids from the rolled-back transaction; refilled lazily
+                # Whatever failed, ids cached in this transaction may name series
+                # rows that were rolled back (by us or by SQLite); refilled lazily.
+                self._series.clear()
                 raise
         return len(rows)
 

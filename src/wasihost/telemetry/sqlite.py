@@ -34,11 +34,18 @@ def connect(path: Path, *, synchronous: Synchronous, schema: str = "") -> sqlite
 @contextmanager
 def transaction(db: sqlite3.Connection, mode: TransactionMode = "DEFERRED") -> Iterator[None]:
     """``BEGIN <mode>`` ... ``COMMIT``; on any exception, including a failed
-    ``COMMIT``, ``ROLLBACK`` and re-raise. ``db`` must be in autocommit mode."""
+    ``COMMIT``, roll back and re-raise. ``db`` must be in autocommit mode.
+
+    After some errors (``SQLITE_FULL``, ``SQLITE_IOERR``, ``SQLITE_NOMEM``,
+    some ``SQLITE_BUSY``) SQLite has already rolled the transaction back by
+    itself; a ``ROLLBACK`` then fails with "no transaction is active" and
+    would hide the error that matters, so it is only sent while one is open.
+    """
     db.execute(f"BEGIN {mode}")
     try:
         yield
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
