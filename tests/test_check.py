@@ -48,3 +48,35 @@ def test_corrupt_file_and_cli_exit_codes(tmp_path: Path, built: dict[str, Path])
     missing_config = str(tmp_path / "none.toml")
     assert main(["check", str(built["dashboard"]), "--config", missing_config]) == 0
     assert main(["check", str(corrupt), "--config", missing_config]) == 1
+
+
+def test_disabled_plugin_is_checked_with_its_grants(
+    built: dict[str, Path], make_config: Callable[..., HostConfig]
+) -> None:
+    config = make_config({"dht22": {"led": 1, "enabled": False}})
+    ok, report = run(built["dht22"], config, "dht22")
+    assert ok
+    assert "✓ plugins.dht22 (dht22-plugin)" in report
+    assert "note: plugins.dht22.enabled = false" in report
+    assert "grants: LEDs 1; GPIO 4; I2C none; buzzer yes; fan no" in report
+
+
+def test_another_plugins_unknown_world_does_not_matter(
+    built: dict[str, Path], make_config: Callable[..., HostConfig]
+) -> None:
+    config = make_config(
+        {"dht22": {"led": 1}, "other": {"source": "dht22", "world": "no-such-plugin"}}
+    )
+    ok, report = run(built["dht22"], config, "dht22")
+    assert ok
+    assert "grants: LEDs 1; GPIO 4; I2C none; buzzer yes; fan no" in report
+
+
+def test_unknown_world_is_refused_not_a_crash(
+    built: dict[str, Path], make_config: Callable[..., HostConfig]
+) -> None:
+    config = make_config({"dht22": {"world": "no-such-plugin"}})
+    ok, report = run(built["dht22"], config, "dht22")
+    assert not ok
+    assert "✗ plugins.dht22 (no-such-plugin)" in report
+    assert "would refuse it: unknown world 'no-such-plugin' (expected one of: " in report

@@ -16,9 +16,9 @@ from wasmtime import component
 from wasihost.config import HostConfig
 from wasihost.errors import PluginLoadError
 from wasihost.runtime.component import WASI_PACKAGES, check, compile_file
-from wasihost.runtime.contract import Contract, load_contract
+from wasihost.runtime.contract import load_contract
 from wasihost.runtime.engine import Engine
-from wasihost.specs import plugin_specs
+from wasihost.specs import grants_of
 
 Echo = Callable[[str], None]
 
@@ -33,9 +33,10 @@ def _members(engine: Engine, item: Any) -> list[str]:
     return []
 
 
-def _describe_grants(config: HostConfig, contract: Contract, name: str) -> str:
-    spec = next(s for s in plugin_specs(config, contract) if s.name == name)
-    g = spec.grants
+def _describe_grants(config: HostConfig, name: str, imports: frozenset[str]) -> str:
+    """Plugin ``name``'s grants (its world imports ``imports``); no other plugin
+    is looked at, so one with an unknown world elsewhere does not matter."""
+    g = grants_of(config, name, imports)
 
     def listed(values: frozenset[int], fmt: str = "{}") -> str:
         return ", ".join(fmt.format(v) for v in sorted(values)) or "none"
@@ -106,7 +107,7 @@ def run_check(
              + (" (with state handover)" if checked.has_state else ""))  # fmt: skip
         if not config.plugins[plugin].enabled:
             echo(f"  note: {where}.enabled = false, so the host will not load it")
-        echo(f"  grants: {_describe_grants(config, contract, plugin)}")
+        echo(f"  grants: {_describe_grants(config, plugin, contract.worlds[world].imports)}")
         return True
     finally:
         engine.close()

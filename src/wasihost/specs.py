@@ -112,3 +112,9 @@ def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
             )
         )
     return specs
+
+
+def grants_of(config: HostConfig, name: str, imports: frozenset[str]) -> Grants:
+    """The grants plugin ``name`` gets, its world importing ``imports``; unlike
+    ``plugin_specs``, it looks at no other plugin and at a disabled one too."""
+    return _grants(config, name, config.plugins[name], imports)
