@@ -116,3 +116,27 @@ def test_non_finite_status_values_become_null() -> None:
     )
     assert reading.measurements == ()
     assert reading.status == {"age_ms": None, "stale": False}
+
+
+async def test_plugin_text_in_the_sensor_log_line_is_escaped(
+    make_config: MakeConfig,
+    make_host: MakeHost,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = make_host(make_config({"probe": {"source": "generic", "world": "sensor-plugin"}}))
+    forged = {
+        "name": "t",
+        "value": 1.0,
+        "unit": "C\n[dht22] forged",
+        "device_class": "temperature",
+        "status": "ok\x1b[2J\rX",
+    }
+    monkeypatch.setattr(host.plugins["probe"], "call", lambda *args: [forged])
+    caplog.set_level(logging.INFO, logger="wasihost.cycle")
+    await host.cycle.run_once()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[probe]")]
+    assert lines == ["[probe] t=1C\\n[dht22] forged t_status=ok\\x1b[2J\\rX"]
+    # The reading itself keeps the plugin's text; only the log line is escaped.
+    reading = host.state.plugins["probe"].reading
+    assert reading is not None and reading.status["t_status"] == "ok\x1b[2J\rX"

@@ -17,6 +17,7 @@ from wasihost.config import HostConfig
 from wasihost.errors import PluginTrap
 from wasihost.host import Host
 from wasihost.runtime import plugin as plugin_module
+from wasihost.snapshots import SnapshotStore
 
 MakeConfig = Callable[..., HostConfig]
 MakeHost = Callable[[HostConfig], Host]
@@ -314,3 +315,76 @@ async def test_bme680_calibration_survives_reload_and_restart(
         assert record["poll_count"] == 17
     finally:
         restarted.close()
+
+
+def test_unchanged_state_is_snapshotted_at_most_once_per_interval(tmp_path: Path) -> None:
+    now = [0.0]
+    store = SnapshotStore(tmp_path, 60.0, clock=lambda: now[0])
+    assert store.due("p") and store.save("p", b"a") is True
+    assert not store.due("p")
+    now[0] = 60.0
+    assert store.due("p")
+    assert store.save("p", b"a") is False  # unchanged: nothing written...
+    assert not store.due("p")  # ...and the next try is one interval later, not every cycle
+    now[0] = 119.0
+    assert not store.due("p")
+    now[0] = 120.0
+    assert store.due("p") and store.save("p", b"b") is True
+    assert (tmp_path / "p.state").read_bytes() == b"b"
+
+
+async def test_host_snapshots_unchanged_state_once_per_interval(
+    make_config: MakeConfig,
+    make_host: MakeHost,
+    monotonic: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = make_host(make_config({"dht22": {"source": "chaos", "world": "dht22-plugin"}}))
+    host.snapshots = SnapshotStore(tmp_path / "state", 60.0, clock=monotonic)
+    plugin = host.plugins["dht22"]
+    calls = []
+    real_snapshot = plugin.snapshot
+
+    def counted() -> bytes | None:
+        calls.append(monotonic.now)
+        return real_snapshot()
+
+    monkeypatch.setattr(plugin, "snapshot", counted)
+    await host.cycle.run_once()
+    await host.save_snapshots()  # first: written
+    monotonic.advance(60.0)
+    for _ in range(5):  # state unchanged since: one snapshot, then none until 60 s on
+        await host.save_snapshots()
+    assert len(calls) == 2
+    monotonic.advance(60.0)
+    await host.save_snapshots()
+    assert len(calls) == 3
+
+
+async def test_concurrent_reloads_of_one_plugin_swap_once(
+    make_config: MakeConfig,
+    make_host: MakeHost,
+    plugin_dir: Path,
+    built: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = setup_host(make_config, make_host, plugin_dir, built, "chaos")
+    await host.cycle.run_once()
+    plugin = host.plugins["dht22"]
+    prepares = []
+    real_prepare = plugin.prepare
+
+    def counted() -> Any:
+        prepares.append(1)
+        return real_prepare()
+
+    monkeypatch.setattr(plugin, "prepare", counted)
+    deploy(plugin_dir / "dht22.wasm", rebuilt(built["chaos"].read_bytes()))
+    # e.g. the operator endpoint and the file watcher at once
+    results = await asyncio.gather(host.reloader.reload("dht22"), host.reloader.reload("dht22"))
+    assert sorted(results) == [False, True]
+    assert len(prepares) == 1  # the second found the new file already live
+    assert host.statuses()["dht22"]["reloads"] == 1
+    await host.cycle.run_once()
+    assert host.state.plugins["dht22"].reading.status["poll_count"] == 2  # state carried once

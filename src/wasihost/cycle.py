@@ -20,6 +20,7 @@ from wasihost.errors import PluginError, PluginTrap, WasihostError
 from wasihost.leds import LedBuffer
 from wasihost.model import Reading
 from wasihost.readings import normalise, normalise_list
+from wasihost.runtime.calls import printable
 from wasihost.runtime.plugin import Plugin, PluginState
 from wasihost.state import AppState
 
@@ -149,6 +150,12 @@ class PollCycle:
 
 
 def _describe(reading: Reading) -> str:
+    """One log line for a reading, escaped: units and status text come from the
+    plugin, and a newline or terminal escape in them must not forge host lines."""
+    return printable(_line(reading))
+
+
+def _line(reading: Reading) -> str:
     values = " ".join(f"{m.name}={round(m.value, 2):g}{m.unit}" for m in reading.measurements)
     flags = " ".join(f"{k}={v}" for k, v in reading.status.items())
     if not values and not flags:

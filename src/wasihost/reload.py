@@ -40,6 +40,8 @@ class Reloader:
         self.snapshots = snapshots
         self._by_path = {p.spec.wasm.resolve(): name for name, p in plugins.items()}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # One reload of a plugin at a time, whoever asks (detectors, operator).
+        self._locks: dict[str, asyncio.Lock] = {}
         self._again: set[str] = set()
         self._failed_signature: dict[str, tuple[int, int] | None] = {}
         self._seen_signature: dict[str, tuple[int, int] | None] = {}
@@ -91,8 +93,17 @@ class Reloader:
                 return
 
     async def reload(self, name: str) -> bool:
-        """Prepare the new version off the loop, then swap it in; True when live."""
+        """Prepare the new version off the loop, then swap it in; True when live.
+
+        Reloads of one plugin run one after the other, whether requested by the
+        detectors or called directly (the operator endpoint); a call waiting for
+        another finds the file already live and returns False.
+        """
         plugin = self.plugins[name]
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            return await self._reload(name, plugin)
+
+    async def _reload(self, name: str, plugin: Plugin) -> bool:
         signature = file_signature(plugin.spec.wasm)
         if signature is not None and signature == plugin.signature:
             return False  # already live (e.g. both detectors saw one change)

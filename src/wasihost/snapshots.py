@@ -34,7 +34,9 @@ class SnapshotStore:
         self.min_interval_s = min_interval_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._last_write: dict[str, float] = {}
+        # When ``save`` last wrote, or last found nothing new to write: either
+        # way the next periodic save is one interval later.
+        self._last_save: dict[str, float] = {}
         self._last_digest: dict[str, bytes] = {}
 
     def _path(self, plugin: str) -> Path:
@@ -53,18 +55,25 @@ class SnapshotStore:
 
     def due(self, plugin: str) -> bool:
         """Whether a periodic save of ``plugin`` is allowed now."""
-        last = self._last_write.get(plugin)
+        last = self._last_save.get(plugin)
         return last is None or self._clock() - last >= self.min_interval_s
 
     def save(self, plugin: str, data: bytes, force: bool = False) -> bool:
-        """Write ``data`` unless unchanged, or too soon after the last write
-        (``force`` skips the rate limit, e.g. at shutdown). Returns whether it wrote."""
+        """Write ``data`` unless unchanged, or too soon after the last save
+        (``force`` skips the rate limit, e.g. at shutdown). Returns whether it wrote.
+
+        An unchanged ``data`` also counts as a save for the rate limit, so the
+        host takes the next snapshot one interval later, not on every cycle.
+        """
         digest = hashlib.sha256(data).digest()
         with self._lock:
-            if self._last_digest.get(plugin) == digest or not (force or self.due(plugin)):
+            if not (force or self.due(plugin)):
+                return False
+            if self._last_digest.get(plugin) == digest:
+                self._last_save[plugin] = self._clock()
                 return False
             self.folder.mkdir(parents=True, exist_ok=True)
             write_atomically(self._path(plugin), data, durable=True)
-            self._last_write[plugin] = self._clock()
+            self._last_save[plugin] = self._clock()
             self._last_digest[plugin] = digest
             return True
