@@ -7,12 +7,13 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: setup build run test bench lint clean
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml src/wasihost/runtime/_compiled.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wasihost needs Python >= 3.11")'
 	@echo "==> [1/3] virtual environment in $(VENV)/ (created if missing)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "==> [2/3] installing wasihost with its build and test tools (first run or pyproject.toml changed: about a minute)"
 	@$(BIN)/pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
+	@$(BIN)/python -c 'from wasihost.runtime import compiled; r = compiled.unavailable(); print("    compiled call plans:", "built" if r is None else f"{r}: the host uses the Python ones")'
 	@touch $(INSTALLED)
 
 setup: $(INSTALLED)

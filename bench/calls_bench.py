@@ -1,15 +1,18 @@
 """Per-call cost of each seed plugin's poll on both call paths and natively, and a full cycle.
 
-"typed" is the host's call path (call plans, runtime/plans.py); "generic" is
-wasmtime-py's public component API (the ``[runtime] call_path = "generic"``
-fallback); "native" is the same app.py in-process against the same
-capability code (wasihost.testing). All three run the same polls on the
-same simulated board, interleaved run by run, so ratios are same-run.
+"compiled" is the host's default call path (call plans converting in C,
+runtime/compiled.py); "typed" the same plans in Python (runtime/plans.py, used
+where the C module is not built); "generic" is wasmtime-py's public component
+API (the ``[runtime] call_path = "generic"`` fallback); "native" is the same
+app.py in-process against the same capability code (wasihost.testing). All
+run the same polls on the same simulated board, interleaved run by run, so
+ratios are same-run.
 
-"outside our Python" splits a typed poll: the time inside wasmtime's call
-minus the time our capability handlers spend in Python, i.e. the guest
-(CPython compiled to wasm), wasmtime's own conversions and the C<->Python
-transitions: what no host-side conversion code can remove.
+"typed, outside our Python" splits a poll on the Python plans: the time
+inside wasmtime's call minus the time our capability handlers spend in
+Python, i.e. the guest (CPython compiled to wasm), wasmtime's own
+conversions and the C<->Python transitions: what no Python-side conversion
+code can remove, and why the conversions moved to C.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from wasihost.host import Host
 from wasihost.runtime import plans
 from wasihost.testing import ComponentPlugin, NativePlugin
 
-KINDS = ("typed", "generic", "native")
+KINDS = ("compiled", "typed", "generic", "native")
 
 SEED: dict[str, tuple[Grants, dict[str, Any]]] = {
     "dht22": (Grants(leds=frozenset({1}), gpio_pins=frozenset({4}), buzzer=True),
@@ -114,14 +117,17 @@ def _poll_figures(runs: int, polls: int) -> list[Figure]:
             floor.append(_outside_python_us(typed, polls))
         for harness in harnesses.values():
             harness.close()
-        typed, generic, native = (samples[kind] for kind in KINDS)
+        compiled, typed, generic, native = (samples[kind] for kind in KINDS)
         figures += [
-            figure("poll", f"{name}: typed", "µs", typed, "target <= 30"),
+            figure("poll", f"{name}: compiled", "µs", compiled, "target <= 30"),
+            figure("poll", f"{name}: typed", "µs", typed),
             figure("poll", f"{name}: generic", "µs", generic),
             figure("poll", f"{name}: native", "µs", native),
-            figure("poll", f"{name}: generic / typed", "x", _ratios(generic, typed),
+            figure("poll", f"{name}: generic / compiled", "x", _ratios(generic, compiled),
                    "same run; target >= 8"),
-            figure("poll", f"{name}: typed / native", "x", _ratios(typed, native), "same run"),
+            figure("poll", f"{name}: generic / typed", "x", _ratios(generic, typed), "same run"),
+            figure("poll", f"{name}: compiled / native", "x", _ratios(compiled, native),
+                   "same run"),
             figure("poll", f"{name}: typed, outside our Python", "µs", floor,
                    "guest + wasmtime + C<->Python"),
         ]  # fmt: skip
@@ -151,15 +157,19 @@ def _round_trip_figures(runs: int, transfers: int) -> list[Figure]:
             per_call[kind].append((many - one) / (transfers - 1))
     for plugin in plugins.values():
         plugin.close()
-    typed, generic_path, native = (per_call[kind] for kind in KINDS)
+    compiled, typed, generic_path, native = (per_call[kind] for kind in KINDS)
     return [
-        figure("capability", "i2c.transfer round trip, typed", "µs", typed, "target < 10"),
+        figure("capability", "i2c.transfer round trip, compiled", "µs", compiled,
+               "target < 10"),
+        figure("capability", "i2c.transfer round trip, typed", "µs", typed),
         figure("capability", "i2c.transfer round trip, generic", "µs", generic_path),
         figure("capability", "i2c.transfer round trip, native", "µs", native),
+        figure("capability", "generic / compiled", "x", _ratios(generic_path, compiled),
+               "same run"),
         figure("capability", "generic / typed", "x", _ratios(generic_path, typed), "same run"),
-        figure("capability", "typed / native", "x", _ratios(typed, native), "same run"),
-        figure("capability", "i2c.transfer calls per second, typed", "1/s",
-               [1e6 / v for v in typed]),
+        figure("capability", "compiled / native", "x", _ratios(compiled, native), "same run"),
+        figure("capability", "i2c.transfer calls per second, compiled", "1/s",
+               [1e6 / v for v in compiled]),
     ]  # fmt: skip
 
 
@@ -204,18 +214,20 @@ async def _cycle_ms(config: HostConfig, cycles: int) -> float:
 async def _cycle_figures(runs: int, cycles: int) -> list[Figure]:
     figures = []
     with tempfile.TemporaryDirectory(prefix="wasihost-bench-") as tmp:
-        typed, generic = (_cycle_configs(Path(tmp), path) for path in ("typed", "generic"))
-        for label in typed:
-            samples: dict[str, list[float]] = {"typed": [], "generic": []}
+        paths = ("compiled", "typed", "generic")
+        configs = {path: _cycle_configs(Path(tmp), path) for path in paths}
+        for label in configs["compiled"]:
+            samples: dict[str, list[float]] = {path: [] for path in paths}
             for _ in range(runs):  # interleaved, one run of each at a time
-                samples["typed"].append(await _cycle_ms(typed[label], cycles))
-                samples["generic"].append(await _cycle_ms(generic[label], cycles))
+                for path in paths:
+                    samples[path].append(await _cycle_ms(configs[path][label], cycles))
             figures += [
-                figure("cycle", f"{label}, typed, with history and stream", "ms",
-                       samples["typed"]),
+                figure("cycle", f"{label}, compiled, with history and stream", "ms",
+                       samples["compiled"]),
+                figure("cycle", f"{label}, typed", "ms", samples["typed"]),
                 figure("cycle", f"{label}, generic", "ms", samples["generic"]),
-                figure("cycle", f"{label}, generic / typed", "x",
-                       _ratios(samples["generic"], samples["typed"]), "same run"),
+                figure("cycle", f"{label}, generic / compiled", "x",
+                       _ratios(samples["generic"], samples["compiled"]), "same run"),
             ]  # fmt: skip
     return figures
 

@@ -76,4 +76,4 @@ def test_every_section_of_the_file_reaches_host_config() -> None:
     assert config.web.port == 3001
     assert config.plugins["pi-monitor"].led == 0
     assert config.plugin_keys == {"pi-monitor": "pi_monitor"}
-    assert config.runtime.call_path == "typed"
+    assert config.runtime.call_path == "compiled"

@@ -180,3 +180,17 @@ def test_doctor_from_the_command_line_on_this_machine(tmp_path: Path, capsys: An
     assert main(["doctor", "--config", str(path)]) == 1
     out = capsys.readouterr().out
     assert "problem" in out and "fix:" in out
+
+
+def test_call_plans_without_the_compiled_module_only_warn(
+    pi: FakePi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wasihost.runtime import compiled
+
+    code, report = doctor(pi)
+    assert "ok    call plans: compiled" in report
+    monkeypatch.setattr(compiled, "_UNAVAILABLE", "not built (no compiler)")
+    code, report = doctor(pi)
+    assert code == 0, report  # the host runs fine on the Python plans
+    assert "warn  call plans: compiled ones not built (no compiler)" in report
+    assert "apt install gcc python3-dev" in report

@@ -181,13 +181,17 @@ def test_guest_print_goes_to_host_log(
     assert "[talker] hello from the guest 1" in caplog.messages
 
 
-def _poll_both_paths(name: str, polls: int, **options: Any) -> dict[str, list[Any]]:
+PATHS = ("generic", "typed", "compiled")
+PLANS = {"generic": "ExportFunction", "typed": "TypedExport", "compiled": "Export"}
+
+
+def _poll_every_path(name: str, polls: int, **options: Any) -> dict[str, list[Any]]:
     import itertools
 
     from wasihost.testing import ComponentPlugin
 
     results: dict[str, list[Any]] = {}
-    for path in ("generic", "typed"):
+    for path in PATHS:
         board = SimBoard(seed=7)
         board.set_dht22(21.5, 47.0)
         clock = itertools.count(1_700_000_000_000, 2000)
@@ -199,6 +203,10 @@ def _poll_both_paths(name: str, polls: int, **options: Any) -> dict[str, list[An
             **options,
         )
         try:
+            instance = plugin.plugin._instance
+            assert instance is not None
+            planned = {type(export).__name__ for export in instance._functions.values()}
+            assert planned == {PLANS[path]}  # no function fell back to another path
             outcomes: list[Any] = []
             for _ in range(polls):
                 try:
@@ -222,10 +230,12 @@ def _poll_both_paths(name: str, polls: int, **options: Any) -> dict[str, list[An
         ("sht31", {"settings": {"led": 3}}),
     ],
 )
-def test_typed_and_generic_call_paths_agree_on_seed_plugins(
-    built: dict[str, Path], name: str, options: dict[str, Any]
+def test_every_call_path_agrees_on_seed_plugins(
+    built: dict[str, Path], name: str, options: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     from wasihost.capabilities import Grants
+
+    caplog.set_level("INFO", logger="wasihost.calls")
 
     grants = Grants(
         leds=frozenset({0, 1, 2, 3}),
@@ -234,10 +244,27 @@ def test_typed_and_generic_call_paths_agree_on_seed_plugins(
         buzzer=True,
         fan=True,
     )
-    results = _poll_both_paths(name, 25, grants=grants, **options)
+    results = _poll_every_path(name, 25, grants=grants, **options)
     assert results["typed"] == results["generic"]
+    assert results["compiled"] == results["generic"]
+    assert "uses the" not in caplog.text  # every capability on the path asked for
     readings = [r for r in results["typed"][:-2] if isinstance(r, dict | list) and r]
     assert len(readings) >= 20  # real readings, not just errors
+
+
+def test_without_the_compiled_plans_the_host_uses_the_python_ones(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from wasihost.runtime import compiled
+    from wasihost.runtime.engine import Engine
+
+    monkeypatch.setattr(compiled, "_UNAVAILABLE", "not built (no compiler)")
+    engine = Engine(call_path="compiled")
+    try:
+        assert engine.call_path == "typed"
+        assert "compiled call plans not built (no compiler)" in caplog.text
+    finally:
+        engine.close()
 
 
 def test_generic_call_path_is_a_config_switch(

@@ -3,11 +3,12 @@
 Each case builds a small component, from WAT, whose export ``g(x: T) -> T``
 lowers ``x`` into linear memory, calls the host import ``f(x: T) -> T`` and
 lifts what it returns: a real canonical-ABI round trip through wasmtime.
-Every value travels the four combinations of host import (generic
-wasmtime-py callback, or our typed ``CapabilityCall``) and export call
-(generic ``ExportFunction``, or our ``TypedExport``), and all four must give
-back the value that went in. A wasmtime upgrade that moves a field of the C
-representation fails here, not on a device.
+Every value travels the nine combinations of host import (generic
+wasmtime-py callback, our Python ``CapabilityCall``, or the compiled plan of
+``_compiled.c``) and export call (generic ``ExportFunction``, ``TypedExport``,
+or the compiled plan), and all nine must give back the value that went in. A
+wasmtime upgrade that moves a field of the C representation fails here, not
+on a device.
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ import wasmtime
 from wasmtime import component
 
 from wasihost.errors import CapabilityError, GuestError, PluginError, PluginTrap
+from wasihost.runtime import compiled
 from wasihost.runtime.calls import ExportFunction
-from wasihost.runtime.plans import CapabilityCall, TypedExport, add_capability
+from wasihost.runtime.instance import define_capability, plan_export
+from wasihost.runtime.plans import CapabilityCall, TypedExport
+
+PATHS = ["generic", "typed", "compiled"]
 
 
 # --- a tiny model of WIT types: their WAT text and canonical-ABI flattening ----------
@@ -265,24 +270,36 @@ class Harness:
     def __init__(self, engine: wasmtime.Engine, name: str, wat: str, host: str, export: str):
         self.name = name
         self.received: list[Any] = []
-        compiled = component.Component(engine, wat)
-        imported = compiled.type.imports(engine)["f"].ty  # as build_linker gets it
+        built = component.Component(engine, wat)
+        imported = built.type.imports(engine)["f"].ty  # as build_linker gets it
         assert isinstance(imported, component.FuncType)
         linker = component.Linker(engine)
         with linker.root() as root:
             if host == "generic":
                 root.add_func("f", self._generic_host)
-            else:
-                add_capability(root, CapabilityCall("test", "f", self._typed_host, imported))
+                self.host_path = "generic"
+            else:  # as the host defines capabilities, falling back where a type needs it
+                self.host_path = define_capability(
+                    host,  # type: ignore[arg-type]
+                    root,
+                    "test",
+                    "f",
+                    self._typed_host,
+                    imported,
+                )
         self.store = wasmtime.Store(engine)
-        instance = linker.instantiate(self.store, compiled)
+        instance = linker.instantiate(self.store, built)
         func = instance.get_func(self.store, instance.get_export_index(self.store, "g"))
         assert func is not None
-        self.export: ExportFunction | TypedExport
-        if export == "generic":
-            self.export = ExportFunction("test", "g", func, is_top_result(name))
-        else:
-            self.export = TypedExport("test", "g", func, self.store)
+        self.export = plan_export(
+            export,  # type: ignore[arg-type]
+            "test",
+            "g",
+            func,
+            self.store,
+            is_top_result(name),
+            deadline=0,
+        )
 
     def _generic_host(self, _store: Any, x: Any) -> Any:
         self.received.append(x)
@@ -300,8 +317,6 @@ class Harness:
 
     def call(self, value: Any, export: str) -> tuple[str, Any]:
         argument = to_generic(value) if export == "generic" else value
-        if export == "typed" and is_top_result(self.name):
-            argument = value  # plain form, chosen by type like the generic one
         try:
             return "ok", self.export(self.store, argument)
         except GuestError as exc:
@@ -316,8 +331,8 @@ def engine() -> Iterator[wasmtime.Engine]:
     yield wasmtime.Engine()
 
 
-@pytest.mark.parametrize("host", ["generic", "typed"], ids=lambda v: f"host={v}")
-@pytest.mark.parametrize("export", ["generic", "typed"], ids=lambda v: f"export={v}")
+@pytest.mark.parametrize("host", PATHS, ids=lambda v: f"host={v}")
+@pytest.mark.parametrize("export", PATHS, ids=lambda v: f"export={v}")
 @pytest.mark.parametrize(("name", "types", "ty", "values"), CASES, ids=[c[0] for c in CASES])
 def test_round_trip_matches(
     engine: wasmtime.Engine,
@@ -354,11 +369,15 @@ def _case(name: str) -> tuple[str, str]:
 
 
 class BadHost(Harness):
-    """The typed host side, with a capability implementation that misbehaves."""
+    """A typed host side (Python or compiled), with a capability implementation that
+    misbehaves."""
 
-    def __init__(self, engine: wasmtime.Engine, name: str, impl: Callable[..., Any]) -> None:
+    def __init__(
+        self, engine: wasmtime.Engine, name: str, impl: Callable[..., Any], path: str
+    ) -> None:
         self._impl = impl
-        super().__init__(engine, *_case(name), host="typed", export="typed")
+        super().__init__(engine, *_case(name), host=path, export=path)
+        assert self.host_path == path
 
     def _typed_host(self, x: Any) -> Any:
         return self._impl(x)
@@ -376,27 +395,37 @@ class BadHost(Harness):
     ],
     ids=["wrong type", "host bug", "refusal"],
 )
+@pytest.mark.parametrize("path", ["typed", "compiled"])
 def test_a_failing_capability_becomes_the_wit_error(
-    engine: wasmtime.Engine, impl: Callable[..., Any], reason: str
+    engine: wasmtime.Engine,
+    impl: Callable[..., Any],
+    reason: str,
+    path: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    harness = BadHost(engine, "result<f32, string>", impl)
+    harness = BadHost(engine, "result<f32, string>", impl, path)
     try:
-        assert harness.call(1.5, "typed") == ("err", reason)
-        assert harness.call(2.5, "typed") == ("err", reason)  # and the instance still works
+        assert harness.call(1.5, path) == ("err", reason)
+        assert harness.call(2.5, path) == ("err", reason)  # and the instance still works
+    finally:
+        harness.close()
+    if reason.startswith("internal"):  # a host bug is logged with its traceback
+        assert any(r.exc_info for r in caplog.records if "host function f" in r.message)
+
+
+@pytest.mark.parametrize("path", ["typed", "compiled"])
+def test_a_bad_value_without_an_error_case_traps_cleanly(
+    engine: wasmtime.Engine, path: str
+) -> None:
+    harness = BadHost(engine, "u8", lambda x: 256, path)
+    try:
+        with pytest.raises(PluginTrap, match="host function f failed: ValueError"):
+            harness.call(1, path)
     finally:
         harness.close()
 
 
-def test_a_bad_value_without_an_error_case_traps_cleanly(engine: wasmtime.Engine) -> None:
-    harness = BadHost(engine, "u8", lambda x: 256)
-    try:
-        with pytest.raises(PluginTrap, match="host function f failed"):
-            harness.call(1, "typed")
-    finally:
-        harness.close()
-
-
-@pytest.mark.parametrize("export", ["generic", "typed"])
+@pytest.mark.parametrize("export", PATHS)
 def test_a_bad_argument_is_refused_before_the_call(engine: wasmtime.Engine, export: str) -> None:
     harness = Harness(engine, *_case("record (dht22-data)"), host="typed", export=export)
     good = CASES[[c[0] for c in CASES].index("record (dht22-data)")][3][0]
@@ -405,6 +434,12 @@ def test_a_bad_argument_is_refused_before_the_call(engine: wasmtime.Engine, expo
             harness.call({**good, "poll_count": "seven"}, export)
         with pytest.raises(PluginError, match="cannot pass arguments to g"):
             harness.call({"temperature_c": 1.0}, export)
+        if export != "generic":  # wasmtime-py checks these itself, with its own errors
+            for bad in ({**good, "alarm": "bogus"}, {**good, "age_ms": -1}):
+                with pytest.raises(PluginError, match="cannot pass arguments to g"):
+                    harness.call(bad, export)
+            with pytest.raises(PluginError, match="g takes 1 arguments, not 0"):
+                harness.export(harness.store)
         assert harness.received == []  # the guest never ran
         assert same(harness.call(good, export)[1], good)  # and nothing was left half-written
     finally:
@@ -435,16 +470,44 @@ def test_a_type_the_plans_do_not_convert_is_refused_when_planning(engine: wasmti
 
     types = Types()
     wat = identity_component(types, types.flags("a", "b"))
-    compiled = component.Component(engine, wat)
-    imported = compiled.type.imports(engine)["f"].ty
+    built = component.Component(engine, wat)
+    imported = built.type.imports(engine)["f"].ty
     assert isinstance(imported, component.FuncType)
     with pytest.raises(UnsupportedType):
         CapabilityCall("test", "f", lambda x: x, imported)
-    harness = Harness(engine, "flags", wat, host="generic", export="generic")
+    harness = Harness(engine, "flags", wat, host="compiled", export="compiled")
     try:
         export = harness.export
-        assert isinstance(export, ExportFunction)
+        assert isinstance(export, ExportFunction)  # both sides fell back to the generic path
+        assert harness.host_path == "generic"
         with pytest.raises(UnsupportedType):
             TypedExport("test", "g", export.func, harness.store)
+        with pytest.raises(UnsupportedType):
+            compiled.export("test", "g", export.func, harness.store, 0)
+    finally:
+        harness.close()
+
+
+def test_the_compiled_plans_are_built_here() -> None:
+    """They are optional on a device; here (and in CI) a build that silently lost them
+    must fail, or the compiled rows of these tests would test the Python plans."""
+    assert compiled.unavailable() is None, compiled.unavailable()
+
+
+# Variants, and options or results whose values carry their case name: the compiled
+# plans hand those functions to the Python plans (no type in our contract needs it).
+NOT_COMPILED = {"option<option<u8>>", "variant (untagged)", "variant (tagged)",
+                "result<string, string>"}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "types", "ty", "values"), CASES, ids=[c[0] for c in CASES])
+def test_the_compiled_plans_convert_every_other_kind(
+    engine: wasmtime.Engine, name: str, types: Types, ty: T, values: list[Any]
+) -> None:
+    harness = Harness(engine, name, identity_component(types, ty), "compiled", "compiled")
+    try:
+        expected = "typed" if name in NOT_COMPILED else "compiled"
+        assert harness.host_path == expected
+        assert isinstance(harness.export, TypedExport) == (name in NOT_COMPILED)
     finally:
         harness.close()

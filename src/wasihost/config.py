@@ -201,10 +201,11 @@ class FleetConfig(_Section):
 
 
 class RuntimeConfig(_Section):
-    # "typed": each call goes through a plan built once per function (fast);
-    # "generic": wasmtime-py's public API, the fallback should the typed path
-    # ever misbehave after an upgrade.
-    call_path: Literal["typed", "generic"] = "typed"
+    # "compiled": each call goes through a plan built once per function, converting
+    # in C (fastest; "typed" where the C module is not built); "typed": the same
+    # plans in Python; "generic": wasmtime-py's public API, the fallback should the
+    # others ever misbehave after an upgrade.
+    call_path: Literal["compiled", "typed", "generic"] = "compiled"
 
 
 class _HostFile(_Section):

@@ -26,6 +26,7 @@ from wasihost.boards.pi.setup import HEADER_CHIPS, BootConfig, Machine
 from wasihost.boards.pi.ws2812 import SPI_HZ, frame_size
 from wasihost.config import HostConfig
 from wasihost.errors import BoardError
+from wasihost.runtime import compiled
 
 if TYPE_CHECKING:
     from wasihost.runtime.contract import Contract
@@ -283,6 +284,19 @@ class _Doctor:
             polarity = "active-low" if active_low else "active-high"
             self.add(True, subject, f"{polarity}, reads back {state}")
 
+    def call_plans(self) -> None:
+        reason = compiled.unavailable()
+        if reason is None:
+            self.add(True, "call plans", "compiled (runtime/_compiled.c)")
+            return
+        self.add(
+            False,
+            "call plans",
+            f"compiled ones {reason}; using the Python ones (plugin calls ~1.6x slower)",
+            "sudo apt install gcc python3-dev, then install wasihost again (make setup)",
+            warn=True,
+        )
+
     def system(self) -> None:
         try:
             temperature = self.board.read_cpu_temperature()
@@ -314,6 +328,7 @@ def diagnose(config: HostConfig, machine: Machine | None = None, **seams: Any) -
         for check in (doctor.model, doctor.i2c, doctor.dht22, doctor.leds, doctor.gpio):
             check()
         doctor.system()
+        doctor.call_plans()
     finally:
         board.close()
     return doctor.findings

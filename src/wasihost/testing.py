@@ -208,7 +208,7 @@ class ComponentPlugin(_Harness):
         settings: dict[str, Any] | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         wasm: Path | None = None,
-        call_path: CallPath = "typed",
+        call_path: CallPath = "compiled",
     ) -> None:
         from wasihost.runtime.engine import Engine
         from wasihost.runtime.plugin import Plugin, PluginSpec

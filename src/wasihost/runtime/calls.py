@@ -5,7 +5,8 @@ component values lives here, and so does the translation of wasmtime
 failures into wasihost errors. The rest of the host sees dicts, lists,
 floats and ``WasihostError`` subclasses only; a faster call path can
 replace this module without touching its callers: ``plans.py`` is that
-faster path, and this module remains the fallback (``[runtime] call_path``).
+faster path (``compiled.py`` its C version), and this module remains the fallback
+(``[runtime] call_path``). How failures reach the host is shared by all paths.
 
 Conversions: a WIT record is a dict with snake_case keys (``temperature_c``);
 an enum is its case name; ``list<u8>`` is ``bytes``. A ``result`` whose
@@ -15,6 +16,7 @@ error case of ``result<T, string>`` is recognised as a ``str``.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import re
@@ -22,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import wasmtime
+from wasmtime import _ffi as ffi
 from wasmtime import component
 
 from wasihost.errors import GuestError, PluginError, PluginTrap, WasihostError
@@ -87,9 +90,34 @@ def run_capability(
         return True, impl(*args)
     except WasihostError as exc:
         return False, str(exc)
-    except Exception:
-        log.exception("[%s] host function %s failed", plugin, name)
-        return False, f"internal host error in {name}"
+    except Exception as exc:
+        return False, CallbackFailures(plugin, name).internal(exc)
+
+
+class CallbackFailures:
+    """What a capability callback's failures become, on every call path: each
+    method logs the exception and says what the guest gets."""
+
+    def __init__(self, plugin: str, name: str) -> None:
+        self.plugin = plugin
+        self.name = name
+
+    def internal(self, exc: BaseException) -> str:
+        """A bug in a capability: the guest gets the WIT error, the log the traceback."""
+        log.error("[%s] host function %s failed", self.plugin, self.name, exc_info=exc)
+        return f"internal host error in {self.name}"
+
+    def bad_value(self, exc: BaseException) -> str:
+        """A capability returned what its WIT type cannot carry."""
+        log.error(
+            "[%s] host function %s returned a bad value", self.plugin, self.name, exc_info=exc
+        )
+        return f"internal host error in {self.name}"
+
+    def failed(self, exc: BaseException) -> str:
+        """No error case to report it in: the guest's call traps with this message."""
+        log.error("[%s] host function %s failed", self.plugin, self.name, exc_info=exc)
+        return f"host function {self.name} failed: {type(exc).__name__}"
 
 
 def host_function(plugin: str, name: str, impl: Callable[..., Any]) -> Callable[..., Any]:
@@ -129,8 +157,11 @@ class ExportFunction:
     name: str
     func: component.Func
     returns_result: bool
+    deadline: int = 0  # epoch ticks each call may run (0: left as it is)
 
     def __call__(self, store: wasmtime.Store, *args: Any) -> Any:
+        if self.deadline:
+            store.set_epoch_deadline(self.deadline)
         try:
             value = self.func(store, *args)
         except wasmtime.WasmtimeError as exc:
@@ -161,3 +192,37 @@ def unpassable(plugin: str, name: str, exc: Exception) -> PluginError:
 
 def guest_error(plugin: str, payload: Any) -> GuestError:
     return GuestError(plugin, bounded(str(payload)))
+
+
+def wasmtime_error(pointer: int) -> wasmtime.WasmtimeError:
+    """A ``wasmtime_error_t *`` from the C API, owned (and freed) by the returned object."""
+    return wasmtime.WasmtimeError._from_ptr(
+        ctypes.cast(pointer, ctypes.POINTER(ffi.wasmtime_error_t))
+    )
+
+
+class ExportFailures:
+    """What an export call's failures become, on the typed paths (Python and C)."""
+
+    def __init__(self, plugin: str, name: str, count: int) -> None:
+        self.plugin = plugin
+        self.name = name
+        self.count = count
+
+    def wrong_count(self, given: int) -> PluginError:
+        return PluginError(self.plugin, f"{self.name} takes {self.count} arguments, not {given}")
+
+    def unpassable(self, exc: Exception) -> PluginError:
+        return unpassable(self.plugin, self.name, exc)
+
+    def trapped(self, pointer: int) -> PluginTrap:
+        return trapped(self.plugin, self.name, wasmtime_error(pointer))
+
+    def unreadable(self, exc: Exception) -> PluginTrap:
+        """Never expected (the C memory did not hold the type): the instance is not
+        trusted any more."""
+        log.error("[%s] cannot read the result of %s: %s", self.plugin, self.name, exc)
+        return PluginTrap(self.plugin, f"unreadable result from {self.name}: {exc}")
+
+    def guest_error(self, payload: Any) -> GuestError:
+        return guest_error(self.plugin, payload)

@@ -10,6 +10,7 @@ unlike fuel metering.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import platform
 import threading
@@ -20,11 +21,16 @@ from typing import Literal
 import wasmtime
 from wasmtime import component
 
+from wasihost.runtime import compiled
+
 TICK_MS = 10
 
-# "typed": call plans built once per function (plans.py); "generic": wasmtime-py's
-# public component API, kept as the fallback should the typed path misbehave.
-CallPath = Literal["typed", "generic"]
+log = logging.getLogger("wasihost.runtime")
+
+# "compiled": call plans built once per function, converting in C (compiled.py);
+# "typed": the same plans in Python (plans.py), used where the C module is not built;
+# "generic": wasmtime-py's public component API, the fallback should the others misbehave.
+CallPath = Literal["compiled", "typed", "generic"]
 
 
 class Engine:
@@ -35,8 +41,14 @@ class Engine:
     MAX_WASM_STACK = 512 * 1024
     SETTINGS = f"epoch_interruption=1;max_wasm_stack={MAX_WASM_STACK}"
 
-    def __init__(self, cache: bool = True, call_path: CallPath = "typed") -> None:
-        self.call_path = call_path
+    def __init__(self, cache: bool = True, call_path: CallPath = "compiled") -> None:
+        if call_path == "compiled" and compiled.unavailable():
+            log.warning(
+                'compiled call plans %s: using the Python ones (call_path = "typed")',
+                compiled.unavailable(),
+            )
+            call_path = "typed"
+        self.call_path: CallPath = call_path
         config = wasmtime.Config()
         config.cache = cache
         config.epoch_interruption = True

@@ -16,10 +16,11 @@ from wasmtime import component
 
 from wasihost.capabilities import PROVIDERS, CapabilityContext
 from wasihost.errors import PluginLoadError, PluginTrap
+from wasihost.runtime import compiled
 from wasihost.runtime.calls import ExportFunction, host_function, trap_reason
 from wasihost.runtime.component import CheckedComponent, export_key
 from wasihost.runtime.contract import Contract
-from wasihost.runtime.engine import Engine
+from wasihost.runtime.engine import CallPath, Engine
 from wasihost.runtime.guest_log import GuestOutput
 from wasihost.runtime.plans import CapabilityCall, TypedExport, add_capability
 from wasihost.runtime.values import UnsupportedType
@@ -56,13 +57,64 @@ def _define(
     impl: Callable[..., Any],
     ty: component.FuncType | None,
 ) -> None:
-    if engine.call_path == "typed" and ty is not None:  # None: not imported, never called
+    if ty is None:  # not imported by this component: never called, any path will do
+        instance.add_func(name, host_function(plugin, name, impl))
+        return
+    define_capability(engine.call_path, instance, plugin, name, impl, ty)
+
+
+def define_capability(
+    path: CallPath,
+    instance: component.LinkerInstance,
+    plugin: str,
+    name: str,
+    impl: Callable[..., Any],
+    ty: component.FuncType,
+) -> CallPath:
+    """Define a capability on ``path``, or on the next one (compiled, typed,
+    generic) where a type needs it; returns the path it got."""
+    if path == "compiled":
+        try:
+            compiled.add_capability(instance, plugin, name, impl, ty)
+            return "compiled"
+        except UnsupportedType as exc:
+            log.info("[%s] %s uses the Python call plans (%s)", plugin, name, exc)
+    if path in ("compiled", "typed"):
         try:
             add_capability(instance, CapabilityCall(plugin, name, impl, ty))
-            return
+            return "typed"
         except UnsupportedType as exc:
             log.info("[%s] %s uses the generic call path (%s)", plugin, name, exc)
     instance.add_func(name, host_function(plugin, name, impl))
+    return "generic"
+
+
+# Every kind of export plan is called as ``export(store, *args)`` and sets the
+# store's epoch deadline itself.
+Export = Callable[..., Any]
+
+
+def plan_export(
+    path: CallPath,
+    plugin: str,
+    key: str,
+    func: component.Func,
+    store: wasmtime.Store,
+    returns_result: bool,
+    deadline: int,
+) -> Export:
+    """The plan for one export on ``path``, or on the next one where a type needs it."""
+    if path == "compiled":
+        try:
+            return compiled.export(plugin, key, func, store, deadline)
+        except UnsupportedType as exc:
+            log.info("[%s] %s uses the Python call plans (%s)", plugin, key, exc)
+    if path in ("compiled", "typed"):
+        try:
+            return TypedExport(plugin, key, func, store, deadline)
+        except UnsupportedType as exc:
+            log.info("[%s] %s uses the generic call path (%s)", plugin, key, exc)
+    return ExportFunction(plugin, key, func, returns_result, deadline)
 
 
 class Instance:
@@ -90,7 +142,7 @@ class Instance:
         except wasmtime.WasmtimeError as exc:
             self.store.close()
             raise PluginLoadError(plugin, f"cannot instantiate: {trap_reason(exc)}") from None
-        self._functions: dict[str, ExportFunction | TypedExport] = {}
+        self._functions: dict[str, Export] = {}
         for (iface, name), returns_result in checked.returns_result.items():
             iface_index = instance.get_export_index(self.store, iface)
             func_index = instance.get_export_index(self.store, name, iface_index)
@@ -99,22 +151,16 @@ class Instance:
                 key = export_key(iface, name)
                 self._functions[key] = self._plan(engine, key, func, returns_result)
 
-    def _plan(
-        self, engine: Engine, key: str, func: component.Func, returns_result: bool
-    ) -> ExportFunction | TypedExport:
-        if engine.call_path == "typed":
-            try:
-                return TypedExport(self.plugin, key, func, self.store)
-            except UnsupportedType as exc:
-                log.info("[%s] %s uses the generic call path (%s)", self.plugin, key, exc)
-        return ExportFunction(self.plugin, key, func, returns_result)
+    def _plan(self, engine: Engine, key: str, func: component.Func, returns_result: bool) -> Export:
+        return plan_export(
+            engine.call_path, self.plugin, key, func, self.store, returns_result, self._deadline
+        )
 
     def call(self, function: str, *args: Any) -> Any:
         """Call ``interface.function`` with a fresh deadline; traps raise PluginTrap."""
         export = self._functions.get(function)
         if export is None:
             raise PluginTrap(self.plugin, f"no export {function}")
-        self.store.set_epoch_deadline(self._deadline)
         return export(self.store, *args)
 
     def exports(self, function: str) -> bool:

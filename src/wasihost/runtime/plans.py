@@ -23,16 +23,14 @@ from collections.abc import Callable
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 from wasmtime import component
 
-from wasihost.errors import PluginError, PluginTrap
 from wasihost.runtime.calls import (
     ARGUMENT_ERRORS,
-    guest_error,
+    CallbackFailures,
+    ExportFailures,
     run_capability,
-    trapped,
-    unpassable,
+    wasmtime_error,
 )
 from wasihost.runtime.values import (
     DIRECT,
@@ -68,20 +66,23 @@ def _error(message: str) -> int:
     return pointer
 
 
-def _wasmtime_error(pointer: int) -> wasmtime.WasmtimeError:
-    return wasmtime.WasmtimeError._from_ptr(
-        ctypes.cast(pointer, ctypes.POINTER(ffi.wasmtime_error_t))
-    )
-
-
 class TypedExport:
     """One export of one instance, called through its plan."""
 
-    def __init__(self, plugin: str, name: str, func: component.Func, store: wasmtime.Store):
+    def __init__(
+        self,
+        plugin: str,
+        name: str,
+        func: component.Func,
+        store: wasmtime.Store,
+        deadline: int = 0,
+    ) -> None:
         self.plugin = plugin
         self.name = name
+        self._deadline = deadline  # epoch ticks each call may run (0: left as it is)
         ty = func.type(store)
         self._lowers: list[Compose] = [lowerer(param) for _, param in ty.params]
+        self._failures = ExportFailures(plugin, name, len(self._lowers))
         result = ty.result
         self._split = isinstance(result, component.ResultType)
         self._lift: Callable[[int], Any] | None = None
@@ -99,14 +100,16 @@ class TypedExport:
         self._result = ctypes.create_string_buffer(VAL)
         self._result_addr = ctypes.addressof(self._result)
 
-    def __call__(self, _store: wasmtime.Store, *args: Any) -> Any:
+    def __call__(self, store: wasmtime.Store, *args: Any) -> Any:
+        if self._deadline:
+            store.set_epoch_deadline(self._deadline)
         count = len(self._lowers)
         if len(args) != count:
-            raise PluginError(self.plugin, f"{self.name} takes {count} arguments, not {len(args)}")
+            raise self._failures.wrong_count(len(args))
         try:
             base = compose(self._arena, self._write_args, args, slots=count) if count else 0
         except ARGUMENT_ERRORS as exc:
-            raise unpassable(self.plugin, self.name, exc) from None
+            raise self._failures.unpassable(exc) from None
         error = _func_call(
             self._func_addr,
             self._context,
@@ -116,20 +119,19 @@ class TypedExport:
             0 if self._lift is None else 1,
         )
         if error:
-            raise trapped(self.plugin, self.name, _wasmtime_error(error))
+            raise self._failures.trapped(error)
         if self._lift is None:
             return None
         try:
             value = self._lift(self._result_addr)
-        except LayoutError as exc:  # never expected: the instance is not trusted any more
-            log.error("[%s] cannot read the result of %s: %s", self.plugin, self.name, exc)
-            raise PluginTrap(self.plugin, f"unreadable result from {self.name}: {exc}") from None
+        except LayoutError as exc:
+            raise self._failures.unreadable(exc) from None
         finally:
             clear(self._result_addr)
         if self._split:
             ok, value = value
             if not ok:
-                raise guest_error(self.plugin, value)
+                raise self._failures.guest_error(value)
         return value
 
     def _write_args(self, args: tuple[Any, ...], base: int, arena: Arena) -> None:
@@ -170,6 +172,7 @@ class CapabilityCall:
         self.plugin = plugin
         self.name = name
         self.impl = impl
+        self._failures = CallbackFailures(plugin, name)
         self._read_args: LiftMany = lift_sequence([param for _, param in ty.params], VAL)
         self._lower: Compose | None = None
         self._lower_result: Callable[[bool, Any, int, Arena], None] | None = None
@@ -196,14 +199,12 @@ class CapabilityCall:
             ok, value = run_capability(self.plugin, self.name, self.impl, values)
             try:
                 _deliver(self._lower_result, (ok, value), results, self._direct_case[ok])
-            except Exception:
-                log.exception("[%s] host function %s returned a bad value", self.plugin, self.name)
-                failure = f"internal host error in {self.name}"
+            except Exception as exc:
+                failure = self._failures.bad_value(exc)
                 _deliver(self._lower_result, (False, failure), results, self._direct_case[False])
             return 0
         except Exception as exc:
-            log.exception("[%s] host function %s failed", self.plugin, self.name)
-            return _error(f"host function {self.name} failed: {type(exc).__name__}")
+            return _error(self._failures.failed(exc))
 
 
 def _deliver(write: Callable[..., None], args: tuple[Any, ...], results: int, direct: bool) -> None:
@@ -254,4 +255,4 @@ def add_capability(instance: component.LinkerInstance, call: CapabilityCall) -> 
     error = _add_func(pointer, name, len(name), _dispatch, key, _forget)
     if error:
         _HANDLERS.pop(key, None)
-        raise _wasmtime_error(error)
+        raise wasmtime_error(error)

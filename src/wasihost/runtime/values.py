@@ -69,6 +69,9 @@ assert (_offset(ffi.wasm_byte_vec_t, "size"), _offset(ffi.wasm_byte_vec_t, "data
 assert _offset(ffi.wasmtime_component_vallist, "data") == 8
 assert _offset(ffi.wasmtime_component_valresult, "val") == 8
 assert _offset(ffi.wasmtime_component_valvariant, "val") == 16
+# Where a result's and a variant's payload pointer sit in a value (_compiled.c checks).
+RESULT_VAL = OF + _offset(ffi.wasmtime_component_valresult, "val")
+VARIANT_VAL = OF + _offset(ffi.wasmtime_component_valvariant, "val")
 
 
 def _kind(name: str) -> int:
@@ -148,6 +151,12 @@ def _scalar(ty: component.ValType) -> tuple[int, str, type] | None:
     return _SCALARS.get(type(ty))
 
 
+def scalar_kind(ty: component.ValType) -> int | None:
+    """The value kind of a number or bool type, None for any other type."""
+    scalar = _SCALARS.get(type(ty))
+    return None if scalar is None else scalar[0]
+
+
 def _check(kind: int, expected: int) -> None:
     if kind != expected:
         raise LayoutError(f"expected value kind {expected}, found {kind}")
@@ -191,6 +200,12 @@ def _cases(ty: component.ValType) -> list[tuple[str, component.ValType | None]] 
     return None
 
 
+def is_tagged(ty: component.ValType) -> bool:
+    """Whether values of option, result or variant ``ty`` carry their case name."""
+    cases = _cases(ty)
+    return cases is not None and _tagged(cases)
+
+
 def _tagged(cases: list[tuple[str, component.ValType | None]]) -> bool:
     """True when two cases share a Python class, so values need their tag."""
     seen: set[type] = set()
@@ -202,7 +217,7 @@ def _tagged(cases: list[tuple[str, component.ValType | None]]) -> bool:
     return False
 
 
-def _accepts(ty: component.ValType | None) -> Callable[[Any], bool]:
+def accepts(ty: component.ValType | None) -> Callable[[Any], bool]:
     """Whether a plain Python value belongs to an untagged case of type ``ty``."""
     if ty is None:
         return lambda value: value is None
@@ -639,7 +654,7 @@ def _lower_list(element: component.ValType) -> Compose:
     return lower
 
 
-def _field_getter(keys: tuple[str, ...]) -> Callable[[Any], list[Any]]:
+def field_getter(keys: tuple[str, ...]) -> Callable[[Any], list[Any]]:
     def values(value: Any) -> list[Any]:
         if type(value) is dict:
             return [value[key] for key in keys]
@@ -657,7 +672,7 @@ def _field_getter(keys: tuple[str, ...]) -> Callable[[Any], list[Any]]:
 def _lower_record(fields: list[tuple[str, component.ValType]]) -> Compose:
     names = _Names([name for name, _ in fields])
     items = [lowerer(ty) for _, ty in fields]
-    values_of = _field_getter(tuple(name.replace("-", "_") for name, _ in fields))
+    values_of = field_getter(tuple(name.replace("-", "_") for name, _ in fields))
     count = len(fields)
     # Each entry starts with its name, (size, data): packed once, copied per value.
     headers = [_NAME.pack(*names.addr[name]) for name, _ in fields]
@@ -699,7 +714,7 @@ def _lower_cases(
 ) -> Compose:
     tagged = _tagged(cases)
     lowers = {name: (lowerer(case) if case is not None else None) for name, case in cases}
-    untagged = [(name, _accepts(case)) for name, case in cases]
+    untagged = [(name, accepts(case)) for name, case in cases]
 
     def choose(value: Any) -> tuple[str, Any]:
         if tagged:
