@@ -511,3 +511,71 @@ def test_the_compiled_plans_convert_every_other_kind(
         assert isinstance(harness.export, TypedExport) == (name in NOT_COMPILED)
     finally:
         harness.close()
+
+
+@pytest.mark.parametrize("path", ["typed", "compiled"])
+def test_byte_views_pass_as_list_u8_like_bytes(engine: wasmtime.Engine, path: str) -> None:
+    harness = Harness(engine, *_case("list<u8>"), host=path, export=path)
+    try:
+        assert harness.call(memoryview(b"abcdef")[::2], path) == ("ok", b"ace")  # strided
+        assert harness.call(bytearray(b"\x01\x02"), path) == ("ok", b"\x01\x02")
+        square = memoryview(bytes(4)).cast("B", (2, 2))
+        with pytest.raises(PluginError, match="cannot pass arguments to g"):
+            harness.call(square, path)  # two-dimensional: not a list of bytes
+    finally:
+        harness.close()
+
+
+@pytest.mark.parametrize("path", ["typed", "compiled"])
+def test_an_export_called_again_while_passing_its_arguments_is_refused(
+    engine: wasmtime.Engine, path: str
+) -> None:
+    """Host code run while composing (here a Mapping's __getitem__) must not reuse the
+    arena the outer call is writing into: the inner call is refused, the outer one works."""
+    from collections.abc import Mapping
+
+    harness = Harness(engine, *_case("record in record"), host=path, export=path)
+    good = {"inner": {"a": 1, "b": b"\x01\x02"}, "tail": -1}
+    refused: list[str] = []
+
+    class Sneaky(Mapping[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            if key == "a":
+                try:
+                    harness.call({**good, "inner": {"a": 2, "b": bytes(50_000)}}, path)
+                except PluginError as exc:
+                    refused.append(exc.reason)
+            return good["inner"][key]
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(good["inner"])
+
+        def __len__(self) -> int:
+            return 2
+
+    try:
+        assert harness.call({"inner": Sneaky(), "tail": -1}, path) == ("ok", good)
+        # (once per attempt: a value that outgrows the arena is composed again)
+        assert refused and set(refused) == {"g called again while passing its arguments"}
+    finally:
+        harness.close()
+
+
+def test_a_capability_name_defined_twice_is_refused_without_harm(engine: wasmtime.Engine) -> None:
+    built = component.Component(engine, _case("u8")[1])
+    imported = built.type.imports(engine)["f"].ty
+    assert isinstance(imported, component.FuncType)
+    linker = component.Linker(engine)
+    with linker.root() as root:
+        compiled.add_capability(root, "test", "f", lambda x: x, imported)
+        for _ in range(3):  # each refusal releases only what it took
+            with pytest.raises(wasmtime.WasmtimeError):
+                compiled.add_capability(root, "test", "f", lambda x: x, imported)
+    store = wasmtime.Store(engine)
+    try:
+        instance = linker.instantiate(store, built)
+        func = instance.get_func(store, instance.get_export_index(store, "g"))
+        assert func is not None
+        assert compiled.export("test", "g", func, store, 0)(store, 7) == 7
+    finally:
+        store.close()

@@ -328,22 +328,23 @@ static int lower_text(desc_t *d, PyObject *value, val_t *slot, arena_t *a) {
 static int lower_bytes(PyObject *value, val_t *slot, arena_t *a) {
     if (!PyBytes_Check(value) && !PyByteArray_Check(value) && !PyMemoryView_Check(value))
         return wrong_type("bytes", value);
-    Py_buffer view;
-    if (PyObject_GetBuffer(value, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    Py_buffer view; /* any 1-D view of unsigned bytes, strided or not, as values.py takes */
+    if (PyObject_GetBuffer(value, &view, PyBUF_RECORDS_RO) < 0) return -1;
     int status = 0;
-    if (view.itemsize != 1 || (view.format != NULL && strcmp(view.format, "B") != 0)) {
+    if (view.ndim != 1 || view.itemsize != 1 || view.format == NULL
+        || strcmp(view.format, "B") != 0) {
         PyErr_SetString(PyExc_ValueError, "expected bytes, got a view of other items");
         status = -1;
     } else {
-        size_t size = (size_t)view.len;
+        size_t size = (size_t)view.shape[0];
         val_t *items = take(a, size * sizeof(val_t));
         if (items == NULL) {
             status = FULL;
         } else {
-            const uint8_t *data = view.buf;
+            const char *data = view.buf;
             for (size_t i = 0; i < size; i++) {
                 items[i].kind = K_U8;
-                items[i].of.u8 = data[i];
+                items[i].of.u8 = (uint8_t)data[(Py_ssize_t)i * view.strides[0]];
             }
             slot->kind = K_LIST;
             slot->of.list.size = size;
@@ -630,9 +631,9 @@ typedef struct {
     int returns;       /* 0: nothing, 1: a value, 2: a result split into ok / err */
     desc_t *value;     /* returns == 1 */
     desc_t *ok, *err;  /* returns == 2; NULL for a case without payload */
-} sig_t;
+} signature_t;
 
-static void sig_free(sig_t *s) {
+static void signature_free(signature_t *s) {
     for (Py_ssize_t i = 0; i < s->count; i++) desc_free(s->params[i]);
     PyMem_Free(s->params);
     desc_free(s->value);
@@ -649,7 +650,7 @@ static desc_t *optional_desc(PyObject *spec, bool *failed) {
 }
 
 /* params: a tuple of descriptions; result: None, ("value", d) or ("result", ok, err) */
-static int sig_init(sig_t *s, PyObject *params, PyObject *result) {
+static int signature_init(signature_t *s, PyObject *params, PyObject *result) {
     memset(s, 0, sizeof(*s));
     if (!PyTuple_Check(params)) {
         PyErr_SetString(PyExc_TypeError, "params must be a tuple");
@@ -682,13 +683,13 @@ static int sig_init(sig_t *s, PyObject *params, PyObject *result) {
 bad:
     PyErr_Format(PyExc_ValueError, "bad result description %R", result);
 fail:
-    sig_free(s);
+    signature_free(s);
     return -1;
 }
 
 /* Compose a result (value, or ok/err) in `a`'s first slot; retried in a bigger
  * arena when it does not fit. */
-static int compose_result(sig_t *s, arena_t *a, int ok, PyObject *value) {
+static int compose_result(signature_t *s, arena_t *a, int ok, PyObject *value) {
     for (;;) {
         a->top = 0;
         val_t *slot = take(a, sizeof(val_t));
@@ -714,15 +715,13 @@ static int compose_result(sig_t *s, arena_t *a, int ok, PyObject *value) {
 
 typedef struct {
     PyObject_HEAD
-    sig_t sig;
+    signature_t sig;
     PyObject *impl;    /* the capability implementation */
     PyObject *hooks;   /* failed(exc), internal(exc), bad_value(exc) -> str (they log) */
 } Capability;
 
-static _Thread_local arena_t callback_arena; /* callbacks run on the thread that called in */
-
 static void Capability_dealloc(Capability *self) {
-    sig_free(&self->sig);
+    signature_free(&self->sig);
     Py_XDECREF(self->impl);
     Py_XDECREF(self->hooks);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -731,8 +730,8 @@ static void Capability_dealloc(Capability *self) {
 static int Capability_init(Capability *self, PyObject *args, PyObject *kwds) {
     PyObject *params, *result, *impl, *hooks;
     if (!PyArg_ParseTuple(args, "OOOO", &params, &result, &impl, &hooks)) return -1;
-    sig_free(&self->sig);
-    if (sig_init(&self->sig, params, result) < 0) return -1;
+    signature_free(&self->sig);
+    if (signature_init(&self->sig, params, result) < 0) return -1;
     Py_XSETREF(self->impl, Py_NewRef(impl));
     Py_XSETREF(self->hooks, Py_NewRef(hooks));
     return 0;
@@ -756,16 +755,32 @@ static void *trap(Capability *self) {
     return error;
 }
 
-static void deliver(arena_t *a, val_t *results) {
-    if (a->top == sizeof(val_t))
-        memcpy(results, a->base, sizeof(val_t)); /* no pointers: the slot is the value */
+/* Compose a callback's result and hand it to wasmtime: copied as it is when the type
+ * says it holds no pointers, else deep-copied by wasmtime. -1 with an exception. */
+static int answer(signature_t *s, arena_t *a, int ok, PyObject *value, val_t *results) {
+    if (compose_result(s, a, ok, value) < 0) return -1;
+    desc_t *payload = s->returns == 1 ? s->value : ok ? s->ok : s->err;
+    bool direct = s->returns == 1 ? payload->code <= K_CHAR : payload == NULL;
+    if (direct)
+        memcpy(results, a->base, sizeof(val_t));
     else
-        val_clone((val_t *)a->base, results); /* wasmtime deep-copies it */
+        val_clone((val_t *)a->base, results);
+    return 0;
+}
+
+/* After a callback: an arena grown for a big value does not stay that big. */
+#define ARENA_KEEP (64 * 1024)
+
+static void release(arena_t *a, bool own) {
+    if (own || a->size > ARENA_KEEP) {
+        PyMem_Free(a->base);
+        memset(a, 0, sizeof(*a));
+    }
 }
 
 static void *capability_call(Capability *self, const val_t *args, size_t nargs, val_t *results,
                              size_t nresults) {
-    sig_t *s = &self->sig;
+    signature_t *s = &self->sig;
     if ((Py_ssize_t)nargs != s->count || nresults != (s->returns ? 1u : 0u)) {
         PyErr_Format(LayoutError, "called with %zu arguments and %zu results", nargs, nresults);
         return trap(self);
@@ -781,45 +796,56 @@ static void *capability_call(Capability *self, const val_t *args, size_t nargs, 
     PyObject *value = lifted == nargs ? PyObject_Vectorcall(self->impl, values, nargs, NULL) : NULL;
     for (size_t i = 0; i < lifted; i++) Py_DECREF(values[i]);
     if (values != stack) PyMem_Free(values);
-    if (lifted != nargs) return trap(self);
+    if (lifted != nargs) return trap(self); /* unreadable arguments: never expected */
+    if (value == NULL && (s->returns != 2 || !PyErr_ExceptionMatches(PyExc_Exception)))
+        return trap(self); /* no error case to carry the failure in */
 
-    arena_t *a = &callback_arena;
-    if (s->returns != 2) { /* no error case in the type: a failure traps */
-        if (value == NULL) return trap(self);
-        int status = s->returns ? compose_result(s, a, 1, value) : 0;
-        Py_DECREF(value);
-        if (status < 0) return trap(self);
-        if (s->returns) deliver(a, results);
-        return NULL;
-    }
     int ok = value != NULL;
     if (!ok) { /* a refusal is the WIT error; anything else an internal error, logged */
         if (PyErr_ExceptionMatches(WasihostError)) {
             PyObject *exc = fetch();
             value = PyObject_Str(exc);
             Py_DECREF(exc);
-        } else if (PyErr_ExceptionMatches(PyExc_Exception)) {
+        } else {
             value = ask(self, "internal");
         }
         if (value == NULL) return trap(self);
     }
-    int status = compose_result(s, a, ok, value);
-    Py_DECREF(value);
-    if (status < 0) {
-        PyObject *said = ask(self, "bad_value");
-        if (said == NULL) return trap(self);
-        status = compose_result(s, a, 0, said);
-        Py_DECREF(said);
-        if (status < 0) return trap(self);
+    if (!s->returns) {
+        Py_DECREF(value);
+        return NULL;
     }
-    deliver(a, results);
-    return NULL;
+    /* Composing can run Python code (a Mapping's __getitem__, a property) that could
+     * call back in on this thread: a nested callback composes in an arena of its own. */
+    static _Thread_local arena_t arena; /* callbacks run on the thread that called in */
+    static _Thread_local int depth;
+    arena_t nested = {0};
+    arena_t *a = depth ? &nested : &arena;
+    depth++;
+    void *error = NULL;
+    if (answer(s, a, ok, value, results) < 0) {
+        PyObject *said = s->returns == 2 ? ask(self, "bad_value") : NULL;
+        if (said == NULL || answer(s, a, 0, said, results) < 0) error = trap(self);
+        Py_XDECREF(said);
+    }
+    depth--;
+    release(a, a == &nested);
+    Py_DECREF(value);
+    return error;
 }
+
+#if PY_VERSION_HEX >= 0x030D0000
+#define FINALIZING() Py_IsFinalizing()
+#else
+#define FINALIZING() _Py_IsFinalizing()
+#endif
 
 static void *capability_callback(void *env, void *context, void *type, const val_t *args,
                                  size_t nargs, val_t *results, size_t nresults) {
     (void)context;
     (void)type;
+    if (FINALIZING()) /* taking the GIL now would end this thread inside the guest */
+        return error_new("the host is shutting down");
     PyGILState_STATE gil = PyGILState_Ensure();
     void *error = capability_call((Capability *)env, args, nargs, results, nresults);
     PyGILState_Release(gil);
@@ -852,13 +878,15 @@ static PyObject *add(PyObject *module, PyObject *args) {
     PyObject *cap;
     if (!PyArg_ParseTuple(args, "Ks#O!", &instance, &name, &size, &CapabilityType, &cap))
         return NULL;
-    Py_INCREF(cap); /* released by the finalizer when the linker goes */
+    if (((Capability *)cap)->impl == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Capability not initialised");
+        return NULL;
+    }
+    Py_INCREF(cap); /* released by the finalizer when wasmtime drops the function */
     void *error = add_func((void *)(uintptr_t)instance, name, (size_t)size, capability_callback,
                            cap, capability_finalizer);
-    if (error != NULL) {
-        Py_DECREF(cap);
+    if (error != NULL) /* wasmtime has run the finalizer already: no DECREF here */
         return PyLong_FromVoidPtr(error); /* the caller raises wasmtime's error */
-    }
     Py_RETURN_NONE;
 }
 
@@ -867,7 +895,8 @@ static PyObject *add(PyObject *module, PyObject *args) {
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
-    sig_t sig;
+    bool busy;             /* composing or in the call: its arena and result slot are in use */
+    signature_t sig;
     PyObject *func;        /* wasmtime-py's Func: its C struct must outlive every call */
     void *func_addr, *context;
     uint64_t deadline;     /* epoch ticks each call may run (0: left as it is) */
@@ -882,7 +911,7 @@ static PyObject *Export_vectorcall(Export *self, PyObject *const *args, size_t n
                                    PyObject *kwnames);
 
 static void Export_dealloc(Export *self) {
-    sig_free(&self->sig);
+    signature_free(&self->sig);
     Py_XDECREF(self->func);
     Py_XDECREF(self->hooks);
     Py_XDECREF(self->argument_errors);
@@ -896,8 +925,8 @@ static int Export_init(Export *self, PyObject *args, PyObject *kwds) {
     if (!PyArg_ParseTuple(args, "OOOKKKOO", &params, &result, &func, &func_addr, &context,
                           &deadline, &hooks, &argument_errors))
         return -1;
-    sig_free(&self->sig);
-    if (sig_init(&self->sig, params, result) < 0) return -1;
+    signature_free(&self->sig);
+    if (signature_init(&self->sig, params, result) < 0) return -1;
     Py_XSETREF(self->func, Py_NewRef(func));
     Py_XSETREF(self->hooks, Py_NewRef(hooks));
     Py_XSETREF(self->argument_errors, Py_NewRef(argument_errors));
@@ -940,10 +969,35 @@ static int compose_args(Export *self, PyObject *const *args, Py_ssize_t count) {
     }
 }
 
-/* export(store, *args): like TypedExport, the store is the one this plan was made for. */
+static PyObject *export_call(Export *self, PyObject *const *args, size_t nargsf,
+                             PyObject *kwnames);
+
+/* export(store, *args): like TypedExport, the store is the one this plan was made for.
+ * Python code run while composing the arguments (a Mapping's __getitem__) could call the
+ * same export again and reuse its arena: that is refused. */
 static PyObject *Export_vectorcall(Export *self, PyObject *const *args, size_t nargsf,
                                    PyObject *kwnames) {
-    sig_t *s = &self->sig;
+    if (self->func == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Export not initialised");
+        return NULL;
+    }
+    if (self->busy) {
+        PyObject *exc = PyObject_CallMethod(self->hooks, "reentered", NULL);
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
+    self->busy = true;
+    PyObject *value = export_call(self, args, nargsf, kwnames);
+    self->busy = false;
+    return value;
+}
+
+static PyObject *export_call(Export *self, PyObject *const *args, size_t nargsf,
+                             PyObject *kwnames) {
+    signature_t *s = &self->sig;
     Py_ssize_t count = PyVectorcall_NARGS(nargsf) - 1;
     if (kwnames != NULL || count != s->count) {
         PyObject *given = PyLong_FromSsize_t(count < 0 ? 0 : count);
@@ -1031,6 +1085,8 @@ static int address(PyObject *functions, const char *name, void **out) {
         return -1;
     }
     *out = PyLong_AsVoidPtr(value);
+    if (*out == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_ValueError, "no address for %s", name);
     return *out == NULL ? -1 : 0;
 }
 

@@ -215,6 +215,10 @@ class ExportFailures:
     def unpassable(self, exc: Exception) -> PluginError:
         return unpassable(self.plugin, self.name, exc)
 
+    def reentered(self) -> PluginError:
+        """Host code run while passing the arguments called the same export again."""
+        return PluginError(self.plugin, f"{self.name} called again while passing its arguments")
+
     def trapped(self, pointer: int) -> PluginTrap:
         return trapped(self.plugin, self.name, wasmtime_error(pointer))
 

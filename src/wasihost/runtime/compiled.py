@@ -69,8 +69,8 @@ def _load() -> tuple[_Module | None, str | None]:
     }
     try:
         _compiled.setup(functions, layout, kinds, values.LayoutError, WasihostError)
-    except RuntimeError as exc:  # wasmtime's layout is not the one _compiled.c was written for
-        return None, str(exc)
+    except Exception as exc:  # e.g. wasmtime's layout is not the one _compiled.c was written for
+        return None, f"refused to start: {exc}"
     return _compiled, None
 
 

@@ -80,6 +80,7 @@ class TypedExport:
         self.plugin = plugin
         self.name = name
         self._deadline = deadline  # epoch ticks each call may run (0: left as it is)
+        self._busy = False
         ty = func.type(store)
         self._lowers: list[Compose] = [lowerer(param) for _, param in ty.params]
         self._failures = ExportFailures(plugin, name, len(self._lowers))
@@ -101,6 +102,17 @@ class TypedExport:
         self._result_addr = ctypes.addressof(self._result)
 
     def __call__(self, store: wasmtime.Store, *args: Any) -> Any:
+        # Host code run while composing (a Mapping's __getitem__) could call this export
+        # again and reuse the arena under the outer call: refused.
+        if self._busy:
+            raise self._failures.reentered()
+        self._busy = True
+        try:
+            return self._call(store, args)
+        finally:
+            self._busy = False
+
+    def _call(self, store: wasmtime.Store, args: tuple[Any, ...]) -> Any:
         if self._deadline:
             store.set_epoch_deadline(self._deadline)
         count = len(self._lowers)
