@@ -78,6 +78,7 @@ static val_delete_fn val_delete;
 static epoch_deadline_fn set_epoch_deadline;
 static add_func_fn add_func;
 static PyObject *LayoutError, *WasihostError;
+static PyObject *ArgumentErrors; /* what a bad export argument raises (calls.ARGUMENT_ERRORS) */
 
 /* The exception being raised, normalised, with its traceback; clears it. */
 static PyObject *fetch(void) {
@@ -902,7 +903,6 @@ typedef struct {
     uint64_t deadline;     /* epoch ticks each call may run (0: left as it is) */
     PyObject *hooks;       /* wrong_count(n), unpassable(exc), trapped(address),
                               unreadable(exc), guest_error(value) -> an exception */
-    PyObject *argument_errors;
     arena_t arena;         /* arguments, lent to wasmtime for the call */
     val_t result;
 } Export;
@@ -914,22 +914,20 @@ static void Export_dealloc(Export *self) {
     signature_free(&self->sig);
     Py_XDECREF(self->func);
     Py_XDECREF(self->hooks);
-    Py_XDECREF(self->argument_errors);
     PyMem_Free(self->arena.base);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int Export_init(Export *self, PyObject *args, PyObject *kwds) {
-    PyObject *params, *result, *func, *hooks, *argument_errors;
+    PyObject *params, *result, *func, *hooks;
     unsigned long long func_addr, context, deadline;
-    if (!PyArg_ParseTuple(args, "OOOKKKOO", &params, &result, &func, &func_addr, &context,
-                          &deadline, &hooks, &argument_errors))
+    if (!PyArg_ParseTuple(args, "OOOKKKO", &params, &result, &func, &func_addr, &context,
+                          &deadline, &hooks))
         return -1;
     signature_free(&self->sig);
     if (signature_init(&self->sig, params, result) < 0) return -1;
     Py_XSETREF(self->func, Py_NewRef(func));
     Py_XSETREF(self->hooks, Py_NewRef(hooks));
-    Py_XSETREF(self->argument_errors, Py_NewRef(argument_errors));
     self->func_addr = (void *)(uintptr_t)func_addr;
     self->context = (void *)(uintptr_t)context;
     self->deadline = deadline;
@@ -1006,7 +1004,7 @@ static PyObject *export_call(Export *self, PyObject *const *args, size_t nargsf,
         return NULL;
     }
     if (count > 0 && compose_args(self, args + 1, count) < 0) {
-        if (PyErr_ExceptionMatches(self->argument_errors))
+        if (PyErr_ExceptionMatches(ArgumentErrors))
             return raise_current_from_hook(self, "unpassable");
         return NULL;
     }
@@ -1053,27 +1051,18 @@ static PyObject *export_call(Export *self, PyObject *const *args, size_t nargsf,
     return value;
 }
 
-static PyObject *Export_call(Export *self, PyObject *args, PyObject *kwds) {
-    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
-        PyErr_SetString(PyExc_TypeError, "an export takes no keyword arguments");
-        return NULL;
-    }
-    return Export_vectorcall(self, &PyTuple_GET_ITEM(args, 0), (size_t)PyTuple_GET_SIZE(args),
-                             NULL);
-}
-
 static PyTypeObject ExportType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "wasihost.runtime._compiled.Export",
-    .tp_doc = "Export(params, result, func, func_address, context, deadline, hooks, "
-              "argument_errors): an export's compiled plan; call it as export(store, *args)",
+    .tp_doc = "Export(params, result, func, func_address, context, deadline, hooks): "
+              "an export's compiled plan; call it as export(store, *args)",
     .tp_basicsize = sizeof(Export),
     .tp_vectorcall_offset = offsetof(Export, vectorcall),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Export_init,
     .tp_dealloc = (destructor)Export_dealloc,
-    .tp_call = (ternaryfunc)Export_call,
+    .tp_call = PyVectorcall_Call,
 };
 
 /* ---- set-up ----------------------------------------------------------------- */
@@ -1090,12 +1079,13 @@ static int address(PyObject *functions, const char *name, void **out) {
     return *out == NULL ? -1 : 0;
 }
 
-/* setup(functions, layout, kinds, LayoutError, WasihostError): refuses a layout other
- * than the one this file was written for. */
+/* setup(functions, layout, kinds, LayoutError, WasihostError, argument_errors): refuses a
+ * layout other than the one this file was written for. */
 static PyObject *setup(PyObject *module, PyObject *args) {
-    PyObject *functions, *layout_given, *kinds, *layout_error, *wasihost_error;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO", &PyDict_Type, &functions, &PyDict_Type, &layout_given,
-                          &PyDict_Type, &kinds, &layout_error, &wasihost_error))
+    PyObject *functions, *layout_given, *kinds, *layout_error, *wasihost_error, *argument_errors;
+    if (!PyArg_ParseTuple(args, "O!O!O!OOO", &PyDict_Type, &functions, &PyDict_Type,
+                          &layout_given, &PyDict_Type, &kinds, &layout_error, &wasihost_error,
+                          &argument_errors))
         return NULL;
     const struct { const char *name; long value; } expected[] = {
         {"val", sizeof(val_t)},
@@ -1135,6 +1125,7 @@ static PyObject *setup(PyObject *module, PyObject *args) {
         return NULL;
     Py_XSETREF(LayoutError, Py_NewRef(layout_error));
     Py_XSETREF(WasihostError, Py_NewRef(wasihost_error));
+    Py_XSETREF(ArgumentErrors, Py_NewRef(argument_errors));
     Py_RETURN_NONE;
 }
 

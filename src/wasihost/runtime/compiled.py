@@ -27,7 +27,12 @@ from wasmtime import component
 
 from wasihost.errors import WasihostError
 from wasihost.runtime import values
-from wasihost.runtime.calls import ARGUMENT_ERRORS, CallbackFailures, ExportFailures
+from wasihost.runtime.calls import (
+    ARGUMENT_ERRORS,
+    CallbackFailures,
+    ExportFailures,
+    wasmtime_error,
+)
 from wasihost.runtime.values import UnsupportedType
 
 
@@ -68,7 +73,9 @@ def _load() -> tuple[_Module | None, str | None]:
         if name.startswith("WASMTIME_COMPONENT_") and name.isupper()
     }
     try:
-        _compiled.setup(functions, layout, kinds, values.LayoutError, WasihostError)
+        _compiled.setup(
+            functions, layout, kinds, values.LayoutError, WasihostError, ARGUMENT_ERRORS
+        )
     except Exception as exc:  # e.g. wasmtime's layout is not the one _compiled.c was written for
         return None, f"refused to start: {exc}"
     return _compiled, None
@@ -152,7 +159,7 @@ def export(
     failures = ExportFailures(plugin, name, len(params))
     address = ctypes.addressof(func._func)
     plan: Callable[..., Any] = compiled.Export(
-        params, result, func, address, context, deadline, failures, ARGUMENT_ERRORS
+        params, result, func, address, context, deadline, failures
     )
     return plan
 
@@ -173,6 +180,4 @@ def add_capability(
     pointer = ctypes.cast(instance.ptr(), ctypes.c_void_p).value or 0
     error = compiled.add(pointer, name.encode(), plan)
     if error:
-        raise wasmtime.WasmtimeError._from_ptr(
-            ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t))
-        )
+        raise wasmtime_error(error)

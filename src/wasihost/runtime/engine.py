@@ -42,10 +42,10 @@ class Engine:
     SETTINGS = f"epoch_interruption=1;max_wasm_stack={MAX_WASM_STACK}"
 
     def __init__(self, cache: bool = True, call_path: CallPath = "compiled") -> None:
-        if call_path == "compiled" and compiled.unavailable():
+        missing = compiled.unavailable()
+        if call_path == "compiled" and missing:
             log.warning(
-                'compiled call plans %s: using the Python ones (call_path = "typed")',
-                compiled.unavailable(),
+                'compiled call plans %s: using the Python ones (call_path = "typed")', missing
             )
             call_path = "typed"
         self.call_path: CallPath = call_path

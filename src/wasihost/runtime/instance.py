@@ -149,12 +149,9 @@ class Instance:
             func = instance.get_func(self.store, func_index) if func_index else None
             if func is not None:
                 key = export_key(iface, name)
-                self._functions[key] = self._plan(engine, key, func, returns_result)
-
-    def _plan(self, engine: Engine, key: str, func: component.Func, returns_result: bool) -> Export:
-        return plan_export(
-            engine.call_path, self.plugin, key, func, self.store, returns_result, self._deadline
-        )
+                self._functions[key] = plan_export(
+                    engine.call_path, plugin, key, func, self.store, returns_result, self._deadline
+                )
 
     def call(self, function: str, *args: Any) -> Any:
         """Call ``interface.function`` with a fresh deadline; traps raise PluginTrap."""

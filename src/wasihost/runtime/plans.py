@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -50,8 +49,6 @@ from wasihost.runtime.values import (
     proto,
     val_clone,
 )
-
-log = logging.getLogger("wasihost.calls")
 
 _void_p, _size_t = ctypes.c_void_p, ctypes.c_size_t
 _func_call = proto(
