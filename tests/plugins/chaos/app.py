@@ -7,6 +7,7 @@ suite does not pay a componentize-py build per misbehaviour.
 from __future__ import annotations
 
 import json
+import time
 
 from componentize_py_types import Err
 from wit_world import exports
@@ -21,6 +22,10 @@ POLLS = 0
 class Settings(exports.Settings):
     def configure(self, settings_json: str) -> None:
         SETTINGS.update(json.loads(settings_json))
+        if SETTINGS.get("configure_mode") == "sleep":  # a WASI clock wait: epochs cannot stop it
+            time.sleep(SETTINGS.get("seconds", 60))
+        if SETTINGS.get("configure_mode") == "trap":
+            raise RuntimeError("trap in configure (on purpose)")
         if SETTINGS.get("refuse_settings"):
             raise Err("refusing these settings on purpose")
 
@@ -33,6 +38,14 @@ class State(exports.State):
     """Carries the poll counter across reloads; ``restore_mode`` misbehaves on purpose."""
 
     def snapshot(self) -> bytes:
+        mode = SETTINGS.get("snapshot_mode")
+        if mode == "sleep":
+            time.sleep(SETTINGS.get("seconds", 60))
+        if mode == "spin":
+            while True:
+                pass
+        if mode == "trap":
+            raise RuntimeError("trap in snapshot (on purpose)")
         return json.dumps({"polls": POLLS}).encode()
 
     def restore(self, data: bytes) -> None:
@@ -40,6 +53,8 @@ class State(exports.State):
         mode = SETTINGS.get("restore_mode")
         if mode == "trap":
             raise RuntimeError("trap in restore (on purpose)")
+        if mode == "sleep":
+            time.sleep(SETTINGS.get("seconds", 60))
         if mode == "refuse":
             raise Err("refusing this snapshot (on purpose)")
         POLLS = json.loads(data)["polls"]
@@ -67,6 +82,13 @@ class SensorLogic(exports.SensorLogic):
         if mode == "loop":
             while True:
                 pass
+        if mode == "sleep":  # blocked in a WASI call, out of the epoch deadline's reach
+            time.sleep(SETTINGS.get("seconds", 60))
+            return _data(float(POLLS))
+        if mode == "flaky":  # traps on every n-th poll, succeeds otherwise
+            if POLLS % SETTINGS.get("every", 10) == 0:
+                raise RuntimeError(f"occasional fault on poll {POLLS} (on purpose)")
+            return _data(float(POLLS))
         if mode == "open_file":
             try:
                 with open(SETTINGS.get("path", "/etc/passwd")) as handle:

@@ -4,6 +4,7 @@ temperature, and (with ``bad = true``) adds entries the host must drop."""
 from __future__ import annotations
 
 import json
+import time
 
 from componentize_py_types import Err
 from wit_world import exports
@@ -21,6 +22,10 @@ class Settings(exports.Settings):
 
 class Sensor(exports.Sensor):
     def describe(self) -> PluginInfo:
+        if SETTINGS.get("describe_mode") == "sleep":  # a WASI clock wait
+            time.sleep(SETTINGS.get("seconds", 60))
+        if SETTINGS.get("describe_mode") == "trap":
+            raise RuntimeError("trap in describe (on purpose)")
         return PluginInfo(
             "Generic test sensor",
             "0.1.0",

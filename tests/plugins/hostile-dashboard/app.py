@@ -8,6 +8,7 @@ config selects ``<mode>``. One build serves every dashboard attack.
 from __future__ import annotations
 
 import json
+import time
 
 from wit_world import exports
 
@@ -44,6 +45,8 @@ class DashboardLogic(exports.DashboardLogic):
         if mode == "loop":
             while True:
                 pass
+        if mode == "sleep":  # a WASI clock wait: every GET / would wait a minute
+            time.sleep(60)
         if mode == "trap":
             raise RuntimeError("render trapped (on purpose)")
         return PAGE.format("<p>plain</p>")
