@@ -19,7 +19,8 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import logging
-import re
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,13 +37,21 @@ log = logging.getLogger("wasihost.calls")
 MAX_ERROR_CHARS = 500
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def printable(text: str) -> str:
-    """Control characters escaped (``\\n``, ``\\x1b``): guest text must not be able
-    to forge host log lines or drive the operator's terminal."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    """Every character Python deems unprintable escaped as ``repr`` writes it
+    (``\\n``, ``\\x1b``, ``\\u202e``): guest text must not be able to forge host
+    log lines, drive the operator's terminal, or reorder or hide what a log viewer
+    shows (bidi overrides, zero-width characters: the Unicode format category).
+
+    ``str.isprintable`` is the rule rather than a list of code points so that
+    characters a later Unicode version assigns as formatting are escaped too
+    (unassigned ones are unprintable); it also escapes the separators other
+    than the ASCII space (U+00A0, U+2028), which can pass for a space or a
+    line break.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def bounded(message: str) -> str:
@@ -94,9 +103,83 @@ def run_capability(
         return False, CallbackFailures(plugin, name).internal(exc)
 
 
+class HostFailures:
+    """Failures inside the host's side of one plugin's capability calls: host
+    bugs or hardware trouble, never the guest's fault, so they are counted
+    rather than refused (a refusal is ``CapabilityContext.refuse``).
+
+    A guest can make such a call thousands of times a second, each costing a
+    traceback in the log: only the first failure of each function and kind
+    (exception type) is logged, with its traceback; later ones are counted in
+    ``counts`` ("function: Kind" -> calls), with one reminder line at most every
+    ``REMIND_S`` seconds per kind while it keeps failing.
+    """
+
+    REMIND_S = 60.0
+    clock: Callable[[], float] = staticmethod(time.monotonic)  # tests step it
+
+    def __init__(self, plugin: str) -> None:
+        self.plugin = plugin
+        self.counts: dict[str, int] = {}
+        self._reminded: dict[str, tuple[float, int]] = {}  # kind -> (when, count then)
+        self._lock = threading.Lock()
+
+    def record(self, function: str, exc: BaseException, *, bad_value: bool = False) -> None:
+        """Count one failure of ``function``; ``bad_value``: it returned what its
+        WIT type cannot carry (a kind of its own)."""
+        what = "returned a bad value" if bad_value else "failed"
+        kind = f"{function}: {'bad value ' if bad_value else ''}{type(exc).__name__}"
+        now = self.clock()
+        with self._lock:
+            count = self.counts[kind] = self.counts.get(kind, 0) + 1
+            when, then = self._reminded.get(kind, (now, 0))
+            remind = count > 1 and now - when >= self.REMIND_S
+            if count == 1 or remind:
+                self._reminded[kind] = (now, count)
+        if count == 1:
+            log.error(
+                "[%s] host function %s %s (logged once per function and kind, then counted)",
+                self.plugin,
+                function,
+                what,
+                exc_info=exc,
+            )
+        elif remind:
+            log.error(
+                "[%s] host function %s still failing (%s): %d times in the last %.0f s (%d in all)",
+                self.plugin,
+                function,
+                kind.removeprefix(f"{function}: "),
+                count - then,
+                now - when,
+                count,
+            )
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+_HOST_FAILURES: dict[str, HostFailures] = {}
+
+
+def host_failures(plugin: str) -> HostFailures:
+    """The host-side capability failures of the plugin named ``plugin``, kept by
+    name across its instances and versions for the life of the process."""
+    failures = _HOST_FAILURES.get(plugin)
+    if failures is None:
+        failures = _HOST_FAILURES.setdefault(plugin, HostFailures(plugin))
+    return failures
+
+
+def forget_host_failures(plugin: str) -> None:
+    """Drop a removed plugin's counts (a plugin added later under the name starts at 0)."""
+    _HOST_FAILURES.pop(plugin, None)
+
+
 class CallbackFailures:
     """What a capability callback's failures become, on every call path: each
-    method logs the exception and says what the guest gets."""
+    method records the exception (``HostFailures``) and says what the guest gets."""
 
     def __init__(self, plugin: str, name: str) -> None:
         self.plugin = plugin
@@ -104,19 +187,17 @@ class CallbackFailures:
 
     def internal(self, exc: BaseException) -> str:
         """A bug in a capability: the guest gets the WIT error, the log the traceback."""
-        log.error("[%s] host function %s failed", self.plugin, self.name, exc_info=exc)
+        host_failures(self.plugin).record(self.name, exc)
         return f"internal host error in {self.name}"
 
     def bad_value(self, exc: BaseException) -> str:
         """A capability returned what its WIT type cannot carry."""
-        log.error(
-            "[%s] host function %s returned a bad value", self.plugin, self.name, exc_info=exc
-        )
+        host_failures(self.plugin).record(self.name, exc, bad_value=True)
         return f"internal host error in {self.name}"
 
     def failed(self, exc: BaseException) -> str:
         """No error case to report it in: the guest's call traps with this message."""
-        log.error("[%s] host function %s failed", self.plugin, self.name, exc_info=exc)
+        host_failures(self.plugin).record(self.name, exc)
         return f"host function {self.name} failed: {type(exc).__name__}"
 
 

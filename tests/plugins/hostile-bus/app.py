@@ -93,6 +93,11 @@ class Bme680Logic(exports.Bme680Logic):
                 _try(granted, b"\xe0\xb6", 0),  # soft reset
             ]
             raise Err(f"garbage: {reasons}")
+        if mode == "hammer":  # the same transfer, over and over, whatever the answer
+            calls = SETTINGS["calls"]
+            reasons = [_try(granted, b"\xd0", 1) for _ in range(calls)]
+            refused = [r for r in reasons if r is not None]
+            raise Err(f"{calls} calls, {len(refused)} refused ({refused[-1] if refused else '-'})")
         if mode == "bus_hog":
             while True:
                 i2c.transfer(granted, b"\x00", 4096)
