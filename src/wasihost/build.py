@@ -11,7 +11,10 @@ half-written ``.wasm``. Each build also writes the precompiled
 ``plugin.toml`` holds ``world = "<world>"`` and, optionally, ``state = true``
 to export the ``state`` interface: the build then targets the world
 extended with ``export state`` (generated here, so the contract stays free
-of one extra world per plugin kind).
+of one extra world per plugin kind). ``wit = "<folder>"`` builds against a
+WIT folder inside the plugin instead of the host's contract: the hostile
+suite uses it to forge a contract; the host refuses whatever does not match
+its own.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def discover(plugins_dir: Path) -> list[str]:
 class Manifest:
     world: str
     state: bool = False
+    wit: str | None = None  # a WIT folder relative to the plugin, instead of the contract
 
 
 def read_manifest(plugin_dir: Path) -> Manifest:
@@ -73,16 +77,18 @@ def read_manifest(plugin_dir: Path) -> Manifest:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise BuildError(f"{path}: not valid TOML: {exc}") from None
-    unknown = set(data) - {"world", "state"}
+    unknown = set(data) - {"world", "state", "wit"}
     if unknown:
         keys = ", ".join(sorted(unknown))
-        raise BuildError(f"{path}: unknown key(s) {keys} (known: world, state)")
-    world, state = data.get("world"), data.get("state", False)
+        raise BuildError(f"{path}: unknown key(s) {keys} (known: world, state, wit)")
+    world, state, wit = data.get("world"), data.get("state", False), data.get("wit")
     if not isinstance(world, str):
         raise BuildError(f'{path}: world: expected world = "<world name>"')
     if not isinstance(state, bool):
         raise BuildError(f"{path}: state: expected true or false, got {state!r}")
-    return Manifest(world, state)
+    if wit is not None and (not isinstance(wit, str) or not (plugin_dir / wit).is_dir()):
+        raise BuildError(f'{path}: wit: expected wit = "<folder in {plugin_dir}>", got {wit!r}')
+    return Manifest(world, state, wit)
 
 
 def target_world(manifest: Manifest, wit_dir: Path, scratch: Path) -> tuple[Path, str]:
@@ -155,6 +161,8 @@ def build_one(
         known = ", ".join(discover(plugins_dir))
         raise BuildError(f"{plugin_dir}: no app.py (known plugins: {known})")
     manifest = read_manifest(plugin_dir)
+    if manifest.wit is not None:
+        wit_dir = plugin_dir / manifest.wit
     output = out_dir / f"{name}.wasm"
     stamp = out_dir / f"{name}.inputs"
     wanted = inputs_hash(plugin_dir, wit_dir, manifest)

@@ -81,13 +81,20 @@ def run_check(
                 echo(f"  {name}  {', '.join(_members(engine, item))}")
 
         fits = []
+        refused: dict[str, str] = {}
         for world in sorted(contract.worlds):
             try:
                 check(plugin or path.stem, engine, contract, world, compiled)
                 fits.append(world)
-            except PluginLoadError:
-                pass
+            except PluginLoadError as exc:
+                refused[world] = exc.reason
         echo(f"fits worlds: {', '.join(fits) or 'none'}")
+        if not fits:
+            # Why not: for the worlds whose logic it exports (else every world).
+            logic = {w: contract.qualified(contract.logic_of(w)[0]) for w in refused}
+            near = [w for w in refused if logic[w] in exports] or list(refused)
+            for world in near:
+                echo(f"✗ {world}: {refused[world].removeprefix(f'{path}: ')}")
 
         if config is not None and plugin is None:
             plugin = next((n for n in config.plugins if config.wasm_of(n) == path), None)

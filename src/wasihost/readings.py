@@ -48,14 +48,25 @@ MEASUREMENTS: dict[str, dict[str, Field]] = {
 }
 
 
+MAX_STATUS = 120  # characters of one status text (generic or record field)
+MAX_STATUS_KEY = 48
+
+
+def _cut(text: str, limit: int = MAX_STATUS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… [{len(text) - limit} chars cut]"
+
+
 def _status(value: Any) -> StatusValue:
-    """A status value safe for JSON: NaN/inf become None, since one NaN makes
-    the browser's JSON.parse reject a whole stream event."""
+    """A status value safe for JSON and bounded: NaN/inf become None, since
+    one NaN makes the browser's JSON.parse reject a whole stream event, and
+    text is cut, since it goes into every log line, page and MQTT message.
+    The load check keeps record fields to the contract's; this holds even
+    if a string got past it."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if value is None or isinstance(value, bool | int | float | str):
+    if value is None or isinstance(value, bool | int | float):
         return value
-    return str(value)
+    return _cut(value if isinstance(value, str) else str(value)[: MAX_STATUS * 2])
 
 
 def normalise(plugin: str, world: str, record: Mapping[str, Any], timestamp_ms: int) -> Reading:
@@ -70,8 +81,10 @@ def normalise(plugin: str, world: str, record: Mapping[str, Any], timestamp_ms: 
     for key, value in record.items():
         spec = table.get(key)
         if spec is None:
-            status[key] = _status(value)
-        elif isinstance(value, int | float) and math.isfinite(value):
+            status[key[:MAX_STATUS_KEY]] = _status(value)
+        elif (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ):
             # f32 fields arrive as doubles (21.3 → 21.299999237…): keep the
             # 7 significant digits an f32 actually carries.
             number = float(f"{value:.7g}")
@@ -84,7 +97,6 @@ def normalise(plugin: str, world: str, record: Mapping[str, Any], timestamp_ms: 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 MAX_MEASUREMENTS = 64
 MAX_LABEL = 32  # unit, device class
-MAX_STATUS = 120
 
 
 def normalise_list(

@@ -8,6 +8,7 @@ in one place, above the board.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -31,6 +32,31 @@ class Grants:
     i2c_addresses: frozenset[int] = frozenset()
     buzzer: bool = False
     fan: bool = False
+
+
+# Ranges of the WIT integer types capabilities take.
+_INTEGERS = {
+    "u8": (0, 2**8 - 1),
+    "u16": (0, 2**16 - 1),
+    "u32": (0, 2**32 - 1),
+    "u64": (0, 2**64 - 1),
+    "s8": (-(2**7), 2**7 - 1),
+    "s16": (-(2**15), 2**15 - 1),
+    "s32": (-(2**31), 2**31 - 1),
+    "s64": (-(2**63), 2**63 - 1),
+}
+
+
+def fits(value: object, wit_type: str) -> bool:
+    """Whether ``value`` is one a WIT ``wit_type`` can carry (floats: finite ones)."""
+    if wit_type == "bool":
+        return isinstance(value, bool)
+    if wit_type in ("f32", "f64"):
+        return isinstance(value, float) and math.isfinite(value)
+    if wit_type == "list<u8>":
+        return isinstance(value, bytes | bytearray | memoryview)
+    low, high = _INTEGERS[wit_type]
+    return type(value) is int and low <= value <= high
 
 
 def wall_clock_ms() -> int:
@@ -60,6 +86,23 @@ class CapabilityContext:
                 f"{actuator}-rate",
                 f"{actuator} changes limited to {limit.limit} per minute for {self.plugin}",
             )
+
+    def require(self, function: str, **values: tuple[object, str]) -> None:
+        """Refuse any argument its WIT type cannot carry: ``name=(value, "u8")``.
+
+        The load check makes every component declare the contract's types, so
+        this only fires if a value gets past it (a looser call path, a
+        forgery the check misses); then the guest gets the WIT error and
+        nothing out of range reaches the board, the LED buffer or the state
+        the web serves (one NaN there and a browser cannot parse the page's data).
+        """
+        for name, (value, wit_type) in values.items():
+            if not fits(value, wit_type):
+                cut = value[:40] if isinstance(value, str | bytes | list) else value
+                shown = repr(cut)
+                shown = shown if len(shown) <= 40 else shown[:39] + "…"
+                param = name.replace("_", "-")
+                raise self.refuse("wit-type", f"{function}: {param} = {shown} is not a {wit_type}")
 
     def refuse(self, kind: str, message: str) -> CapabilityError:
         """Count a refused call and log it the first time this kind happens.

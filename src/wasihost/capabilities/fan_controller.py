@@ -12,6 +12,7 @@ INTERFACE = "fan-controller"
 
 def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
     def set_fan(on: bool) -> None:
+        ctx.require("set-fan", on=(on, "bool"))
         if not ctx.grants.fan:
             raise ctx.refuse("fan", f"the fan is not granted to {ctx.plugin}")
         if on != ctx.board.get_fan():  # setting the current state is free

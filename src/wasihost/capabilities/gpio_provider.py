@@ -13,6 +13,7 @@ INTERFACE = "gpio-provider"
 
 def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
     def read_dht22(pin: int) -> Dht22Reading:
+        ctx.require("read-dht22", pin=(pin, "u8"))
         if pin not in ctx.grants.gpio_pins:
             raise ctx.refuse("gpio", f"GPIO {pin} is not granted to {ctx.plugin}")
         return ctx.board.read_dht22(pin)

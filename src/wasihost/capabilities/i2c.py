@@ -17,6 +17,12 @@ MAX_WRITE_LEN = 4096
 
 def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
     def transfer(address: int, data: bytes, read_len: int) -> bytes:
+        ctx.require(
+            "transfer",
+            address=(address, "u8"),
+            data=(data, "list<u8>"),
+            read_len=(read_len, "u32"),
+        )
         if address not in ctx.grants.i2c_addresses:
             raise ctx.refuse("i2c", f"I2C address 0x{address:02x} is not granted to {ctx.plugin}")
         if read_len > MAX_READ_LEN:

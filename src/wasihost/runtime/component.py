@@ -18,6 +18,7 @@ import wasmtime
 from wasmtime import component
 
 from wasihost.errors import PluginLoadError
+from wasihost.runtime import contract as wit
 from wasihost.runtime.artifacts import load_precompiled
 from wasihost.runtime.calls import trap_reason
 from wasihost.runtime.contract import Contract
@@ -79,6 +80,226 @@ def _contract_functions(
         for name, member in ty.exports(engine.wasmtime).items():
             if isinstance(member.ty, component.FuncType):
                 found[(iface, name)] = member.ty
+    return found
+
+
+# -- the contract's types against the ones a component declares ------------------------
+_PRIMITIVE_TYPES: dict[type, str] = {
+    component.Bool: "bool",
+    component.S8: "s8",
+    component.S16: "s16",
+    component.S32: "s32",
+    component.S64: "s64",
+    component.U8: "u8",
+    component.U16: "u16",
+    component.U32: "u32",
+    component.U64: "u64",
+    component.F32: "f32",
+    component.F64: "f64",
+    component.Char: "char",
+    component.String: "string",
+}
+MAX_SHOWN = 120  # a forged type can be arbitrarily large; its description is not
+MAX_DIFFERENCES = 5
+
+
+def show_type(ty: Any) -> str:
+    """A declared component type in WIT syntax (records, which carry no name
+    here, with their fields), cut to ``MAX_SHOWN`` characters."""
+    return _brief(_show(ty))
+
+
+def _brief(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
+
+
+def _show(ty: Any, depth: int = 0) -> str:
+    """WIT syntax for ``ty``, cut short in depth and breadth: a forged type may
+    nest or repeat far more than any message needs (or Python's stack allows)."""
+    if ty is None:
+        return "nothing"
+    name = _PRIMITIVE_TYPES.get(type(ty))
+    if name is not None:
+        return name
+    if depth > 8:
+        return "…"
+
+    def inner(t: Any) -> str:
+        return _show(t, depth + 1)
+
+    def listed(items: list[str]) -> str:
+        return ", ".join(items[:12]) + (", …" if len(items) > 12 else "")
+
+    if isinstance(ty, component.ListType):
+        return f"list<{inner(ty.element)}>"
+    if isinstance(ty, component.OptionType):
+        return f"option<{inner(ty.payload)}>"
+    if isinstance(ty, component.ResultType):
+        if ty.ok is None and ty.err is None:
+            return "result"
+        ok = "_" if ty.ok is None else inner(ty.ok)
+        return f"result<{ok}>" if ty.err is None else f"result<{ok}, {inner(ty.err)}>"
+    if isinstance(ty, component.TupleType):
+        return f"tuple<{listed([inner(e) for e in ty.elements[:13]])}>"
+    if isinstance(ty, component.RecordType):
+        return "record {" + listed([f"{n}: {inner(t)}" for n, t in ty.fields[:13]]) + "}"
+    if isinstance(ty, component.VariantType):
+        cases = [n if t is None else f"{n}({inner(t)})" for n, t in ty.cases[:13]]
+        return "variant {" + listed(cases) + "}"
+    if isinstance(ty, component.EnumType | component.FlagsType):
+        kind = "enum" if isinstance(ty, component.EnumType) else "flags"
+        return kind + " {" + listed(ty.names[:13]) + "}"
+    return type(ty).__name__.removesuffix("Type").lower()  # own, borrow, future, stream, ...
+
+
+def _fields(items: list[tuple[str, Any]]) -> str:
+    return _brief(", ".join(f"{n}: {show_type(t)}" for n, t in items[:MAX_SHOWN]))
+
+
+def _names(names: list[str]) -> str:
+    return _brief(", ".join(names[:MAX_SHOWN]))
+
+
+def type_difference(declared: Any, expected: wit.WitType | None) -> str | None:
+    """How a component's ``declared`` type differs from the contract's
+    ``expected`` one, or None when they are the same.
+
+    Structural, like the canonical ABI: records compare field by field in
+    order, so a reordered or renamed field is a difference even where names
+    would still match. A named type says what differs inside it; any other
+    difference shows both types whole.
+    """
+    mismatch = f"{show_type(declared)}, the contract says {_expected(expected)}"
+    if expected is None or declared is None:
+        return None if expected is None and declared is None else mismatch
+    if isinstance(expected, wit.Primitive):
+        return None if _PRIMITIVE_TYPES.get(type(declared)) == expected.name else mismatch
+    if isinstance(expected, wit.Record):
+        return _record_difference(declared, expected, mismatch)
+    if isinstance(expected, wit.Variant):
+        if not isinstance(declared, component.VariantType):
+            return mismatch
+        cases = [n for n, _ in declared.cases]
+        if cases != [n for n, _ in expected.cases]:
+            return (f"variant {expected.name} with cases {_names(cases)}; "
+                    f"the contract says {', '.join(n for n, _ in expected.cases)}")  # fmt: skip
+        for (case, payload), (_, wanted) in zip(declared.cases, expected.cases, strict=True):
+            inner = type_difference(payload, wanted)
+            if inner is not None:
+                return f"variant {expected.name} with case {case}: {inner}"
+        return None
+    if isinstance(expected, wit.Enum | wit.Flags):
+        kind = "enum" if isinstance(expected, wit.Enum) else "flags"
+        wanted_type = component.EnumType if kind == "enum" else component.FlagsType
+        if not isinstance(declared, wanted_type):
+            return mismatch
+        names = list(declared.names)
+        labels = list(expected.cases if isinstance(expected, wit.Enum) else expected.flags)
+        if names != labels:
+            return (f"{kind} {expected.name} with {_names(names)}; "
+                    f"the contract says {', '.join(labels)}")  # fmt: skip
+        return None
+    inner_pairs: list[tuple[Any, wit.WitType | None]]
+    if isinstance(expected, wit.ListOf) and isinstance(declared, component.ListType):
+        inner_pairs = [(declared.element, expected.element)]
+    elif isinstance(expected, wit.OptionOf) and isinstance(declared, component.OptionType):
+        inner_pairs = [(declared.payload, expected.payload)]
+    elif isinstance(expected, wit.ResultOf) and isinstance(declared, component.ResultType):
+        inner_pairs = [(declared.ok, expected.ok), (declared.err, expected.err)]
+    elif (
+        isinstance(expected, wit.TupleOf)
+        and isinstance(declared, component.TupleType)
+        and len(declared.elements) == len(expected.elements)
+    ):
+        inner_pairs = list(zip(declared.elements, expected.elements, strict=True))
+    else:
+        return mismatch
+    for inner_declared, inner_expected in inner_pairs:
+        inner = type_difference(inner_declared, inner_expected)
+        if inner is not None:
+            # A named type explains itself; otherwise show the whole container.
+            return inner if isinstance(inner_expected, wit.NAMED) else mismatch
+    return None
+
+
+def _expected(expected: wit.WitType | None) -> str:
+    return "nothing" if expected is None else expected.show()
+
+
+def _record_difference(declared: Any, expected: wit.Record, mismatch: str) -> str | None:
+    if not isinstance(declared, component.RecordType):
+        return mismatch
+    fields = list(declared.fields)
+    names = [n for n, _ in fields]
+    wanted = dict(expected.fields)
+    where = f"record {expected.name}"
+    extra = [(n, t) for n, t in fields if n not in wanted]
+    if extra:
+        s = "s" if len(extra) > 1 else ""
+        return f"{where} with an extra field{s} `{_fields(extra)}`"
+    missing = [n for n, _ in expected.fields if n not in names]
+    if missing:
+        return f"{where} without field{'s' if len(missing) > 1 else ''} `{_names(missing)}`"
+    if names != [n for n, _ in expected.fields]:
+        return (f"{where} with its fields in another order ({_names(names)}); "
+                f"the contract says {', '.join(n for n, _ in expected.fields)}")  # fmt: skip
+    for name, ty in fields:
+        inner = type_difference(ty, wanted[name])
+        if inner is not None:
+            return f"{where} with field `{name}`: {inner}"
+    return None
+
+
+def function_difference(declared: component.FuncType, expected: wit.Function) -> str | None:
+    """How a declared function type differs from the contract's, phrased to
+    follow "imports IFACE#FUNC" or "exports IFACE#FUNC"."""
+    params = list(declared.params)
+    if [n for n, _ in params] != [n for n, _ in expected.params]:
+        wanted = ", ".join(f"{n}: {t.show()}" for n, t in expected.params)
+        return f"with params ({_fields(params)}), the contract says ({wanted})"
+    for (name, ty), (_, wanted_ty) in zip(params, expected.params, strict=True):
+        inner = type_difference(ty, wanted_ty)
+        if inner is not None:
+            return f"with param {name}: {inner}"
+    inner = type_difference(declared.result, expected.result)
+    return None if inner is None else f"returning {inner}"
+
+
+def contract_differences(
+    contract: Contract, items: dict[str, Any], engine: Engine, verb: str
+) -> list[str]:
+    """Every way the contract interfaces among a component's imports or exports
+    (``verb``: "imports" or "exports") differ from the contract: functions it
+    does not have, function types, and the types the interfaces export."""
+    found: list[str] = []
+    for qualified, item in sorted(items.items()):
+        interface = contract.interface_of(qualified)
+        if interface is None or not isinstance(item.ty, component.ComponentInstanceType):
+            continue
+        functions: list[str] = []
+        types: list[str] = []
+        for name, member in sorted(item.ty.exports(engine.wasmtime).items()):
+            ty = member.ty
+            if isinstance(ty, component.FuncType):
+                expected = interface.signatures.get(name)
+                difference = (
+                    "which the contract does not have"
+                    if expected is None
+                    else function_difference(ty, expected)
+                )
+                if difference is not None:
+                    functions.append(f"{verb} {qualified}#{name} {difference}")
+            else:
+                known = interface.types.get(name)
+                difference = (
+                    "which the contract does not have"
+                    if known is None
+                    else type_difference(ty, known)
+                )
+                if difference is not None:
+                    types.append(f"{verb} {qualified} type {name}: {difference}")
+        # A forged type shows in the functions that use it; say it once.
+        found += functions or types
     return found
 
 
@@ -156,7 +377,19 @@ def check(
                 f"{path}: imports {name}, which world {world} does not allow (it allows {granted})",
             )
 
-    functions = _contract_functions(contract, comp.type.exports(engine.wasmtime), engine)
+    exports = comp.type.exports(engine.wasmtime)
+    differences = contract_differences(contract, imports, engine, "imports")
+    differences += contract_differences(contract, exports, engine, "exports")
+    if differences:
+        shown = "; ".join(differences[:MAX_DIFFERENCES])
+        more = len(differences) - MAX_DIFFERENCES
+        raise PluginLoadError(
+            plugin,
+            f"{path}: built against another contract: {shown}"
+            + (f" (and {more} more differences)" if more > 0 else ""),
+        )
+
+    functions = _contract_functions(contract, exports, engine)
     logic_iface, logic_func = contract.logic_of(world)
     logic = (contract.qualified(logic_iface), logic_func)
     if logic not in functions:
