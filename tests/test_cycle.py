@@ -132,7 +132,10 @@ async def test_plugin_text_in_the_sensor_log_line_is_escaped(
         "device_class": "temperature",
         "status": "ok\x1b[2J\rX",
     }
-    monkeypatch.setattr(host.plugins["probe"], "call", lambda *args: [forged])
+    async def forging(*args: object) -> list[dict[str, object]]:
+        return [forged]
+
+    monkeypatch.setattr(host.plugins["probe"], "call_async", forging)
     caplog.set_level(logging.INFO, logger="wasihost.cycle")
     await host.cycle.run_once()
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[probe]")]

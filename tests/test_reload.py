@@ -344,13 +344,13 @@ async def test_host_snapshots_unchanged_state_once_per_interval(
     host.snapshots = SnapshotStore(tmp_path / "state", 60.0, clock=monotonic)
     plugin = host.plugins["dht22"]
     calls = []
-    real_snapshot = plugin.snapshot
+    real_snapshot = plugin.snapshot_async
 
-    def counted() -> bytes | None:
+    async def counted() -> bytes | None:
         calls.append(monotonic.now)
-        return real_snapshot()
+        return await real_snapshot()
 
-    monkeypatch.setattr(plugin, "snapshot", counted)
+    monkeypatch.setattr(plugin, "snapshot_async", counted)
     await host.cycle.run_once()
     await host.save_snapshots()  # first: written
     monotonic.advance(60.0)

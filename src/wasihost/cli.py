@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -43,7 +44,16 @@ def _run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(main())
     finally:
-        host.close()
+        clean = host.close()
+    logging.getLogger("wasihost.host").info("wasihost stopped")
+    if not clean:
+        # A guest is still blocked inside a WASI call, on its own thread, in a
+        # store we could not close. Finalising the interpreter would free
+        # wasmtime objects under that thread: leave without finalising.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -1,9 +1,10 @@
 """The poll cycle: poll every sensor plugin, flush the LEDs once, update the state.
 
-Plugin calls and board writes run on worker threads so the event loop
-(and the web server on it) never blocks. Plugins are polled concurrently,
-one call at a time per plugin, so one slow plugin costs the cycle at most
-its own deadline, not the sum of everyone's.
+Each plugin's calls run on its own thread and board writes on a worker
+thread, so the event loop (and the web server on it) never blocks. Plugins
+are polled concurrently, so one slow plugin costs the cycle at most its own
+deadline (plus the grace in ``runtime.guest_thread``), not the sum of
+everyone's; one blocked past that is left ``hung`` and the cycle goes on.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ class PollCycle:
         self.led_writes = 0  # strip writes that succeeded / failed (for /metrics)
         self.led_write_errors = 0
 
-    def _poll(self, plugin: Plugin) -> Reading | PluginError:
+    async def _poll(self, plugin: Plugin) -> Reading | PluginError:
         try:
-            record = plugin.call()
+            record = await plugin.call_async()
         except PluginError as exc:
             return exc
         if isinstance(record, list):
@@ -67,15 +68,16 @@ class PollCycle:
         started = time.perf_counter()
         due = [p for p in self.plugins if p.due()]
         self._show_faults()
-        outcomes = await asyncio.gather(*(asyncio.to_thread(self._poll, p) for p in due))
+        outcomes = await asyncio.gather(*(self._poll(p) for p in due))
         colors = self.leds.snapshot()
         try:
             await asyncio.to_thread(self.board.write_leds, colors)
-        except WasihostError as exc:
+        except Exception as exc:  # whatever a board raises, the host goes on
             self.led_write_errors += 1
-            if self._led_error != str(exc):  # once when it starts or changes, not every cycle
-                log.error("LED write failed: %s", exc)
-            self._led_error = str(exc)
+            reason = str(exc) if isinstance(exc, WasihostError) else f"{type(exc).__name__}: {exc}"
+            if self._led_error != reason:  # once when it starts or changes, not every cycle
+                log.error("LED write failed: %s", printable(reason)[:500])
+            self._led_error = reason
         else:
             self.led_writes += 1
             if self._led_error is not None:

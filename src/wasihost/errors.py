@@ -59,3 +59,11 @@ class GuestError(PluginError):
 
 class PluginTrap(PluginError):
     """The guest trapped (panic, deadline, memory, stack); the instance is unusable."""
+
+
+class PluginHung(PluginError):
+    """The guest is blocked in a host call past its deadline; the host stopped waiting.
+
+    Its thread is still inside the instance, so nothing may touch that
+    instance until the call returns.
+    """

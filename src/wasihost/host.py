@@ -225,15 +225,27 @@ class Host:
 
     async def save_snapshots(self, force: bool = False) -> None:
         """Snapshot stateful plugins to disk, at most once per save interval each
-        (``force`` at shutdown)."""
-        for plugin in self.plugins.values():
-            if plugin.stateful and (force or self.snapshots.due(plugin.name)):
-                data = await asyncio.to_thread(plugin.snapshot)
-                if data is not None:
-                    try:
-                        await asyncio.to_thread(self.snapshots.save, plugin.name, data, force)
-                    except OSError as exc:
-                        log.error("[%s] snapshot not saved: %s", plugin.name, exc)
+        (``force`` at shutdown).
+
+        The plugins' snapshots run concurrently, each on its plugin's thread and
+        bounded by its deadline: k plugins spinning in ``snapshot`` cost one
+        deadline, not k. A plugin that is not running (backing off after a
+        failed snapshot, hung, quarantined) is skipped until it runs again.
+        """
+        due = [
+            plugin
+            for plugin in self.plugins.values()
+            if plugin.stateful
+            and plugin.state is PluginState.RUNNING
+            and (force or self.snapshots.due(plugin.name))
+        ]
+        taken = await asyncio.gather(*(plugin.snapshot_async() for plugin in due))
+        for plugin, data in zip(due, taken, strict=True):
+            if data is not None:
+                try:
+                    await asyncio.to_thread(self.snapshots.save, plugin.name, data, force)
+                except OSError as exc:
+                    log.error("[%s] snapshot not saved: %s", plugin.name, exc)
 
     async def save_history(self, readings: list[Reading]) -> None:
         """Write readings (and any left unsaved by an earlier failure) in one commit.
@@ -305,12 +317,15 @@ class Host:
             await self.reloader.wait_idle()
             await self.save_snapshots(force=True)
 
-    def close(self) -> None:
-        for plugin in self.plugins.values():
-            plugin.close()
+    def close(self) -> bool:
+        """Free everything; False if a plugin's guest call is still hung, in which
+        case the process must exit without finalising the wasmtime objects that
+        call is still inside (``cli`` does)."""
+        clean = all([plugin.close() for plugin in self.plugins.values()])
         self.engine.close()
         self.board.close()
         if self.history is not None:
             self.history.close()
         if self.outbox is not None:
             self.outbox.close()
+        return clean

@@ -1,36 +1,40 @@
 """One plugin: its checked component, its live instance, its lifecycle and counters.
 
-``Plugin`` is the only place a plugin's state changes. Calls are serialised
-by a per-plugin lock (a wasmtime store must never be used by two threads at
-once) and run on worker threads, never on the event loop.
+``Plugin`` is the only place a plugin's state changes. Everything that
+touches its live instance runs as a job on the plugin's own thread
+(``GuestThread``): a store is never entered by two threads, no lock is held
+across a guest call, and a caller never waits for a guest past the call's
+deadline, even when the guest is blocked inside a WASI call.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from wasihost.boards.base import Board
 from wasihost.capabilities import CapabilityContext, Grants
 from wasihost.capabilities.context import wall_clock_ms
-from wasihost.errors import GuestError, PluginError, PluginLoadError, PluginTrap
+from wasihost.errors import GuestError, PluginError, PluginHung, PluginLoadError, PluginTrap
 from wasihost.leds import LedBuffer
 from wasihost.ratelimit import RateLimit
 from wasihost.runtime.component import CheckedComponent, check_component
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import Engine
 from wasihost.runtime.guest_log import GuestOutput
+from wasihost.runtime.guest_thread import GuestThread, HungCall
 from wasihost.runtime.instance import Instance, build_linker
 from wasihost.runtime.supervision import SupervisionPolicy, Supervisor
 
 log = logging.getLogger("wasihost.plugin")
+
+T = TypeVar("T")
 
 # Snapshots are written to an SD card and restored on every restart: a state
 # of more than a megabyte is a bug (or an attack), not calibration data.
@@ -42,6 +46,7 @@ class PluginState(StrEnum):
     LOADING = "loading"
     RUNNING = "running"
     BACKOFF = "backoff"  # trapped; waiting before its next instance runs
+    HUNG = "hung"  # blocked in a host call past its deadline; not called until it returns
     QUARANTINED = "quarantined"  # crash loop; not polled until a new file or a reset
     FAILED = "failed"  # cannot be loaded or instantiated
     STOPPED = "stopped"
@@ -131,6 +136,7 @@ class Plugin:
         self.world = spec.world
         self._engine = engine
         self._contract = contract
+        self._clock_ms = clock_ms
         self.ctx = CapabilityContext(
             spec.name,
             board,
@@ -155,14 +161,24 @@ class Plugin:
         self.signature: tuple[int, int] | None = None  # of the .wasm now live
         self.last_snapshot: bytes | None = None  # latest state taken from the guest
         self.info: dict[str, Any] | None = None  # describe() of a generic sensor plugin
-        self._lock = threading.Lock()
+        self._guest = self._thread("wasihost-" + spec.name, self._after_hang)
         self._checked: CheckedComponent | None = None
         self._linker: Any = None
         self._instance: Instance | None = None
 
+    def _thread(
+        self, name: str, on_return: Callable[[HungCall, BaseException | None], None]
+    ) -> GuestThread:
+        return GuestThread(name, self.name, self.spec.timeout_ms, self._clock_ms, on_return)
+
     @property
     def state(self) -> PluginState:
-        """The lifecycle state; backoff and quarantine derive from the supervisor."""
+        """The lifecycle state; hung, backoff and quarantine derive from the
+        plugin's thread and its supervisor."""
+        if self._state is PluginState.STOPPED:
+            return self._state
+        if self._guest.hung is not None:
+            return PluginState.HUNG
         if self._state is PluginState.RUNNING:
             if self.supervisor.quarantined:
                 return PluginState.QUARANTINED
@@ -174,17 +190,36 @@ class Plugin:
     def state(self, value: PluginState) -> None:
         self._state = value
 
+    @property
+    def hung(self) -> HungCall | None:
+        """The guest call the host stopped waiting for, while it has not returned."""
+        return self._guest.hung
+
     def due(self) -> bool:
         """Whether the cycle should call this plugin now."""
         return self.state is PluginState.RUNNING
 
     def reset(self) -> None:
-        """Operator reset: forget failures and lift a quarantine; the next call
-        runs on a fresh instance (with the last snapshot restored if any)."""
-        with self._lock:
+        """Operator reset: forget failures, lift a quarantine and start a fresh
+        instance now (a ``failed`` plugin is loaded again); blocking.
+
+        Raises ``PluginError`` saying why when the plugin cannot be revived: it
+        is hung, or its new instance fails (which counts as a trap).
+        """
+        hung = self._guest.hung
+        if hung is not None:
+            raise PluginError(self.name, f"cannot reset: {hung.reason(time.monotonic())}")
+        if self._checked is None or self._state is PluginState.FAILED:
             self.supervisor.reset()
-            self._close_instance()
+            self.load(self.last_snapshot)
+        else:
+            self._guest.run(self._reset)
         log.info("[%s] reset by the operator", self.name)
+
+    def _reset(self) -> None:
+        self.supervisor.reset()
+        self._close_instance()
+        self._restart_or_trap()
 
     @property
     def loaded_sha256(self) -> str | None:
@@ -194,32 +229,89 @@ class Plugin:
     def stateful(self) -> bool:
         return self._checked is not None and self._checked.has_state
 
+    # -- guest calls -------------------------------------------------------------
+    @staticmethod
+    def _guest_call(guest: GuestThread, instance: Instance, function: str, *args: Any) -> Any:
+        """Every call into a guest goes through here: its thread watches it."""
+        with guest.watching(function):
+            return instance.call(function, *args)
+
+    def _on_trap(self, reason: str) -> None:
+        """Supervise a fault of the live version: count it, back off, maybe quarantine."""
+        self.stats.traps += 1
+        self.stats.last_error = reason
+        self.supervisor.on_trap()
+        if self.supervisor.quarantined:
+            log.error("[%s] quarantined after repeated traps: %s", self.name, reason)
+
+    def _after_hang(self, hung: HungCall, error: BaseException | None) -> None:
+        """A call the host gave up on has returned (on the plugin's thread):
+        supervised like a trap, on a fresh instance after the backoff."""
+        reason = (
+            f"hung in {hung.call} for {time.monotonic() - hung.started:.1f} s, blocked in a "
+            f"host call past its {self.spec.timeout_ms} ms deadline"
+        )
+        self._close_instance()
+        self._on_trap(reason)
+        log.warning("[%s] %s; it returned, the instance is discarded", self.name, reason)
+
     # -- loading and reloading ---------------------------------------------
     def prepare(self) -> Candidate:
         """Compile (or load precompiled), check, instantiate and configure the
-        plugin's current file; blocking, never touches the live instance."""
+        plugin's current file; blocking, never touches the live instance.
+
+        Its guest calls run on a thread of the candidate's own, watched like
+        the plugin's: a ``configure`` or ``describe`` that blocks fails the
+        preparation after its deadline instead of holding the caller.
+        """
         started = time.perf_counter()
         signature = file_signature(self.spec.wasm)
         checked = check_component(
             self.name, self._engine, self._contract, self.world, self.spec.wasm
         )
         linker = build_linker(self._engine, self._contract, self.ctx, checked)
-        instance = self._instantiate(checked, linker)
-        info = self._describe(instance)
+
+        def build(guest: GuestThread) -> tuple[Instance, dict[str, Any] | None]:
+            instance = self._instantiate(guest, checked, linker)
+            return instance, self._describe(guest, instance)
+
+        instance, info = self._on_new_thread(build)
         return Candidate(
             checked, linker, instance, signature, (time.perf_counter() - started) * 1000, info
         )
 
-    def _describe(self, instance: Instance) -> dict[str, Any] | None:
+    def _on_new_thread(self, work: Callable[[GuestThread], T]) -> T:
+        """Run guest calls on a version that is not live yet, on a thread of
+        its own (the live version's thread may be busy or hung)."""
+        guest = self._thread(f"wasihost-{self.name}-new", self._candidate_returned)
+        try:
+            return guest.run(lambda: work(guest))
+        finally:
+            guest.stop()  # ends once idle, or when a hung call returns
+
+    def _candidate_returned(self, hung: HungCall, error: BaseException | None) -> None:
+        """A new version's hung call returned: it was discarded when it hung
+        (each step closes its instance on the way out), so just say so."""
+        log.warning(
+            "[%s] the new version's %s returned after %.1f s; it had been discarded",
+            self.name,
+            hung.call,
+            time.monotonic() - hung.started,
+        )
+
+    def _describe(self, guest: GuestThread, instance: Instance) -> dict[str, Any] | None:
         """``describe()`` of a generic sensor plugin; a failure is a load error."""
         interface, _ = self._contract.logic_of(self.world)
         if not instance.exports(f"{interface}.describe"):
             return None
         try:
-            info = instance.call(f"{interface}.describe")
+            info = self._guest_call(guest, instance, f"{interface}.describe")
         except (GuestError, PluginTrap) as exc:
             instance.close()
             raise PluginLoadError(self.name, f"describe() failed: {exc.reason}") from None
+        except BaseException:
+            instance.close()
+            raise
         return _bounded_info(info)
 
     def load(self, saved_state: bytes | None = None) -> None:
@@ -230,25 +322,16 @@ class Plugin:
         """
         try:
             candidate = self.prepare()
+            if saved_state is not None and candidate.checked.has_state:
+                candidate.instance, restored = self._on_new_thread(
+                    lambda guest: self._restore_or_fresh(guest, candidate, saved_state)
+                )
+                if restored:
+                    self.last_snapshot = saved_state
+            self._guest.run(lambda: self._go_live(candidate))
         except PluginError as exc:
             self._fail(exc.reason)
             raise
-        if saved_state is not None and candidate.checked.has_state:
-            failure = self._restore(candidate.instance, saved_state)
-            if failure is None:
-                self.last_snapshot = saved_state
-            else:
-                log.warning("[%s] saved state not restored, starting fresh: %s", self.name,
-                            failure.reason)  # fmt: skip
-                if isinstance(failure, PluginTrap):  # the instance is dead: a fresh one
-                    candidate.instance.close()
-                    try:
-                        candidate.instance = self._instantiate(candidate.checked, candidate.linker)
-                    except PluginError as exc:
-                        self._fail(exc.reason)
-                        raise
-        with self._lock:
-            self._go_live(candidate)
         checked = candidate.checked
         log.info(
             "[%s] loaded %s (%s, sha256 %s, %s in %.0f ms)",
@@ -260,6 +343,21 @@ class Plugin:
             checked.load_ms,
         )
 
+    def _restore_or_fresh(
+        self, guest: GuestThread, candidate: Candidate, data: bytes
+    ) -> tuple[Instance, bool]:
+        """Restore a saved state into a new version's instance; after a trap in
+        ``restore`` the instance is dead, so a fresh one without the state."""
+        failure = self._restore(guest, candidate.instance, data)
+        if failure is None:
+            return candidate.instance, True
+        log.warning("[%s] saved state not restored, starting fresh: %s", self.name,
+                    failure.reason)  # fmt: skip
+        if not isinstance(failure, PluginTrap):
+            return candidate.instance, False
+        candidate.instance.close()
+        return self._instantiate(guest, candidate.checked, candidate.linker), False
+
     def swap(self, candidate: Candidate) -> dict[str, Any]:
         """Make ``candidate`` live between two calls, carrying state over.
 
@@ -269,25 +367,12 @@ class Plugin:
         the reload log line and ``/api/plugins`` show.
         """
         started = time.perf_counter()
-        with self._lock:
-            old = self._checked
-            carried = False
-            if candidate.checked.has_state:
-                data = self._snapshot_locked() if self.stateful else None
-                data = data if data is not None else self.last_snapshot
-                if data is not None:
-                    failure = self._restore(candidate.instance, data)
-                    if failure is not None:
-                        candidate.instance.close()
-                        raise PluginLoadError(
-                            self.name, f"new version failed to restore state: {failure.reason}"
-                        )
-                    self.last_snapshot = data
-                    carried = True
-            self._go_live(candidate)
-            self.supervisor.reset()  # a new version starts with a clean record
-            self.stats.reloads += 1
-            self.stats.reload_error = None
+        try:
+            job = self._guest.submit(lambda: self._swap(candidate))
+        except PluginHung:
+            candidate.instance.close()  # idle: the thread that prepared it is done
+            raise
+        old, carried = self._guest.wait(job)
         report = {
             "old_hash": old.sha256[:12] if old else None,
             "new_hash": candidate.checked.sha256[:12],
@@ -300,8 +385,32 @@ class Plugin:
         self.stats.last_reload = report
         return report
 
+    def _swap(self, candidate: Candidate) -> tuple[CheckedComponent | None, bool]:
+        old = self._checked
+        carried = False
+        try:
+            if candidate.checked.has_state:
+                data = self._snapshot() if self.stateful else None
+                data = data if data is not None else self.last_snapshot
+                if data is not None:
+                    failure = self._restore(self._guest, candidate.instance, data)
+                    if failure is not None:
+                        raise PluginLoadError(
+                            self.name, f"new version failed to restore state: {failure.reason}"
+                        )
+                    self.last_snapshot = data
+                    carried = True
+        except BaseException:
+            candidate.instance.close()
+            raise
+        self._go_live(candidate)
+        self.supervisor.reset()  # a new version starts with a clean record
+        self.stats.reloads += 1
+        self.stats.reload_error = None
+        return old, carried
+
     def _go_live(self, candidate: Candidate) -> None:
-        """Replace the live version in one step (caller holds the lock)."""
+        """Replace the live version in one step (on the plugin's thread)."""
         self._close_instance()
         self._checked, self._linker = candidate.checked, candidate.linker
         self._instance = candidate.instance
@@ -316,7 +425,7 @@ class Plugin:
         self.state = PluginState.FAILED
         self.stats.last_error = reason
 
-    def _instantiate(self, checked: CheckedComponent, linker: Any) -> Instance:
+    def _instantiate(self, guest: GuestThread, checked: CheckedComponent, linker: Any) -> Instance:
         instance = Instance(
             self.name,
             self._engine,
@@ -328,23 +437,32 @@ class Plugin:
         )
         if checked.has_settings:
             try:
-                instance.call("settings.configure", json.dumps(self.spec.settings))
+                self._guest_call(
+                    guest, instance, "settings.configure", json.dumps(self.spec.settings)
+                )
             except GuestError as exc:
                 instance.close()
                 raise PluginLoadError(self.name, f"refused its settings: {exc.reason}") from None
             except PluginTrap as exc:
                 instance.close()
                 raise PluginLoadError(self.name, exc.reason) from None
+            except BaseException:
+                instance.close()
+                raise
         return instance
 
-    @staticmethod
-    def _restore(instance: Instance, data: bytes) -> GuestError | PluginTrap | None:
+    def _restore(
+        self, guest: GuestThread, instance: Instance, data: bytes
+    ) -> GuestError | PluginTrap | None:
         """Restore ``data`` into ``instance``; the failure, if any, for the caller
         to judge (after a trap the instance is dead and must be replaced)."""
         try:
-            instance.call("state.restore", data)
+            self._guest_call(guest, instance, "state.restore", data)
         except (GuestError, PluginTrap) as exc:
             return exc
+        except BaseException:  # hung: the host stopped waiting, the instance goes
+            instance.close()
+            raise
         return None
 
     def _close_instance(self) -> None:
@@ -352,26 +470,48 @@ class Plugin:
             self._instance.close()
             self._instance = None
 
-    def close(self) -> None:
-        with self._lock:
-            self._close_instance()
-            self.state = PluginState.STOPPED
+    def close(self) -> bool:
+        """Stop the plugin and free its instance; False if a hung guest call
+        still holds it (the process must then exit without finalising it)."""
+        closed = True
+        try:
+            self._guest.run(self._close_instance)
+        except PluginHung as exc:
+            log.warning("[%s] left running at shutdown: %s", self.name, exc.reason)
+            closed = False
+        self.state = PluginState.STOPPED
+        self._guest.stop()
+        return closed
 
     # -- state ----------------------------------------------------------------
     def snapshot(self) -> bytes | None:
-        """Take the guest's state now (None without the state interface); blocking."""
-        with self._lock:
-            return self._snapshot_locked()
+        """Take the guest's state now (None without the state interface, or
+        while the plugin is not running); blocking."""
+        try:
+            result: bytes | None = self._guest.run(self._snapshot)
+        except PluginHung:
+            return None
+        return result
 
-    def _snapshot_locked(self) -> bytes | None:
-        if self._instance is None or not self.stateful:
+    async def snapshot_async(self) -> bytes | None:
+        """``snapshot`` for the event loop: holds no thread while it waits."""
+        try:
+            result: bytes | None = await self._guest.run_async(self._snapshot)
+        except PluginHung:
+            return None
+        return result
+
+    def _snapshot(self) -> bytes | None:
+        """On the plugin's thread. A trap is supervised like a poll's, so a
+        failing snapshot is retried after the backoff, not every cycle."""
+        if self._instance is None or not self.stateful or self.state is not PluginState.RUNNING:
             return None
         try:
-            data = self._instance.call("state.snapshot")
+            data = self._guest_call(self._guest, self._instance, "state.snapshot")
         except PluginTrap as exc:
-            self.stats.traps += 1
-            self.stats.last_error = exc.reason
             self._close_instance()
+            self._on_trap(exc.reason)
+            log.error("[%s] %s (instance discarded)", self.name, exc.reason)
             return None
         if not isinstance(data, bytes):
             return None
@@ -390,59 +530,76 @@ class Plugin:
         Raises ``GuestError`` for the guest's own error result, ``PluginTrap``
         when the guest trapped (the instance is discarded and the next call
         runs on a fresh one, restored from the last snapshot if the plugin has
-        state), ``PluginError`` when the plugin is not loaded.
+        state), ``PluginHung`` when the host stopped waiting for it,
+        ``PluginError`` when the plugin is not running.
         """
-        with self._lock:
-            state = self.state
-            if self._checked is None or state is PluginState.STOPPED:
-                raise PluginError(self.name, f"not running: {self.stats.last_error}")
-            if state is PluginState.QUARANTINED:
-                raise PluginError(self.name, "quarantined after repeated traps")
-            if state is PluginState.BACKOFF:
-                retry = self.supervisor.retry_in_s() or 0.0
-                raise PluginError(self.name, f"backing off after a trap ({retry:.1f} s left)")
-            if self._instance is None:
-                self._restart()
-            assert self._instance is not None
-            self.stats.polls += 1
-            started = time.perf_counter()
-            try:
-                result = self._instance.call(self._checked.logic_key, *args)
-            except GuestError as exc:
-                self.stats.errors += 1
-                self.stats.last_error = exc.reason
-                self.supervisor.on_success()  # an error result is a working instance
-                raise
-            except PluginTrap as exc:
-                self.stats.traps += 1
-                self.stats.last_error = exc.reason
-                self._close_instance()
-                self.supervisor.on_trap()
-                if self.supervisor.quarantined:
-                    log.error("[%s] quarantined after repeated traps: %s", self.name, exc.reason)
-                raise
-            else:
-                self.supervisor.on_success()
-                return result
-            finally:
-                self.stats.last_poll_ms = (time.perf_counter() - started) * 1000
+        return self._guest.run(lambda: self._call(*args))
+
+    async def call_async(self, *args: Any) -> Any:
+        """``call`` for the event loop: holds no thread while the guest runs."""
+        return await self._guest.run_async(lambda: self._call(*args))
+
+    def _call(self, *args: Any) -> Any:
+        state = self.state
+        if self._checked is None or state in (PluginState.STOPPED, PluginState.FAILED):
+            raise PluginError(self.name, f"not running: {self.stats.last_error}")
+        if state is PluginState.QUARANTINED:
+            raise PluginError(self.name, "quarantined after repeated traps")
+        if state is PluginState.BACKOFF:
+            retry = self.supervisor.retry_in_s() or 0.0
+            raise PluginError(self.name, f"backing off after a trap ({retry:.1f} s left)")
+        if self._instance is None:
+            self._restart_or_trap()
+        instance = self._instance
+        if instance is None:
+            raise PluginError(self.name, "no instance")
+        self.stats.polls += 1
+        started = time.perf_counter()
+        try:
+            result = self._guest_call(self._guest, instance, self._checked.logic_key, *args)
+        except GuestError as exc:
+            self.stats.errors += 1
+            self.stats.last_error = exc.reason
+            self.supervisor.on_success()  # an error result is a working instance
+            raise
+        except PluginTrap as exc:
+            self._close_instance()
+            self._on_trap(exc.reason)
+            raise
+        else:
+            self.supervisor.on_success()
+            return result
+        finally:
+            self.stats.last_poll_ms = (time.perf_counter() - started) * 1000
+
+    def _restart_or_trap(self) -> None:
+        """A fresh instance; one that cannot be made (configure or restore
+        trapped or refused) counts as a trap: backoff and quarantine, not
+        ``failed`` for good, since the next attempt may well work."""
+        try:
+            self._restart()
+        except PluginHung:
+            raise
+        except PluginError as exc:
+            reason = f"no new instance: {exc.reason}"
+            self._on_trap(reason)
+            raise PluginTrap(self.name, reason) from None
 
     def _restart(self) -> None:
         """A fresh instance after a trap, with the last snapshot restored if any."""
-        assert self._checked is not None
-        try:
-            self._instance = self._instantiate(self._checked, self._linker)
-        except PluginLoadError as exc:
-            self._fail(exc.reason)
-            raise
+        checked = self._checked
+        if checked is None:
+            raise PluginError(self.name, "not loaded")
+        instance = self._instantiate(self._guest, checked, self._linker)
         restored = False
-        if self.last_snapshot is not None and self._checked.has_state:
-            failure = self._restore(self._instance, self.last_snapshot)
+        if self.last_snapshot is not None and checked.has_state:
+            failure = self._restore(self._guest, instance, self.last_snapshot)
             restored = failure is None
             if failure is not None:
                 log.warning("[%s] snapshot not restored after trap: %s", self.name, failure.reason)
-                self._close_instance()
-                self._instance = self._instantiate(self._checked, self._linker)
+                instance.close()
+                instance = self._instantiate(self._guest, checked, self._linker)
+        self._instance = instance
         self.stats.restarts += 1
         self.state = PluginState.RUNNING
         log.warning(
@@ -456,6 +613,7 @@ class Plugin:
         checked = self._checked
         return {
             "state": self.state.value,
+            "hung": self.hung.to_json() if self.hung else None,
             "world": self.world,
             "polls": self.stats.polls,
             "errors": self.stats.errors,

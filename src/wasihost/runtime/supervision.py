@@ -2,9 +2,13 @@
 
 After a trap the plugin waits before its next instance runs, doubling on
 each consecutive trap up to the policy's maximum; a successful call resets
-the doubling. ``quarantine_after`` traps within ``window_s`` quarantine it:
-it is not polled until its file changes (a successful reload) or an
-operator resets it. Time is monotonic and injectable.
+the doubling. A crash loop is ``quarantine_after`` traps within ``window_s``
+while the plugin trapped more often than it succeeded since the first of
+them: it is quarantined, not polled until its file changes (a successful
+reload) or an operator resets it. The success count is what tells a crash
+loop from an occasional fault: a sensor whose driver trips once every ten
+polls keeps running (backing off after each trap), however long it runs.
+Time is monotonic and injectable.
 """
 
 from __future__ import annotations
@@ -33,23 +37,30 @@ class Supervisor:
         self.retry_at: float | None = None
         self.quarantined = False
         self.quarantines = 0
-        self._traps: deque[float] = deque()
+        # Traps within the window, each with the successes that followed it.
+        self._traps: deque[list[float]] = deque()
 
     def on_trap(self) -> None:
         now = self.clock()
-        self._traps.append(now)
-        while self._traps and now - self._traps[0] > self.policy.window_s:
+        self._traps.append([now, 0])
+        while self._traps and now - self._traps[0][0] > self.policy.window_s:
             self._traps.popleft()
         self.consecutive += 1
         delay = self.policy.backoff_initial_s * 2 ** (self.consecutive - 1)
         self.retry_at = now + min(self.policy.backoff_max_s, delay)
-        if len(self._traps) >= self.policy.quarantine_after and not self.quarantined:
+        successes = sum(trap[1] for trap in self._traps)
+        crash_loop = len(self._traps) >= self.policy.quarantine_after and successes < len(
+            self._traps
+        )
+        if crash_loop and not self.quarantined:
             self.quarantined = True
             self.quarantines += 1
 
     def on_success(self) -> None:
         self.consecutive = 0
         self.retry_at = None
+        if self._traps:
+            self._traps[-1][1] += 1
 
     def backing_off(self) -> bool:
         return self.retry_at is not None and self.clock() < self.retry_at

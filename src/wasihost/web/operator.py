@@ -20,6 +20,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from wasihost.errors import PluginError
+
 if TYPE_CHECKING:
     from wasihost.host import Host
 
@@ -102,8 +104,13 @@ def routes(host_key: web.AppKey[Host]) -> list[web.RouteDef]:
         )
 
     async def reset_plugin(request: web.Request) -> web.Response:
+        """409 with the reason when the plugin cannot be revived (hung, or its
+        new instance fails), rather than a 200 that changed nothing."""
         plugin = plugin_of(request)
-        await asyncio.to_thread(plugin.reset)
+        try:
+            await asyncio.to_thread(plugin.reset)
+        except PluginError as exc:
+            return error(409, exc.reason)
         return web.json_response(plugin.status())
 
     async def test_buzzer(request: web.Request) -> web.Response:

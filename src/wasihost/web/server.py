@@ -13,7 +13,6 @@ import html
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -51,7 +50,7 @@ def fallback_page(state: dict[str, Any], reason: str) -> str:
 
 
 class DashboardPages:
-    """Renders the dashboard at most once per cycle, on a thread of its own.
+    """Renders the dashboard at most once per cycle, on the dashboard plugin's thread.
 
     The page only changes when the state does, so every request within a
     cycle gets the same page: a hundred open tablets (or a hostile page
@@ -60,7 +59,6 @@ class DashboardPages:
     """
 
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="wasihost-render")
         self._lock = asyncio.Lock()
         self._key: tuple[Any, ...] | None = None
         self._page = ""
@@ -79,12 +77,13 @@ class DashboardPages:
         dashboard = host.dashboard
         if dashboard is None or dashboard.state is not PluginState.RUNNING:
             reason = "no dashboard plugin is running"
-            if dashboard is not None and dashboard.stats.last_error:
+            if dashboard is not None and dashboard.hung is not None:
+                reason += f" ({dashboard.hung.reason(time.monotonic())})"
+            elif dashboard is not None and dashboard.stats.last_error:
                 reason += f" ({dashboard.stats.last_error})"
             return fallback_page(state, reason)
-        loop = asyncio.get_running_loop()
-        try:
-            page = await loop.run_in_executor(self._executor, dashboard.call, json.dumps(state))
+        try:  # on the plugin's own thread, given up on past its deadline
+            page = await dashboard.call_async(json.dumps(state))
         except PluginError as exc:
             log.warning("dashboard render failed: %s", exc.reason)
             return fallback_page(state, exc.reason)
@@ -98,7 +97,7 @@ class DashboardPages:
         return page
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Nothing to free: renders run on the plugin's thread, which the host stops."""
 
 
 PAGES_KEY: web.AppKey[DashboardPages] = web.AppKey("pages")

@@ -1,0 +1,217 @@
+"""A plugin's own thread, and waits on it that give up on a blocked guest.
+
+Epoch interruption stops wasm code on time, but not a guest blocked inside a
+WASI call: ``time.sleep`` is a ``wasi:io/poll`` wait on a clock, and wasmtime
+lets it run to its end whatever the deadline (the trap comes only when the
+guest gets back to wasm code). wasmtime-py offers no way to bound or cancel
+such a wait, so the host stops *waiting* instead: each plugin's calls run on
+a thread of its own, every guest call is watched, and a caller that has
+waited the call's deadline plus ``GRACE_S`` gets ``PluginHung`` and goes on.
+The thread stays with its guest until the wait ends; meanwhile the plugin is
+``hung`` and takes no new work, then its owner supervises the late return
+like a trap (``on_return``).
+
+Why a thread per plugin rather than a pool: calls that never return would
+use up a shared pool (asyncio's default one has six threads on a 2-core
+machine) and stall every plugin behind them. One thread per plugin also
+means a plugin's store is only ever entered from one thread, which is what
+wasmtime requires, without a lock that a hung call would hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from wasihost.errors import PluginHung
+
+log = logging.getLogger("wasihost.plugin")
+
+T = TypeVar("T")
+
+# How long past its deadline a guest call may take before the caller stops
+# waiting. A spinning guest traps within a tick (10 ms) of its deadline when
+# the machine is quiet; the margin keeps a busy machine's late traps from
+# being mistaken for a blocked call.
+GRACE_S = 0.5
+
+
+@dataclass(frozen=True)
+class HungCall:
+    """A guest call the host stopped waiting for."""
+
+    call: str  # the export, e.g. "sensor-logic.poll"
+    since_ms: int  # wall clock when the call started, for people
+    started: float  # monotonic, for durations
+
+    def reason(self, now: float) -> str:
+        return (
+            f"hung in {self.call} for {now - self.started:.1f} s, blocked in a host call "
+            "past its deadline; not called again until that call returns"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"call": self.call, "since_ms": self.since_ms}
+
+
+@dataclass(frozen=True)
+class _Current:
+    call: str
+    started: float
+    since_ms: int
+
+
+def _settle(future: Future[Any], result: Any, error: BaseException | None) -> None:
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+Job = tuple[Callable[[], Any], "Future[Any]"]
+
+
+class GuestThread:
+    """Runs one plugin's work, one job at a time, on a daemon thread of its own.
+
+    ``on_return(hung, error)`` runs on this thread when a job the callers gave
+    up on finally ends, before the thread takes new work.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        plugin: str,
+        timeout_ms: int,
+        wall_ms: Callable[[], int],
+        on_return: Callable[[HungCall, BaseException | None], None],
+    ) -> None:
+        self.plugin = plugin
+        self._limit_s = timeout_ms / 1000 + GRACE_S
+        self._wall_ms = wall_ms
+        self._on_return = on_return
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._current: _Current | None = None
+        self.hung: HungCall | None = None
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    # -- on this thread ------------------------------------------------------------
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            work, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            error: BaseException | None = None
+            result: Any = None
+            try:
+                result = work()
+            except BaseException as exc:  # handed to the caller (or to on_return)
+                error = exc
+            self._current = None
+            with self._lock:  # settled under the lock a waiter declares a hang with
+                hung = self.hung
+                if hung is None:
+                    _settle(future, result, error)
+            if hung is not None:  # the callers are gone: supervise the late return
+                try:
+                    self._on_return(hung, error)
+                except Exception:  # supervision must never kill the thread
+                    log.exception("[%s] recovering from a hung call failed", self.plugin)
+                with self._lock:
+                    self.hung = None
+                _settle(future, result, error)
+
+    @contextlib.contextmanager
+    def watching(self, call: str) -> Iterator[None]:
+        """Mark a guest call in progress, so waiters know whose deadline runs.
+
+        A job the callers gave up on stops at its next guest call boundary:
+        its caller is gone, and what it would do next (restore into a new
+        version, go live) must not happen behind their back.
+        """
+        self._current = _Current(call, time.monotonic(), self._wall_ms())
+        try:
+            yield
+        except BaseException:
+            if self.hung is not None:  # a late trap is the hang's outcome, not a new fault
+                raise PluginHung(self.plugin, self.hung.reason(time.monotonic())) from None
+            raise
+        else:
+            if self.hung is not None:
+                raise PluginHung(self.plugin, self.hung.reason(time.monotonic()))
+        finally:
+            self._current = None
+
+    # -- from other threads --------------------------------------------------------
+    def submit(self, work: Callable[[], T]) -> Future[T]:
+        """Queue ``work``; refused at once while a call is hung (it would wait behind it)."""
+        with self._lock:
+            if self.hung is not None:
+                raise PluginHung(self.plugin, self.hung.reason(time.monotonic()))
+            future: Future[T] = Future()
+            self._jobs.put((work, future))
+        return future
+
+    def run(self, work: Callable[[], T]) -> T:
+        """Run ``work`` on this thread and wait for it, but never past a guest
+        call's deadline plus the grace."""
+        return self.wait(self.submit(work))
+
+    async def run_async(self, work: Callable[[], T]) -> T:
+        """``run`` for the event loop: waits without holding any thread."""
+        return await self.wait_async(self.submit(work))
+
+    def wait(self, future: Future[T]) -> T:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                return future.result(timeout=self._wait_s())
+            self._give_up_if_late(future)
+
+    async def wait_async(self, future: Future[T]) -> T:
+        waiting = asyncio.wrap_future(future)
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=self._wait_s())
+            if done:
+                return waiting.result()
+            self._give_up_if_late(future)
+
+    def _wait_s(self) -> float:
+        """How long a waiter may wait before looking again."""
+        current = self._current
+        if current is None:  # host-side work between guest calls: look again soon
+            return 0.05
+        return max(0.0, current.started + self._limit_s - time.monotonic()) + 0.001
+
+    def _give_up_if_late(self, future: Future[Any]) -> None:
+        """Declare the running call hung if it is past its limit (raises PluginHung)."""
+        current = self._current
+        now = time.monotonic()
+        if current is None or now - current.started < self._limit_s:
+            return
+        with self._lock:
+            if future.done():  # it ended just now: the caller takes its outcome
+                return
+            if self.hung is None:
+                self.hung = HungCall(current.call, current.since_ms, current.started)
+                log.error("[%s] %s", self.plugin, self.hung.reason(now))
+            hung = self.hung
+        raise PluginHung(self.plugin, hung.reason(now))
+
+    def stop(self) -> None:
+        """Let the thread end after its queued work (at once if idle)."""
+        self._jobs.put(None)
+
+    def join(self, timeout_s: float) -> bool:
+        """Whether the thread ended within ``timeout_s``."""
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
