@@ -80,3 +80,27 @@ def test_unknown_world_is_refused_not_a_crash(
     assert not ok
     assert "✗ plugins.dht22 (no-such-plugin)" in report
     assert "would refuse it: unknown world 'no-such-plugin' (expected one of: " in report
+
+
+def test_every_built_plugin_but_the_forged_one_passes_the_type_check(
+    built: dict[str, Path],
+) -> None:
+    """The type comparison accepts what componentize-py builds from the real WIT."""
+    for name, path in built.items():
+        ok, report = run(path, None, None)
+        assert ok == (name != "forged-types"), (name, report)
+
+
+def test_a_forged_component_is_refused_naming_the_difference(
+    built: dict[str, Path], make_config: Callable[..., HostConfig]
+) -> None:
+    config = make_config({"dht22": {"led": 1}})
+    ok, report = run(built["forged-types"], config, "dht22")
+    assert not ok
+    assert "✗ plugins.dht22 (dht22-plugin)" in report
+    assert (
+        "built against another contract: imports "
+        "wasihost:plugin/gpio-provider@0.1.0#get-timestamp-ms returning string, "
+        "the contract says u64" in report
+    )
+    assert main(["check", str(built["forged-types"]), "--config", str(Path("none.toml"))]) == 1

@@ -38,10 +38,11 @@ import pytest
 
 from wasihost.boards.base import OFF
 from wasihost.boards.sim import SimBoard
+from wasihost.build import read_manifest
 from wasihost.capabilities import PROVIDERS, CapabilityContext, Grants
 from wasihost.check import run_check
 from wasihost.config import HostConfig
-from wasihost.errors import CapabilityError, PluginLoadError
+from wasihost.errors import BuildError, CapabilityError, PluginLoadError
 from wasihost.host import Host
 from wasihost.leds import LedBuffer
 from wasihost.readings import MAX_STATUS, normalise
@@ -508,3 +509,18 @@ def test_reading_status_strings_are_bounded_and_numbers_finite() -> None:
     assert len(str(reading.status["nested"])) <= MAX_STATUS + 20
     assert all(len(key) <= 64 for key in reading.status)
     json.dumps({"m": [m.value for m in reading.measurements], "s": reading.status}, allow_nan=False)
+
+
+def test_a_plugins_own_wit_folder_must_exist(tmp_path: Path) -> None:
+    """The ``wit`` key that lets the forged plugin carry its WIT names a folder in the plugin."""
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (tmp_path / "outside").mkdir()
+    for wit in ("../outside", "missing", "1"):
+        (plugin / "plugin.toml").write_text(f'world = "dht22-plugin"\nwit = "{wit}"\n')
+        with pytest.raises(BuildError, match=r"wit: expected wit = \"<folder in "):
+            read_manifest(plugin)
+    tmp_path = plugin
+    (tmp_path / "wit").mkdir()
+    (tmp_path / "plugin.toml").write_text('world = "dht22-plugin"\nwit = "wit"\n')
+    assert read_manifest(tmp_path).wit == "wit"

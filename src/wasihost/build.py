@@ -86,8 +86,11 @@ def read_manifest(plugin_dir: Path) -> Manifest:
         raise BuildError(f'{path}: world: expected world = "<world name>"')
     if not isinstance(state, bool):
         raise BuildError(f"{path}: state: expected true or false, got {state!r}")
-    if wit is not None and (not isinstance(wit, str) or not (plugin_dir / wit).is_dir()):
-        raise BuildError(f'{path}: wit: expected wit = "<folder in {plugin_dir}>", got {wit!r}')
+    if wit is not None:
+        folder = plugin_dir / str(wit)
+        inside = folder.resolve().is_relative_to(plugin_dir.resolve())
+        if not isinstance(wit, str) or not inside or not folder.is_dir():
+            raise BuildError(f'{path}: wit: expected wit = "<folder in {plugin_dir}>", got {wit!r}')
     return Manifest(world, state, wit)
 
 
