@@ -11,6 +11,7 @@ these blocking methods off the event loop.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +37,13 @@ CREATE TABLE IF NOT EXISTS samples (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS samples_by_time ON samples (ts_ms);
 """
+
+
+# Only finite numbers are samples. The host writes nothing else, but the file
+# is on disk: a tampered or damaged database may hold text, blobs or ±inf
+# (SQLite stores NaN as NULL, which the schema refuses), and strict JSON has
+# no way to carry them. abs() of a text is 0.0, hence the typeof().
+FINITE = "typeof(value) IN ('real', 'integer') AND abs(value) <= 1.7976931348623157e308"
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,8 @@ class History:
                 return Series(plugin, field, "", since_ms, until_ms, [], False)
             series_id, unit = row
             (count,) = self._db.execute(
-                "SELECT COUNT(*) FROM samples WHERE series_id = ? AND ts_ms BETWEEN ? AND ?",
+                "SELECT COUNT(*) FROM samples "
+                f"WHERE series_id = ? AND ts_ms BETWEEN ? AND ? AND {FINITE}",
                 (series_id, since_ms, until_ms),
             ).fetchone()
             downsampled = count > max_points
@@ -128,17 +137,18 @@ class History:
                 bucket = max(1, -(-(until_ms - since_ms + 1) // max_points))
                 cursor = self._db.execute(
                     "SELECT CAST(AVG(ts_ms) AS INTEGER), AVG(value) FROM samples "
-                    "WHERE series_id = ? AND ts_ms BETWEEN ? AND ? "
+                    f"WHERE series_id = ? AND ts_ms BETWEEN ? AND ? AND {FINITE} "
                     "GROUP BY (ts_ms - ?) / ? ORDER BY 1",
                     (series_id, since_ms, until_ms, since_ms, bucket),
                 )
             else:
                 cursor = self._db.execute(
                     "SELECT ts_ms, value FROM samples "
-                    "WHERE series_id = ? AND ts_ms BETWEEN ? AND ? ORDER BY ts_ms",
+                    f"WHERE series_id = ? AND ts_ms BETWEEN ? AND ? AND {FINITE} ORDER BY ts_ms",
                     (series_id, since_ms, until_ms),
                 )
-            points = [(int(t), float(v)) for t, v in cursor]
+            # An average of finite values can still overflow to inf: that bucket is dropped.
+            points = [(int(t), float(v)) for t, v in cursor if math.isfinite(v)]
         return Series(plugin, field, unit, since_ms, until_ms, points, downsampled)
 
     def fields(self) -> list[tuple[str, str, str]]:

@@ -21,6 +21,7 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wasihost.errors import PluginError
+from wasihost.web import edge
 
 if TYPE_CHECKING:
     from wasihost.host import Host
@@ -42,7 +43,10 @@ def require_token(host_key: web.AppKey[Host], handler: Handler) -> Handler:
         if token is None:
             return error(403, f"operator endpoints are disabled: set {TOKEN_ENV} or [web] token")
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        # aiohttp keeps bytes that are not UTF-8 as surrogates; such a token is
+        # simply wrong, and must not raise while being compared.
+        offered = given.encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(offered, token.encode()):
             return error(401, "a valid bearer token is required", **{"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
@@ -73,7 +77,14 @@ def _json_http(kind: type[web.HTTPClientError], reason: str) -> web.HTTPClientEr
 
 async def parse_body(request: web.Request, model: type[Model]) -> Model:
     """The JSON body as ``model``; raises an HTTP 400 naming the bad field."""
-    raw = await request.read()
+    try:  # a body trickled in byte by byte must not hold the handler for ever
+        async with asyncio.timeout(edge.BODY_TIMEOUT_S):
+            raw = await request.read()
+    except TimeoutError:
+        raise _json_http(
+            web.HTTPRequestTimeout,
+            f"the request body did not arrive within {edge.BODY_TIMEOUT_S} s",
+        ) from None
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:

@@ -12,6 +12,7 @@ import asyncio
 import html
 import json
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from aiohttp.typedefs import Handler
 from wasihost.capabilities.context import wall_clock_ms
 from wasihost.errors import ConfigError, PluginError
 from wasihost.runtime.plugin import PluginState
-from wasihost.web import operator
+from wasihost.web import edge, operator
 
 if TYPE_CHECKING:
     from wasihost.host import Host
@@ -141,8 +142,20 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if healthy or state.cycle == 0 else 503)
 
 
+# Each open dashboard holds one stream (one socket, one file descriptor) for as
+# long as it stays open; past this many, more are refused rather than letting
+# streams take every descriptor the host has.
+MAX_STREAMS = 32
+
+
 async def stream(request: web.Request) -> web.StreamResponse:
     host = request.app[HOST_KEY]
+    if host.stream.clients >= MAX_STREAMS:
+        return operator.error(
+            503,
+            f"too many open streams ({MAX_STREAMS}); close a dashboard and retry",
+            **{"Retry-After": "30"},
+        )
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -154,9 +167,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
     if host.stream.latest is None:
         host.stream.publish(json.dumps(host.snapshot()))
     async for event in host.stream.events():
-        try:
-            await response.write(event)
-        except ConnectionError:  # ConnectionResetError included
+        try:  # a client that stops reading must not hold its stream slot for ever
+            async with asyncio.timeout(edge.IDLE_TIMEOUT_S):
+                await response.write(event)
+        except (ConnectionError, TimeoutError):  # ConnectionResetError included
             break
     return response
 
@@ -165,14 +179,30 @@ class BadRequest(ValueError):
     """A query parameter is missing or invalid; the message names it."""
 
 
+_DIGITS = re.compile(r"[0-9]{1,16}")
+MAX_NAME_CHARS = 200
+
+
+def _str_param(request: web.Request, name: str) -> str:
+    """A parameter given at most once (a repeated one is ambiguous, so refused)."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise BadRequest(f"{name}: given {len(values)} times, expected once")
+    value = values[0] if values else ""
+    if len(value) > MAX_NAME_CHARS:
+        raise BadRequest(f"{name}: longer than {MAX_NAME_CHARS} characters")
+    return value
+
+
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
+    raw = _str_param(request, name)
+    if raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name}: expected an integer, got {raw[:40]!r}") from None
+    # ASCII digits only: int() also takes "٣", "1_000" and " 5 ", and spends
+    # quadratic time on thousands of digits before refusing them.
+    if not _DIGITS.fullmatch(raw):
+        raise BadRequest(f"{name}: expected an integer of 1 to 16 digits, got {raw[:40]!r}")
+    value = int(raw)
     if not low <= value <= high:
         raise BadRequest(f"{name}: expected {low}..{high}, got {value}")
     return value
@@ -188,8 +218,8 @@ async def history(request: web.Request) -> web.Response:
     if host.history is None:
         return operator.error(404, "history is disabled ([history] enabled)")
     try:
-        plugin = request.query.get("plugin", "")
-        field = request.query.get("field", "")
+        plugin = _str_param(request, "plugin")
+        field = _str_param(request, "field")
         if not plugin or not field:
             raise BadRequest("plugin and field are required, e.g. ?plugin=dht22&field=temperature")
         now = wall_clock_ms()
@@ -205,7 +235,13 @@ async def history(request: web.Request) -> web.Response:
     # A series with no samples yet is an empty 200, not a 404: a dashboard
     # opened right after start-up asks before the first cycle has run.
     series = await asyncio.to_thread(host.history.query, plugin, field, since, until, points)
-    return web.json_response(series.to_json())
+    # The query drops non-finite values; strict JSON here makes a regression an
+    # error in the log instead of a document browsers cannot parse.
+    return web.json_response(series.to_json(), dumps=_strict_dumps)
+
+
+def _strict_dumps(value: object) -> str:
+    return json.dumps(value, allow_nan=False)
 
 
 FAVICON = (
@@ -239,7 +275,11 @@ MAX_BODY_BYTES = 16 * 1024  # operator requests are tiny JSON documents
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every API error is JSON with a reason, including aiohttp's own 404/405/413."""
+    """Every API error is JSON with a reason, including aiohttp's own 404/405/413;
+    a target that is not text is refused before any handler reads it."""
+    problem = edge.target_problem(request)
+    if problem is not None:
+        return operator.error(400, problem)
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -277,18 +317,33 @@ def create_app(host: Host) -> web.Application:
     return app
 
 
-async def serve(host: Host, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set; a port that cannot be bound stops the host."""
-    runner = web.AppRunner(create_app(host), access_log=None)
+async def start(host: Host, address: str, port: int) -> web.AppRunner:
+    """The app listening on ``address:port`` (0: a free port, see ``runner.addresses``).
+
+    Tests start the server through here too, so they meet the same limits as
+    a deployed host. Raises ``OSError`` when the port cannot be bound.
+    """
+    runner = web.AppRunner(create_app(host), **edge.runner_options())
     await runner.setup()
-    address, port = host.config.web.host, host.config.web.port
     try:
         await web.TCPSite(runner, address, port).start()
-    except OSError as exc:
+    except OSError:
         await runner.cleanup()
+        raise
+    return runner
+
+
+async def serve(host: Host, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set; a port that cannot be bound stops the host."""
+    address, port = host.config.web.host, host.config.web.port
+    try:
+        runner = await start(host, address, port)
+    except OSError as exc:
         stop.set()
         raise ConfigError(f"web: cannot listen on {address}:{port}: {exc.strerror}") from None
     log.info("dashboard on http://%s:%d", address, port)
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(edge.ResourceWarnings(loop))
     try:
         await stop.wait()
     finally:
