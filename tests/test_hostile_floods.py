@@ -199,3 +199,85 @@ async def test_format_characters_in_guest_output_and_errors_are_escaped(
     assert host.statuses()["erring"]["last_error"] == FORMAT_ESCAPED
     for record in caplog.records:
         assert calls.printable(record.getMessage()) == record.getMessage(), record.getMessage()
+
+
+# -- strings the guest sends, bounded before they cost the host -------------------------
+def peak_rss_growth() -> Callable[[], int]:
+    """Reset the process's peak resident set (Linux: ``clear_refs``); the returned
+    function gives the growth of the peak since, in bytes."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError as exc:
+        pytest.skip(f"cannot reset the peak RSS here: {exc}")
+
+    def peak() -> int:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM in /proc/self/status")
+
+    start = peak()
+    return lambda: peak() - start
+
+
+def renderer(mode: str, **limits: Any) -> dict[str, dict[str, Any]]:
+    """``hostile-dashboard`` as the dashboard, its attack selected by a sensor plugin's name."""
+    return {
+        "dashboard": {"source": "hostile-dashboard", "world": "dashboard-plugin", **limits},
+        f"select-{mode}": {"source": "chaos", "world": "dht22-plugin", "settings": {}},
+    }
+
+
+PAGE_BYTES = 120_000_000  # hostile-dashboard "flood": a page just under wasmtime's 128 MiB
+# The floor, measured at 497 MB for this page: the guest's two copies of it in its own
+# memory and the two wasmtime makes when it lifts the result (its C API hands a string
+# over whole; a string over 128 MiB traps in wasmtime itself). Decoding it into Python
+# as well took the generic path to 617 MB; the typed paths' decode came after wasmtime
+# had freed its copies, so it added to the time and the garbage, not to the peak.
+HOST_OVERHEAD_BOUND = 60_000_000
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_120_mb_page_is_refused_before_it_is_decoded(
+    path: str, make_config: MakeConfig, make_host: MakeHost, board: SimBoard
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from wasihost.web.server import create_app
+
+    board.set_dht22(21.0, 45.0)
+    host = make_host(
+        make_config(
+            {**renderer("flood", max_memory_mb=512, timeout_ms=2000), **well_behaved()},
+            runtime={"call_path": path},
+        )
+    )
+    await run_cycles(host, 1, lambda cycle: None)
+    async with TestClient(TestServer(create_app(host))) as client:
+        growth = peak_rss_growth()
+        response = await client.get("/")
+        page = await response.text()
+        grown = growth()
+    assert response.status == 200
+    assert "Dashboard unavailable" in page
+    assert (
+        f"dashboard-logic.render: the returned page is over {calls.MAX_PAGE_CHARS} characters "
+        f"({PAGE_BYTES} bytes of UTF-8, refused as lifted)"
+    ) in page
+    assert len(page) < 100_000
+    assert grown < 4 * PAGE_BYTES + HOST_OVERHEAD_BOUND, f"peak RSS grew {grown / 1e6:.0f} MB"
+    assert host.statuses()["dashboard"]["state"] == "running"  # refused, not trapped
+    await run_cycles(host, 1, lambda cycle: None)
+    assert_good_polled(host, 2)
+
+
+def test_a_page_under_the_cap_in_characters_is_not_refused_for_its_bytes(
+    make_config: MakeConfig, make_host: MakeHost
+) -> None:
+    """1 999 000 characters of 3-byte UTF-8: 6 MB, but under 2 M characters."""
+    host = make_host(make_config(renderer("wide"), runtime={"call_path": "compiled"}))
+    state = '{"readings": {"select-wide": {}}}'
+    page = host.plugins["dashboard"].call(state)
+    assert len(page) == 1_999_000 and len(page.encode()) == 5_996_994

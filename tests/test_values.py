@@ -24,7 +24,14 @@ from wasmtime import component
 
 from wasihost.errors import CapabilityError, GuestError, PluginError, PluginTrap
 from wasihost.runtime import compiled
-from wasihost.runtime.calls import ExportFunction, forget_host_failures, host_failures
+from wasihost.runtime.calls import (
+    MAX_ERROR_CHARS,
+    MAX_STRING_CHARS,
+    ExportFunction,
+    bounded,
+    forget_host_failures,
+    host_failures,
+)
 from wasihost.runtime.instance import define_capability, plan_export
 from wasihost.runtime.plans import CapabilityCall, TypedExport
 
@@ -582,3 +589,46 @@ def test_a_capability_name_defined_twice_is_refused_without_harm(engine: wasmtim
         assert compiled.export("test", "g", func, store, 0)(store, 7) == 7
     finally:
         store.close()
+
+
+# --- strings the guest returns are capped as they are lifted -------------------------
+CAP = MAX_STRING_CHARS
+
+
+@pytest.mark.parametrize("export", PATHS)
+def test_a_returned_string_over_its_cap_is_refused_on_every_path(
+    engine: wasmtime.Engine, export: str
+) -> None:
+    """The cap counts characters: 2-byte characters up to the cap pass, one more is
+    refused, and a string far over it is refused from its length alone."""
+    harness = Harness(engine, *_case("string"), host="typed", export=export)
+    try:
+        for fits in ("x" * CAP, "é" * CAP, "€" * (CAP - 1) + "x"):
+            assert harness.call(fits, export) == ("ok", fits)
+        for size, over in ((CAP + 1, "x" * (CAP + 1)), (2 * CAP + 2, "é" * (CAP + 1)),
+                           (3 * 100_000, "€" * 100_000)):  # fmt: skip
+            assert harness.call(over, export) == (  # a GuestError: the instance lives on
+                "err",
+                f"g: the returned string is over {CAP} characters "
+                f"({size} bytes of UTF-8, refused as lifted)",
+            )
+        assert harness.call("still alive", export) == ("ok", "still alive")
+    finally:
+        harness.close()
+
+
+@pytest.mark.parametrize("export", PATHS)
+@pytest.mark.parametrize("name", ["result<f32, string>", "result<string, string>"])
+def test_a_long_error_string_is_cut_alike_on_every_path(
+    engine: wasmtime.Engine, name: str, export: str
+) -> None:
+    harness = Harness(engine, *_case(name), host="typed", export=export)
+    tagged = name == "result<string, string>"
+    try:
+        for error in ("ü" * 200_000, "e" * (MAX_ERROR_CHARS + 1), "ok" * 10):
+            outcome = harness.call({"tag": "err", "payload": error} if tagged else error, export)
+            assert outcome == ("err", bounded(error))
+            assert len(outcome[1]) <= MAX_ERROR_CHARS
+        assert bounded("ü" * 200_000).endswith("… [199520 chars cut]")  # 480 kept
+    finally:
+        harness.close()

@@ -79,6 +79,8 @@ static epoch_deadline_fn set_epoch_deadline;
 static add_func_fn add_func;
 static PyObject *LayoutError, *WasihostError;
 static PyObject *ArgumentErrors; /* what a bad export argument raises (calls.ARGUMENT_ERRORS) */
+static PyObject *StringOverCap;  /* values.StringOverCap(size, cap) */
+static PyObject *Shortened;      /* values.shortened(head, total, cap) -> str */
 
 /* The exception being raised, normalised, with its traceback; clears it. */
 static PyObject *fetch(void) {
@@ -104,6 +106,8 @@ struct desc {
     PyObject *fallback;    /* record: values_of(value); option, result: accepts(value) */
     PyObject *fallback2;   /* result: accepts(value) for the err case */
     PyObject *owner;       /* keeps the UTF-8 of `names` alive */
+    Py_ssize_t cap;        /* string: at most this many characters (0: no cap) */
+    bool cut;              /* string: cut to `cap` rather than refused */
 };
 
 static void desc_free(desc_t *d) {
@@ -123,7 +127,8 @@ static void desc_free(desc_t *d) {
     PyMem_Free(d);
 }
 
-/* (code,) | (ENUM, names) | (LIST, item) | (TUPLE, items) | (OPTION, payload, accepts)
+/* (code,) | (STRING, cap, cut) | (ENUM, names) | (LIST, item) | (TUPLE, items)
+ * | (OPTION, payload, accepts)
  * | (RECORD, keys, wit_names, items, values_of)
  * | (RESULT, ok or None, err or None, accepts_ok, accepts_err): results and options as
  *   values are untagged (values.py); compiled.py refuses the tagged ones. */
@@ -136,7 +141,16 @@ static desc_t *desc_new(PyObject *spec) {
     Py_ssize_t n = PyTuple_GET_SIZE(spec);
     switch (d->code) {
     case K_BOOL: case K_S8: case K_U8: case K_S16: case K_U16: case K_S32: case K_U32:
-    case K_S64: case K_U64: case K_F32: case K_F64: case K_CHAR: case K_STRING: case K_LIST_U8:
+    case K_S64: case K_U64: case K_F32: case K_F64: case K_CHAR: case K_LIST_U8:
+        return d;
+    case K_STRING:
+        if (n == 3) {
+            d->cap = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1));
+            if (d->cap == -1 && PyErr_Occurred()) goto fail;
+            d->cut = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 2)) == 1;
+        } else if (n != 1) {
+            goto bad;
+        }
         return d;
     case K_ENUM: {
         PyObject *names = n == 2 ? PyTuple_GET_ITEM(spec, 1) : NULL;
@@ -535,6 +549,34 @@ static PyObject *text(const val_t *v) {
     return PyUnicode_DecodeUTF8(v->of.text.data, (Py_ssize_t)v->of.text.size, NULL);
 }
 
+/* A string over its cap: refused from its length (more bytes than 4 per character
+ * allowed, never decoded) or after counting its characters; or, for `cut`, its head
+ * decoded (at most 4 * cap bytes) and shortened with a note, as values.py does. */
+static PyObject *capped_text(desc_t *d, const val_t *v) {
+    size_t size = v->of.text.size, limit = (size_t)d->cap * 4;
+    const unsigned char *data = (const unsigned char *)v->of.text.data;
+    if (d->cap == 0 || size <= (size_t)d->cap) return text(v);
+    if (size > limit && !d->cut)
+        goto refuse;
+    size_t chars = 0;
+    for (size_t i = 0; i < size; i++) chars += (data[i] & 0xC0) != 0x80;
+    if (chars <= (size_t)d->cap) return text(v);
+    if (!d->cut) goto refuse;
+    size_t end = size < limit ? size : limit;
+    while (end < size && (data[end] & 0xC0) == 0x80) end--;
+    PyObject *head = PyUnicode_DecodeUTF8((const char *)data, (Py_ssize_t)end, NULL);
+    if (head == NULL) return NULL;
+    return PyObject_CallFunction(Shortened, "Nnn", head, (Py_ssize_t)chars, d->cap);
+refuse: {
+        PyObject *exc = PyObject_CallFunction(StringOverCap, "nn", (Py_ssize_t)size, d->cap);
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
+}
+
 static PyObject *lift(desc_t *d, const val_t *v) {
     int kind = d->code == K_LIST_U8 ? K_LIST : d->code;
     if (v->kind != kind) return layout("value", kind, v->kind);
@@ -551,7 +593,8 @@ static PyObject *lift(desc_t *d, const val_t *v) {
     case K_F32: return PyFloat_FromDouble((double)v->of.f32);
     case K_F64: return PyFloat_FromDouble(v->of.f64);
     case K_CHAR: return PyUnicode_FromOrdinal((int)v->of.character);
-    case K_STRING: case K_ENUM: return text(v);
+    case K_STRING: return d->cap ? capped_text(d, v) : text(v);
+    case K_ENUM: return text(v);
     case K_LIST_U8: {
         size_t size = v->of.list.size;
         PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
@@ -1042,7 +1085,9 @@ static PyObject *export_call(Export *self, PyObject *const *args, size_t nargsf,
     }
     val_delete(result);
     memset(result, 0, sizeof(val_t));
-    if (value == NULL) return raise_current_from_hook(self, "unreadable");
+    if (value == NULL)
+        return raise_current_from_hook(
+            self, PyErr_ExceptionMatches(StringOverCap) ? "over_cap" : "unreadable");
     if (!ok) {
         raise_from_hook(self, "guest_error", value);
         Py_DECREF(value);
@@ -1079,13 +1124,14 @@ static int address(PyObject *functions, const char *name, void **out) {
     return *out == NULL ? -1 : 0;
 }
 
-/* setup(functions, layout, kinds, LayoutError, WasihostError, argument_errors): refuses a
- * layout other than the one this file was written for. */
+/* setup(functions, layout, kinds, LayoutError, WasihostError, argument_errors,
+ * StringOverCap, shortened): refuses a layout other than the one this file was written for. */
 static PyObject *setup(PyObject *module, PyObject *args) {
     PyObject *functions, *layout_given, *kinds, *layout_error, *wasihost_error, *argument_errors;
-    if (!PyArg_ParseTuple(args, "O!O!O!OOO", &PyDict_Type, &functions, &PyDict_Type,
+    PyObject *string_over_cap, *shortened;
+    if (!PyArg_ParseTuple(args, "O!O!O!OOOOO", &PyDict_Type, &functions, &PyDict_Type,
                           &layout_given, &PyDict_Type, &kinds, &layout_error, &wasihost_error,
-                          &argument_errors))
+                          &argument_errors, &string_over_cap, &shortened))
         return NULL;
     const struct { const char *name; long value; } expected[] = {
         {"val", sizeof(val_t)},
@@ -1126,6 +1172,8 @@ static PyObject *setup(PyObject *module, PyObject *args) {
     Py_XSETREF(LayoutError, Py_NewRef(layout_error));
     Py_XSETREF(WasihostError, Py_NewRef(wasihost_error));
     Py_XSETREF(ArgumentErrors, Py_NewRef(argument_errors));
+    Py_XSETREF(StringOverCap, Py_NewRef(string_over_cap));
+    Py_XSETREF(Shortened, Py_NewRef(shortened));
     Py_RETURN_NONE;
 }
 

@@ -27,14 +27,33 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime import component
+from wasmtime.component._enter import enter_wasm
 
 from wasihost.errors import GuestError, PluginError, PluginTrap, WasihostError
+from wasihost.runtime.values import (
+    StringOverCap,
+    capped_text,
+    check_strings,
+    error_string,
+    shortened,
+)
 
 log = logging.getLogger("wasihost.calls")
 
 # Error text from a guest ends up in logs, /api/plugins and the dashboard:
 # a plugin returning megabytes of it must not make any of those huge.
 MAX_ERROR_CHARS = 500
+# Strings a guest returns are refused over these caps when they are lifted, from
+# the length wasmtime reports, before they are decoded into Python (the error
+# string of a ``result`` is cut to MAX_ERROR_CHARS there instead).
+MAX_STRING_CHARS = 64 * 1024
+MAX_PAGE_CHARS = 2_000_000  # a real dashboard is tens of KB; more is a broken or hostile plugin
+STRING_CAPS: dict[str, tuple[int, str]] = {"dashboard-logic.render": (MAX_PAGE_CHARS, "page")}
+
+
+def string_cap(function: str) -> tuple[int, str]:
+    """The cap on strings export ``function`` returns, and what to call them."""
+    return STRING_CAPS.get(function, (MAX_STRING_CHARS, "string"))
 
 
 def printable(text: str) -> str:
@@ -55,10 +74,10 @@ def printable(text: str) -> str:
 
 
 def bounded(message: str) -> str:
-    """Guest error text, escaped and cut to ``MAX_ERROR_CHARS``."""
+    """Guest error text, escaped and cut to ``MAX_ERROR_CHARS`` (as the typed
+    paths cut it when lifting it, so a cut text passes here unchanged)."""
     if len(message) > MAX_ERROR_CHARS:
-        cut = len(message) - MAX_ERROR_CHARS
-        message = f"{message[:MAX_ERROR_CHARS]}… [{cut} chars cut]"
+        message = shortened(message, len(message), MAX_ERROR_CHARS)
     return printable(message)
 
 
@@ -244,11 +263,15 @@ class ExportFunction:
         if self.deadline:
             store.set_epoch_deadline(self.deadline)
         try:
-            value = self.func(store, *args)
+            value = _call(self.func, store, args, string_cap(self.name)[0], self.returns_result)
         except wasmtime.WasmtimeError as exc:
             raise trapped(self.plugin, self.name, exc) from None
         except ARGUMENT_ERRORS as exc:  # wasmtime-py refused an argument before the call
             raise unpassable(self.plugin, self.name, exc) from None
+        except StringOverCap as exc:
+            raise over_cap(self.plugin, self.name, exc) from None
+        except _LongError as exc:
+            raise guest_error(self.plugin, exc.text) from None
         if self.returns_result:
             if isinstance(value, str):
                 raise guest_error(self.plugin, value)
@@ -257,6 +280,56 @@ class ExportFunction:
                     raise guest_error(self.plugin, value.payload)
                 value = value.payload
         return to_python(value)
+
+
+class _LongError(Exception):
+    """A guest error text over MAX_ERROR_CHARS, cut as it was lifted."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _call(
+    func: component.Func, store: wasmtime.Store, args: tuple[Any, ...], cap: int, split: bool
+) -> Any:
+    """``func(store, *args)`` as wasmtime-py's ``Func.__call__`` does it, except that
+    the result's strings are checked against ``cap`` (and a long error string cut)
+    from their lengths before wasmtime-py decodes any of them."""
+    ty = func.type(store)
+    if len(args) != len(ty.params):
+        raise TypeError(f"wrong number of parameters: given {len(args)}, expected {len(ty.params)}")
+    params = (ffi.wasmtime_component_val_t * len(args))()
+    lowered = 0
+    try:
+        for (_, param), arg in zip(ty.params, args, strict=True):
+            param.convert_to_c(store, arg, ctypes.pointer(params[lowered]))
+            lowered += 1
+        if ty.result is None:
+            enter_wasm(lambda: _func_call(func, store, params, lowered, None, 0))
+            return None
+        result = ffi.wasmtime_component_val_t()
+        enter_wasm(lambda: _func_call(func, store, params, lowered, ctypes.byref(result), 1))
+        try:
+            addr = ctypes.addressof(result)
+            error = error_string(addr) if split else None
+            if error is not None and error[1] > MAX_ERROR_CHARS:
+                raise _LongError(capped_text(*error, MAX_ERROR_CHARS, cut=True))
+            check_strings(addr, cap)
+        except BaseException:
+            ffi.wasmtime_component_val_delete(ctypes.byref(result))
+            raise
+        return ty.result.convert_from_c(result)  # frees the value as it converts it
+    finally:
+        for i in range(lowered):
+            ffi.wasmtime_component_val_delete(ctypes.byref(params[i]))
+
+
+def _func_call(
+    func: component.Func, store: wasmtime.Store, params: Any, count: int, result: Any, n: int
+) -> Any:
+    return ffi.wasmtime_component_func_call(
+        ctypes.byref(func._func), store._context(), params, count, result, n
+    )
 
 
 # How a call's failures reach the host, the same on both call paths.
@@ -311,3 +384,18 @@ class ExportFailures:
 
     def guest_error(self, payload: Any) -> GuestError:
         return guest_error(self.plugin, payload)
+
+    def over_cap(self, exc: StringOverCap) -> GuestError:
+        return over_cap(self.plugin, self.name, exc)
+
+
+def over_cap(plugin: str, name: str, exc: StringOverCap) -> GuestError:
+    """A returned string over its cap: the call failed, not the instance (wasmtime
+    finished the call and its clean-up; the guest's state is intact), so it is the
+    guest's error rather than a trap that would throw that state away."""
+    label = string_cap(name)[1]
+    return GuestError(
+        plugin,
+        f"{name}: the returned {label} is over {exc.cap} characters "
+        f"({exc.size} bytes of UTF-8, refused as lifted)",
+    )

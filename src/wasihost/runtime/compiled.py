@@ -29,8 +29,10 @@ from wasihost.errors import WasihostError
 from wasihost.runtime import values
 from wasihost.runtime.calls import (
     ARGUMENT_ERRORS,
+    MAX_ERROR_CHARS,
     CallbackFailures,
     ExportFailures,
+    string_cap,
     wasmtime_error,
 )
 from wasihost.runtime.values import UnsupportedType
@@ -74,7 +76,14 @@ def _load() -> tuple[_Module | None, str | None]:
     }
     try:
         _compiled.setup(
-            functions, layout, kinds, values.LayoutError, WasihostError, ARGUMENT_ERRORS
+            functions,
+            layout,
+            kinds,
+            values.LayoutError,
+            WasihostError,
+            ARGUMENT_ERRORS,
+            values.StringOverCap,
+            values.shortened,
         )
     except Exception as exc:  # e.g. wasmtime's layout is not the one _compiled.c was written for
         return None, f"refused to start: {exc}"
@@ -98,47 +107,54 @@ def _module() -> _Module:
 # --- types, described for the C side ------------------------------------------------
 
 
-def describe(ty: component.ValType) -> tuple[Any, ...]:
-    """``ty`` as the nested tuple ``_compiled.c`` reads (see ``desc_new`` there)."""
+def describe(ty: component.ValType, cap: int | None = None) -> tuple[Any, ...]:
+    """``ty`` as the nested tuple ``_compiled.c`` reads (see ``desc_new`` there); its
+    strings refused over ``cap`` characters when lifted (None: no cap)."""
     scalar = values.scalar_kind(ty)
     if scalar is not None:
         return (scalar,)
     if isinstance(ty, component.Char):
         return (values.K_CHAR,)
     if isinstance(ty, component.String):
-        return (values.K_STRING,)
+        return (values.K_STRING,) if cap is None else (values.K_STRING, cap, False)
     if isinstance(ty, component.EnumType):
         return (values.K_ENUM, tuple(ty.names))
     if isinstance(ty, component.ListType):
         if isinstance(ty.element, component.U8):
             return (_module().LIST_U8,)
-        return (values.K_LIST, describe(ty.element))
+        return (values.K_LIST, describe(ty.element, cap))
     if isinstance(ty, component.RecordType):
         keys = tuple(name.replace("-", "_") for name, _ in ty.fields)
-        items = tuple(describe(field) for _, field in ty.fields)
+        items = tuple(describe(field, cap) for _, field in ty.fields)
         names = tuple(name for name, _ in ty.fields)
         return (values.K_RECORD, keys, names, items, values.field_getter(keys))
     if isinstance(ty, component.TupleType):
-        return (values.K_TUPLE, tuple(describe(element) for element in ty.elements))
+        return (values.K_TUPLE, tuple(describe(element, cap) for element in ty.elements))
     if isinstance(ty, component.OptionType) and not values.is_tagged(ty):
-        return (values.K_OPTION, describe(ty.payload), values.accepts(ty.payload))
+        return (values.K_OPTION, describe(ty.payload, cap), values.accepts(ty.payload))
     if isinstance(ty, component.ResultType) and not values.is_tagged(ty):
-        ok, err = (None if case is None else describe(case) for case in (ty.ok, ty.err))
+        ok, err = (None if case is None else describe(case, cap) for case in (ty.ok, ty.err))
         return (values.K_RESULT, ok, err, values.accepts(ty.ok), values.accepts(ty.err))
     what = "tagged " if values.is_tagged(ty) else ""
     raise UnsupportedType(f"{what}{type(ty).__name__} in the compiled plans")
 
 
-def _signature(ty: component.FuncType) -> tuple[tuple[Any, ...], Any]:
+def _signature(ty: component.FuncType, cap: int | None = None) -> tuple[tuple[Any, ...], Any]:
+    """Parameters and result; strings in the result refused over ``cap`` characters,
+    and a top-level error string cut to ``MAX_ERROR_CHARS`` (only for exports:
+    what a capability returns is the host's, what it is given no string in our
+    contract)."""
     params = tuple(describe(param) for _, param in ty.params)
     result = ty.result
     if result is None:
         return params, None
     if isinstance(result, component.ResultType):
-        ok = describe(result.ok) if result.ok is not None else None
-        err = describe(result.err) if result.err is not None else None
+        ok = describe(result.ok, cap) if result.ok is not None else None
+        err = describe(result.err, cap) if result.err is not None else None
+        if cap is not None and isinstance(result.err, component.String):
+            err = (values.K_STRING, MAX_ERROR_CHARS, True)
         return params, ("result", ok, err)
-    return params, ("value", describe(result))
+    return params, ("value", describe(result, cap))
 
 
 # --- exports and capabilities ----------------------------------------------------------
@@ -154,7 +170,7 @@ def export(
     """
     compiled = _module()
     ty = func.type(store)
-    params, result = _signature(ty)
+    params, result = _signature(ty, string_cap(name)[0])
     context = ctypes.cast(store._context(), ctypes.c_void_p).value
     failures = ExportFailures(plugin, name, len(params))
     address = ctypes.addressof(func._func)

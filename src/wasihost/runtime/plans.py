@@ -26,9 +26,11 @@ from wasmtime import component
 
 from wasihost.runtime.calls import (
     ARGUMENT_ERRORS,
+    MAX_ERROR_CHARS,
     CallbackFailures,
     ExportFailures,
     run_capability,
+    string_cap,
     wasmtime_error,
 )
 from wasihost.runtime.values import (
@@ -38,6 +40,7 @@ from wasihost.runtime.values import (
     Compose,
     LayoutError,
     LiftMany,
+    StringOverCap,
     clear,
     compose,
     fits_in_slot,
@@ -84,10 +87,11 @@ class TypedExport:
         result = ty.result
         self._split = isinstance(result, component.ResultType)
         self._lift: Callable[[int], Any] | None = None
+        cap = string_cap(name)[0]  # strings the guest returns, refused over it as lifted
         if isinstance(result, component.ResultType):
-            self._lift = lift_result(result)
+            self._lift = lift_result(result, cap, MAX_ERROR_CHARS)
         elif result is not None:
-            self._lift = lifter(result)
+            self._lift = lifter(result, cap)
         self._func = func  # its C struct must outlive every call
         self._func_addr = ctypes.addressof(func._func)
         # The store's context pointer is stable for the store's life; the instance
@@ -133,6 +137,8 @@ class TypedExport:
             return None
         try:
             value = self._lift(self._result_addr)
+        except StringOverCap as exc:
+            raise self._failures.over_cap(exc) from None
         except LayoutError as exc:
             raise self._failures.unreadable(exc) from None
         finally:

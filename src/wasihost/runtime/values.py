@@ -53,6 +53,65 @@ class LayoutError(Exception):
     """C memory did not hold the kind of value the type says: never expected."""
 
 
+class StringOverCap(Exception):
+    """A string the guest sent is longer than its cap: refused from its length
+    before it is decoded, so a huge one never becomes a Python ``str``."""
+
+    def __init__(self, size: int, cap: int) -> None:
+        super().__init__(f"a string of {size} bytes is over {cap} characters")
+        self.size = size  # bytes of UTF-8
+        self.cap = cap  # characters
+
+
+def shortened(head: str, total: int, cap: int) -> str:
+    """A text of ``total`` characters starting with ``head``, cut to at most ``cap``
+    characters with a note of how many were cut (the note counts toward ``cap``)."""
+    keep = cap - len(f"… [{total} chars cut]")
+    return f"{head[:keep]}… [{total - keep} chars cut]"
+
+
+_CONTINUATION = bytes(range(0x80, 0xC0))
+_CHUNK = 1 << 20
+
+
+def _chars(data: int, size: int) -> int:
+    """Characters in ``size`` bytes of valid UTF-8 at ``data``, counted a megabyte
+    at a time (the bytes that start a character are the non-continuation ones)."""
+    chars = 0
+    for start in range(data, data + size, _CHUNK):
+        chunk = bytes(MEMORY[start : min(start + _CHUNK, data + size)])
+        chars += len(chunk.translate(None, _CONTINUATION))
+    return chars
+
+
+def _head(data: int, size: int, cap: int) -> str:
+    """The first characters of a long text: at most ``4 * cap`` bytes decoded,
+    ending at a character boundary."""
+    end = data + min(size, 4 * cap)
+    while end < data + size and MEMORY[end] & 0xC0 == 0x80:
+        end -= 1
+    return str(MEMORY[data:end], "utf-8")
+
+
+def capped_text(data: int, size: int, cap: int | None, cut: bool) -> str:
+    """``size`` bytes of UTF-8 at ``data`` as a str, if at most ``cap`` characters;
+    longer: cut (``cut``) or refused with StringOverCap, costing at most ``4 * cap``
+    bytes of decoding whatever ``size`` is."""
+    if cap is None or size <= cap:
+        return _text(data, size)
+    if size > 4 * cap and not cut:
+        raise StringOverCap(size, cap)
+    total = _chars(data, size) if size > 4 * cap else None
+    if total is None:
+        text = _text(data, size)
+        if len(text) <= cap:
+            return text
+        if not cut:
+            raise StringOverCap(size, cap)
+        return shortened(text, len(text), cap)
+    return shortened(_head(data, size, cap), total, cap)
+
+
 # --- the C layout, taken from wasmtime-py's own ctypes declarations -----------------
 
 
@@ -237,26 +296,27 @@ def accepts(ty: component.ValType | None) -> Callable[[Any], bool]:
 # --- lifters ---------------------------------------------------------------------
 
 
-def lifter(ty: component.ValType) -> Lift:
-    """A function reading a value of type ``ty`` out of C memory."""
+def lifter(ty: component.ValType, cap: int | None = None) -> Lift:
+    """A function reading a value of type ``ty`` out of C memory; a string in it
+    longer than ``cap`` characters raises StringOverCap (None: no cap)."""
     scalar = _scalar(ty)
     if scalar is not None:
         return _lift_scalar(*scalar[:2])
     if isinstance(ty, component.Char):
         return _lift_char()
     if isinstance(ty, component.String):
-        return _lift_text(K_STRING)
+        return _lift_text(K_STRING, cap)
     if isinstance(ty, component.EnumType):
         return _lift_text(K_ENUM)
     if isinstance(ty, component.ListType):
-        return _lift_list(ty.element)
+        return _lift_list(ty.element, cap)
     if isinstance(ty, component.RecordType):
-        return _lift_record(ty.fields)
+        return _lift_record(ty.fields, cap)
     if isinstance(ty, component.TupleType):
-        return _lift_tuple(ty.elements)
+        return _lift_tuple(ty.elements, cap)
     cases = _cases(ty)
     if cases is not None:
-        return _lift_cases(ty, cases)
+        return _lift_cases(ty, cases, cap)
     raise UnsupportedType(type(ty).__name__)
 
 
@@ -283,19 +343,21 @@ def _lift_char() -> Lift:
     return lift
 
 
-def _lift_text(kind: int) -> Lift:
+def _lift_text(kind: int, cap: int | None = None, cut: bool = False) -> Lift:
     unpack = _HEADER.unpack_from
 
     def lift(addr: int) -> str:
         found, size, data = unpack(MEMORY, addr)
         if found != kind:
             _check(found, kind)
+        if cap is not None and size > cap:
+            return capped_text(data, size, cap, cut)
         return _text(data, size)
 
     return lift
 
 
-def _lift_list(element: component.ValType) -> Lift:
+def _lift_list(element: component.ValType, cap: int | None) -> Lift:
     unpack = _HEADER.unpack_from
     if isinstance(element, component.U8):
         u8 = bytes([_kind("U8")])
@@ -311,7 +373,7 @@ def _lift_list(element: component.ValType) -> Lift:
             return bytes(MEMORY[data + OF : end : VAL])
 
         return lift_bytes
-    item = lifter(element)
+    item = lifter(element, cap)
 
     def lift(addr: int) -> list[Any]:
         found, size, data = unpack(MEMORY, addr)
@@ -321,7 +383,9 @@ def _lift_list(element: component.ValType) -> Lift:
     return lift
 
 
-def lift_sequence(types: list[component.ValType], stride: int, at: int = 0) -> LiftMany:
+def lift_sequence(
+    types: list[component.ValType], stride: int, at: int = 0, cap: int | None = None
+) -> LiftMany:
     """Read ``len(types)`` values laid out ``stride`` bytes apart (record entries,
     tuple elements, callback arguments): one ``struct`` unpack reads every kind
     and every scalar value; only strings, lists and the like take another step."""
@@ -337,7 +401,7 @@ def lift_sequence(types: list[component.ValType], stride: int, at: int = 0) -> L
         else:
             kind = _KIND_OF.get(type(ty), -1)
             layout.append(f"{at}xB{OF - 1}xQ{VAL - OF - 8}x")
-            others.append((i, i * stride + at, lifter(ty)))
+            others.append((i, i * stride + at, lifter(ty, cap)))
         layout.append(f"{stride - at - VAL}x")
         kinds.append(kind)
     unpack = struct.Struct("".join(layout)).unpack_from
@@ -355,10 +419,10 @@ def lift_sequence(types: list[component.ValType], stride: int, at: int = 0) -> L
     return lift
 
 
-def _lift_record(fields: list[tuple[str, component.ValType]]) -> Lift:
+def _lift_record(fields: list[tuple[str, component.ValType]], cap: int | None) -> Lift:
     keys = tuple(name.replace("-", "_") for name, _ in fields)
     count = len(fields)
-    read = lift_sequence([ty for _, ty in fields], ENTRY, ENTRY_VAL)
+    read = lift_sequence([ty for _, ty in fields], ENTRY, ENTRY_VAL, cap)
     header = _HEADER.unpack_from
 
     def lift(addr: int) -> dict[str, Any]:
@@ -371,9 +435,9 @@ def _lift_record(fields: list[tuple[str, component.ValType]]) -> Lift:
     return lift
 
 
-def _lift_tuple(elements: list[component.ValType]) -> Lift:
+def _lift_tuple(elements: list[component.ValType], cap: int | None) -> Lift:
     count = len(elements)
-    read = lift_sequence(elements, VAL)
+    read = lift_sequence(elements, VAL, cap=cap)
     header = _HEADER.unpack_from
 
     def lift(addr: int) -> tuple[Any, ...]:
@@ -386,9 +450,11 @@ def _lift_tuple(elements: list[component.ValType]) -> Lift:
     return lift
 
 
-def _lift_cases(ty: component.ValType, cases: list[tuple[str, component.ValType | None]]) -> Lift:
+def _lift_cases(
+    ty: component.ValType, cases: list[tuple[str, component.ValType | None]], cap: int | None
+) -> Lift:
     tagged = _tagged(cases)
-    payloads = {name: (lifter(case) if case is not None else None) for name, case in cases}
+    payloads = {name: (lifter(case, cap) if case is not None else None) for name, case in cases}
 
     def payload(name: str, box: int) -> Any:
         item = payloads[name]
@@ -405,7 +471,7 @@ def _lift_cases(ty: component.ValType, cases: list[tuple[str, component.ValType 
 
         return lift_option
     if isinstance(ty, component.ResultType):
-        split = lift_result(ty)
+        split = lift_result(ty, cap)
 
         def lift_tagged_result(addr: int) -> Any:
             ok, value = split(addr)
@@ -425,10 +491,15 @@ def _lift_cases(ty: component.ValType, cases: list[tuple[str, component.ValType 
     return lift_variant
 
 
-def lift_result(ty: component.ResultType) -> Callable[[int], tuple[bool, Any]]:
-    """For a top-level ``result``: (is_ok, payload) instead of the tagging rules."""
-    ok = lifter(ty.ok) if ty.ok is not None else None
-    err = lifter(ty.err) if ty.err is not None else None
+def lift_result(
+    ty: component.ResultType, cap: int | None = None, error_cap: int | None = None
+) -> Callable[[int], tuple[bool, Any]]:
+    """For a top-level ``result``: (is_ok, payload) instead of the tagging rules.
+    ``error_cap``: an error that is a string is cut to that many characters."""
+    ok = lifter(ty.ok, cap) if ty.ok is not None else None
+    err = lifter(ty.err, cap) if ty.err is not None else None
+    if error_cap is not None and isinstance(ty.err, component.String):
+        err = _lift_text(K_STRING, error_cap, cut=True)
     unpack = _RESULT.unpack_from
 
     def lift(addr: int) -> tuple[bool, Any]:
@@ -438,6 +509,41 @@ def lift_result(ty: component.ResultType) -> Callable[[int], tuple[bool, Any]]:
         return is_ok, (item(box) if item is not None else None)
 
     return lift
+
+
+def check_strings(addr: int, cap: int) -> None:
+    """Raise StringOverCap if the value at ``addr`` holds a string over ``cap``
+    characters, reading only kinds and sizes: for the generic path, which lets
+    wasmtime-py convert the value afterwards, whatever its type."""
+    found, size, data = _HEADER.unpack_from(MEMORY, addr)
+    if found == K_STRING:
+        if size > cap:
+            capped_text(data, size, cap, cut=False)
+    elif found in (K_LIST, K_TUPLE):
+        for at in range(data, data + size * VAL, VAL):
+            if MEMORY[at] < K_CHAR and found == K_LIST:
+                return  # a list of numbers holds no string
+            check_strings(at, cap)
+    elif found == K_RECORD:
+        for entry in range(data, data + size * ENTRY, ENTRY):
+            check_strings(entry + ENTRY_VAL, cap)
+    elif found in (K_OPTION, K_RESULT, K_VARIANT):
+        box = _POINTER.unpack_from(MEMORY, addr)[1] if found == K_OPTION else 0
+        if found != K_OPTION:
+            offset = RESULT_VAL if found == K_RESULT else VARIANT_VAL
+            box = struct.unpack_from("<Q", MEMORY, addr + offset)[0]
+        if box:
+            check_strings(box, cap)
+
+
+def error_string(addr: int) -> tuple[int, int] | None:
+    """(data, size) of the string at ``addr`` when it is the error case of a
+    top-level ``result``, else None."""
+    found, is_ok, box = _RESULT.unpack_from(MEMORY, addr)
+    if found != K_RESULT or is_ok or not box:
+        return None
+    kind, size, data = _HEADER.unpack_from(MEMORY, box)
+    return (data, size) if kind == K_STRING else None
 
 
 _KIND_OF: dict[type, int] = {
