@@ -1,9 +1,15 @@
 """Loading a ``.wasm`` and checking it completely before anything runs it.
 
 A component is accepted only if it compiles, imports nothing beyond its
-world (plus the locked-down WASI the host provides itself) and exports the
-world's logic function. Checking it here, before linking, gives errors
-that name the offending import instead of a linker failure.
+world (plus the locked-down WASI the host provides itself), declares for
+every contract function and type it imports or exports exactly the
+contract's type, and exports the world's logic function. Checking it here,
+before linking, gives errors that name the offending import instead of a
+linker failure. The types matter because wasmtime-py links a Python host
+function to whatever type the component declares for it, and the call
+plans are built from those declared types: without the comparison a
+component built against an edited WIT hands capabilities floats for u8,
+and the host extra record fields of any length.
 """
 
 from __future__ import annotations
