@@ -105,7 +105,7 @@ async def test_forged_contract_is_refused_and_the_host_runs_on(
     assert board.leds == expected
     published = json.dumps(host.snapshot(), allow_nan=False)  # strict JSON, as a browser parses
     assert len(published) < 64_000
-    assert not any("Traceback" in (r.exc_text or "") for r in caplog.records)
+    assert not any(r.exc_info for r in caplog.records)  # no host function raised
     assert sum(len(r.getMessage()) for r in caplog.records) < 100_000
 
 
