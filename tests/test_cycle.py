@@ -132,6 +132,7 @@ async def test_plugin_text_in_the_sensor_log_line_is_escaped(
         "device_class": "temperature",
         "status": "ok\x1b[2J\rX",
     }
+
     async def forging(*args: object) -> list[dict[str, object]]:
         return [forged]
 

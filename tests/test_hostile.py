@@ -646,13 +646,13 @@ PI_WORKERS = 8
 
 
 def count_calls(owner: Any, method: str) -> list[float]:
-    """Wrap ``owner.method`` (on the instance) to note each call's start time."""
+    """Wrap the coroutine method ``owner.method`` (on the instance) to note each call's start."""
     calls: list[float] = []
     original = getattr(owner, method)
 
-    def counting(*args: Any) -> Any:
-        calls.append(time.perf_counter())  # list.append is atomic across threads
-        return original(*args)
+    async def counting(*args: Any) -> Any:
+        calls.append(time.perf_counter())
+        return await original(*args)
 
     setattr(owner, method, counting)
     return calls
@@ -768,7 +768,7 @@ async def test_hostile_dashboard(
     watch = ReadingWatch(host)
     good = (*GOOD, selector)
     renderer = host.plugins["dashboard"]
-    rendering = count_calls(renderer, "call")
+    rendering = count_calls(renderer, "call_async")
     executor = ThreadPoolExecutor(PI_WORKERS, thread_name_prefix="hostile-test")
     asyncio.get_running_loop().set_default_executor(executor)
     try:

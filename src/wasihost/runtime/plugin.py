@@ -24,6 +24,7 @@ from wasihost.capabilities.context import wall_clock_ms
 from wasihost.errors import GuestError, PluginError, PluginHung, PluginLoadError, PluginTrap
 from wasihost.leds import LedBuffer
 from wasihost.ratelimit import RateLimit
+from wasihost.runtime.calls import forget_host_failures, host_failures
 from wasihost.runtime.component import CheckedComponent, check_component
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import Engine
@@ -72,7 +73,8 @@ class PluginSpec:
 class PluginStats:
     polls: int = 0
     errors: int = 0
-    traps: int = 0
+    traps: int = 0  # hangs included: a hung call is supervised like a trap when it returns
+    hangs: int = 0
     restarts: int = 0
     reloads: int = 0
     last_error: str | None = None
@@ -162,6 +164,10 @@ class Plugin:
         self.last_snapshot: bytes | None = None  # latest state taken from the guest
         self.info: dict[str, Any] | None = None  # describe() of a generic sensor plugin
         self._guest = self._thread("wasihost-" + spec.name, self._after_hang)
+        # Capability failures on the host's side (board trouble, host bugs): the
+        # callbacks count them by plugin name; a new Plugin of that name starts at 0.
+        forget_host_failures(spec.name)
+        self.host_failures = host_failures(spec.name)
         self._checked: CheckedComponent | None = None
         self._linker: Any = None
         self._instance: Instance | None = None
@@ -251,6 +257,7 @@ class Plugin:
             f"hung in {hung.call} for {time.monotonic() - hung.started:.1f} s, blocked in a "
             f"host call past its {self.spec.timeout_ms} ms deadline"
         )
+        self.stats.hangs += 1
         self._close_instance()
         self._on_trap(reason)
         log.warning("[%s] %s; it returned, the instance is discarded", self.name, reason)
@@ -618,10 +625,13 @@ class Plugin:
             "polls": self.stats.polls,
             "errors": self.stats.errors,
             "traps": self.stats.traps,
+            "hangs": self.stats.hangs,
             "restarts": self.stats.restarts,
             "reloads": self.stats.reloads,
             "refused_calls": sum(self.ctx.refusals.values()),
             "refused_by_kind": dict(self.ctx.refusals),
+            "host_failures": self.host_failures.total,
+            "host_failures_by_kind": dict(self.host_failures.counts),
             "dropped_log_lines": self.output[0].dropped + self.output[1].dropped,
             "last_error": self.stats.last_error,
             "last_poll_ms": self.stats.last_poll_ms,

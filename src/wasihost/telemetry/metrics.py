@@ -41,11 +41,17 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 PLUGIN_COUNTERS = (
     ("polls", "wasihost_plugin_polls", "Calls into the plugin's logic export."),
     ("errors", "wasihost_plugin_errors", "Polls that returned the plugin's error case."),
-    ("traps", "wasihost_plugin_traps", "Polls that trapped (the instance was discarded)."),
+    ("traps", "wasihost_plugin_traps", "Guest calls that trapped or hung (instance discarded)."),
+    ("hangs", "wasihost_plugin_hangs", "Guest calls the host stopped waiting for (blocked)."),
     ("restarts", "wasihost_plugin_restarts", "Fresh instances after a trap."),
     ("reloads", "wasihost_plugin_reloads", "New versions swapped in."),
     ("quarantines", "wasihost_plugin_quarantines", "Times the plugin was quarantined."),
     ("refused_calls", "wasihost_plugin_refused_calls", "Capability calls refused by grants."),
+    (
+        "host_failures",
+        "wasihost_plugin_host_failures",
+        "Capability calls that failed inside the host (board trouble, host bugs).",
+    ),
 )
 
 
