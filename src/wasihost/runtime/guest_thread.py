@@ -27,7 +27,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -69,21 +68,41 @@ class _Current:
     since_ms: int
 
 
-def _settle(future: Future[Any], result: Any, error: BaseException | None) -> None:
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
+Outcome = tuple[Any, BaseException | None]
 
 
-Job = tuple[Callable[[], Any], "Future[Any]"]
+class Job:
+    """One piece of work for the thread, and how its outcome reaches the caller.
+
+    ``delivered`` is set under the thread's lock, the same lock a waiter
+    declares a hang under, so a job is either delivered or hung, never both.
+    """
+
+    __slots__ = ("deliver", "delivered", "work")
+
+    def __init__(self, work: Callable[[], Any], deliver: Callable[[Outcome], None]) -> None:
+        self.work = work
+        self.deliver = deliver
+        self.delivered = False
+
+
+class SyncJob(Job):
+    """A job a thread waits for (a blocking caller)."""
+
+    __slots__ = ("replies",)
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        self.replies: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        super().__init__(work, self.replies.put)
 
 
 class GuestThread:
     """Runs one plugin's work, one job at a time, on a daemon thread of its own.
 
     ``on_return(hung, error)`` runs on this thread when a job the callers gave
-    up on finally ends, before the thread takes new work.
+    up on finally ends, before the thread takes new work. Handing a job over
+    costs a thread wake-up each way (about 45 µs here, see docs/PERFORMANCE.md);
+    the poll cycle paid the same for ``asyncio.to_thread`` before.
     """
 
     def __init__(
@@ -108,20 +127,18 @@ class GuestThread:
     # -- on this thread ------------------------------------------------------------
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            work, future = job
-            if not future.set_running_or_notify_cancel():
-                continue
             error: BaseException | None = None
             result: Any = None
             try:
-                result = work()
+                result = job.work()
             except BaseException as exc:  # handed to the caller (or to on_return)
                 error = exc
             self._current = None
-            with self._lock:  # settled under the lock a waiter declares a hang with
+            with self._lock:  # delivered under the lock a waiter declares a hang with
                 hung = self.hung
                 if hung is None:
-                    _settle(future, result, error)
+                    job.delivered = True
+                    job.deliver((result, error))
             if hung is not None:  # the callers are gone: supervise the late return
                 try:
                     self._on_return(hung, error)
@@ -129,7 +146,6 @@ class GuestThread:
                     log.exception("[%s] recovering from a hung call failed", self.plugin)
                 with self._lock:
                     self.hung = None
-                _settle(future, result, error)
 
     @contextlib.contextmanager
     def watching(self, call: str) -> Iterator[None]:
@@ -153,37 +169,62 @@ class GuestThread:
             self._current = None
 
     # -- from other threads --------------------------------------------------------
-    def submit(self, work: Callable[[], T]) -> Future[T]:
-        """Queue ``work``; refused at once while a call is hung (it would wait behind it)."""
+    def submit(self, job: Job) -> None:
+        """Queue ``job``; refused at once while a call is hung (it would wait behind it)."""
         with self._lock:
             if self.hung is not None:
                 raise PluginHung(self.plugin, self.hung.reason(time.monotonic()))
-            future: Future[T] = Future()
-            self._jobs.put((work, future))
-        return future
+            self._jobs.put(job)
 
     def run(self, work: Callable[[], T]) -> T:
         """Run ``work`` on this thread and wait for it, but never past a guest
         call's deadline plus the grace."""
-        return self.wait(self.submit(work))
+        job = SyncJob(work)
+        self.submit(job)
+        result: T = self.wait(job)
+        return result
+
+    def wait(self, job: SyncJob) -> Any:
+        while True:
+            try:
+                result, error = job.replies.get(timeout=self._wait_s())
+            except queue.Empty:
+                self._give_up_if_late(job)
+                continue
+            if error is not None:
+                raise error
+            return result
 
     async def run_async(self, work: Callable[[], T]) -> T:
         """``run`` for the event loop: waits without holding any thread."""
-        return await self.wait_async(self.submit(work))
+        loop = asyncio.get_running_loop()
+        waiting: asyncio.Future[T] = loop.create_future()
 
-    def wait(self, future: Future[T]) -> T:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                return future.result(timeout=self._wait_s())
-            self._give_up_if_late(future)
+        def deliver(outcome: Outcome) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(_settle, waiting, outcome)
 
-    async def wait_async(self, future: Future[T]) -> T:
-        waiting = asyncio.wrap_future(future)
-        while True:
-            done, _ = await asyncio.wait({waiting}, timeout=self._wait_s())
-            if done:
-                return waiting.result()
-            self._give_up_if_late(future)
+        job = Job(work, deliver)
+        self.submit(job)
+        timer: asyncio.TimerHandle | None = None
+
+        def look() -> None:
+            nonlocal timer
+            if waiting.done():
+                return
+            try:
+                self._give_up_if_late(job)
+            except PluginHung as exc:
+                waiting.set_exception(exc)
+                return
+            timer = loop.call_later(self._wait_s(), look)
+
+        timer = loop.call_later(self._wait_s(), look)
+        try:
+            return await waiting
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _wait_s(self) -> float:
         """How long a waiter may wait before looking again."""
@@ -192,14 +233,14 @@ class GuestThread:
             return 0.05
         return max(0.0, current.started + self._limit_s - time.monotonic()) + 0.001
 
-    def _give_up_if_late(self, future: Future[Any]) -> None:
+    def _give_up_if_late(self, job: Job) -> None:
         """Declare the running call hung if it is past its limit (raises PluginHung)."""
         current = self._current
         now = time.monotonic()
         if current is None or now - current.started < self._limit_s:
             return
         with self._lock:
-            if future.done():  # it ended just now: the caller takes its outcome
+            if job.delivered:  # it ended just now: the caller takes its outcome
                 return
             if self.hung is None:
                 self.hung = HungCall(current.call, current.since_ms, current.started)
@@ -215,3 +256,13 @@ class GuestThread:
         """Whether the thread ended within ``timeout_s``."""
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
+
+
+def _settle(waiting: asyncio.Future[Any], outcome: Outcome) -> None:
+    if waiting.done():  # given up on as hung a moment before the outcome arrived
+        return
+    result, error = outcome
+    if error is None:
+        waiting.set_result(result)
+    else:
+        waiting.set_exception(error)

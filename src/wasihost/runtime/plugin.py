@@ -29,7 +29,7 @@ from wasihost.runtime.component import CheckedComponent, check_component
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import Engine
 from wasihost.runtime.guest_log import GuestOutput
-from wasihost.runtime.guest_thread import GuestThread, HungCall
+from wasihost.runtime.guest_thread import GuestThread, HungCall, SyncJob
 from wasihost.runtime.instance import Instance, build_linker
 from wasihost.runtime.supervision import SupervisionPolicy, Supervisor
 
@@ -374,8 +374,9 @@ class Plugin:
         the reload log line and ``/api/plugins`` show.
         """
         started = time.perf_counter()
+        job = SyncJob(lambda: self._swap(candidate))
         try:
-            job = self._guest.submit(lambda: self._swap(candidate))
+            self._guest.submit(job)
         except PluginHung:
             candidate.instance.close()  # idle: the thread that prepared it is done
             raise
