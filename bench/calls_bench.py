@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +47,75 @@ SEED: dict[str, tuple[Grants, dict[str, Any]]] = {
 }  # fmt: skip
 
 
+def _direct_poll(plugin: NativePlugin | ComponentPlugin) -> Callable[[], Any]:
+    """The poll without the handover to the plugin's thread: these figures compare
+    call paths, and the handover (a thread wake-up each way, the same on every
+    path) has figures of its own (``_handover_figures``)."""
+    if isinstance(plugin, NativePlugin):
+        return plugin.poll
+    live = plugin.plugin
+    instance = live._instance  # the bench reaches past the lifecycle on purpose
+    assert instance is not None and live._checked is not None
+    key = live._checked.logic_key
+    return lambda: instance.call(key)
+
+
 def _per_poll_us(plugin: NativePlugin | ComponentPlugin, polls: int) -> float:
+    poll = _direct_poll(plugin)
     started = time.perf_counter()
     for _ in range(polls):
         with contextlib.suppress(WasihostError):  # a simulated read failure is workload too
-            plugin.poll()
+            poll()
     return (time.perf_counter() - started) / polls * 1e6
+
+
+def _handover_figures(runs: int, polls: int) -> list[Figure]:
+    """What running each guest call on the plugin's own thread costs (issue 14):
+    dht22 on the compiled path, called directly, through ``Plugin.call`` (a
+    blocking caller), through ``Plugin.call_async`` (the poll cycle), and the
+    way the cycle called before (``asyncio.to_thread`` around a direct call)."""
+    board = SimBoard(seed=1)
+    board.set_dht22(21.0, 45.0)
+    grants, settings = SEED["dht22"]
+    harness = _harness("compiled", ROOT / "plugins" / "dht22", board=board, grants=grants,
+                       settings=settings)  # fmt: skip
+    assert isinstance(harness, ComponentPlugin)
+    plugin, direct = harness.plugin, _direct_poll(harness)
+
+    def per_call_us(call: Callable[[], Any]) -> float:
+        started = time.perf_counter()
+        for _ in range(polls):
+            with contextlib.suppress(WasihostError):
+                call()
+        return (time.perf_counter() - started) / polls * 1e6
+
+    async def per_await_us(call: Callable[[], Awaitable[Any]]) -> float:
+        started = time.perf_counter()
+        for _ in range(polls):
+            with contextlib.suppress(WasihostError):
+                await call()
+        return (time.perf_counter() - started) / polls * 1e6
+
+    samples: dict[str, list[float]] = {k: [] for k in ("direct", "sync", "async", "to_thread")}
+    try:
+        for _ in range(runs):  # interleaved, one of each at a time
+            samples["direct"].append(per_call_us(direct))
+            samples["sync"].append(per_call_us(plugin.call))
+            samples["async"].append(asyncio.run(per_await_us(plugin.call_async)))
+            samples["to_thread"].append(
+                asyncio.run(per_await_us(lambda: asyncio.to_thread(direct)))
+            )
+    finally:
+        harness.close()
+    return [
+        figure("handover", "dht22 poll, direct (no handover)", "µs", samples["direct"]),
+        figure("handover", "dht22 poll, Plugin.call (blocking caller)", "µs", samples["sync"]),
+        figure("handover", "dht22 poll, Plugin.call_async (the cycle)", "µs", samples["async"]),
+        figure("handover", "dht22 poll, asyncio.to_thread + direct (the cycle before)", "µs",
+               samples["to_thread"]),
+        figure("handover", "call_async / to_thread", "x",
+               _ratios(samples["async"], samples["to_thread"]), "same run"),
+    ]  # fmt: skip
 
 
 def _harness(kind: str, plugin_dir: Path, **options: Any) -> NativePlugin | ComponentPlugin:
@@ -235,6 +299,8 @@ async def _cycle_figures(runs: int, cycles: int) -> list[Figure]:
 def run(quick: bool = False) -> list[Figure]:
     runs, polls = (3, 200) if quick else (7, 1000)
     figures = _poll_figures(runs, polls)
+    progress("handover to the plugin's thread")
+    figures += _handover_figures(runs, polls)
     progress("capability round trip")
     figures += _round_trip_figures(runs, 200 if quick else 1000)
     progress("full cycles")
