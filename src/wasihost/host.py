@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from wasihost.boards import create_board
-from wasihost.boards.base import Board
+from wasihost.boards.base import Board, BoardProblem
 from wasihost.capabilities.context import wall_clock_ms
 from wasihost.config import HostConfig
 from wasihost.cycle import PollCycle
@@ -28,6 +28,7 @@ from wasihost.errors import ConfigError, PluginError
 from wasihost.leds import LedBuffer
 from wasihost.model import Reading
 from wasihost.reload import Reloader
+from wasihost.runtime.calls import printable
 from wasihost.runtime.contract import load_contract
 from wasihost.runtime.engine import Engine
 from wasihost.runtime.plugin import Plugin, PluginState
@@ -65,6 +66,7 @@ class Host:
         self.board = board if board is not None else create_board(config)
         self.engine = Engine(call_path=config.runtime.call_path)
         self.leds = LedBuffer(self.board.led_count)
+        self._board_error: str | None = None  # what board.problems() last raised
         self.plugins = {
             spec.name: Plugin(
                 spec, self.engine, self.contract, self.board, self.leds, clock_ms, monotonic
@@ -173,9 +175,25 @@ class Host:
                         time.perf_counter() - started,
                     )
 
+    def board_problems(self) -> list[BoardProblem]:
+        """The board's problems; a board that raises instead of answering is one
+        itself (logged when it starts or changes), never the end of the host."""
+        try:
+            problems = self.board.problems()
+        except Exception as exc:  # whatever a board raises, the host goes on
+            what = printable(f"problems() raised {type(exc).__name__}: {exc}")[:500]
+            if self._board_error != what:
+                log.error("board: %s", what)
+            self._board_error = what
+            return [BoardProblem("system", "board self-check", what, "see the host log")]
+        if self._board_error is not None:
+            log.info("board: problems() answers again")
+            self._board_error = None
+        return problems
+
     def statuses(self) -> dict[str, dict[str, Any]]:
         """Each plugin's health, with the board problems of the devices it uses."""
-        problems = self.board.problems()
+        problems = self.board_problems()
         return {
             name: {
                 **plugin.status(),
