@@ -1,15 +1,16 @@
 """End to end: a real host process serving the dashboard to a real headless Chromium.
 
 The renderer's unit tests cannot show that the inline script actually runs
-under the host's Content-Security-Policy, subscribes to `/api/stream`, draws
-charts from `/api/history`, and does all that without a single console error.
+in the sandboxed frame of the host's shell page under both pages'
+Content-Security-Policies, gets the `/api/stream` states and the `/api/history`
+points the shell relays to it, and does all that without a single console error.
 Only a browser against a running host can, so this module starts
 `wasihost run` as a subprocess on a free port (the same way a user does) and
 drives the Debian Chromium through Playwright.
 
-A last test serves a page rendered natively, plus a hostile stream and
-history, through Playwright's request routing: it checks that the script keeps
-untrusted values as text under the host's real Content-Security-Policy.
+A last test serves the shell and a page rendered natively, plus a hostile
+stream and history, through Playwright's request routing: it checks that the
+script keeps untrusted values as text under the host's real headers.
 
 Nothing here sleeps for a fixed time: the tests wait (with bounded timeouts)
 for the host to answer and for the page to change.
@@ -44,7 +45,7 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
 )
 
-from wasihost.web.server import CSP  # noqa: E402 - after the skips, like the browser import
+from wasihost.web import shell  # noqa: E402 - after the skips, like the browser import
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD_DIR = ROOT / "plugins" / "dashboard"
@@ -211,14 +212,22 @@ class Console:
 def open_dashboard(
     browser: Any, url: str, width: int, height: int, color_scheme: str = "light"
 ) -> tuple[Any, Console]:
-    """Open the dashboard in a fresh context of the given viewport size."""
+    """Open the dashboard in a fresh context of the given viewport size; returns the
+    frame the host's shell shows the plugin's page in (``frame.page`` is the tab)."""
     context = browser.new_context(
         viewport={"width": width, "height": height}, color_scheme=color_scheme
     )
     page = context.new_page()
     console = Console(page)
     page.goto(url)
-    return page, console
+    return dashboard_frame(page), console
+
+
+def dashboard_frame(page: Any) -> Any:
+    """The sandboxed frame of the shell page that holds the plugin's page."""
+    (frame,) = page.main_frame.child_frames
+    assert frame.url.endswith("/dashboard"), frame.url
+    return frame
 
 
 def text(page: Any, selector: str) -> str:
@@ -236,27 +245,27 @@ def is_decimal(shown: str, places: int = 0) -> bool:
 
 def test_dashboard_is_live_and_draws_charts(host_url: str, browser: Any) -> None:
     # Dark, as a wall tablet would usually be set up (and as docs/dashboard.png shows it).
-    page, console = open_dashboard(browser, host_url, 1280, 800, color_scheme="dark")
+    frame, console = open_dashboard(browser, host_url, 1280, 800, color_scheme="dark")
     try:
-        # The server-rendered page: the DHT22 temperature with its unit, all cards.
-        assert page.is_visible(f"{DHT22_TEMPERATURE} [data-value]")
-        assert is_decimal(text(page, f"{DHT22_TEMPERATURE} [data-value]"), places=1)
-        assert text(page, f"{DHT22_TEMPERATURE} .unit") == "°C"
+        # The server-rendered frame: the DHT22 temperature with its unit, all cards.
+        assert frame.is_visible(f"{DHT22_TEMPERATURE} [data-value]")
+        assert is_decimal(text(frame, f"{DHT22_TEMPERATURE} [data-value]"), places=1)
+        assert text(frame, f"{DHT22_TEMPERATURE} .unit") == "°C"
         for plugin in ("pi-monitor", "bme680"):
-            assert page.is_visible(f'[data-plugin="{plugin}"]')
-        assert page.is_visible('[data-plugin="bme680"] [data-iaq-band]')
+            assert frame.is_visible(f'[data-plugin="{plugin}"]')
+        assert frame.is_visible('[data-plugin="bme680"] [data-iaq-band]')
         for plugin in ("dht22", "pi-monitor", "bme680", "dashboard"):
-            assert text(page, f'[data-health="{plugin}"] [data-col="state"]') == "running"
+            assert text(frame, f'[data-health="{plugin}"] [data-col="state"]') == "running"
 
-        # Live: the stream connects and changes the page without a reload.
-        page.evaluate("window.notReloaded = true")
-        page.wait_for_function(
+        # Live: the stream connects and changes the frame without a reload.
+        frame.evaluate("window.notReloaded = true")
+        frame.wait_for_function(
             IS_LIVE,
             timeout=LIVE_TIMEOUT_MS,
         )
-        cycle = text(page, '[data-meta="cycle"]')
-        polls = text(page, '[data-plugin="dht22"] [data-status="poll_count"]')
-        page.wait_for_function(
+        cycle = text(frame, '[data-meta="cycle"]')
+        polls = text(frame, '[data-plugin="dht22"] [data-status="poll_count"]')
+        frame.wait_for_function(
             """([cycle, polls]) =>
                 document.querySelector('[data-meta="cycle"]').textContent !== cycle &&
                 document.querySelector('[data-plugin="dht22"] [data-status="poll_count"]')
@@ -264,13 +273,13 @@ def test_dashboard_is_live_and_draws_charts(host_url: str, browser: Any) -> None
             arg=[cycle, polls],
             timeout=LIVE_TIMEOUT_MS,
         )
-        assert page.evaluate("window.notReloaded") is True
-        # The script formats streamed values exactly like the server-rendered page.
-        assert is_decimal(text(page, f"{DHT22_TEMPERATURE} [data-value]"), places=1)
-        assert is_decimal(text(page, '[data-plugin="bme680"] [data-measure="iaq"] [data-value]'))
+        assert frame.evaluate("window.notReloaded") is True
+        # The script formats streamed values exactly like the server-rendered frame.
+        assert is_decimal(text(frame, f"{DHT22_TEMPERATURE} [data-value]"), places=1)
+        assert is_decimal(text(frame, '[data-plugin="bme680"] [data-measure="iaq"] [data-value]'))
 
         # Charts: every chart of every measurement draws a line from history + stream.
-        page.wait_for_function(
+        frame.wait_for_function(
             """() => {
                 const lines = [...document.querySelectorAll('[data-line]')];
                 return lines.length > 0 &&
@@ -278,34 +287,34 @@ def test_dashboard_is_live_and_draws_charts(host_url: str, browser: Any) -> None
             }""",
             timeout=LIVE_TIMEOUT_MS,
         )
-        measures = page.locator("[data-measure]").count()
-        assert page.locator("[data-line]").count() == 2 * measures
-        assert not page.is_visible(f"{DHT22_TEMPERATURE} [data-empty]")
-        hour_range = text(page, f'{DHT22_TEMPERATURE} [data-window-ms="3600000"] [data-range]')
+        measures = frame.locator("[data-measure]").count()
+        assert frame.locator("[data-line]").count() == 2 * measures
+        assert not frame.is_visible(f"{DHT22_TEMPERATURE} [data-empty]")
+        hour_range = text(frame, f'{DHT22_TEMPERATURE} [data-window-ms="3600000"] [data-range]')
         assert "–" in hour_range and hour_range.endswith(" °C"), hour_range
 
         if os.environ.get("WASIHOST_SCREENSHOT"):
-            page.screenshot(path=str(SCREENSHOT))
+            frame.page.screenshot(path=str(SCREENSHOT))
         assert console.errors == []
     finally:
-        page.context.close()
+        frame.page.context.close()
 
 
 def test_dashboard_fits_a_phone_screen(host_url: str, browser: Any) -> None:
-    page, console = open_dashboard(browser, host_url, 390, 844)
+    frame, console = open_dashboard(browser, host_url, 390, 844)
     try:
-        page.wait_for_function(
+        frame.wait_for_function(
             IS_LIVE,
             timeout=LIVE_TIMEOUT_MS,
         )
         # Only the health table may scroll sideways, inside its own wrapper.
-        overflow = page.evaluate(
+        overflow = frame.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0
         assert console.errors == []
     finally:
-        page.context.close()
+        frame.page.context.close()
 
 
 HOSTILE = '"><img src=x onerror="window.pwned = 1">'
@@ -358,9 +367,15 @@ def test_streamed_hostile_values_stay_text(browser: Any) -> None:
     context.route(
         f"{FAKE_ORIGIN}/",
         lambda route: route.fulfill(
+            body=shell.SHELL, content_type="text/html", headers=shell.SHELL_HEADERS
+        ),
+    )
+    context.route(
+        f"{FAKE_ORIGIN}/dashboard",
+        lambda route: route.fulfill(
             body=render.render_page(page_state),
             content_type="text/html",
-            headers={"Content-Security-Policy": CSP},
+            headers=shell.PAGE_HEADERS,
         ),
     )
     context.route(
@@ -375,28 +390,29 @@ def test_streamed_hostile_values_stay_text(browser: Any) -> None:
     console = Console(page)
     try:
         page.goto(f"{FAKE_ORIGIN}/")
-        page.wait_for_function(
+        frame = dashboard_frame(page)
+        frame.wait_for_function(
             "() => !document.querySelector('[data-error]').hidden", timeout=LIVE_TIMEOUT_MS
         )
 
-        assert text(page, "[data-value]") == HOSTILE
-        assert text(page, "[data-alarm]") == f"alarm {HOSTILE}"
-        assert text(page, "[data-status]") == HOSTILE
-        assert text(page, "[data-error]") == HOSTILE
-        assert text(page, '[data-meta="cycle"]') == HOSTILE
-        assert text(page, "[data-led-text]") == "unknown"
-        assert text(page, '[data-col="state"]') == HOSTILE
-        assert text(page, '[data-col="last_error"]') == HOSTILE
-        assert HOSTILE in text(page, "[data-summary]")
+        assert text(frame, "[data-value]") == HOSTILE
+        assert text(frame, "[data-alarm]") == f"alarm {HOSTILE}"
+        assert text(frame, "[data-status]") == HOSTILE
+        assert text(frame, "[data-error]") == HOSTILE
+        assert text(frame, '[data-meta="cycle"]') == HOSTILE
+        assert text(frame, "[data-led-text]") == "unknown"
+        assert text(frame, '[data-col="state"]') == HOSTILE
+        assert text(frame, '[data-col="last_error"]') == HOSTILE
+        assert HOSTILE in text(frame, "[data-summary]")
         # The chart drew the three numeric history points as one line, and nothing else.
-        page.wait_for_function(
+        frame.wait_for_function(
             "() => (document.querySelector('[data-line]').getAttribute('d') || '').startsWith('M')",
             timeout=LIVE_TIMEOUT_MS,
         )
-        line = page.get_attribute("[data-line]", "d") or ""
+        line = frame.get_attribute("[data-line]", "d") or ""
         assert line.count("M") == 1 and line.count("L") == 2 and "NaN" not in line, line
-        assert page.locator("img").count() == 0
-        assert page.evaluate("window.pwned") is None
+        assert frame.locator("img").count() == 0
+        assert frame.evaluate("window.pwned") is None
         assert console.errors == []
     finally:
         context.close()

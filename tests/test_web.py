@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from wasihost.boards.sim import SimBoard
 from wasihost.config import HostConfig
 from wasihost.host import Host
+from wasihost.web import shell
 from wasihost.web.server import create_app
 
 
@@ -50,13 +51,41 @@ async def test_dashboard_is_rendered_by_the_plugin(
 ) -> None:
     board.set_dht22(24.5, 50.0)
     await seed_host.cycle.run_once()
-    response = await client.get("/")
+    response = await client.get("/dashboard")
     assert response.status == 200
-    assert "Content-Security-Policy" in response.headers
+    assert response.headers["Content-Security-Policy"] == shell.PAGE_CSP
+    assert response.headers["X-DNS-Prefetch-Control"] == "off"
     page = await response.text()
     assert "<!doctype html>" in page.lower()
     assert "24.5" in page
     assert seed_host.plugins["dashboard"].stats.polls == 1
+
+
+async def test_the_shell_frames_the_plugin_page_in_a_sandbox(
+    client: TestClient, seed_host: Host
+) -> None:
+    response = await client.get("/")
+    assert response.status == 200
+    assert response.headers["Content-Security-Policy"] == shell.SHELL_CSP
+    assert response.headers["X-DNS-Prefetch-Control"] == "off"
+    page = await response.text()
+    assert '<iframe id="dashboard" src="/dashboard" sandbox="allow-scripts"' in page
+    assert seed_host.plugins["dashboard"].stats.polls == 0  # the shell is not rendered
+    for directive in ("frame-src 'self'", "frame-ancestors 'none'", "default-src 'none'"):
+        assert directive in shell.SHELL_CSP
+    for directive in ("sandbox allow-scripts;", "connect-src 'none'", "form-action 'none'"):
+        assert directive in shell.PAGE_CSP
+    assert "allow-same-origin" not in shell.PAGE_CSP + shell.SHELL
+
+
+async def test_a_browser_opening_the_frame_page_itself_is_sent_to_the_shell(
+    client: TestClient,
+) -> None:
+    response = await client.get(
+        "/dashboard", headers={"Sec-Fetch-Dest": "document"}, allow_redirects=False
+    )
+    assert response.status == 303
+    assert response.headers["Location"] == "/"
 
 
 async def test_dashboard_falls_back_to_raw_readings(
@@ -68,8 +97,9 @@ async def test_dashboard_falls_back_to_raw_readings(
     board.set_dht22(20.5, 40.0)
     await host.cycle.run_once()
     async with TestClient(TestServer(create_app(host))) as client:
-        response = await client.get("/")
+        response = await client.get("/dashboard")
         assert response.status == 200
+        assert response.headers["Content-Security-Policy"] == shell.PAGE_CSP
         page = await response.text()
     assert "Dashboard unavailable: no dashboard plugin is running" in page
     assert "20.5" in page

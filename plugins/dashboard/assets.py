@@ -4,8 +4,15 @@ They live apart from `render.py` so the renderer stays readable, and they are
 inlined into every page because the host's Content-Security-Policy (and a wall
 tablet without internet) rule out anything loaded from elsewhere.
 
-The script treats everything it receives (the `/api/stream` state and the
-`/api/history` points) as untrusted, like the renderer does: it finds elements
+The page runs in the host's shell, in a frame sandboxed without
+`allow-same-origin`: it cannot open `/api/stream` or fetch anything (its CSP
+allows no connections). The shell posts it every streamed state, and answers
+its requests for chart history and for a reload (see the host's
+`web/shell.py`); messages are taken only from the parent window and sent only
+to this host's origin.
+
+The script treats everything it receives (the streamed state and the history
+points) as untrusted, like the renderer does: it finds elements
 by comparing `data-*` attribute values (never by building selectors from
 data), writes text only through `textContent`, sets only fixed attributes,
 classes from fixed tables, and SVG path data built from numbers. It never
@@ -183,7 +190,7 @@ SCRIPT = """
   let intervalMs = (Number(body.dataset.interval) || 2) * 1000;
   let nowMs = Number(body.dataset.now) || Date.now();
   let lastEventAt = 0;
-  let reloading = false;
+  let reloadAskedAt = 0;
 
   const isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
   const obj = (v) => (isObj(v) ? v : {});
@@ -245,24 +252,16 @@ SCRIPT = """
     return lowered ? "warn" : "";
   }
 
+  // The shell (the parent window, at this host's origin) relays the stream and history.
+  const toShell = (message) => parent.postMessage(message, location.origin);
+
   function reloadOnce() {
-    // A new plugin, measurement or fleet node needs server-rendered markup. The timestamp in
-    // sessionStorage stops a reload loop if the fresh page still lacks it.
-    if (reloading) return;
-    let last = 0;
-    try {
-      last = Number(sessionStorage.getItem("wasihost-reload")) || 0;
-    } catch {
-      // Storage disabled: rely on the `reloading` flag alone.
-    }
-    if (Date.now() - last < 30000) return;
-    reloading = true;
-    try {
-      sessionStorage.setItem("wasihost-reload", String(Date.now()));
-    } catch {
-      // As above.
-    }
-    location.reload();
+    // A new plugin, measurement or fleet node needs server-rendered markup. The shell
+    // reloads this frame at most every 30 s, so a fresh page that still lacks it cannot
+    // loop; asking again later is harmless.
+    if (Date.now() - reloadAskedAt < 30000) return;
+    reloadAskedAt = Date.now();
+    toShell({ type: "reload" });
   }
 
   function paintLed(el, colour) {
@@ -350,26 +349,37 @@ SCRIPT = """
     setText(chart.span, partial ? "from " + fmtHourMinute(t0) : chart.label);
   }
 
-  async function loadHistory(chart) {
-    const query = new URLSearchParams({
-      plugin: chart.plugin, field: chart.field,
-      since: String(Math.round(nowMs - chart.windowMs)), until: String(Math.round(nowMs)),
-      points: String(CHART_POINTS),
+  const historyWaiting = new Map();
+  let historyId = 0;
+  function askHistory(request) {
+    // Resolves with the points the shell fetched, or null (no answer within 30 s).
+    return new Promise((resolve) => {
+      historyId += 1;
+      const id = historyId;
+      historyWaiting.set(id, resolve);
+      toShell({ type: "history", id, ...request });
+      setTimeout(() => {
+        if (historyWaiting.delete(id)) resolve(null);
+      }, 30000);
     });
-    try {
-      const response = await fetch("/api/history?" + query);
-      if (!response.ok) return;
-      const points = arr(obj(await response.json()).points)
-        .filter((p) => Array.isArray(p) && num(p[0]) !== null && num(p[1]) !== null)
-        .map((p) => [p[0], p[1]])
-        .sort((a, b) => a[0] - b[0]);
-      const newest = points.length ? points[points.length - 1][0] : -Infinity;
-      chart.points = points.concat(chart.points.filter((p) => p[0] > newest));
-      drawChart(chart);
-    } catch {
-      // No history endpoint (yet) or the host is restarting: the chart keeps
-      // its placeholder and fills from the stream instead.
-    }
+  }
+
+  async function loadHistory(chart) {
+    const answer = await askHistory({
+      plugin: chart.plugin, field: chart.field,
+      since: Math.max(0, Math.round(nowMs - chart.windowMs)), until: Math.round(nowMs),
+      points: CHART_POINTS,
+    });
+    // No history (yet) or the host is restarting: the chart keeps its
+    // placeholder and fills from the stream instead.
+    if (answer === null) return;
+    const points = answer
+      .filter((p) => Array.isArray(p) && num(p[0]) !== null && num(p[1]) !== null)
+      .map((p) => [p[0], p[1]])
+      .sort((a, b) => a[0] - b[0]);
+    const newest = points.length ? points[points.length - 1][0] : -Infinity;
+    chart.points = points.concat(chart.points.filter((p) => p[0] > newest));
+    drawChart(chart);
   }
   const loadAllHistory = () => charts.forEach(loadHistory);
 
@@ -583,34 +593,35 @@ SCRIPT = """
     setClass(live, ["on", "off"], mode);
     setText(live, text);
   };
-  let retryMs = 1000;
   let dropped = false;
-  function connect() {
-    const source = new EventSource("/api/stream");
-    source.addEventListener("state", (event) => {
-      lastEventAt = Date.now();
-      retryMs = 1000;
-      setLive("on", "live");
-      if (dropped) {
-        dropped = false;
-        loadAllHistory();
-      }
-      let state;
-      try { state = JSON.parse(event.data); } catch { return; }
-      apply(state);
-    });
-    source.addEventListener("error", () => {
+  function onState(text) {
+    lastEventAt = Date.now();
+    setLive("on", "live");
+    if (dropped) {
+      dropped = false;
+      loadAllHistory();
+    }
+    let state;
+    try { state = JSON.parse(text); } catch { return; }
+    apply(state);
+  }
+  addEventListener("message", (event) => {
+    // Only the shell speaks to this page; anything else (this page itself,
+    // a frame it made) is ignored.
+    if (event.source !== parent || parent === window) return;
+    const message = obj(event.data);
+    if (message.type === "state" && typeof message.data === "string") {
+      onState(message.data);
+    } else if (message.type === "live" && message.live === false && lastEventAt) {
+      // The shell lost the stream; it reconnects on its own.
       dropped = true;
       setLive("off", "reconnecting\\u2026");
-      // EventSource retries network errors itself but gives up for good on an
-      // HTTP error (e.g. 404 or 503 while the host restarts): start over then.
-      if (source.readyState === EventSource.CLOSED) {
-        source.close();
-        setTimeout(connect, retryMs);
-        retryMs = Math.min(retryMs * 2, 30000);
-      }
-    });
-  }
+    } else if (message.type === "history" && historyWaiting.has(message.id)) {
+      const resolve = historyWaiting.get(message.id);
+      historyWaiting.delete(message.id);
+      resolve(message.points === null ? null : arr(message.points));
+    }
+  });
   setInterval(() => {
     const quiet = Date.now() - lastEventAt > Math.max(3 * intervalMs, 10000);
     if (lastEventAt && quiet && live.classList.contains("on")) {
@@ -620,6 +631,5 @@ SCRIPT = """
   setLive("off", "connecting\\u2026");
   charts.forEach(drawChart);
   loadAllHistory();
-  connect();
 })();
 """

@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler
 from wasihost.capabilities.context import wall_clock_ms
 from wasihost.errors import ConfigError, PluginError
 from wasihost.runtime.plugin import PluginState
-from wasihost.web import edge, operator
+from wasihost.web import edge, operator, shell
 
 if TYPE_CHECKING:
     from wasihost.host import Host
@@ -31,20 +31,18 @@ log = logging.getLogger("wasihost.web")
 
 HOST_KEY: web.AppKey[Host] = web.AppKey("host")
 MAX_PAGE_CHARS = 2_000_000  # a real dashboard is tens of KB; more is a broken or hostile plugin
-# The dashboard is rendered by untrusted code: no external loads, no
-# framing, no form posts elsewhere, and inline script only from the page.
-CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'none'; "
-    "base-uri 'none'"
-)
+# The CSP of the page the dashboard plugin renders (served at shell.FRAME_PATH,
+# inside the host's shell): see shell.py for why both are needed.
+CSP = shell.PAGE_CSP
 
 
 def fallback_page(state: dict[str, Any], reason: str) -> str:
     body = html.escape(json.dumps(state, indent=2, ensure_ascii=False))
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>wasihost</title>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'></head><body>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        # A wall tablet comes back to the live dashboard once the plugin does.
+        "<meta http-equiv='refresh' content='10'></head><body>"
         f"<h1>wasihost</h1><p>Dashboard unavailable: {html.escape(reason)}</p>"
         f"<h2>Raw readings</h2><pre>{body}</pre></body></html>"
     )
@@ -105,10 +103,21 @@ PAGES_KEY: web.AppKey[DashboardPages] = web.AppKey("pages")
 
 
 async def index(request: web.Request) -> web.Response:
-    page = await request.app[PAGES_KEY].page(request.app[HOST_KEY])
-    return web.Response(
-        text=page, content_type="text/html", headers={"Content-Security-Policy": CSP}
-    )
+    """The host's shell page, which frames the plugin's page in a sandbox."""
+    return web.Response(text=shell.SHELL, content_type="text/html", headers=shell.SHELL_HEADERS)
+
+
+async def dashboard(request: web.Request) -> web.StreamResponse:
+    """The plugin's page (or the fallback page), for the shell's sandboxed frame.
+
+    Opened on its own, the page would be a top-level document, free to
+    navigate itself anywhere; browsers that say so (``Sec-Fetch-Dest``, sent
+    in secure contexts such as localhost) are sent to the shell instead.
+    """
+    if request.headers.get("Sec-Fetch-Dest", "iframe") != "iframe":
+        raise web.HTTPSeeOther("/")
+    text = await request.app[PAGES_KEY].page(request.app[HOST_KEY])
+    return web.Response(text=text, content_type="text/html", headers=shell.PAGE_HEADERS)
 
 
 async def readings(request: web.Request) -> web.Response:
@@ -306,6 +315,7 @@ def create_app(host: Host) -> web.Application:
     app.on_cleanup.append(close_pages)
     app.router.add_routes(operator.routes(HOST_KEY))
     app.router.add_get("/", index)
+    app.router.add_get(shell.FRAME_PATH, dashboard)
     app.router.add_get("/api/readings", readings)
     app.router.add_get("/api/plugins", plugins)
     app.router.add_get("/healthz", healthz)

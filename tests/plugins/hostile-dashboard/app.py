@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 
+import exfil
 from wit_world import exports
 
 PAGE = "<!doctype html><html><head><title>hostile</title></head><body>{}</body></html>"
@@ -53,4 +54,6 @@ class DashboardLogic(exports.DashboardLogic):
             time.sleep(60)
         if mode == "trap":
             raise RuntimeError("render trapped (on purpose)")
+        if mode.startswith("exfil-"):  # exfil-<technique>-<port>: send the data elsewhere
+            return exfil.page(mode, state_json)
         return PAGE.format("<p>plain</p>")
