@@ -45,6 +45,12 @@ SHELL_SCRIPT = """
   const frame = document.getElementById("dashboard");
   const RELOAD_EVERY_MS = 30000;
   const MAX_NAME = 200;
+  // A page asks for a few dozen charts at once: they are fetched a few at a
+  // time, and a frame asking for more than MAX_QUEUED at once is refused.
+  const MAX_IN_FLIGHT = 4;
+  const MAX_QUEUED = 256;
+  const queue = [];
+  let inFlight = 0;
   let latest = null;
   let live = false;
   let lastReload = 0;
@@ -84,10 +90,29 @@ SHELL_SCRIPT = """
   const isName = (v) => typeof v === "string" && v.length > 0 && v.length <= MAX_NAME;
   const isTime = (v) => Number.isSafeInteger(v) && v >= 0;
 
-  async function history(request) {
+  function history(request) {
     const { id, plugin, field, since, until, points } = request;
     if (!Number.isSafeInteger(id) || !isName(plugin) || !isName(field)) return;
     if (!isTime(since) || !isTime(until) || !Number.isSafeInteger(points)) return;
+    if (queue.length >= MAX_QUEUED) {
+      send({ type: "history", id, points: null });
+      return;
+    }
+    queue.push({ id, plugin, field, since, until, points });
+    pump();
+  }
+
+  function pump() {
+    while (inFlight < MAX_IN_FLIGHT && queue.length) {
+      inFlight += 1;
+      fetchHistory(queue.shift()).finally(() => {
+        inFlight -= 1;
+        pump();
+      });
+    }
+  }
+
+  async function fetchHistory({ id, plugin, field, since, until, points }) {
     const query = new URLSearchParams({
       plugin, field, since: String(since), until: String(until), points: String(points),
     });
