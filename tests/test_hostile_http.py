@@ -112,12 +112,12 @@ async def host(
 
 @pytest.fixture
 async def port(host: Host) -> AsyncIterator[int]:
-    runner = await server.start(host, "127.0.0.1", 0)
+    listening = await server.start(host, "127.0.0.1", 0)
     try:
-        yield runner.addresses[0][1]
+        yield listening.port
     finally:
         host.stream.close()
-        await runner.cleanup()
+        await listening.close()
 
 
 # -- malformed requests ---------------------------------------------------------
@@ -344,6 +344,30 @@ async def test_streams_beyond_the_cap_are_refused_and_the_api_answers(port: int)
     finally:
         for writer in streams:
             writer.close()
+
+
+async def test_connections_over_the_cap_get_a_503_and_are_closed(port: int) -> None:
+    """Idle connections hold descriptors until the idle timeout; past the cap the
+    host answers at once and hangs up, so the rest of the host keeps its descriptors."""
+    cap = edge.MAX_CONNECTIONS
+    held = []
+    try:
+        for _ in range(cap):
+            held.append(await asyncio.open_connection("127.0.0.1", port))
+        await asyncio.sleep(0.2)  # let the host accept them all before the next one
+        over = await asyncio.wait_for(exchange(port, get(b"/api/readings")), 10)
+        assert over.status == 503, over
+        assert "connections" in over.json()["error"]  # type: ignore[index]
+    finally:
+        for _, writer in held:
+            writer.close()
+    # Once they are gone (the host sees each close), the API answers again.
+    for _ in range(int(GIVE_UP_S * 10)):
+        if (await exchange(port, get(b"/api/readings"))).status == 200:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the host kept refusing after the connections closed")
 
 
 # -- running out of file descriptors ------------------------------------------

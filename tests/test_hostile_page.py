@@ -148,16 +148,16 @@ async def cycles(host: Host) -> None:
 @contextlib.asynccontextmanager
 async def serving(host: Host) -> AsyncIterator[str]:
     await host.after_cycle(await host.cycle.run_once())
-    runner = await server.start(host, "127.0.0.1", 0)
+    listening = await server.start(host, "127.0.0.1", 0)
     polling = asyncio.create_task(cycles(host))
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield f"http://127.0.0.1:{listening.port}"
     finally:
         polling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await polling
         host.stream.close()
-        await runner.cleanup()
+        await listening.close()
 
 
 @pytest.fixture

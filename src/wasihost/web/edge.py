@@ -15,12 +15,13 @@ so a scanner cannot fill the log.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
 import unicodedata
 import urllib.parse
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -31,6 +32,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 IDLE_TIMEOUT_S = 15.0
 # A request body must arrive within this; operator bodies are a few bytes.
 BODY_TIMEOUT_S = 10.0
+# Open connections at most; past it a new one is answered 503 and closed at
+# once, so clients can never take the descriptors the rest of the host needs
+# (SQLite, plugin files, snapshots, MQTT). Well under the unit's LimitNOFILE.
+MAX_CONNECTIONS = 256
 # aiohttp's parser limits, stated here so that they are deliberate.
 MAX_LINE_BYTES = 8190
 MAX_FIELD_BYTES = 8190
@@ -96,6 +101,52 @@ class ClientFaults(logging.Filter):
 
 client_faults = ClientFaults()
 http_log.addFilter(client_faults)
+
+
+_BUSY_BODY = json.dumps(
+    {"error": f"the host has {MAX_CONNECTIONS} connections open, its limit; retry shortly"}
+).encode()
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Retry-After: 5\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
+class _Busy(asyncio.Protocol):
+    """A connection over the cap: answered and closed without reading a byte."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream = cast(asyncio.WriteTransport, transport)  # a TCP transport
+        stream.write(_BUSY)
+        stream.close()
+
+
+class ConnectionCap:
+    """A protocol factory for ``loop.create_server``: aiohttp's, up to MAX_CONNECTIONS.
+
+    aiohttp has no connection limit and asyncio none either; this is the
+    one piece of the edge written here. Refusals are logged once a minute.
+    """
+
+    def __init__(self, server: web.Server) -> None:
+        self._server = server
+        self._logged = -ResourceWarnings.EVERY_S
+        self.refused = 0
+
+    def __call__(self) -> asyncio.Protocol:
+        if len(self._server.connections) < MAX_CONNECTIONS:
+            return self._server()
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._logged >= ResourceWarnings.EVERY_S:
+            self._logged = now
+            http_log.warning(
+                "refusing connections: %d open, the limit (%d refused so far)",
+                MAX_CONNECTIONS,
+                self.refused,
+            )
+        return _Busy()
 
 
 def runner_options() -> dict[str, Any]:

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -327,27 +328,49 @@ def create_app(host: Host) -> web.Application:
     return app
 
 
-async def start(host: Host, address: str, port: int) -> web.AppRunner:
-    """The app listening on ``address:port`` (0: a free port, see ``runner.addresses``).
+@dataclass(frozen=True)
+class Listening:
+    """The app's runner and the listening socket in front of it."""
 
-    Tests start the server through here too, so they meet the same limits as
-    a deployed host. Raises ``OSError`` when the port cannot be bound.
+    runner: web.AppRunner
+    listener: asyncio.Server
+
+    @property
+    def port(self) -> int:
+        return int(self.listener.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        """Stop accepting, then close the open connections and the app."""
+        self.listener.close()
+        await self.runner.cleanup()
+
+
+async def start(host: Host, address: str, port: int) -> Listening:
+    """The app listening on ``address:port`` (0: a free port, see ``Listening.port``).
+
+    Not a ``web.TCPSite``: the listening socket gets ``edge.ConnectionCap``
+    as its protocol factory, which aiohttp's sites cannot take. Tests start
+    the server through here too, so they meet the same limits as a deployed
+    host. Raises ``OSError`` when the port cannot be bound.
     """
     runner = web.AppRunner(create_app(host), **edge.runner_options())
     await runner.setup()
+    assert runner.server is not None  # set by setup()
     try:
-        await web.TCPSite(runner, address, port).start()
+        listener = await asyncio.get_running_loop().create_server(
+            edge.ConnectionCap(runner.server), address, port, backlog=128
+        )
     except OSError:
         await runner.cleanup()
         raise
-    return runner
+    return Listening(runner, listener)
 
 
 async def serve(host: Host, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set; a port that cannot be bound stops the host."""
     address, port = host.config.web.host, host.config.web.port
     try:
-        runner = await start(host, address, port)
+        listening = await start(host, address, port)
     except OSError as exc:
         stop.set()
         raise ConfigError(f"web: cannot listen on {address}:{port}: {exc.strerror}") from None
@@ -358,4 +381,4 @@ async def serve(host: Host, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         host.stream.close()
-        await runner.cleanup()
+        await listening.close()
