@@ -43,6 +43,36 @@ def test_long_ranges_are_downsampled(tmp_path: Path) -> None:
     assert [t for t, _ in series.points] == sorted(t for t, _ in series.points)
 
 
+def test_only_finite_numbers_leave_a_tampered_database(tmp_path: Path) -> None:
+    """Whatever else the file holds (written by hand here), queries return finite floats;
+    a downsampled bucket whose average overflows is dropped, not returned as inf."""
+    history = History(tmp_path / "h.sqlite3")
+    history.write([reading(1_000, 20.0)])
+    with sqlite3.connect(tmp_path / "h.sqlite3") as db:
+        db.executemany(
+            "INSERT INTO samples (series_id, ts_ms, value) VALUES (1, ?, ?)",
+            [
+                (2_000, float("inf")),
+                (3_000, "text"),
+                (4_000, b"\xff"),
+                (5_000, -float("inf")),
+                (6_000, 1e308),
+                (6_001, 1e308),
+                (9_000, 21.0),
+            ],
+        )
+    assert history.query("dht22", "temperature", 0, 10_000).points == [
+        (1_000, 20.0),
+        (6_000, 1e308),
+        (6_001, 1e308),
+        (9_000, 21.0),
+    ]
+    downsampled = history.query("dht22", "temperature", 0, 9_999, max_points=2)
+    assert downsampled.downsampled
+    assert downsampled.points == [(1_000, 20.0)]  # 6 000..9 000 averaged to inf: dropped
+    history.close()
+
+
 def test_history_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite3"
     first = History(path)
