@@ -54,6 +54,7 @@ from wasihost.cycle import FAULT_COLOR
 from wasihost.host import Host
 from wasihost.runtime.guest_log import MAX_LINE
 from wasihost.web.server import CSP, create_app
+from wasihost.web.shell import FRAME_PATH
 
 MakeConfig = Callable[..., HostConfig]
 Report = Callable[[str, str, float | None], None]
@@ -570,7 +571,7 @@ def assert_host_held(run: Run, granted_i2c: set[int]) -> None:
     assert sum(map(len, lines)) <= MAX_HOSTILE_LOG_CHARS
 
 
-async def get_page(client: TestClient, path: str = "/") -> tuple[ClientResponse, str]:
+async def get_page(client: TestClient, path: str = FRAME_PATH) -> tuple[ClientResponse, str]:
     response = await client.get(path)
     return response, await response.text()
 
@@ -690,7 +691,7 @@ def check_script_page(host: Host, pages: list[str]) -> str:
     # The renderer owns the page, so its markup is served; the CSP is what
     # keeps it from loading, framing, posting or sending anything elsewhere.
     assert all("evil.example" in page for page in pages)
-    for directive in ("default-src 'self'", "connect-src 'self'", "form-action 'none'"):
+    for directive in ("default-src 'none'", "connect-src 'none'", "form-action 'none'"):
         assert directive in CSP
     return "served under the CSP (no external loads or posts)"
 
