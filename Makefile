@@ -31,6 +31,8 @@ test: build lint
 	@$(BIN)/pytest
 
 bench: build
+	@echo "==> building the test plugins the benchmarks drive (only those whose sources changed)"
+	@$(BIN)/wasihost build --plugins-dir tests/plugins --out build/test-plugins generic chaos
 	@echo "==> running the benchmarks (several minutes; figures in bench/results/latest.json)"
 	@$(BIN)/python -m bench.run
 
