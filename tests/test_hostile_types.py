@@ -67,6 +67,29 @@ DIFFERENCES = (
 )
 
 
+CYCLES = 3
+
+
+async def run_forged(
+    mode: str,
+    make_config: Callable[..., HostConfig],
+    make_host: Callable[[HostConfig], Host],
+    board: SimBoard,
+) -> Host:
+    """The forged plugin in ``mode`` next to the seed dht22, for CYCLES cycles."""
+    board.set_dht22(21.0, 45.0)
+    forged = {
+        "source": "forged-types",
+        "world": "dht22-plugin",
+        "led": FORGED_LED,
+        "settings": {"mode": mode, "led": FORGED_LED},
+    }
+    host = make_host(make_config({FORGED: forged, "dht22": {"led": DHT22_LED}}))
+    for _ in range(CYCLES):
+        await host.after_cycle(await host.cycle.run_once())
+    return host
+
+
 # -- the forged plugin, end to end ------------------------------------------------------
 @pytest.mark.parametrize("mode", MODES)
 async def test_forged_contract_is_refused_and_the_host_runs_on(
@@ -77,17 +100,7 @@ async def test_forged_contract_is_refused_and_the_host_runs_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    board.set_dht22(21.0, 45.0)
-    forged = {
-        "source": "forged-types",
-        "world": "dht22-plugin",
-        "led": FORGED_LED,
-        "settings": {"mode": mode, "led": FORGED_LED},
-    }
-    host = make_host(make_config({FORGED: forged, "dht22": {"led": DHT22_LED}}))
-    cycles = 3
-    for _ in range(cycles):
-        await host.after_cycle(await host.cycle.run_once())
+    host = await run_forged(mode, make_config, make_host, board)
 
     status = host.statuses()[FORGED]
     assert (status["state"], status["polls"]) == ("failed", 0), status
@@ -96,7 +109,7 @@ async def test_forged_contract_is_refused_and_the_host_runs_on(
     good = host.statuses()["dht22"]
     assert (good["state"], good["polls"], good["errors"], good["traps"]) == (
         "running",
-        cycles,
+        CYCLES,
         0,
         0,
     )
@@ -122,27 +135,17 @@ async def test_past_a_missed_check_capabilities_and_readings_still_hold(
     and still nothing out of range reaches the LEDs or the published state."""
     monkeypatch.setattr(component_module, "contract_differences", lambda *args: [])
     caplog.set_level(logging.INFO)
-    board.set_dht22(21.0, 45.0)
-    forged = {
-        "source": "forged-types",
-        "world": "dht22-plugin",
-        "led": FORGED_LED,
-        "settings": {"mode": mode, "led": FORGED_LED},
-    }
-    host = make_host(make_config({FORGED: forged, "dht22": {"led": DHT22_LED}}))
-    cycles = 3
-    for _ in range(cycles):
-        await host.after_cycle(await host.cycle.run_once())
+    host = await run_forged(mode, make_config, make_host, board)
 
     status = host.statuses()[FORGED]
     assert status["state"] == "running" and status["traps"] == 0, status
     if mode in ("plain", "nan", "wide"):  # every LED write is refused with the WIT error
-        assert status["errors"] == cycles and "is not a u8" in status["last_error"]
-        assert status["refused_by_kind"] == {"wit-type": cycles}
+        assert status["errors"] == CYCLES and "is not a u8" in status["last_error"]
+        assert status["refused_by_kind"] == {"wit-type": CYCLES}
     expected = [OFF] * board.led_count
     expected[DHT22_LED] = ROOM_COLOR
     assert board.leds == expected
-    assert host.statuses()["dht22"]["polls"] == cycles
+    assert host.statuses()["dht22"]["polls"] == CYCLES
     published = json.dumps(host.snapshot(), allow_nan=False)
     assert len(published) < 64_000
     assert sum(len(r.getMessage()) for r in caplog.records) < 100_000
