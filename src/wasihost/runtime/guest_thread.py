@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from wasihost.errors import PluginHung
+from wasihost.errors import PluginError, PluginHung
 
 log = logging.getLogger("wasihost.plugin")
 
@@ -121,6 +121,7 @@ class GuestThread:
         self._lock = threading.Lock()
         self._current: _Current | None = None
         self.hung: HungCall | None = None
+        self._stopped = False
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
@@ -174,6 +175,8 @@ class GuestThread:
         with self._lock:
             if self.hung is not None:
                 raise PluginHung(self.plugin, self.hung.reason(time.monotonic()))
+            if self._stopped:  # nobody would ever take it
+                raise PluginError(self.plugin, "stopped")
             self._jobs.put(job)
 
     def run(self, work: Callable[[], T]) -> T:
@@ -249,8 +252,10 @@ class GuestThread:
         raise PluginHung(self.plugin, hung.reason(now))
 
     def stop(self) -> None:
-        """Let the thread end after its queued work (at once if idle)."""
-        self._jobs.put(None)
+        """Let the thread end after its queued work (at once if idle); later jobs are refused."""
+        with self._lock:
+            self._stopped = True
+            self._jobs.put(None)
 
     def join(self, timeout_s: float) -> bool:
         """Whether the thread ended within ``timeout_s``."""
