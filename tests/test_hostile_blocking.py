@@ -313,7 +313,7 @@ def free_port() -> int:
 
 
 def test_sigterm_stops_the_host_whatever_the_plugins_do(
-    built: dict[str, Path], tmp_path: Path
+    built: dict[str, Path], tmp_path: Path, hostile_report: Report
 ) -> None:
     chaos_wasm = built["chaos"]
     config = tmp_path / "host.toml"
@@ -355,11 +355,15 @@ settings = {{ snapshot_mode = "sleep", seconds = 600 }}
         else:
             pytest.fail("the host ended before the plugin hung")
         process.send_signal(signal.SIGTERM)
+        signalled = time.perf_counter()
         # A liveness bound, not a speed measurement: the guest sleeps for 600 s.
         rest, _ = process.communicate(timeout=60)
+        stop_ms = (time.perf_counter() - signalled) * 1000
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
     assert process.returncode == 0, rest
     assert "stopped" in rest
+    assert "left running at shutdown" in rest  # said, not silently abandoned
+    hostile_report("SIGTERM with 2 plugins sleeping 600 s", "stopped, exit 0", stop_ms)
