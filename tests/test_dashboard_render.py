@@ -878,3 +878,10 @@ def test_script_updates_node_cards_by_their_data_attributes() -> None:
         "[data-node-age]",
     ):
         assert marker in script, marker
+
+
+def test_a_hung_plugin_is_shown_as_a_fault() -> None:
+    state = full_state()
+    state["plugins"]["dashboard"]["state"] = "hung"
+    page = render.render_page(state)
+    assert '<td class="bad" data-col="state">hung</td>' in page

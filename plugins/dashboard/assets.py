@@ -248,7 +248,7 @@ SCRIPT = """
   function stateClass(state) {
     const lowered = state.toLowerCase();
     if (lowered === "running") return "ok";
-    if (["fail", "trap", "error", "crash"].some((w) => lowered.includes(w))) return "bad";
+    if (["fail", "trap", "error", "crash", "hung"].some((w) => lowered.includes(w))) return "bad";
     return lowered ? "warn" : "";
   }
 

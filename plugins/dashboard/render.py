@@ -694,7 +694,7 @@ def _state_class(state: str) -> str:
     lowered = state.lower()
     if lowered == "running":
         return "ok"
-    if any(word in lowered for word in ("fail", "trap", "error", "crash")):
+    if any(word in lowered for word in ("fail", "trap", "error", "crash", "hung")):
         return "bad"
     return "warn" if lowered else ""
 
