@@ -26,7 +26,7 @@ def returned() -> Returned:
 @pytest.fixture
 def guest(returned: Returned) -> Any:
     thread = GuestThread(
-        "test-guest", "p", 10, lambda: 1234, lambda hung, error: returned.append((hung, error))
+        "test-guest", "p", 10, lambda: 1234, lambda _, hung, error: returned.append((hung, error))
     )
     yield thread
     thread.stop()
@@ -104,3 +104,40 @@ def test_a_stopped_thread_refuses_work_instead_of_leaving_it_unanswered(
     guest.stop()
     with pytest.raises(PluginError, match="stopped"):
         guest.run(lambda: None)
+
+
+def test_a_job_queued_behind_a_hung_call_is_never_run(guest: GuestThread) -> None:
+    """Its caller was told it failed: running it once the thread is free would act
+    behind their back (a reset answered 409, a reload reported rejected)."""
+    release = threading.Event()
+    ran: list[str] = []
+    outcomes: list[BaseException | str] = []
+
+    def queued_caller() -> None:
+        try:
+            outcomes.append(guest.run(lambda: ran.append("queued") or "done"))
+        except PluginError as exc:
+            outcomes.append(exc)
+
+    def blocking_caller() -> None:
+        try:
+            guest.run(blocked(guest, release))
+        except PluginError as exc:
+            outcomes.append(exc)
+
+    blocked_call = threading.Thread(target=blocking_caller)
+    blocked_call.start()
+    while guest._current is None:  # the blocking call is under way
+        threading.Event().wait(0.005)
+    waiter = threading.Thread(target=queued_caller)
+    waiter.start()
+    blocked_call.join(30)
+    waiter.join(30)
+    assert guest.hung is not None
+    assert len(outcomes) == 2 and all(isinstance(o, PluginHung) for o in outcomes), outcomes
+    release.set()
+    waited = threading.Event()
+    while guest.hung is not None:  # the blocked call returns; the thread is free again...
+        waited.wait(0.01)
+    assert guest.run(lambda: "after") == "after"
+    assert ran == []  # ...and the job given up on never ran

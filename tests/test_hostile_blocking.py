@@ -37,6 +37,7 @@ from wasihost.boards.sim import SimBoard
 from wasihost.config import HostConfig
 from wasihost.errors import PluginError
 from wasihost.host import Host
+from wasihost.runtime import plugin as plugin_module
 from wasihost.runtime.plugin import PluginState
 from wasihost.web.server import create_app
 from wasihost.web.shell import FRAME_PATH
@@ -133,19 +134,59 @@ async def test_many_hung_plugins_do_not_starve_the_cycle(
         assert (await client.get("/api/plugins")).status == 200
 
 
-async def test_an_operator_reset_of_a_hung_plugin_answers_at_once(
+async def test_an_operator_reset_revives_a_hung_plugin_on_a_fresh_thread(
     make_config: MakeConfig, make_host: MakeHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The stuck thread keeps the instance it is inside; the plugin goes on without
+    waiting for it. Past the cap of such threads the reset says why instead."""
     monkeypatch.setenv("WASIHOST_TOKEN", "t0ken")
-    host = make_host(make_config({HOSTILE: chaos(mode="sleep"), **well_behaved()}))
+    monkeypatch.setattr(plugin_module, "MAX_HUNG_THREADS", 1)
+    sleeper = chaos(mode="sleep", seconds=10)
+    host = make_host(make_config({HOSTILE: sleeper, **well_behaved()}))
+    plugin = host.plugins[HOSTILE]
     await cycles(host, 1)
+    assert plugin.state is PluginState.HUNG
     async with TestClient(TestServer(create_app(host))) as client:
-        response = await client.post(
+        reset = await client.post(
             f"/api/plugins/{HOSTILE}/reset", headers={"Authorization": "Bearer t0ken"}
         )
-        body = await response.json()
-    assert response.status == 409
-    assert "hung in sensor-logic.poll" in body["error"]
+        assert reset.status == 200, await reset.text()
+        assert (await reset.json())["state"] == "running"
+        await cycles(host, 1)  # polled again on the fresh thread, and hangs again
+        assert plugin.state is PluginState.HUNG
+        refused = await client.post(
+            f"/api/plugins/{HOSTILE}/reset", headers={"Authorization": "Bearer t0ken"}
+        )
+        body = await refused.json()
+    assert refused.status == 409
+    assert "calls are still hung" in body["error"] and "sensor-logic.poll" in body["error"]
+    assert_others_polled(host, 2)
+    await until(lambda: plugin.state is not PluginState.HUNG)  # both threads come back
+    await until(lambda: not plugin._retired)
+
+
+async def test_a_new_version_whose_restore_blocks_is_refused_and_the_old_one_polls_on(
+    make_config: MakeConfig, make_host: MakeHost
+) -> None:
+    host = make_host(make_config({HOSTILE: chaos(mode="counter"), **well_behaved()}))
+    plugin = host.plugins[HOSTILE]
+    await cycles(host, 2)
+    plugin.spec = dataclasses.replace(plugin.spec, settings={"restore_mode": "sleep", "seconds": 3})
+    candidate = await asyncio.to_thread(plugin.prepare)
+    with pytest.raises(PluginError, match=r"new version hung in state\.restore"):
+        await asyncio.to_thread(plugin.swap, candidate)
+    # The live version is not blamed: it polls on, counting where it was.
+    await cycles(host, 1)
+    status = host.statuses()[HOSTILE]
+    assert (status["state"], status["polls"], status["traps"], status["hangs"]) == (
+        "running",
+        3,
+        0,
+        0,
+    )
+    assert host.state.plugins[HOSTILE].reading is not None
+    assert host.state.plugins[HOSTILE].reading.status["poll_count"] == 3
+    await until(lambda: not plugin._retired)  # the new version's thread returns and frees it
 
 
 # -- configure, describe, restore --------------------------------------------------------

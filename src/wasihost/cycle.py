@@ -2,9 +2,11 @@
 
 Each plugin's calls run on its own thread and board writes on a worker
 thread, so the event loop (and the web server on it) never blocks. Plugins
-are polled concurrently, so one slow plugin costs the cycle at most its own
-deadline (plus the grace in ``runtime.guest_thread``), not the sum of
-everyone's; one blocked past that is left ``hung`` and the cycle goes on.
+are polled concurrently, so a slow plugin costs the cycle its own guest
+calls' deadlines (plus the grace in ``runtime.guest_thread``; a poll after a
+trap also makes a new instance, whose configure and restore have theirs), not
+the sum of everyone's; one blocked past a deadline is left ``hung`` and the
+cycle goes on.
 """
 
 from __future__ import annotations

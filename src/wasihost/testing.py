@@ -223,6 +223,7 @@ class ComponentPlugin(_Harness):
         try:
             self.plugin.load()
         except PluginError:
+            self.plugin.close()
             self._engine.close()
             raise
 

@@ -74,16 +74,19 @@ Outcome = tuple[Any, BaseException | None]
 class Job:
     """One piece of work for the thread, and how its outcome reaches the caller.
 
-    ``delivered`` is set under the thread's lock, the same lock a waiter
-    declares a hang under, so a job is either delivered or hung, never both.
+    ``delivered`` and ``abandoned`` change only under the thread's lock, the
+    lock a waiter declares a hang under: a job is delivered, or given up on,
+    never both. A job given up on before it started is never run (its caller
+    was told it failed; running it later would act behind their back).
     """
 
-    __slots__ = ("deliver", "delivered", "work")
+    __slots__ = ("abandoned", "deliver", "delivered", "work")
 
     def __init__(self, work: Callable[[], Any], deliver: Callable[[Outcome], None]) -> None:
         self.work = work
         self.deliver = deliver
         self.delivered = False
+        self.abandoned = False
 
 
 class SyncJob(Job):
@@ -96,13 +99,19 @@ class SyncJob(Job):
         super().__init__(work, self.replies.put)
 
 
+OnReturn = Callable[["GuestThread", HungCall, BaseException | None], None]
+
+
 class GuestThread:
     """Runs one plugin's work, one job at a time, on a daemon thread of its own.
 
-    ``on_return(hung, error)`` runs on this thread when a job the callers gave
-    up on finally ends, before the thread takes new work. Handing a job over
-    costs a thread wake-up each way (about 45 µs here, see docs/PERFORMANCE.md);
-    the poll cycle paid the same for ``asyncio.to_thread`` before.
+    ``on_return(thread, hung, error)`` runs on this thread when a guest call
+    the callers gave up on finally returns, before the thread takes new work.
+    Any waiter may declare the hang, whichever job it waits for: the thread is
+    stuck either way, and every job still queued behind the call is given up
+    on with it. Handing a job over costs a thread wake-up each way (see
+    docs/PERFORMANCE.md, *Containment*); the poll cycle paid the same for
+    ``asyncio.to_thread`` before.
     """
 
     def __init__(
@@ -111,15 +120,16 @@ class GuestThread:
         plugin: str,
         timeout_ms: int,
         wall_ms: Callable[[], int],
-        on_return: Callable[[HungCall, BaseException | None], None],
+        on_return: OnReturn,
     ) -> None:
         self.plugin = plugin
         self._limit_s = timeout_ms / 1000 + GRACE_S
         self._wall_ms = wall_ms
         self._on_return = on_return
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._queued: set[Job] = set()  # submitted, not yet taken by the thread
         self._lock = threading.Lock()
-        self._current: _Current | None = None
+        self._current: _Current | None = None  # the guest call in progress
         self.hung: HungCall | None = None
         self._stopped = False
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
@@ -128,46 +138,62 @@ class GuestThread:
     # -- on this thread ------------------------------------------------------------
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
+            with self._lock:
+                self._queued.discard(job)
+                skip = job.abandoned
+            if skip:  # given up on while it waited behind a hung call
+                self._deliver(job, (None, PluginHung(self.plugin, "given up on: the plugin hung")))
+                continue
             error: BaseException | None = None
             result: Any = None
             try:
                 result = job.work()
             except BaseException as exc:  # handed to the caller (or to on_return)
                 error = exc
-            self._current = None
-            with self._lock:  # delivered under the lock a waiter declares a hang with
+            with self._lock:
                 hung = self.hung
                 if hung is None:
                     job.delivered = True
                     job.deliver((result, error))
             if hung is not None:  # the callers are gone: supervise the late return
                 try:
-                    self._on_return(hung, error)
-                except Exception:  # supervision must never kill the thread
+                    self._on_return(self, hung, error)
+                except BaseException:  # supervision must never kill the thread
                     log.exception("[%s] recovering from a hung call failed", self.plugin)
-                with self._lock:
-                    self.hung = None
+                finally:
+                    with self._lock:
+                        self.hung = None
+
+    def _deliver(self, job: Job, outcome: Outcome) -> None:
+        with self._lock:
+            job.delivered = True
+            job.deliver(outcome)
 
     @contextlib.contextmanager
     def watching(self, call: str) -> Iterator[None]:
         """Mark a guest call in progress, so waiters know whose deadline runs.
 
-        A job the callers gave up on stops at its next guest call boundary:
-        its caller is gone, and what it would do next (restore into a new
-        version, go live) must not happen behind their back.
+        A job the callers gave up on stops at the end of the call it hung in
+        (``PluginHung`` is raised there, whatever the call's own outcome): what
+        it would do next (restore into a new version, go live) must not
+        happen behind their back.
         """
-        self._current = _Current(call, time.monotonic(), self._wall_ms())
+        with self._lock:
+            self._current = _Current(call, time.monotonic(), self._wall_ms())
         try:
             yield
         except BaseException:
-            if self.hung is not None:  # a late trap is the hang's outcome, not a new fault
-                raise PluginHung(self.plugin, self.hung.reason(time.monotonic())) from None
+            if self._end_call() is not None:  # a late trap is the hang's outcome
+                raise PluginHung(self.plugin, f"gave up on {call}") from None
             raise
-        else:
-            if self.hung is not None:
-                raise PluginHung(self.plugin, self.hung.reason(time.monotonic()))
-        finally:
+        if self._end_call() is not None:
+            raise PluginHung(self.plugin, f"gave up on {call}")
+
+    def _end_call(self) -> HungCall | None:
+        """Clear the call in progress; whether a waiter declared it hung first."""
+        with self._lock:
             self._current = None
+            return self.hung
 
     # -- from other threads --------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -177,11 +203,14 @@ class GuestThread:
                 raise PluginHung(self.plugin, self.hung.reason(time.monotonic()))
             if self._stopped:  # nobody would ever take it
                 raise PluginError(self.plugin, "stopped")
+            self._queued.add(job)
             self._jobs.put(job)
 
     def run(self, work: Callable[[], T]) -> T:
         """Run ``work`` on this thread and wait for it, but never past a guest
         call's deadline plus the grace."""
+        if threading.current_thread() is self._thread:  # it would wait for itself
+            raise RuntimeError("GuestThread.run called from its own thread")
         job = SyncJob(work)
         self.submit(job)
         result: T = self.wait(job)
@@ -237,17 +266,24 @@ class GuestThread:
         return max(0.0, current.started + self._limit_s - time.monotonic()) + 0.001
 
     def _give_up_if_late(self, job: Job) -> None:
-        """Declare the running call hung if it is past its limit (raises PluginHung)."""
-        current = self._current
+        """Declare the guest call in progress hung if it is past its limit, and
+        give up on ``job`` and every job queued behind it (raises PluginHung)."""
         now = time.monotonic()
-        if current is None or now - current.started < self._limit_s:
-            return
         with self._lock:
             if job.delivered:  # it ended just now: the caller takes its outcome
                 return
+            if not self._thread.is_alive():
+                job.abandoned = True
+                raise PluginError(self.plugin, "its thread has ended")
+            current = self._current
             if self.hung is None:
+                if current is None or now - current.started < self._limit_s:
+                    return
                 self.hung = HungCall(current.call, current.since_ms, current.started)
+                for queued in self._queued:
+                    queued.abandoned = True
                 log.error("[%s] %s", self.plugin, self.hung.reason(now))
+            job.abandoned = True
             hung = self.hung
         raise PluginHung(self.plugin, hung.reason(now))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,11 @@ from wasihost.runtime.supervision import SupervisionPolicy, Supervisor
 log = logging.getLogger("wasihost.plugin")
 
 T = TypeVar("T")
+
+# Hung calls a plugin may leave behind on retired threads (each holds its
+# instance's memory until the call returns) before a reset or a new version
+# must wait for one to return.
+MAX_HUNG_THREADS = 2
 
 # Snapshots are written to an SD card and restored on every restart: a state
 # of more than a megabyte is a bug (or an attack), not calibration data.
@@ -163,7 +169,15 @@ class Plugin:
         self.signature: tuple[int, int] | None = None  # of the .wasm now live
         self.last_snapshot: bytes | None = None  # latest state taken from the guest
         self.info: dict[str, Any] | None = None  # describe() of a generic sensor plugin
-        self._guest = self._thread("wasihost-" + spec.name, self._after_hang)
+        # Who touches what: the live instance (``_instance``) only from the
+        # plugin's thread (``_guest``); ``_guest`` and ``_retired`` change under
+        # ``_threads_lock``; counters and the supervisor from the plugin's thread,
+        # except an operator reset. A thread stuck in a hung call can be retired
+        # (reset, new version): it keeps the instance it is inside and closes it
+        # when the call returns; a few at most, since each holds its memory.
+        self._threads_lock = threading.Lock()
+        self._retired: dict[GuestThread, Instance | None] = {}
+        self._guest = self._thread("wasihost-" + spec.name)
         # Capability failures on the host's side (board trouble, host bugs): the
         # callbacks count them by plugin name; a new Plugin of that name starts at 0.
         forget_host_failures(spec.name)
@@ -172,10 +186,29 @@ class Plugin:
         self._linker: Any = None
         self._instance: Instance | None = None
 
-    def _thread(
-        self, name: str, on_return: Callable[[HungCall, BaseException | None], None]
-    ) -> GuestThread:
-        return GuestThread(name, self.name, self.spec.timeout_ms, self._clock_ms, on_return)
+    def _thread(self, name: str) -> GuestThread:
+        return GuestThread(name, self.name, self.spec.timeout_ms, self._clock_ms, self._after_hang)
+
+    def _fresh_thread(self, why: str) -> None:
+        """Leave a hung thread with the instance it is stuck in and carry on
+        on a new one: an operator reset or a new version must not wait for a
+        guest that may sleep for days. Raises ``PluginError`` past the cap."""
+        with self._threads_lock:
+            old = self._guest
+            if old.hung is None:
+                return
+            if len(self._retired) >= MAX_HUNG_THREADS:
+                raise PluginError(
+                    self.name,
+                    f"cannot {why}: {len(self._retired) + 1} calls are still hung "
+                    f"({old.hung.reason(time.monotonic())}); it must return first",
+                )
+            call = old.hung.call
+            self._retired[old] = self._instance
+            self._instance = None
+            self._guest = self._thread("wasihost-" + self.name)
+        old.stop()
+        log.warning("[%s] %s: left the hung %s to its thread", self.name, why, call)
 
     @property
     def state(self) -> PluginState:
@@ -194,6 +227,8 @@ class Plugin:
 
     @state.setter
     def state(self, value: PluginState) -> None:
+        """Sets the lifecycle's own state (loading, running, failed, stopped); what
+        the getter adds (hung, backoff, quarantined) is derived, never set."""
         self._state = value
 
     @property
@@ -209,12 +244,12 @@ class Plugin:
         """Operator reset: forget failures, lift a quarantine and start a fresh
         instance now (a ``failed`` plugin is loaded again); blocking.
 
-        Raises ``PluginError`` saying why when the plugin cannot be revived: it
-        is hung, or its new instance fails (which counts as a trap).
+        A hung plugin gets a fresh thread (the stuck one keeps its instance
+        until the call returns). Raises ``PluginError`` saying why when the
+        plugin cannot be revived: too many calls still hung, or its new
+        instance fails (which counts as a trap).
         """
-        hung = self._guest.hung
-        if hung is not None:
-            raise PluginError(self.name, f"cannot reset: {hung.reason(time.monotonic())}")
+        self._fresh_thread("reset")
         if self._checked is None or self._state is PluginState.FAILED:
             self.supervisor.reset()
             self.load(self.last_snapshot)
@@ -250,15 +285,31 @@ class Plugin:
         if self.supervisor.quarantined:
             log.error("[%s] quarantined after repeated traps: %s", self.name, reason)
 
-    def _after_hang(self, hung: HungCall, error: BaseException | None) -> None:
-        """A call the host gave up on has returned (on the plugin's thread):
-        supervised like a trap, on a fresh instance after the backoff."""
+    def _after_hang(self, thread: GuestThread, hung: HungCall, error: BaseException | None) -> None:
+        """A call the host gave up on has returned (on ``thread``): supervised
+        like a trap, on a fresh instance after the backoff. A retired or
+        temporary thread only frees what it held: the plugin has moved on."""
+        with self._threads_lock:  # take what this thread holds, atomically with a retirement
+            retired = thread is not self._guest
+            if retired:
+                held = self._retired.pop(thread, None)
+            else:
+                held, self._instance = self._instance, None
+        if held is not None:
+            held.close()
+        if retired:
+            log.warning(
+                "[%s] %s returned after %.1f s; what it ran in had been discarded",
+                self.name,
+                hung.call,
+                time.monotonic() - hung.started,
+            )
+            return
         reason = (
             f"hung in {hung.call} for {time.monotonic() - hung.started:.1f} s, blocked in a "
             f"host call past its {self.spec.timeout_ms} ms deadline"
         )
         self.stats.hangs += 1
-        self._close_instance()
         self._on_trap(reason)
         log.warning("[%s] %s; it returned, the instance is discarded", self.name, reason)
 
@@ -289,22 +340,26 @@ class Plugin:
 
     def _on_new_thread(self, work: Callable[[GuestThread], T]) -> T:
         """Run guest calls on a version that is not live yet, on a thread of
-        its own (the live version's thread may be busy or hung)."""
-        guest = self._thread(f"wasihost-{self.name}-new", self._candidate_returned)
+        its own (the live version's thread may be busy or hung, and a new
+        version that hangs must not be blamed on the live one). A thread that
+        hangs is kept in ``_retired`` until its call returns; each step closes
+        its instance on the way out, so it holds nothing of ours."""
+        with self._threads_lock:
+            if len(self._retired) >= MAX_HUNG_THREADS:
+                raise PluginError(
+                    self.name,
+                    f"{len(self._retired)} earlier calls are still hung; not trying again",
+                )
+        guest = self._thread(f"wasihost-{self.name}-new")
         try:
             return guest.run(lambda: work(guest))
+        except PluginHung:
+            with self._threads_lock:
+                if guest.hung is not None:  # it may have returned already
+                    self._retired[guest] = None
+            raise
         finally:
             guest.stop()  # ends once idle, or when a hung call returns
-
-    def _candidate_returned(self, hung: HungCall, error: BaseException | None) -> None:
-        """A new version's hung call returned: it was discarded when it hung
-        (each step closes its instance on the way out), so just say so."""
-        log.warning(
-            "[%s] the new version's %s returned after %.1f s; it had been discarded",
-            self.name,
-            hung.call,
-            time.monotonic() - hung.started,
-        )
 
     def _describe(self, guest: GuestThread, instance: Instance) -> dict[str, Any] | None:
         """``describe()`` of a generic sensor plugin; a failure is a load error."""
@@ -335,7 +390,13 @@ class Plugin:
                 )
                 if restored:
                     self.last_snapshot = saved_state
-            self._guest.run(lambda: self._go_live(candidate))
+            self._fresh_thread("load")
+            try:
+                self._guest.run(lambda: self._go_live(candidate))
+            except PluginError:
+                if self._instance is not candidate.instance:
+                    candidate.instance.close()
+                raise
         except PluginError as exc:
             self._fail(exc.reason)
             raise
@@ -376,8 +437,9 @@ class Plugin:
         started = time.perf_counter()
         job = SyncJob(lambda: self._swap(candidate))
         try:
+            self._fresh_thread("go live with a new version")
             self._guest.submit(job)
-        except PluginHung:
+        except PluginError:
             candidate.instance.close()  # idle: the thread that prepared it is done
             raise
         old, carried = self._guest.wait(job)
@@ -396,21 +458,29 @@ class Plugin:
     def _swap(self, candidate: Candidate) -> tuple[CheckedComponent | None, bool]:
         old = self._checked
         carried = False
-        try:
-            if candidate.checked.has_state:
+        if candidate.checked.has_state:
+            try:
                 data = self._snapshot() if self.stateful else None
-                data = data if data is not None else self.last_snapshot
-                if data is not None:
-                    failure = self._restore(self._guest, candidate.instance, data)
-                    if failure is not None:
-                        raise PluginLoadError(
-                            self.name, f"new version failed to restore state: {failure.reason}"
-                        )
-                    self.last_snapshot = data
-                    carried = True
-        except BaseException:
-            candidate.instance.close()
-            raise
+            except BaseException:
+                candidate.instance.close()
+                raise
+            data = data if data is not None else self.last_snapshot
+            if data is not None:
+                # On the new version's own thread: if its restore hangs, the live
+                # version is not blamed for it and polls on after one deadline.
+                try:
+                    failure = self._on_new_thread(
+                        lambda guest: self._restore(guest, candidate.instance, data)
+                    )
+                except PluginHung as exc:  # its thread closes it when the call returns
+                    raise PluginLoadError(self.name, f"new version {exc.reason}") from None
+                if failure is not None:
+                    candidate.instance.close()
+                    raise PluginLoadError(
+                        self.name, f"new version failed to restore state: {failure.reason}"
+                    )
+                self.last_snapshot = data
+                carried = True
         self._go_live(candidate)
         self.supervisor.reset()  # a new version starts with a clean record
         self.stats.reloads += 1
@@ -434,15 +504,16 @@ class Plugin:
         self.stats.last_error = reason
 
     def _instantiate(self, guest: GuestThread, checked: CheckedComponent, linker: Any) -> Instance:
-        instance = Instance(
-            self.name,
-            self._engine,
-            checked,
-            linker,
-            self.spec.timeout_ms,
-            self.spec.max_memory_mb,
-            self.output,
-        )
+        with guest.watching("instantiate"):  # a start function may block in WASI too
+            instance = Instance(
+                self.name,
+                self._engine,
+                checked,
+                linker,
+                self.spec.timeout_ms,
+                self.spec.max_memory_mb,
+                self.output,
+            )
         if checked.has_settings:
             try:
                 self._guest_call(
@@ -487,8 +558,14 @@ class Plugin:
         except PluginHung as exc:
             log.warning("[%s] left running at shutdown: %s", self.name, exc.reason)
             closed = False
+        except PluginError:  # already stopped
+            pass
         self.state = PluginState.STOPPED
         self._guest.stop()
+        with self._threads_lock:
+            if self._retired:
+                log.warning("[%s] %d hung calls left at shutdown", self.name, len(self._retired))
+                closed = False
         return closed
 
     # -- state ----------------------------------------------------------------

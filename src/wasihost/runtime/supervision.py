@@ -62,11 +62,14 @@ class Supervisor:
         if self._traps:
             self._traps[-1][1] += 1
 
+    # retry_at is read once: another thread may clear it between two reads.
     def backing_off(self) -> bool:
-        return self.retry_at is not None and self.clock() < self.retry_at
+        retry_at = self.retry_at
+        return retry_at is not None and self.clock() < retry_at
 
     def retry_in_s(self) -> float | None:
-        return None if self.retry_at is None else max(0.0, self.retry_at - self.clock())
+        retry_at = self.retry_at
+        return None if retry_at is None else max(0.0, retry_at - self.clock())
 
     def reset(self) -> None:
         """Forget the failures (operator reset, or a new version went live)."""
