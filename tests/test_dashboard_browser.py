@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,7 +227,7 @@ def open_dashboard(
 def dashboard_frame(page: Any) -> Any:
     """The sandboxed frame of the shell page that holds the plugin's page."""
     (frame,) = page.main_frame.child_frames
-    assert frame.url.endswith("/dashboard"), frame.url
+    assert urllib.parse.urlsplit(frame.url).path == shell.FRAME_PATH, frame.url
     return frame
 
 
@@ -371,7 +372,7 @@ def test_streamed_hostile_values_stay_text(browser: Any) -> None:
         ),
     )
     context.route(
-        f"{FAKE_ORIGIN}/dashboard",
+        f"{FAKE_ORIGIN}{shell.FRAME_URL}",
         lambda route: route.fulfill(
             body=render.render_page(page_state),
             content_type="text/html",

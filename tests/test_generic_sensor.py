@@ -11,7 +11,7 @@ from wasihost.config import HostConfig
 from wasihost.errors import GuestError
 from wasihost.host import Host
 from wasihost.web.server import create_app
-from wasihost.web.shell import FRAME_PATH
+from wasihost.web.shell import FRAME_URL
 
 MakeConfig = Callable[..., HostConfig]
 MakeHost = Callable[[HostConfig], Host]
@@ -44,7 +44,7 @@ async def test_generic_plugin_reaches_state_history_api_and_dashboard(
     series = host.history.query("probe", "polls", 0, 2**53)
     assert [v for _, v in series.points] == [1.0, 2.0]
     async with TestClient(TestServer(create_app(host))) as client:
-        page = await (await client.get(FRAME_PATH)).text()
+        page = await (await client.get(FRAME_URL)).text()
         readings = await (await client.get("/api/readings")).json()
     assert 'data-plugin="probe"' in page
     assert 'data-measure="cpu_temperature"' in page

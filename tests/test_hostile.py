@@ -54,7 +54,7 @@ from wasihost.cycle import FAULT_COLOR
 from wasihost.host import Host
 from wasihost.runtime.guest_log import MAX_LINE
 from wasihost.web.server import CSP, create_app
-from wasihost.web.shell import FRAME_PATH
+from wasihost.web.shell import FRAME_URL
 
 MakeConfig = Callable[..., HostConfig]
 Report = Callable[[str, str, float | None], None]
@@ -571,7 +571,7 @@ def assert_host_held(run: Run, granted_i2c: set[int]) -> None:
     assert sum(map(len, lines)) <= MAX_HOSTILE_LOG_CHARS
 
 
-async def get_page(client: TestClient, path: str = FRAME_PATH) -> tuple[ClientResponse, str]:
+async def get_page(client: TestClient, path: str = FRAME_URL) -> tuple[ClientResponse, str]:
     response = await client.get(path)
     return response, await response.text()
 

@@ -40,7 +40,7 @@ from wasihost.host import Host
 from wasihost.runtime import plugin as plugin_module
 from wasihost.runtime.plugin import PluginState
 from wasihost.web.server import create_app
-from wasihost.web.shell import FRAME_PATH
+from wasihost.web.shell import FRAME_URL
 
 MakeConfig = Callable[..., HostConfig]
 MakeHost = Callable[[HostConfig], Host]
@@ -337,9 +337,9 @@ async def test_a_render_blocked_in_a_wasi_wait_gets_the_fallback_page(
     host = make_host(config)
     await cycles(host, 1)
     async with TestClient(TestServer(create_app(host))) as client:
-        first = await (await client.get(FRAME_PATH)).text()
+        first = await (await client.get(FRAME_URL)).text()
         await cycles(host, 1)
-        second = await (await client.get(FRAME_PATH)).text()  # a new cycle: renders again
+        second = await (await client.get(FRAME_URL)).text()  # a new cycle: renders again
     for page in (first, second):
         assert "Dashboard unavailable" in page and "hung in dashboard-logic.render" in page
     assert host.statuses()["dashboard"]["state"] == "hung"

@@ -246,7 +246,7 @@ async def test_a_120_mb_page_is_refused_before_it_is_decoded(
     from aiohttp.test_utils import TestClient, TestServer
 
     from wasihost.web.server import create_app
-    from wasihost.web.shell import FRAME_PATH
+    from wasihost.web.shell import FRAME_URL
 
     board.set_dht22(21.0, 45.0)
     host = make_host(
@@ -258,7 +258,7 @@ async def test_a_120_mb_page_is_refused_before_it_is_decoded(
     await run_cycles(host, 1, lambda cycle: None)
     async with TestClient(TestServer(create_app(host))) as client:
         growth = peak_rss_growth()
-        response = await client.get(FRAME_PATH)
+        response = await client.get(FRAME_URL)
         page = await response.text()
         grown = growth()
     assert response.status == 200

@@ -29,7 +29,7 @@ import pytest
 from wasihost.boards.sim import SimBoard
 from wasihost.config import HostConfig
 from wasihost.host import Host
-from wasihost.web import server
+from wasihost.web import server, shell
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -184,7 +184,7 @@ async def tried(page: Any) -> bool:
 def left(page: Any, base: str) -> bool:
     """Whether the dashboard's frame no longer shows the hostile page (it navigated,
     or tried to and was blocked, which leaves an error page)."""
-    return any(frame.url != base + "/dashboard" for frame in page.main_frame.child_frames)
+    return any(frame.url != base + shell.FRAME_URL for frame in page.main_frame.child_frames)
 
 
 async def until(check: Callable[[], Any]) -> bool:
@@ -255,7 +255,7 @@ async def test_the_live_dashboard_renders_in_the_shell_and_nothing_leaves(
             page.on("pageerror", lambda error: errors.append(str(error)))
             await page.goto(base + "/")
             frame = page.main_frame.child_frames[0]
-            assert frame.url == base + "/dashboard"
+            assert frame.url == base + shell.FRAME_URL
             cell = '[data-plugin="dht22"] [data-status="poll_count"]'
             await frame.wait_for_function(
                 "() => document.querySelector('[data-live]').textContent === 'live'",
@@ -298,8 +298,8 @@ async def test_the_frame_page_opened_on_its_own_goes_to_the_shell(
         context = await browser.new_context()
         try:
             page = await context.new_page()
-            await page.goto(base + "/dashboard")
+            await page.goto(base + shell.FRAME_URL)  # even with the key: Chromium says "document"
             assert page.url == base + "/"
-            assert page.main_frame.child_frames[0].url == base + "/dashboard"
+            assert page.main_frame.child_frames[0].url == base + shell.FRAME_URL
         finally:
             await context.close()

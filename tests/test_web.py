@@ -51,7 +51,7 @@ async def test_dashboard_is_rendered_by_the_plugin(
 ) -> None:
     board.set_dht22(24.5, 50.0)
     await seed_host.cycle.run_once()
-    response = await client.get("/dashboard")
+    response = await client.get(shell.FRAME_URL)
     assert response.status == 200
     assert response.headers["Content-Security-Policy"] == shell.PAGE_CSP
     assert response.headers["X-DNS-Prefetch-Control"] == "off"
@@ -69,7 +69,7 @@ async def test_the_shell_frames_the_plugin_page_in_a_sandbox(
     assert response.headers["Content-Security-Policy"] == shell.SHELL_CSP
     assert response.headers["X-DNS-Prefetch-Control"] == "off"
     page = await response.text()
-    assert '<iframe id="dashboard" src="/dashboard" sandbox="allow-scripts"' in page
+    assert f'<iframe id="dashboard" src="{shell.FRAME_URL}" sandbox="allow-scripts"' in page
     assert seed_host.plugins["dashboard"].stats.polls == 0  # the shell is not rendered
     for directive in ("frame-src 'self'", "frame-ancestors 'none'", "default-src 'none'"):
         assert directive in shell.SHELL_CSP
@@ -88,6 +88,18 @@ async def test_a_browser_opening_the_frame_page_itself_is_sent_to_the_shell(
     assert response.headers["Location"] == "/"
 
 
+async def test_a_browser_that_does_not_say_where_the_page_goes_needs_the_frames_key(
+    client: TestClient,
+) -> None:
+    """Plain HTTP to a LAN address: no Sec-Fetch-Dest. Without the key only the
+    shell's frame has, the plugin's page would run as a top-level document."""
+    for target in (shell.FRAME_PATH, f"{shell.FRAME_PATH}?key=guessed"):
+        response = await client.get(target, allow_redirects=False)
+        assert response.status == 303, target
+        assert response.headers["Location"] == "/"
+    assert (await client.get(shell.FRAME_URL, allow_redirects=False)).status == 200
+
+
 async def test_dashboard_falls_back_to_raw_readings(
     make_config: Callable[..., HostConfig],
     make_host: Callable[[HostConfig], Host],
@@ -97,7 +109,7 @@ async def test_dashboard_falls_back_to_raw_readings(
     board.set_dht22(20.5, 40.0)
     await host.cycle.run_once()
     async with TestClient(TestServer(create_app(host))) as client:
-        response = await client.get("/dashboard")
+        response = await client.get(shell.FRAME_URL)
         assert response.status == 200
         assert response.headers["Content-Security-Policy"] == shell.PAGE_CSP
         page = await response.text()

@@ -9,6 +9,7 @@ behind a 500.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import html
 import json
 import logging
@@ -106,10 +107,17 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     """The plugin's page (or the fallback page), for the shell's sandboxed frame.
 
     Opened on its own, the page would be a top-level document, free to
-    navigate itself anywhere; browsers that say so (``Sec-Fetch-Dest``, sent
-    in secure contexts such as localhost) are sent to the shell instead.
+    navigate itself anywhere: a browser that says so (``Sec-Fetch-Dest``, sent
+    in secure contexts such as localhost) is sent to the shell, and so is one
+    that says nothing (plain HTTP to a LAN address) unless it brings the key
+    only the shell's frame has.
     """
-    if request.headers.get("Sec-Fetch-Dest", "iframe") != "iframe":
+    destination = request.headers.get("Sec-Fetch-Dest")
+    framed = destination == "iframe" or (
+        destination is None
+        and hmac.compare_digest(request.query.get("key", "").encode(), shell.FRAME_KEY.encode())
+    )
+    if not framed:
         raise web.HTTPSeeOther("/")
     text = await request.app[PAGES_KEY].page(request.app[HOST_KEY])
     return web.Response(text=text, content_type="text/html", headers=shell.PAGE_HEADERS)

@@ -25,8 +25,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 
 FRAME_PATH = "/dashboard"
+# The shell's frame carries this key, new at every start. A browser that does
+# not say where a page goes (no ``Sec-Fetch-Dest``: plain HTTP to a LAN address)
+# and asks for the plugin's page without it is a person opening it on its own:
+# it gets the shell, so the page never runs as a top-level document.
+FRAME_KEY = secrets.token_urlsafe(12)
+FRAME_URL = f"{FRAME_PATH}?key={FRAME_KEY}"
 
 
 def _sha256(source: str) -> str:
@@ -147,7 +154,7 @@ SHELL = (
     "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
     "<title>wasihost dashboard</title>\n"
     f"<style>{SHELL_STYLE}</style>\n</head>\n<body>\n"
-    f'<iframe id="dashboard" src="{FRAME_PATH}" sandbox="allow-scripts" '
+    f'<iframe id="dashboard" src="{FRAME_URL}" sandbox="allow-scripts" '
     'title="dashboard" referrerpolicy="no-referrer"></iframe>\n'
     f"<script>{SHELL_SCRIPT}</script>\n</body>\n</html>\n"
 )
