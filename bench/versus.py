@@ -37,7 +37,11 @@ def _configs() -> dict[str, dict[str, Any]]:
 
 
 def _measure(cycles: int) -> dict[str, float]:
-    """In a child process: ms per cycle of each config, with whatever ``wasihost`` imports."""
+    """In a child process: ms per cycle of each config, with whatever ``wasihost`` imports.
+
+    The same loop as ``calls_bench._cycle_ms``, written again on purpose: this
+    module must import nothing of wasihost's at the top, since the other
+    checkout may not have what the benchmark modules import."""
     from wasihost.boards.sim import SimBoard
     from wasihost.config import parse_config
     from wasihost.host import Host
