@@ -267,6 +267,34 @@ def test_without_the_compiled_plans_the_host_uses_the_python_ones(
         engine.close()
 
 
+def test_another_value_layout_falls_back_to_the_generic_path(
+    make_config: Callable[..., HostConfig],
+    make_host: MakeHost,
+    board: SimBoard,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wasmtime release whose value layout differs must not be read at the old
+    offsets (the check is a real one, not an assert that ``python -O`` strips)."""
+    from wasihost.runtime import compiled, values
+
+    problem = "wasmtime's value layout differs: wasmtime_component_vallist.data at 16, not 8"
+    monkeypatch.setattr(values, "LAYOUT_PROBLEM", problem)
+    monkeypatch.setattr(compiled, "_UNAVAILABLE", f"refused to start: {problem}")
+    board.set_dht22(22.5, 40.0)
+    host = make_host(make_config({"dht22": {"led": 1}}))
+    assert host.engine.call_path == "generic"
+    assert "vallist.data at 16, not 8" in caplog.text and '"generic"' in caplog.text
+    assert host.plugins["dht22"].call()["temperature_c"] == pytest.approx(22.5)
+
+
+def test_the_layout_this_wasmtime_declares_is_the_one_the_plans_read() -> None:
+    from wasihost.runtime import compiled, values
+
+    assert values.LAYOUT_PROBLEM is None
+    assert compiled.unavailable() is None  # built and accepted here (CI builds it too)
+
+
 def test_generic_call_path_is_a_config_switch(
     make_config: Callable[..., HostConfig], make_host: MakeHost, board: SimBoard
 ) -> None:

@@ -74,6 +74,8 @@ def _load() -> tuple[_Module | None, str | None]:
         for name in dir(ffi)
         if name.startswith("WASMTIME_COMPONENT_") and name.isupper()
     }
+    if values.LAYOUT_PROBLEM is not None:
+        return None, f"refused to start: {values.LAYOUT_PROBLEM}"
     try:
         _compiled.setup(
             functions,

@@ -21,7 +21,7 @@ from typing import Literal
 import wasmtime
 from wasmtime import component
 
-from wasihost.runtime import compiled
+from wasihost.runtime import compiled, values
 
 TICK_MS = 10
 
@@ -48,6 +48,13 @@ class Engine:
                 'compiled call plans %s: using the Python ones (call_path = "typed")', missing
             )
             call_path = "typed"
+        if call_path == "typed" and values.LAYOUT_PROBLEM is not None:
+            # The typed plans read the same layout: rather slow than wrong.
+            log.warning(
+                'call plans off: %s; using wasmtime-py\'s own API (call_path = "generic")',
+                values.LAYOUT_PROBLEM,
+            )
+            call_path = "generic"
         self.call_path: CallPath = call_path
         config = wasmtime.Config()
         config.cache = cache

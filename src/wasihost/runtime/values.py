@@ -123,11 +123,33 @@ VAL = ctypes.sizeof(ffi.wasmtime_component_val_t)
 OF = _offset(ffi.wasmtime_component_val_t, "of")
 ENTRY = ctypes.sizeof(ffi.wasmtime_component_valrecord_entry)
 ENTRY_VAL = _offset(ffi.wasmtime_component_valrecord_entry, "val")
-# The offsets below are written into struct formats; wasmtime-py must agree.
-assert (_offset(ffi.wasm_byte_vec_t, "size"), _offset(ffi.wasm_byte_vec_t, "data")) == (0, 8)
-assert _offset(ffi.wasmtime_component_vallist, "data") == 8
-assert _offset(ffi.wasmtime_component_valresult, "val") == 8
-assert _offset(ffi.wasmtime_component_valvariant, "val") == 16
+
+
+def _layout_problem() -> str | None:
+    """Where wasmtime-py's declared layout differs from the offsets written into
+    the struct formats here (and into _compiled.c), or None.
+
+    A real check, not an ``assert`` (``python -O`` strips those): on a wasmtime
+    release with another layout the engine falls back to the generic call path
+    with a warning instead of reading memory at the wrong offsets.
+    """
+    expected = {
+        "wasm_byte_vec_t.size": (_offset(ffi.wasm_byte_vec_t, "size"), 0),
+        "wasm_byte_vec_t.data": (_offset(ffi.wasm_byte_vec_t, "data"), 8),
+        "wasmtime_component_vallist.data": (_offset(ffi.wasmtime_component_vallist, "data"), 8),
+        "wasmtime_component_valresult.val": (_offset(ffi.wasmtime_component_valresult, "val"), 8),
+        "wasmtime_component_valvariant.val": (
+            _offset(ffi.wasmtime_component_valvariant, "val"),
+            16,
+        ),
+    }
+    wrong = [
+        f"{name} at {got}, not {want}" for name, (got, want) in expected.items() if got != want
+    ]
+    return "wasmtime's value layout differs: " + "; ".join(wrong) if wrong else None
+
+
+LAYOUT_PROBLEM = _layout_problem()
 # Where a result's and a variant's payload pointer sit in a value (_compiled.c checks).
 RESULT_VAL = OF + _offset(ffi.wasmtime_component_valresult, "val")
 VARIANT_VAL = OF + _offset(ffi.wasmtime_component_valvariant, "val")
