@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from wasihost.boards.base import OFF, Board, Color
-from wasihost.capabilities.context import wall_clock_ms
+from wasihost.clock import wall_clock_ms
 from wasihost.errors import PluginError, PluginTrap, WasihostError
 from wasihost.leds import LedBuffer
 from wasihost.model import Reading

@@ -20,7 +20,7 @@ from typing import Any
 
 from wasihost.boards import create_board
 from wasihost.boards.base import Board, BoardProblem
-from wasihost.capabilities.context import wall_clock_ms
+from wasihost.clock import wall_clock_ms
 from wasihost.config import HostConfig
 from wasihost.cycle import PollCycle
 from wasihost.devloop import DevRebuilder

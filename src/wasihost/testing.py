@@ -39,7 +39,7 @@ from wasihost.boards.base import Board
 from wasihost.boards.sim import SimBoard
 from wasihost.build import Manifest, inputs_hash, read_manifest
 from wasihost.capabilities import PROVIDERS, CapabilityContext, Grants
-from wasihost.capabilities.context import wall_clock_ms
+from wasihost.clock import wall_clock_ms
 from wasihost.errors import BuildError, GuestError, PluginError, PluginLoadError, WasihostError
 from wasihost.leds import LedBuffer
 from wasihost.runtime.contract import load_contract, packaged_wit

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wasihost.boards.base import Board
+from wasihost.clock import wall_clock_ms
 from wasihost.errors import CapabilityError
 from wasihost.leds import LedBuffer
 from wasihost.ratelimit import RateLimit
@@ -57,10 +57,6 @@ def fits(value: object, wit_type: str) -> bool:
         return isinstance(value, bytes | bytearray | memoryview)
     low, high = _INTEGERS[wit_type]
     return type(value) is int and low <= value <= high
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from wasihost.boards.base import Board
 from wasihost.capabilities import CapabilityContext, Grants
-from wasihost.capabilities.context import wall_clock_ms
+from wasihost.clock import wall_clock_ms
 from wasihost.errors import GuestError, PluginError, PluginHung, PluginLoadError, PluginTrap
 from wasihost.leds import LedBuffer
 from wasihost.ratelimit import RateLimit

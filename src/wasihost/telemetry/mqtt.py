@@ -47,7 +47,7 @@ from typing import Any
 import aiomqtt
 
 from wasihost import __version__
-from wasihost.capabilities.context import wall_clock_ms
+from wasihost.clock import wall_clock_ms
 from wasihost.config import MqttConfig
 from wasihost.errors import ConfigError
 from wasihost.model import Reading

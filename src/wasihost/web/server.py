@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from wasihost.capabilities.context import wall_clock_ms
+from wasihost.clock import wall_clock_ms
 from wasihost.errors import ConfigError, PluginError
 from wasihost.runtime.plugin import PluginState
 from wasihost.web import edge, operator, shell
