@@ -62,7 +62,8 @@ async def test_edit_save_see_new_logic(
         asyncio.create_task(rebuilder.run(stop)),
         asyncio.create_task(host.reloader.watch(stop)),
     ]
-    await asyncio.sleep(0.3)  # let the watchers start (they have no ready signal)
+    await asyncio.wait_for(rebuilder.ready.wait(), 30)  # both watchers are watching
+    await asyncio.wait_for(host.reloader.ready.wait(), 30)
     try:
         app.write_text(
             original.replace("return _data(float(POLLS))", "return _data(1000.0 + POLLS)")

@@ -231,7 +231,7 @@ async def test_watcher_picks_up_rename_and_in_place_writes(
     host = setup_host(make_config, make_host, plugin_dir, built, "chaos")
     stop = asyncio.Event()
     watcher = asyncio.create_task(host.reloader.watch(stop))
-    await asyncio.sleep(0.2)  # let the watcher start (it has no ready signal)
+    await asyncio.wait_for(host.reloader.ready.wait(), 30)  # the watcher is watching
 
     async def reloads_reach(count: int) -> None:
         for _ in range(300):

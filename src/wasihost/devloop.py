@@ -17,6 +17,7 @@ from watchfiles import Change, awatch
 
 from wasihost.build import build_one, discover
 from wasihost.errors import BuildError
+from wasihost.reload import READY_PROBE_MS
 from wasihost.runtime.engine import Engine
 
 log = logging.getLogger("wasihost.dev")
@@ -36,6 +37,7 @@ class DevRebuilder:
         self.out_dir = out_dir
         self.names = set(names)  # only plugins the host runs from this build folder
         self.failures = 0
+        self.ready = asyncio.Event()  # set once the file watcher is watching
 
     def affected(self, paths: Iterable[Path]) -> set[str]:
         """Plugins to rebuild for these changed files."""
@@ -68,5 +70,14 @@ class DevRebuilder:
     async def run(self, stop: asyncio.Event) -> None:
         folders = [p for p in (self.plugins_dir, self.wit_dir) if p.is_dir()]
         log.info("dev mode: watching %s", ", ".join(map(str, folders)))
-        async for changes in awatch(*folders, stop_event=stop, watch_filter=_relevant, step=100):
-            await self.rebuild(self.affected(Path(raw) for _, raw in changes))
+        async for changes in awatch(
+            *folders,
+            stop_event=stop,
+            watch_filter=_relevant,
+            step=100,
+            rust_timeout=READY_PROBE_MS,
+            yield_on_timeout=True,
+        ):
+            self.ready.set()  # the first (empty) yield: the OS watches are in place
+            if changes:
+                await self.rebuild(self.affected(Path(raw) for _, raw in changes))

@@ -32,6 +32,10 @@ log = logging.getLogger("wasihost.reload")
 # an in-place write still in progress may be caught half-way, fail to load,
 # and is then retried on its next event, so a short step costs nothing.
 STEP_MS = 20
+# watchfiles gives no "watching now" signal; with this timeout its loop
+# yields an empty batch once the OS watches are in place (and twice a second
+# after that, which costs next to nothing), and ``ready`` is set then.
+READY_PROBE_MS = 500
 
 
 class Reloader:
@@ -42,6 +46,7 @@ class Reloader:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # One reload of a plugin at a time, whoever asks (detectors, operator).
         self._locks: dict[str, asyncio.Lock] = {}
+        self.ready = asyncio.Event()  # set once the file watcher is watching
         self._again: set[str] = set()
         self._failed_signature: dict[str, tuple[int, int] | None] = {}
         self._seen_signature: dict[str, tuple[int, int] | None] = {}
@@ -54,8 +59,15 @@ class Reloader:
             return
         log.info("watching %s for new plugin versions", ", ".join(map(str, folders)))
         async for changes in awatch(
-            *folders, stop_event=stop, step=STEP_MS, recursive=False, watch_filter=None
+            *folders,
+            stop_event=stop,
+            step=STEP_MS,
+            recursive=False,
+            watch_filter=None,
+            rust_timeout=READY_PROBE_MS,
+            yield_on_timeout=True,
         ):
+            self.ready.set()  # the first (empty) yield: the OS watches are in place
             for _change, raw in changes:
                 name = self._by_path.get(Path(raw).resolve())
                 if name is not None:
