@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import wasmtime
 from wasmtime import component
@@ -26,6 +26,8 @@ from wasihost.runtime.plans import CapabilityCall, TypedExport, add_capability
 from wasihost.runtime.values import UnsupportedType
 
 log = logging.getLogger("wasihost.calls")
+
+T = TypeVar("T")
 
 
 def build_linker(
@@ -63,6 +65,26 @@ def _define(
     define_capability(engine.call_path, instance, plugin, name, impl, ty)
 
 
+# Fastest first; each later path converts every type the earlier ones refuse,
+# and the generic one converts everything.
+PATHS: tuple[CallPath, ...] = ("compiled", "typed", "generic")
+
+
+def first_path(
+    path: CallPath, plugin: str, what: str, ways: dict[CallPath, Callable[[], T]]
+) -> tuple[CallPath, T]:
+    """``ways[path]()``, or the next path's way where a type needs it: the one
+    place the fallback (compiled, else typed, else generic) is written."""
+    for candidate in PATHS[PATHS.index(path) :]:
+        try:
+            return candidate, ways[candidate]()
+        except UnsupportedType as exc:
+            if candidate == "generic":
+                raise
+            log.info("[%s] %s falls back from the %s call path (%s)", plugin, what, candidate, exc)
+    raise AssertionError("unreachable: the generic path converts every type")
+
+
 def define_capability(
     path: CallPath,
     instance: component.LinkerInstance,
@@ -71,22 +93,19 @@ def define_capability(
     impl: Callable[..., Any],
     ty: component.FuncType,
 ) -> CallPath:
-    """Define a capability on ``path``, or on the next one (compiled, typed,
-    generic) where a type needs it; returns the path it got."""
-    if path == "compiled":
-        try:
-            compiled.add_capability(instance, plugin, name, impl, ty)
-            return "compiled"
-        except UnsupportedType as exc:
-            log.info("[%s] %s uses the Python call plans (%s)", plugin, name, exc)
-    if path in ("compiled", "typed"):
-        try:
-            add_capability(instance, CapabilityCall(plugin, name, impl, ty))
-            return "typed"
-        except UnsupportedType as exc:
-            log.info("[%s] %s uses the generic call path (%s)", plugin, name, exc)
-    instance.add_func(name, host_function(plugin, name, impl))
-    return "generic"
+    """Define a capability on ``path``, or on the next one where a type needs it;
+    returns the path it got."""
+    got, _ = first_path(
+        path,
+        plugin,
+        name,
+        {
+            "compiled": lambda: compiled.add_capability(instance, plugin, name, impl, ty),
+            "typed": lambda: add_capability(instance, CapabilityCall(plugin, name, impl, ty)),
+            "generic": lambda: instance.add_func(name, host_function(plugin, name, impl)),
+        },
+    )
+    return got
 
 
 # Every kind of export plan is called as ``export(store, *args)`` and sets the
@@ -104,17 +123,13 @@ def plan_export(
     deadline: int,
 ) -> Export:
     """The plan for one export on ``path``, or on the next one where a type needs it."""
-    if path == "compiled":
-        try:
-            return compiled.export(plugin, key, func, store, deadline)
-        except UnsupportedType as exc:
-            log.info("[%s] %s uses the Python call plans (%s)", plugin, key, exc)
-    if path in ("compiled", "typed"):
-        try:
-            return TypedExport(plugin, key, func, store, deadline)
-        except UnsupportedType as exc:
-            log.info("[%s] %s uses the generic call path (%s)", plugin, key, exc)
-    return ExportFunction(plugin, key, func, returns_result, deadline)
+    ways: dict[CallPath, Callable[[], Export]] = {
+        "compiled": lambda: compiled.export(plugin, key, func, store, deadline),
+        "typed": lambda: TypedExport(plugin, key, func, store, deadline),
+        "generic": lambda: ExportFunction(plugin, key, func, returns_result, deadline),
+    }
+    _, export = first_path(path, plugin, key, ways)
+    return export
 
 
 class Instance:
