@@ -20,10 +20,11 @@ from typing import Any
 
 from bench.common import ROOT, Figure, figure, progress
 from wasihost.boards.sim import SimBoard
-from wasihost.build import build, precompile
+from wasihost.build import build
 from wasihost.config import parse_config
 from wasihost.devloop import DevRebuilder
 from wasihost.host import Host
+from wasihost.runtime.artifacts import precompile
 
 INTERVAL = 0.1
 SEED = ("pi-monitor", "dht22", "bme680", "dashboard")

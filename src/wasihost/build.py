@@ -33,12 +33,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import wasmtime
-from wasmtime import component
-
 from wasihost.atomic import write_atomically
 from wasihost.errors import BuildError
-from wasihost.runtime.artifacts import has_matching_artifact, write_precompiled
+from wasihost.runtime.artifacts import precompile
 from wasihost.runtime.contract import parse_contract
 from wasihost.runtime.engine import Engine
 
@@ -136,23 +133,6 @@ def componentize_py() -> str:
             "componentize-py not found: install the build extra (pip install 'wasihost[build]')"
         )
     return found
-
-
-def precompile(engine: Engine, wasm: Path, data: bytes | None = None) -> bool:
-    """Write ``wasm``'s precompiled artifact unless a matching one exists;
-    returns whether it compiled. ``data``, when given, is ``wasm``'s content
-    already in hand, so the file is not read again."""
-    if data is None:
-        data = wasm.read_bytes()
-    sha256 = hashlib.sha256(data).hexdigest()
-    if has_matching_artifact(engine, wasm, sha256):
-        return False
-    try:
-        comp = component.Component(engine.wasmtime, data)
-    except wasmtime.WasmtimeError as exc:
-        raise BuildError(f"{wasm}: built, but wasmtime cannot compile it: {exc}") from None
-    write_precompiled(engine, comp, wasm, sha256)
-    return True
 
 
 def build_one(

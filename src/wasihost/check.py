@@ -9,28 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from wasmtime import component
 
 from wasihost.config import HostConfig
 from wasihost.errors import PluginLoadError
-from wasihost.runtime.component import WASI_PACKAGES, check, compile_file
+from wasihost.runtime.component import WASI_PACKAGES, check, compile_file, instance_functions
 from wasihost.runtime.contract import load_contract
 from wasihost.runtime.engine import Engine
 from wasihost.specs import grants_of
 
 Echo = Callable[[str], None]
-
-
-def _members(engine: Engine, item: Any) -> list[str]:
-    """Function names of an imported/exported instance (``item`` is wasmtime's
-    ComponentExtern, which the package does not export by name)."""
-    ty = item.ty
-    if isinstance(ty, component.ComponentInstanceType):
-        return sorted(n for n, m in ty.exports(engine.wasmtime).items()
-                      if isinstance(m.ty, component.FuncType))  # fmt: skip
-    return []
 
 
 def _describe_grants(config: HostConfig, name: str, imports: frozenset[str]) -> str:
@@ -72,13 +59,13 @@ def run_check(
                        if n.startswith(WASI_PACKAGES)})  # fmt: skip
         for name, item in sorted(imports.items()):
             if not name.startswith("wasi:"):
-                echo(f"  {name}  {', '.join(_members(engine, item)) or '(types only)'}")
+                echo(f"  {name}  {', '.join(instance_functions(engine, item)) or '(types only)'}")
         if wasi:
             echo(f"  wasi: {', '.join(wasi)}  (provided by the host, locked down)")
         echo("exports:")
         for name, item in sorted(exports.items()):
             if name.startswith(contract.package + "/"):
-                echo(f"  {name}  {', '.join(_members(engine, item))}")
+                echo(f"  {name}  {', '.join(instance_functions(engine, item))}")
 
         fits = []
         refused: dict[str, str] = {}

@@ -26,6 +26,7 @@ LEVELS = {
 
 def _run(args: argparse.Namespace) -> int:
     from wasihost.host import Host
+    from wasihost.web.server import serve
 
     config = load_config(args.config)
     logging.basicConfig(
@@ -39,7 +40,7 @@ def _run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await host.run(stop, dev=args.dev)
+        await host.run(stop, dev=args.dev, web=serve if config.web.enabled else None)
 
     try:
         asyncio.run(main())

@@ -13,7 +13,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from wasihost.telemetry.history import History
 from wasihost.telemetry.metrics import Metrics
 from wasihost.telemetry.mqtt import MqttPublisher
 from wasihost.telemetry.outbox import Outbox
-from wasihost.web.stream import StateStream
+from wasihost.telemetry.stream import StateStream
 
 log = logging.getLogger("wasihost.host")
 
@@ -307,15 +307,20 @@ class Host:
         names = [n for n, p in self.plugins.items() if p.spec.wasm == out_dir / f"{n}.wasm"]
         return DevRebuilder(self.engine, plugins_dir, wit_dir, out_dir, names)
 
-    async def run(self, stop: asyncio.Event, dev: bool = False) -> None:
-        """Load the plugins, serve the web app and poll until ``stop`` is set;
-        with ``dev`` also rebuild plugins whose sources change."""
-        from wasihost.web.server import serve
-
+    async def run(
+        self,
+        stop: asyncio.Event,
+        dev: bool = False,
+        web: Callable[[Host, asyncio.Event], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        """Load the plugins, start ``web`` (the web app, which the caller hands
+        in: the web reads the host, the host never imports the web) and poll
+        until ``stop`` is set; with ``dev`` also rebuild plugins whose sources
+        change."""
         await asyncio.to_thread(self.load_plugins)
-        tasks = []
-        if self.config.web.enabled:
-            tasks.append(asyncio.create_task(serve(self, stop)))
+        tasks: list[asyncio.Task[None]] = []
+        if web is not None:
+            tasks.append(asyncio.create_task(web(self, stop)))
         if self.history is not None:
             tasks.append(asyncio.create_task(self._prune_history(stop)))
         if self.mqtt is not None:

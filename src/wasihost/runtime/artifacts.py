@@ -13,6 +13,7 @@ the tag guards against staleness, not against tampering.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import wasmtime
 from wasmtime import component
 
 from wasihost.atomic import write_atomically
+from wasihost.errors import BuildError
 from wasihost.runtime.engine import Engine
 
 
@@ -62,3 +64,20 @@ def load_precompiled(engine: Engine, wasm: Path, sha256: str) -> component.Compo
         return component.Component.deserialize_file(engine.wasmtime, str(artifact_path(wasm)))
     except (OSError, wasmtime.WasmtimeError):
         return None
+
+
+def precompile(engine: Engine, wasm: Path, data: bytes | None = None) -> bool:
+    """Write ``wasm``'s precompiled artifact unless a matching one exists;
+    returns whether it compiled. ``data``, when given, is ``wasm``'s content
+    already in hand, so the file is not read again."""
+    if data is None:
+        data = wasm.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    if has_matching_artifact(engine, wasm, sha256):
+        return False
+    try:
+        comp = component.Component(engine.wasmtime, data)
+    except wasmtime.WasmtimeError as exc:
+        raise BuildError(f"{wasm}: built, but wasmtime cannot compile it: {exc}") from None
+    write_precompiled(engine, comp, wasm, sha256)
+    return True

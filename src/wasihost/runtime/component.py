@@ -422,3 +422,14 @@ def check(
         precompiled=compiled.precompiled,
         load_ms=compiled.load_ms,
     )
+
+
+def instance_functions(engine: Engine, item: Any) -> list[str]:
+    """Function names of an imported or exported instance (``item`` is wasmtime's
+    ComponentExtern, which the package does not export by name); for
+    ``wasihost check``'s listing, so only ``runtime/`` reads wasmtime types."""
+    ty = item.ty
+    if isinstance(ty, component.ComponentInstanceType):
+        return sorted(n for n, m in ty.exports(engine.wasmtime).items()
+                      if isinstance(m.ty, component.FuncType))  # fmt: skip
+    return []
