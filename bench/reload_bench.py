@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, Figure, figure, progress
+from wasihost.authoring.build import build
+from wasihost.authoring.devloop import DevRebuilder
 from wasihost.boards.sim import SimBoard
-from wasihost.build import build
 from wasihost.config import parse_config
-from wasihost.devloop import DevRebuilder
 from wasihost.host import Host
 from wasihost.runtime.artifacts import precompile
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from wasihost.authoring.build import build
 from wasihost.boards.sim import SimBoard
-from wasihost.build import build
 from wasihost.config import HostConfig, parse_config
 from wasihost.host import Host
 

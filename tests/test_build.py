@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wasihost.build import Manifest, build, inputs_hash
+from wasihost.authoring.build import Manifest, build, inputs_hash
 from wasihost.errors import BuildError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from wasihost.config import HostConfig
 
 
 def run(path: Path, config: HostConfig | None, plugin: str | None) -> tuple[bool, str]:
-    from wasihost.check import run_check
+    from wasihost.authoring.check import run_check
 
     lines: list[str] = []
     ok = run_check(path, config, plugin, echo=lines.append)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from wasihost.build import build
+from wasihost.authoring.build import build
+from wasihost.authoring.devloop import DevRebuilder
 from wasihost.config import HostConfig
-from wasihost.devloop import DevRebuilder
 from wasihost.host import Host
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -36,11 +36,11 @@ from typing import Any
 
 import pytest
 
+from wasihost.authoring.build import read_manifest
+from wasihost.authoring.check import run_check
 from wasihost.boards.base import OFF
 from wasihost.boards.sim import SimBoard
-from wasihost.build import read_manifest
 from wasihost.capabilities import PROVIDERS, CapabilityContext, Grants
-from wasihost.check import run_check
 from wasihost.config import HostConfig
 from wasihost.errors import BuildError, CapabilityError, PluginLoadError
 from wasihost.host import Host

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wasihost.reference import parse_items, render_reference
+from wasihost.authoring.reference import parse_items, render_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 

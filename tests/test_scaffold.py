@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from wasihost.build import build
+from wasihost.authoring.build import build
+from wasihost.authoring.scaffold import scaffold
 from wasihost.cli import main
 from wasihost.config import HostConfig
 from wasihost.errors import WasihostError
 from wasihost.host import Host
-from wasihost.scaffold import scaffold
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -119,7 +119,7 @@ def test_refused_settings_raise_the_same_error_in_both_modes(built: dict[str, Pa
 def test_a_stale_build_is_refused(tmp_path: Path, built: dict[str, Path]) -> None:
     import shutil
 
-    from wasihost.build import build
+    from wasihost.authoring.build import build
     from wasihost.errors import BuildError
 
     project = tmp_path / "project"
@@ -145,8 +145,8 @@ def test_load_module_keeps_plugins_apart() -> None:
 def test_bindings_are_regenerated_when_the_wit_changes(tmp_path: Path) -> None:
     import shutil
 
-    from wasihost.bindings import bindings_for
-    from wasihost.build import Manifest
+    from wasihost.authoring.bindings import bindings_for
+    from wasihost.authoring.build import Manifest
 
     wit = tmp_path / "wit"
     shutil.copytree(ROOT / "wit", wit)

@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from wasihost.build import build
+    from wasihost.authoring.build import build
 
     build(
         args.names or None,
@@ -73,14 +73,14 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from wasihost.check import run_check
+    from wasihost.authoring.check import run_check
 
     config = load_config(args.config) if args.config.exists() or args.plugin else None
     return 0 if run_check(args.file, config, args.plugin) else 1
 
 
 def _new(args: argparse.Namespace) -> int:
-    from wasihost.scaffold import scaffold
+    from wasihost.authoring.scaffold import scaffold
 
     files, config = scaffold(args.name, args.world, args.plugins_dir, args.led)
     print(f"created plugin {args.name} (world {args.world}):")
@@ -93,13 +93,13 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _typecheck(args: argparse.Namespace) -> int:
-    from wasihost.typecheck import typecheck
+    from wasihost.authoring.typecheck import typecheck
 
     return 0 if typecheck(args.names or None, args.plugins_dir, args.wit) else 1
 
 
 def _reference(args: argparse.Namespace) -> int:
-    from wasihost.reference import render_reference
+    from wasihost.authoring.reference import render_reference
 
     text = render_reference(args.wit.read_text(encoding="utf-8"))
     if args.output:

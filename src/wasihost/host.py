@@ -18,20 +18,20 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from wasihost.authoring.devloop import DevRebuilder
 from wasihost.boards import create_board
 from wasihost.boards.base import Board, BoardProblem
 from wasihost.clock import wall_clock_ms
 from wasihost.config import HostConfig
 from wasihost.cycle import PollCycle
-from wasihost.devloop import DevRebuilder
 from wasihost.errors import ConfigError, PluginError
 from wasihost.leds import LedBuffer
 from wasihost.model import Reading
-from wasihost.reload import Reloader
 from wasihost.runtime.calls import printable
 from wasihost.runtime.contract import load_contract
 from wasihost.runtime.engine import Engine
 from wasihost.runtime.plugin import Plugin, PluginState
+from wasihost.runtime.reload import Reloader
 from wasihost.snapshots import SnapshotStore
 from wasihost.specs import plugin_specs
 from wasihost.state import AppState, PluginView

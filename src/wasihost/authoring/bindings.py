@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from wasihost.atomic import write_atomically
-from wasihost.build import Manifest, componentize_py, target_world
+from wasihost.authoring.build import Manifest, componentize_py, target_world
 from wasihost.errors import BuildError
 
 DEFAULT_ROOT = Path("build") / "bindings"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from wasihost.build import build_one, discover
+from wasihost.authoring.build import build_one, discover
 from wasihost.errors import BuildError
-from wasihost.reload import READY_PROBE_MS
 from wasihost.runtime.engine import Engine
+from wasihost.runtime.reload import READY_PROBE_MS
 
 log = logging.getLogger("wasihost.dev")
 

@@ -26,7 +26,7 @@ from wasihost.errors import PluginError
 from wasihost.runtime.plugin import Plugin, file_signature
 from wasihost.snapshots import SnapshotStore
 
-log = logging.getLogger("wasihost.reload")
+log = logging.getLogger("wasihost.runtime.reload")
 
 # Quiet time before a batch of file events is acted on. A rename lands at once;
 # an in-place write still in progress may be caught half-way, fail to load,

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from wasihost.bindings import bindings_for
-from wasihost.build import discover, read_manifest
+from wasihost.authoring.bindings import bindings_for
+from wasihost.authoring.build import discover, read_manifest
 from wasihost.errors import BuildError
 
 Echo = Callable[[str], None]
