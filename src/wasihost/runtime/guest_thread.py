@@ -9,13 +9,15 @@ a thread of its own, every guest call is watched, and a caller that has
 waited the call's deadline plus ``GRACE_S`` gets ``PluginHung`` and goes on.
 The thread stays with its guest until the wait ends; meanwhile the plugin is
 ``hung`` and takes no new work, then its owner supervises the late return
-like a trap (``on_return``).
+like a trap (``on_return``). An operator reset or a new version need not wait:
+the plugin may leave the stuck thread its instance and go on on a fresh one
+(``Plugin._fresh_thread``).
 
 Why a thread per plugin rather than a pool: calls that never return would
 use up a shared pool (asyncio's default one has six threads on a 2-core
-machine) and stall every plugin behind them. One thread per plugin also
-means a plugin's store is only ever entered from one thread, which is what
-wasmtime requires, without a lock that a hung call would hold.
+machine) and stall every plugin behind them. Running a store's calls only on
+the thread that owns it is also what wasmtime requires (never two threads in
+one store), without a lock that a hung call would hold.
 """
 
 from __future__ import annotations
