@@ -425,6 +425,21 @@ def test_iaq_band_boundaries(iaq: float, label: str) -> None:
     assert render.iaq_band(iaq)[0] == label
 
 
+def test_the_page_and_the_bme680_led_name_the_same_iaq_band() -> None:
+    """Two tables, two plugins: at IAQ 50.4 the LED once said "moderate" and the
+    page "good". Every tenth from 0 to 400, and the .5 edges, must agree."""
+    spec = importlib.util.spec_from_file_location(
+        "bme680_iaq", DASHBOARD_DIR.parent / "bme680" / "iaq.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bme680_iaq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bme680_iaq)
+    values = [tenths / 10 for tenths in range(4001)] + [50.5, 100.5, 150.5, 200.5, 300.5]
+    disagree = [v for v in values if bme680_iaq.band(v) != render.iaq_band(v)[0]]
+    assert disagree == []
+    assert render.iaq_band(50.5)[0] == "moderate" == bme680_iaq.band(50.5)
+
+
 def test_led_colours_are_shown_as_rgb() -> None:
     page = render.render_page(full_state())
 

@@ -60,9 +60,12 @@ _BANDS = (
 
 
 def band(iaq: float) -> str:
-    """The IAQ band name; each band includes its upper bound (50 is "good")."""
+    """The IAQ band name of the value as people see it, rounded half up (50.4
+    shows as 50, "good"; 50.5 as 51, "moderate"): the dashboard rounds the
+    same way, so the LED and the page never name different bands."""
+    shown = math.floor(iaq + 0.5)
     for upper, name in _BANDS:
-        if iaq <= upper:
+        if shown <= upper:
             return name
     return "hazardous"
 

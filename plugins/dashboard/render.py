@@ -183,9 +183,11 @@ def iaq_band(iaq: float) -> tuple[str, str]:
     """Return the (label, CSS class) of the air-quality band for an IAQ value.
 
     Bands follow the BME680 IAQ scale (0-50 good ... 301+ hazardous). The value
-    is rounded first so the band always agrees with the integer on the page.
+    is rounded half up first, as the page's script (``Math.round``) and the
+    bme680 plugin's LED do, so the band always agrees with the integer on the
+    page and with the LED (``round`` would round 50.5 to even, 50).
     """
-    rounded = round(iaq)
+    rounded = math.floor(iaq + 0.5)
     for upper, label, css_class in _IAQ_BANDS:
         if rounded <= upper:
             return label, css_class
