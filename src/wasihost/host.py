@@ -67,6 +67,7 @@ class Host:
         self.engine = Engine(call_path=config.runtime.call_path)
         self.leds = LedBuffer(self.board.led_count)
         self._board_error: str | None = None  # what board.problems() last raised
+        self._published: tuple[int, str] | None = None  # (cycle, state JSON) after_cycle sent
         self.plugins = {
             spec.name: Plugin(
                 spec, self.engine, self.contract, self.board, self.leds, clock_ms, monotonic
@@ -210,6 +211,15 @@ class Host:
 
         return devices_of(plugin.spec.grants, self.contract.worlds[plugin.world].imports)
 
+    def snapshot_json(self) -> str:
+        """The state as JSON: the one this cycle already published when there is
+        one (a page render then costs no second round of statuses and board
+        checks), else made now."""
+        published = self._published
+        if published is not None and published[0] == self.state.cycle:
+            return published[1]
+        return json.dumps(self.snapshot())
+
     def snapshot(self, statuses: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         """The app state plus plugin health: what the dashboard renders and streams."""
         doc = {
@@ -236,7 +246,9 @@ class Host:
             led_write_errors=self.cycle.led_write_errors,
             mqtt=self.mqtt.stats() if self.mqtt is not None else None,
         )
-        self.stream.publish(json.dumps(self.snapshot(statuses)))
+        published = json.dumps(self.snapshot(statuses))
+        self._published = (self.state.cycle, published)
+        self.stream.publish(published)
         await self.save_snapshots()
         if self.config.reload.enabled:
             self.reloader.check_files()

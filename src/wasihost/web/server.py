@@ -73,7 +73,7 @@ class DashboardPages:
             return self._page
 
     async def _render(self, host: Host) -> str:
-        state = host.snapshot()
+        state_json = host.snapshot_json()
         dashboard = host.dashboard
         if dashboard is None or dashboard.state is not PluginState.RUNNING:
             reason = "no dashboard plugin is running"
@@ -81,18 +81,15 @@ class DashboardPages:
                 reason += f" ({dashboard.hung.reason(time.monotonic())})"
             elif dashboard is not None and dashboard.stats.last_error:
                 reason += f" ({dashboard.stats.last_error})"
-            return fallback_page(state, reason)
+            return fallback_page(json.loads(state_json), reason)
         try:  # on the plugin's own thread, given up on past its deadline
-            page = await dashboard.call_async(json.dumps(state))
+            page = await dashboard.call_async(state_json)
         except PluginError as exc:
             log.warning("dashboard render failed: %s", exc.reason)
-            return fallback_page(state, exc.reason)
+            return fallback_page(json.loads(state_json), exc.reason)
         if not isinstance(page, str):
-            return fallback_page(state, "the dashboard plugin returned no page")
+            return fallback_page(json.loads(state_json), "the dashboard plugin returned no page")
         return page  # at most MAX_PAGE_CHARS: longer is refused as it is lifted (runtime.calls)
-
-    def close(self) -> None:
-        """Nothing to free: renders run on the plugin's thread, which the host stops."""
 
 
 PAGES_KEY: web.AppKey[DashboardPages] = web.AppKey("pages")
@@ -192,7 +189,7 @@ class BadRequest(ValueError):
 
 
 _DIGITS = re.compile(r"[0-9]{1,16}")
-MAX_NAME_CHARS = 200
+MAX_NAME_CHARS = shell.MAX_NAME_CHARS
 
 
 def _str_param(request: web.Request, name: str) -> str:
@@ -309,13 +306,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 def create_app(host: Host) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
     app[HOST_KEY] = host
-    pages = DashboardPages()
-    app[PAGES_KEY] = pages
-
-    async def close_pages(_app: web.Application) -> None:
-        pages.close()
-
-    app.on_cleanup.append(close_pages)
+    app[PAGES_KEY] = DashboardPages()
     app.router.add_routes(operator.routes(HOST_KEY))
     app.router.add_get("/", index)
     app.router.add_get(shell.FRAME_PATH, dashboard)

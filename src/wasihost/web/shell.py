@@ -46,12 +46,15 @@ html, body { margin: 0; height: 100%; background: #0f1419; }
 iframe { display: block; border: 0; width: 100%; height: 100%; }
 """
 
+# Longest plugin or field name the shell forwards (the server refuses longer too).
+MAX_NAME_CHARS = 200
+
 SHELL_SCRIPT = """
 "use strict";
 (() => {
   const frame = document.getElementById("dashboard");
   const RELOAD_EVERY_MS = 30000;
-  const MAX_NAME = 200;
+  const MAX_NAME = MAX_NAME_CHARS_VALUE;
   // A page asks for a few dozen charts at once: they are fetched a few at a
   // time, and a frame asking for more than MAX_QUEUED at once is refused.
   const MAX_IN_FLIGHT = 4;
@@ -147,7 +150,7 @@ SHELL_SCRIPT = """
   });
   connect();
 })();
-"""
+""".replace("MAX_NAME_CHARS_VALUE", str(MAX_NAME_CHARS))
 
 SHELL = (
     "<!doctype html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
