@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,23 +288,16 @@ def contract_differences(
         for name, member in sorted(item.ty.exports(engine.wasmtime).items()):
             ty = member.ty
             if isinstance(ty, component.FuncType):
-                expected = interface.signatures.get(name)
-                difference = (
-                    "which the contract does not have"
-                    if expected is None
-                    else function_difference(ty, expected)
-                )
-                if difference is not None:
-                    functions.append(f"{verb} {qualified}#{name} {difference}")
+                expected: Any = interface.signatures.get(name)
+                compare: Callable[[Any, Any], str | None] = function_difference
+                found_in, what = functions, f"{verb} {qualified}#{name} "
             else:
-                known = interface.types.get(name)
-                difference = (
-                    "which the contract does not have"
-                    if known is None
-                    else type_difference(ty, known)
-                )
-                if difference is not None:
-                    types.append(f"{verb} {qualified} type {name}: {difference}")
+                expected, compare = interface.types.get(name), type_difference
+                found_in, what = types, f"{verb} {qualified} type {name}: "
+            if expected is None:
+                found_in.append(what + "which the contract does not have")
+            elif (difference := compare(ty, expected)) is not None:
+                found_in.append(what + difference)
         # A forged type shows in the functions that use it; say it once.
         found += functions or types
     return found

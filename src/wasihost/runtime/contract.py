@@ -126,9 +126,12 @@ class Function:
 @dataclass(frozen=True)
 class Interface:
     name: str
-    functions: tuple[str, ...]
     signatures: dict[str, Function] = field(default_factory=dict)
     types: dict[str, WitType] = field(default_factory=dict)  # declared here or used
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        return tuple(self.signatures)
 
 
 @dataclass(frozen=True)
@@ -542,7 +545,7 @@ def parse_contract(text: str) -> Contract:
         }
         if len(signatures) != len(raw.functions):
             raise WasihostError(f"WIT line {raw.line}: interface {name} repeats a function")
-        interfaces[name] = Interface(name, tuple(signatures), signatures, types)
+        interfaces[name] = Interface(name, signatures, types)
     worlds: dict[str, World] = {}
     for name in parser.worlds:
         imports, exports = _world_items(name, parser.worlds, {name})
