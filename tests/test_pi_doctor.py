@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from wasihost.boards.pi.doctor import run_doctor
 from wasihost.boards.pi.fakes import FakePi
-from wasihost.cli import main
+from wasihost.cli import doctor_facts, main
 from wasihost.config import HostConfig, parse_config
-from wasihost.doctor import run_doctor
 
 SEEDS = {"pi_monitor": {"led": 0}, "dht22": {"led": 1}, "bme680": {"led": 2}}
 
@@ -30,7 +30,10 @@ def config(pi: FakePi, plugins: dict[str, Any] | None = None, **board: Any) -> H
 
 def doctor(pi: FakePi, cfg: HostConfig | None = None, **machine: Any) -> tuple[int, str]:
     lines: list[str] = []
-    code = run_doctor(cfg or config(pi), pi.machine(**machine), lines.append, **pi.hardware())
+    checked = cfg or config(pi)
+    code = run_doctor(
+        checked, lambda: doctor_facts(checked), pi.machine(**machine), lines.append, **pi.hardware()
+    )
     return code, "\n".join(lines)
 
 
@@ -156,7 +159,8 @@ def test_without_gpiod_the_relays_fail_with_the_install_command(
     monkeypatch.setattr(relay, "load_gpiod", lambda: None)
     lines: list[str] = []
     hardware = {k: v for k, v in pi.hardware().items() if k != "gpiod"}
-    code = run_doctor(config(pi), pi.machine(), lines.append, **hardware)
+    cfg = config(pi)
+    code = run_doctor(cfg, lambda: doctor_facts(cfg), pi.machine(), lines.append, **hardware)
     assert code == 1
     assert "fix: pip install 'wasihost[pi]'" in "\n".join(lines)
 

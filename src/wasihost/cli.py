@@ -9,10 +9,14 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wasihost import __version__
-from wasihost.config import DEFAULT_CONFIG_PATH, load_config
+from wasihost.config import DEFAULT_CONFIG_PATH, HostConfig, load_config
 from wasihost.errors import WasihostError
+
+if TYPE_CHECKING:
+    from wasihost.boards.pi.doctor import HostFacts
 
 LEVELS = {
     "trace": logging.DEBUG,
@@ -109,10 +113,34 @@ def _reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def _doctor(args: argparse.Namespace) -> int:
-    from wasihost.doctor import run_doctor
+def doctor_facts(config: HostConfig) -> HostFacts:
+    """What ``wasihost doctor`` needs from above the board layer, which it may
+    not import: the devices and I2C addresses the enabled plugins' grants use,
+    and why the compiled call plans cannot load (None when they can)."""
+    from wasihost.boards.pi.doctor import HostFacts
+    from wasihost.runtime import compiled
+    from wasihost.runtime.contract import load_contract
+    from wasihost.specs import devices_of, plugin_specs
 
-    return run_doctor(load_config(args.config))
+    contract = load_contract()
+    devices: set[str] = set()
+    users: dict[int, list[str]] = {}
+    for spec in plugin_specs(config, contract):
+        devices |= devices_of(spec.grants, contract.worlds[spec.world].imports)
+        for address in spec.grants.i2c_addresses:
+            users.setdefault(address, []).append(spec.name)
+    return HostFacts(
+        devices=frozenset(devices),
+        i2c_users={address: tuple(sorted(names)) for address, names in sorted(users.items())},
+        call_plans=compiled.unavailable(),
+    )
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from wasihost.boards.pi.doctor import run_doctor
+
+    config = load_config(args.config)
+    return run_doctor(config, lambda: doctor_facts(config))
 
 
 def parser() -> argparse.ArgumentParser:

@@ -5,10 +5,11 @@
 ``buzzer`` (libgpiod 2.x); ``board`` puts them behind the ``Board``
 protocol. Beside them: ``problems`` (what a device lacks and its fix),
 ``setup`` (config.txt, chip labels, groups: what ``wasihost doctor``
-reads), ``safe_off`` (relays off after a crash, run by systemd) and
-``fakes`` (the test backend, like gpiozero's mock pins). Hardware
-libraries are imported lazily inside the device modules, so importing this
-package needs none of them.
+reads), ``doctor`` (that command's checks and report), ``safe_off``
+(relays off after a crash, run by systemd) and ``fakes`` (the test
+backend, like gpiozero's mock pins). Hardware libraries are imported
+lazily inside the device modules, so importing this package needs none
+of them.
 """
 
 from wasihost.boards.base import BoardProblem

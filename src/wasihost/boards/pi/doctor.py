@@ -11,14 +11,23 @@ command or config line that fixes it. Exit status 1 when anything is.
 Doctor drives the buzzer and fan relays to "off" when it can request
 them (a running host holds them: that shows as a warning) and leaves the
 LED strip dark when it closes the board.
+
+It lives with the Pi board and, like it, imports nothing above the board
+layer: what it needs to know about the plugins and the runtime (the
+devices and I2C addresses the enabled plugins' grants use, whether the
+compiled call plans load) comes in as ``HostFacts``, plain data that
+``wasihost.cli`` computes. The doctor asks for them only once it knows the
+board is a Pi and has built it, so a check that must run before anything
+imports the runtime (the OS and CPU, issue 20) has its place at the head
+of ``diagnose``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wasihost.boards.pi import BoardProblem, PiBoard
 from wasihost.boards.pi.dht22 import overlay_line
@@ -26,13 +35,11 @@ from wasihost.boards.pi.setup import HEADER_CHIPS, BootConfig, Machine
 from wasihost.boards.pi.ws2812 import SPI_HZ, frame_size
 from wasihost.config import HostConfig
 from wasihost.errors import BoardError
-from wasihost.runtime import compiled
-
-if TYPE_CHECKING:
-    from wasihost.runtime.contract import Contract
-    from wasihost.runtime.plugin import PluginSpec
 
 BME680_CHIP_ID = 0x61
+
+# The LED strip, CPU temperature and system figures always count as used.
+ALWAYS_USED = frozenset({"leds", "cpu-temperature", "system"})
 
 
 @dataclass(frozen=True)
@@ -44,29 +51,32 @@ class Finding:
     warning: bool = False  # shown with its fixes, but not a failure
 
 
-def _used_devices(specs: list[PluginSpec], contract: Contract) -> set[str]:
-    """The devices some enabled plugin's grants use (others only warn); the LED
-    strip, CPU temperature and system figures always count as used."""
-    from wasihost.specs import devices_of
+@dataclass(frozen=True)
+class HostFacts:
+    """What the doctor needs from the layers above the board, as plain data.
 
-    used = {"leds", "cpu-temperature", "system"}
-    for spec in specs:
-        used |= devices_of(spec.grants, contract.worlds[spec.world].imports)
-    return used
+    ``devices``: the board devices some enabled plugin's grants use (a problem
+    with any other device only warns), named as ``BoardProblem.device`` names
+    them. ``i2c_users``: each I2C address an enabled plugin is granted, with
+    the names of the plugins granted it. ``call_plans``: why the compiled call
+    plans cannot be used here, or None when they can.
+    """
+
+    devices: frozenset[str]
+    i2c_users: Mapping[int, tuple[str, ...]]
+    call_plans: str | None
 
 
 class _Doctor:
-    def __init__(self, config: HostConfig, machine: Machine, board: PiBoard) -> None:
-        from wasihost.runtime.contract import load_contract
-        from wasihost.specs import plugin_specs
-
+    def __init__(
+        self, config: HostConfig, machine: Machine, board: PiBoard, facts: HostFacts
+    ) -> None:
         self.config = config
         self.pi = config.board.pi
         self.machine = machine
         self.board = board
-        contract = load_contract()
-        self.specs = plugin_specs(config, contract)
-        self.used = _used_devices(self.specs, contract)
+        self.facts = facts
+        self.used = ALWAYS_USED | facts.devices
         self.boot = BootConfig.find(machine.boot_configs)
         self.findings: list[Finding] = []
         self.problems = {p.device: p for p in board.problems()}
@@ -143,10 +153,7 @@ class _Doctor:
         self.i2c_addresses()
 
     def i2c_addresses(self) -> None:
-        users: dict[int, list[str]] = {}
-        for spec in self.specs:
-            for address in spec.grants.i2c_addresses:
-                users.setdefault(address, []).append(spec.name)
+        users = self.facts.i2c_users
         bme680 = self.config.sensors.bme680.i2c_address
         for address in sorted(users):
             names = ", ".join(sorted(users[address]))
@@ -285,7 +292,7 @@ class _Doctor:
             self.add(True, subject, f"{polarity}, reads back {state}")
 
     def call_plans(self) -> None:
-        reason = compiled.unavailable()
+        reason = self.facts.call_plans
         if reason is None:
             self.add(True, "call plans", "compiled (runtime/_compiled.c)")
             return
@@ -313,8 +320,14 @@ class _Doctor:
         )
 
 
-def diagnose(config: HostConfig, machine: Machine | None = None, **seams: Any) -> list[Finding]:
-    """Every finding for ``config``'s Pi board; ``seams`` reach ``PiBoard`` (tests)."""
+def diagnose(
+    config: HostConfig,
+    facts: Callable[[], HostFacts],
+    machine: Machine | None = None,
+    **seams: Any,
+) -> list[Finding]:
+    """Every finding for ``config``'s Pi board; ``facts`` is asked once, after the
+    board is built; ``seams`` reach ``PiBoard`` (tests)."""
     machine = machine or Machine()
     board = PiBoard.from_config(
         config,
@@ -324,7 +337,7 @@ def diagnose(config: HostConfig, machine: Machine | None = None, **seams: Any) -
         **seams,
     )
     try:
-        doctor = _Doctor(config, machine, board)
+        doctor = _Doctor(config, machine, board, facts())
         for check in (doctor.model, doctor.i2c, doctor.dht22, doctor.leds, doctor.gpio):
             check()
         doctor.system()
@@ -349,17 +362,20 @@ def render(findings: list[Finding]) -> str:
 
 def run_doctor(
     config: HostConfig,
+    facts: Callable[[], HostFacts],
     machine: Machine | None = None,
     echo: Callable[[str], None] = print,
     **seams: Any,
 ) -> int:
-    """Print the report; 0 when nothing is wrong, 1 otherwise."""
+    """Print the report; 0 when nothing is wrong, 1 otherwise. ``facts`` gives
+    what only the layers above the board know (``wasihost.cli.doctor_facts``);
+    it is not asked for a simulated board."""
     kind = config.board.kind
     if kind != "pi":
         echo(f'wasihost doctor: board "{kind}" ({config.path}) is simulated: nothing to check.')
         return 0
     machine = machine or Machine()
     echo(f'wasihost doctor: board "pi" ({config.path}), checked as user {machine.user}\n')
-    findings = diagnose(config, machine, **seams)
+    findings = diagnose(config, facts, machine, **seams)
     echo(render(findings))
     return 1 if any(not f.ok and not f.warning for f in findings) else 0
