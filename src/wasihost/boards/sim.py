@@ -8,8 +8,8 @@ It lets anyone run the host with no hardware, and it is the board every
 test uses. Readings drift as a seeded random walk, so a given ``seed``
 gives the same sequence of values on every run; each DHT22 read fails
 now and then, as the real sensor does. Test handles (``set_dht22``,
-``fail_next_dht22_reads``, ``led_writes``, ``beeps``) let tests steer and
-observe it without sleeping.
+``set_bme680``, ``fail_next_dht22_reads``, ``led_writes``, ``beeps``) let
+tests steer and observe it without sleeping.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class SimBoard:
         self._boot_ticks = 3600
         self.bme680 = Bme680Chip(random.Random(self._rng.random()))
         self.sht31 = Sht31Chip(random.Random(self._rng.random()))
+        self._bme680_pinned = False
         self._sht31_pinned = False
         self.i2c_devices: dict[int, I2cDevice] = {
             BME680_ADDRESS: self.bme680,
@@ -90,6 +91,20 @@ class SimBoard:
         with self._lock:
             self._fixed_dht22 = Dht22Reading(temperature_c, humidity_percent)
             self._dht22_failure_rate = 0.0
+
+    def set_bme680(
+        self,
+        temperature_c: float,
+        humidity_percent: float,
+        pressure_hpa: float,
+        gas_resistance_ohm: float,
+    ) -> None:
+        """Pin what the emulated BME680 measures (it stops following the room)."""
+        with self._lock:
+            self._bme680_pinned = True
+            self.bme680.set_environment(
+                temperature_c, humidity_percent, pressure_hpa, gas_resistance_ohm
+            )
 
     def set_sht31(self, temperature_c: float, humidity_percent: float) -> None:
         """Pin what the emulated SHT31 measures (it stops following the room)."""
@@ -130,7 +145,7 @@ class SimBoard:
         if device is None:
             raise BoardError(f"I2C address 0x{address:02x}: no device answered (NACK)")
         with self._lock:
-            if address == BME680_ADDRESS and data and data[0] == 0x74:
+            if address == BME680_ADDRESS and data and data[0] == 0x74 and not self._bme680_pinned:
                 # ctrl_meas: a new measurement, let the air drift
                 self.bme680.set_environment(
                     self._room_temp.value + 1.5,

@@ -62,6 +62,23 @@ def _fill(message: Any, data: bytes) -> None:
         ctypes.memmove(message.buf, data, len(data))
 
 
+class CommandChip:
+    """A chip driven by commands rather than registers (the SHT31), on a ``FakeSmbus``.
+
+    The bus treats a bare chip as register-addressed, as the BME680 is: it
+    keeps the chip's register pointer between transactions and hands a read
+    the register it reads from. A chip wrapped in this gets each message as
+    it was on the wire instead: a write as ``transfer(data, 0)``, a read as
+    ``transfer(b"", length)``.
+    """
+
+    def __init__(self, chip: I2cDevice) -> None:
+        self.chip = chip
+
+    def transfer(self, data: bytes, read_len: int) -> bytes:
+        return self.chip.transfer(data, read_len)
+
+
 class FakeSmbus:
     """An I2C adapter with chips on it; records every ``i2c_rdwr`` as
     ``[("w", addr, data) | ("r", addr, length), ...]``."""
@@ -89,6 +106,9 @@ class FakeSmbus:
             device = self.devices.get(message.addr)
             if device is None:
                 raise OSError(errno.EREMOTEIO, "Remote I/O error")  # i2c-bcm2835's NACK
+            if isinstance(device, CommandChip):
+                self._command(device, message)
+                continue
             if message.flags & I2C_M_RD:
                 register = pending or bytes([self._pointer.get(message.addr, 0)])
                 try:
@@ -102,6 +122,16 @@ class FakeSmbus:
                 if len(pending) > 1:  # a register write: do it now, like the chip
                     device.transfer(pending, 0)
                     pending = bytes([self._pointer[message.addr]])
+
+    @staticmethod
+    def _command(chip: CommandChip, message: Any) -> None:
+        try:
+            if message.flags & I2C_M_RD:
+                _fill(message, chip.transfer(b"", message.len))
+            elif message.len:
+                chip.transfer(bytes(message), 0)
+        except ValueError:
+            raise OSError(errno.EIO, "Input/output error") from None
 
     def close(self) -> None:
         self.closed = True
