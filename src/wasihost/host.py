@@ -22,7 +22,7 @@ from wasihost.authoring.devloop import DevRebuilder
 from wasihost.boards import create_board
 from wasihost.boards.base import Board, BoardProblem
 from wasihost.clock import wall_clock_ms
-from wasihost.config import HostConfig
+from wasihost.config import HostConfig, WebConfig
 from wasihost.cycle import PollCycle
 from wasihost.errors import ConfigError, PluginError
 from wasihost.leds import LedBuffer
@@ -137,6 +137,15 @@ class Host:
     @property
     def dashboard(self) -> Plugin | None:
         return next((p for p in self.plugins.values() if p.role == "renderer"), None)
+
+    @property
+    def web_config(self) -> WebConfig:
+        """The ``[web]`` section, all the web reads of the config."""
+        return self.config.web
+
+    async def reload_plugin(self, name: str) -> bool:
+        """Reload one plugin from its file now (the operator's reload); True when live."""
+        return await self.reloader.reload(name)
 
     def load_plugins(self, names: Iterable[str] | None = None) -> None:
         """Load plugins in parallel (compiling is the slow part); blocking.
@@ -326,7 +335,8 @@ class Host:
         web: Callable[[Host, asyncio.Event], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """Load the plugins, start ``web`` (the web app, which the caller hands
-        in: the web reads the host, the host never imports the web) and poll
+        in: the web reads the host through its ``web.node.Node`` protocol, the
+        host never imports the web) and poll
         until ``stop`` is set; with ``dev`` also rebuild plugins whose sources
         change."""
         await asyncio.to_thread(self.load_plugins)

@@ -14,17 +14,16 @@ import asyncio
 import hmac
 import json
 import os
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wasihost.errors import PluginError
+from wasihost.runtime.plugin import Plugin
 from wasihost.web import edge
-
-if TYPE_CHECKING:
-    from wasihost.host import Host
+from wasihost.web.node import Node
 
 TOKEN_ENV = "WASIHOST_TOKEN"
 
@@ -37,9 +36,9 @@ def error(status: int, reason: str, **headers: str) -> web.Response:
     return web.json_response({"error": reason}, status=status, headers=headers)
 
 
-def require_token(host_key: web.AppKey[Host], handler: Handler) -> Handler:
+def require_token(node_key: web.AppKey[Node], handler: Handler) -> Handler:
     async def guarded(request: web.Request) -> web.StreamResponse:
-        token = operator_token(request.app[host_key].config.web.token)
+        token = operator_token(request.app[node_key].web_config.token)
         if token is None:
             return error(403, f"operator endpoints are disabled: set {TOKEN_ENV} or [web] token")
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -93,18 +92,17 @@ async def parse_body(request: web.Request, model: type[Model]) -> Model:
         raise _json_http(web.HTTPBadRequest, f"{where}: {first['msg']}") from None
 
 
-def routes(host_key: web.AppKey[Host]) -> list[web.RouteDef]:
-    def plugin_of(request: web.Request) -> Any:
+def routes(node_key: web.AppKey[Node]) -> list[web.RouteDef]:
+    def plugin_of(request: web.Request) -> Plugin:
         name = request.match_info["name"]
-        plugin = request.app[host_key].plugins.get(name)
+        plugin = request.app[node_key].plugins.get(name)
         if plugin is None:
             raise _json_http(web.HTTPNotFound, f"no plugin named {name[:64]!r}")
         return plugin
 
     async def reload_plugin(request: web.Request) -> web.Response:
-        host = request.app[host_key]
         plugin = plugin_of(request)
-        reloaded = await host.reloader.reload(plugin.name)
+        reloaded = await request.app[node_key].reload_plugin(plugin.name)
         status = plugin.status()
         return web.json_response(
             {
@@ -126,18 +124,18 @@ def routes(host_key: web.AppKey[Host]) -> list[web.RouteDef]:
 
     async def test_buzzer(request: web.Request) -> web.Response:
         body = await parse_body(request, BeepBody)
-        board = request.app[host_key].board
+        board = request.app[node_key].board
         await asyncio.to_thread(board.beep, body.count, body.duration_ms, body.interval_ms)
         return web.json_response({"beeped": body.count})
 
     async def test_fan(request: web.Request) -> web.Response:
         body = await parse_body(request, FanBody)
-        board = request.app[host_key].board
+        board = request.app[node_key].board
         await asyncio.to_thread(board.set_fan, body.on)
         return web.json_response({"fan_on": await asyncio.to_thread(board.get_fan)})
 
     def guarded(handler: Handler) -> Handler:
-        return require_token(host_key, handler)
+        return require_token(node_key, handler)
 
     return [
         web.post("/api/plugins/{name}/reload", guarded(reload_plugin)),

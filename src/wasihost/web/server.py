@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -25,13 +25,11 @@ from wasihost.clock import wall_clock_ms
 from wasihost.errors import ConfigError, PluginError
 from wasihost.runtime.plugin import PluginState
 from wasihost.web import edge, operator, shell
-
-if TYPE_CHECKING:
-    from wasihost.host import Host
+from wasihost.web.node import Node
 
 log = logging.getLogger("wasihost.web")
 
-HOST_KEY: web.AppKey[Host] = web.AppKey("host")
+NODE_KEY: web.AppKey[Node] = web.AppKey("node")
 # The CSP of the page the dashboard plugin renders (served at shell.FRAME_PATH,
 # inside the host's shell): see shell.py for why both are needed.
 CSP = shell.PAGE_CSP
@@ -63,18 +61,18 @@ class DashboardPages:
         self._key: tuple[Any, ...] | None = None
         self._page = ""
 
-    async def page(self, host: Host) -> str:
-        dashboard = host.dashboard
-        key = (host.state.cycle, dashboard.loaded_sha256 if dashboard else None)
+    async def page(self, node: Node) -> str:
+        dashboard = node.dashboard
+        key = (node.state.cycle, dashboard.loaded_sha256 if dashboard else None)
         async with self._lock:
             if key != self._key:
-                self._page = await self._render(host)
+                self._page = await self._render(node)
                 self._key = key
             return self._page
 
-    async def _render(self, host: Host) -> str:
-        state_json = host.snapshot_json()
-        dashboard = host.dashboard
+    async def _render(self, node: Node) -> str:
+        state_json = node.snapshot_json()
+        dashboard = node.dashboard
         if dashboard is None or dashboard.state is not PluginState.RUNNING:
             reason = "no dashboard plugin is running"
             if dashboard is not None and dashboard.hung is not None:
@@ -116,36 +114,36 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     )
     if not framed:
         raise web.HTTPSeeOther("/")
-    text = await request.app[PAGES_KEY].page(request.app[HOST_KEY])
+    text = await request.app[PAGES_KEY].page(request.app[NODE_KEY])
     return web.Response(text=text, content_type="text/html", headers=shell.PAGE_HEADERS)
 
 
 async def readings(request: web.Request) -> web.Response:
-    return web.json_response(request.app[HOST_KEY].state.to_json())
+    return web.json_response(request.app[NODE_KEY].state.to_json())
 
 
 async def plugins(request: web.Request) -> web.Response:
-    return web.json_response(request.app[HOST_KEY].statuses())
+    return web.json_response(request.app[NODE_KEY].statuses())
 
 
 async def healthz(request: web.Request) -> web.Response:
     """200 while cycles complete on time; 503 when the last one is older than
     three intervals, so a supervisor can restart a wedged host."""
-    host = request.app[HOST_KEY]
-    state = host.state
+    node = request.app[NODE_KEY]
+    state = node.state
     age_s = None if state.timestamp_ms is None else time.time() - state.timestamp_ms / 1000
     healthy = age_s is not None and age_s < 3 * state.interval_seconds + 5
     body = {
         "status": "starting" if state.cycle == 0 else "ok" if healthy else "stale",
         "cycle": state.cycle,
         "last_cycle_age_s": None if age_s is None else round(age_s, 3),
-        "plugins_running": len(host.running()),
-        "plugins": len(host.plugins),
-        "history_unsaved": host.history_unsaved,
-        "history_dropped": host.history_dropped,
+        "plugins_running": len(node.running()),
+        "plugins": len(node.plugins),
+        "history_unsaved": node.history_unsaved,
+        "history_dropped": node.history_dropped,
         "board": {
-            "kind": host.board.kind,
-            "problems": [p.to_json() for p in host.board_problems()],
+            "kind": node.board.kind,
+            "problems": [p.to_json() for p in node.board_problems()],
         },
     }
     return web.json_response(body, status=200 if healthy or state.cycle == 0 else 503)
@@ -158,8 +156,8 @@ MAX_STREAMS = 32
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    host = request.app[HOST_KEY]
-    if host.stream.clients >= MAX_STREAMS:
+    node = request.app[NODE_KEY]
+    if node.stream.clients >= MAX_STREAMS:
         return operator.error(
             503,
             f"too many open streams ({MAX_STREAMS}); close a dashboard and retry",
@@ -173,9 +171,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    if host.stream.latest is None:
-        host.stream.publish(json.dumps(host.snapshot()))
-    async for event in host.stream.events():
+    if node.stream.latest is None:  # no cycle has published a state yet
+        node.stream.publish(node.snapshot_json())
+    async for event in node.stream.events():
         try:  # a client that stops reading must not hold its stream slot for ever
             async with asyncio.timeout(edge.IDLE_TIMEOUT_S):
                 await response.write(event)
@@ -223,8 +221,8 @@ MAX_HISTORY_RANGE_MS = 366 * DAY_MS
 
 async def history(request: web.Request) -> web.Response:
     """``GET /api/history?plugin=&field=&since=&until=&points=`` (times in epoch ms)."""
-    host = request.app[HOST_KEY]
-    if host.history is None:
+    node = request.app[NODE_KEY]
+    if node.history is None:
         return operator.error(404, "history is disabled ([history] enabled)")
     try:
         plugin = _str_param(request, "plugin")
@@ -243,7 +241,7 @@ async def history(request: web.Request) -> web.Response:
         return operator.error(400, str(exc))
     # A series with no samples yet is an empty 200, not a 404: a dashboard
     # opened right after start-up asks before the first cycle has run.
-    series = await asyncio.to_thread(host.history.query, plugin, field, since, until, points)
+    series = await asyncio.to_thread(node.history.query, plugin, field, since, until, points)
     # The query drops non-finite values; strict JSON here makes a regression an
     # error in the log instead of a document browsers cannot parse.
     return web.json_response(series.to_json(), dumps=_strict_dumps)
@@ -261,15 +259,15 @@ FAVICON = (
 
 async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus text format."""
-    host = request.app[HOST_KEY]
+    node = request.app[NODE_KEY]
     return web.Response(
-        body=host.metrics.render(), headers={"Content-Type": host.metrics.content_type}
+        body=node.metrics.render(), headers={"Content-Type": node.metrics.content_type}
     )
 
 
 async def fleet(request: web.Request) -> web.Response:
     """``GET /api/fleet``: every node the hub hears on the broker (hubs only)."""
-    hub = request.app[HOST_KEY].fleet
+    hub = request.app[NODE_KEY].fleet
     if hub is None:
         return operator.error(404, 'this node is not a hub ([fleet] role = "hub")')
     return web.json_response(hub.to_json())
@@ -303,11 +301,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return operator.error(exc.status, reason, **kept)
 
 
-def create_app(host: Host) -> web.Application:
+def create_app(node: Node) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
-    app[HOST_KEY] = host
+    app[NODE_KEY] = node
     app[PAGES_KEY] = DashboardPages()
-    app.router.add_routes(operator.routes(HOST_KEY))
+    app.router.add_routes(operator.routes(NODE_KEY))
     app.router.add_get("/", index)
     app.router.add_get(shell.FRAME_PATH, dashboard)
     app.router.add_get("/api/readings", readings)
@@ -338,7 +336,7 @@ class Listening:
         await self.runner.cleanup()
 
 
-async def start(host: Host, address: str, port: int) -> Listening:
+async def start(node: Node, address: str, port: int) -> Listening:
     """The app listening on ``address:port`` (0: a free port, see ``Listening.port``).
 
     Not a ``web.TCPSite``: the listening socket gets ``edge.ConnectionCap``
@@ -346,7 +344,7 @@ async def start(host: Host, address: str, port: int) -> Listening:
     the server through here too, so they meet the same limits as a deployed
     host. Raises ``OSError`` when the port cannot be bound.
     """
-    runner = web.AppRunner(create_app(host), **edge.runner_options())
+    runner = web.AppRunner(create_app(node), **edge.runner_options())
     await runner.setup()
     assert runner.server is not None  # set by setup()
     try:
@@ -359,11 +357,11 @@ async def start(host: Host, address: str, port: int) -> Listening:
     return Listening(runner, listener)
 
 
-async def serve(host: Host, stop: asyncio.Event) -> None:
+async def serve(node: Node, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set; a port that cannot be bound stops the host."""
-    address, port = host.config.web.host, host.config.web.port
+    address, port = node.web_config.host, node.web_config.port
     try:
-        listening = await start(host, address, port)
+        listening = await start(node, address, port)
     except OSError as exc:
         stop.set()
         raise ConfigError(f"web: cannot listen on {address}:{port}: {exc.strerror}") from None
@@ -373,5 +371,5 @@ async def serve(host: Host, stop: asyncio.Event) -> None:
     try:
         await stop.wait()
     finally:
-        host.stream.close()
+        node.stream.close()
         await listening.close()
