@@ -45,6 +45,11 @@ def imported(source: str) -> list[tuple[int, str]]:
     return found
 
 
+# The host starts the web; the web sees the node only through ``web.node.Node``,
+# so the web may not name the host even though the layers would allow it.
+FORBIDDEN = {("wasihost.web", "wasihost.host")}
+
+
 def violations(module: str, source: str, where: str) -> list[str]:
     """What in ``source`` (the text of ``module``) breaks the rules."""
     found = []
@@ -52,6 +57,9 @@ def violations(module: str, source: str, where: str) -> list[str]:
     for line, name in imported(source):
         if name.split(".")[0] == "wasmtime" and not module.startswith("wasihost.runtime"):
             found.append(f"{where}:{line}: imports {name} outside runtime/")
+        for importer, imported_module in FORBIDDEN:
+            if module.startswith(importer) and name.startswith(imported_module):
+                found.append(f"{where}:{line}: {module} imports {name}; use web.node.Node")
         theirs = layer_of(name)
         if mine is not None and theirs is not None and theirs > mine:
             found.append(f"{where}:{line}: {module} imports {name}, a layer above it")
@@ -84,3 +92,10 @@ def test_the_check_sees_an_upward_import_and_a_stray_wasmtime() -> None:
         "x.py:3: wasihost.capabilities.x imports wasihost.web.server, a layer above it",
     ]
     assert violations("wasihost.runtime.y", "import wasmtime\n", "y.py") == []
+
+
+def test_the_web_may_not_name_the_host() -> None:
+    source = "from wasihost.host import Host\n"
+    assert violations("wasihost.web.server", source, "s.py") == [
+        "s.py:1: wasihost.web.server imports wasihost.host; use web.node.Node"
+    ]
