@@ -24,10 +24,6 @@ the two boards do differently, on purpose:
   errno where the simulated board's names the address alone;
 - after ``close``, the Pi board refuses the relays (``BoardError``); the
   simulated board keeps answering.
-
-One difference is not on purpose: ``SimBoard.close`` leaves its LEDs showing
-the last frame, where the protocol asks for actuators off (the strict xfail
-in ``test_close_leaves_the_strip_dark``).
 """
 
 from __future__ import annotations
@@ -348,19 +344,6 @@ def test_close_turns_the_fan_off_and_may_be_called_again(rig: Rig) -> None:
     assert rig.board.problems() == []  # still answers (the web layer may ask while stopping)
 
 
-@pytest.mark.parametrize(
-    "rig",
-    [
-        pytest.param(
-            "sim",
-            marks=pytest.mark.xfail(
-                reason="SimBoard.close() keeps its last frame (Board.close: actuators off)"
-            ),
-        ),
-        "pi",
-    ],
-    indirect=True,
-)
 def test_close_leaves_the_strip_dark(rig: Rig) -> None:
     rig.board.write_leds([RED] * LEDS)
     rig.board.close()

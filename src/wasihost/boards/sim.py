@@ -201,4 +201,5 @@ class SimBoard:
 
     def close(self) -> None:
         self.set_fan(False)
+        self.write_leds([OFF] * len(self.leds))
         self.closed = True
