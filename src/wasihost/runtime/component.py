@@ -365,6 +365,15 @@ def check(
     plugin: str, engine: Engine, contract: Contract, world: str, compiled: Compiled
 ) -> CheckedComponent:
     """Check a compiled component against ``world``; raises ``PluginLoadError``."""
+    imports, exports = verified_functions(plugin, engine, contract, world, compiled)
+    return checked_for(plugin, contract, world, compiled, imports, exports)
+
+
+def verified_functions(
+    plugin: str, engine: Engine, contract: Contract, world: str, compiled: Compiled
+) -> tuple[dict[tuple[str, str], component.FuncType], dict[tuple[str, str], component.FuncType]]:
+    """The contract functions a component imports and exports, once it is shown
+    to import only what ``world`` allows and to declare the contract's types."""
     require_world(plugin, contract, world)
     comp, path = compiled.component, compiled.path
     allowed = contract.allowed_imports(world)
@@ -388,8 +397,23 @@ def check(
             f"{path}: built against another contract: {shown}"
             + (f" (and {more} more differences)" if more > 0 else ""),
         )
+    return (
+        _contract_functions(contract, imports, engine),
+        _contract_functions(contract, exports, engine),
+    )
 
-    functions = _contract_functions(contract, exports, engine)
+
+def checked_for(
+    plugin: str,
+    contract: Contract,
+    world: str,
+    compiled: Compiled,
+    imports: dict[tuple[str, str], component.FuncType],
+    functions: dict[tuple[str, str], component.FuncType],
+) -> CheckedComponent:
+    """A verified component as a plugin of ``world`` uses it: the exports that
+    world requires must be among ``functions``."""
+    path = compiled.path
     logic_iface, logic_func = contract.logic_of(world)
     logic = (contract.qualified(logic_iface), logic_func)
     if logic not in functions:
@@ -402,7 +426,7 @@ def check(
     state = contract.qualified("state")
     has_state = (state, "snapshot") in functions and (state, "restore") in functions
     return CheckedComponent(
-        component=comp,
+        component=compiled.component,
         path=path,
         sha256=compiled.sha256,
         world=world,
@@ -410,7 +434,7 @@ def check(
         returns_result={
             key: isinstance(ty.result, component.ResultType) for key, ty in functions.items()
         },
-        imports=_contract_functions(contract, imports, engine),
+        imports=imports,
         has_settings=settings in functions,
         has_state=has_state,
         precompiled=compiled.precompiled,
