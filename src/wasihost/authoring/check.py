@@ -12,6 +12,7 @@ from pathlib import Path
 
 from wasihost.config import HostConfig
 from wasihost.errors import PluginLoadError
+from wasihost.grants import describe
 from wasihost.runtime.component import WASI_PACKAGES, check, compile_file, instance_functions
 from wasihost.runtime.contract import load_contract
 from wasihost.runtime.engine import Engine
@@ -23,16 +24,7 @@ Echo = Callable[[str], None]
 def _describe_grants(config: HostConfig, name: str, imports: frozenset[str]) -> str:
     """Plugin ``name``'s grants (its world imports ``imports``); no other plugin
     is looked at, so one with an unknown world elsewhere does not matter."""
-    g = grants_of(config, name, imports)
-
-    def listed(values: frozenset[int], fmt: str = "{}") -> str:
-        return ", ".join(fmt.format(v) for v in sorted(values)) or "none"
-
-    return (
-        f"LEDs {listed(g.leds)}; GPIO {listed(g.gpio_pins)}; "
-        f"I2C {listed(g.i2c_addresses, '0x{:02x}')}; "
-        f"buzzer {'yes' if g.buzzer else 'no'}; fan {'yes' if g.fan else 'no'}"
-    )
+    return describe(grants_of(config, name, imports))
 
 
 def run_check(

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from wasihost.capabilities.context import CapabilityContext
+from wasihost.capabilities.wit import U8, U32
+from wasihost.grants import BUZZER
 
 INTERFACE = "buzzer-controller"
 MAX_BEEPS = 20
@@ -13,15 +15,8 @@ MAX_DURATION_MS = 5000
 
 
 def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
-    def beep(count: int, duration_ms: int, interval_ms: int) -> None:
-        ctx.require(
-            "beep",
-            count=(count, "u8"),
-            duration_ms=(duration_ms, "u32"),
-            interval_ms=(interval_ms, "u32"),
-        )
-        if not ctx.grants.buzzer:
-            raise ctx.refuse("buzzer", f"the buzzer is not granted to {ctx.plugin}")
+    def beep(count: U8, duration_ms: U32, interval_ms: U32) -> None:
+        ctx.require_grant(BUZZER)
         if count > MAX_BEEPS or duration_ms > MAX_DURATION_MS or interval_ms > MAX_DURATION_MS:
             raise ctx.refuse(
                 "buzzer-pattern",

@@ -8,7 +8,6 @@ in one place, above the board.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -17,46 +16,11 @@ from dataclasses import dataclass, field
 from wasihost.boards.base import Board
 from wasihost.clock import wall_clock_ms
 from wasihost.errors import CapabilityError
+from wasihost.grants import Grant, Grants
 from wasihost.leds import LedBuffer
 from wasihost.ratelimit import RateLimit
 
 log = logging.getLogger("wasihost.capabilities")
-
-
-@dataclass(frozen=True)
-class Grants:
-    """The hardware a plugin may touch beyond what its world imports."""
-
-    leds: frozenset[int] = frozenset()
-    gpio_pins: frozenset[int] = frozenset()
-    i2c_addresses: frozenset[int] = frozenset()
-    buzzer: bool = False
-    fan: bool = False
-
-
-# Ranges of the WIT integer types capabilities take.
-_INTEGERS = {
-    "u8": (0, 2**8 - 1),
-    "u16": (0, 2**16 - 1),
-    "u32": (0, 2**32 - 1),
-    "u64": (0, 2**64 - 1),
-    "s8": (-(2**7), 2**7 - 1),
-    "s16": (-(2**15), 2**15 - 1),
-    "s32": (-(2**31), 2**31 - 1),
-    "s64": (-(2**63), 2**63 - 1),
-}
-
-
-def fits(value: object, wit_type: str) -> bool:
-    """Whether ``value`` is one a WIT ``wit_type`` can carry (floats: finite ones)."""
-    if wit_type == "bool":
-        return isinstance(value, bool)
-    if wit_type in ("f32", "f64"):
-        return isinstance(value, float) and math.isfinite(value)
-    if wit_type == "list<u8>":
-        return isinstance(value, bytes | bytearray | memoryview)
-    low, high = _INTEGERS[wit_type]
-    return type(value) is int and low <= value <= high
 
 
 @dataclass
@@ -83,22 +47,10 @@ class CapabilityContext:
                 f"{actuator} changes limited to {limit.limit} per minute for {self.plugin}",
             )
 
-    def require(self, function: str, **values: tuple[object, str]) -> None:
-        """Refuse any argument its WIT type cannot carry: ``name=(value, "u8")``.
-
-        The load check makes every component declare the contract's types, so
-        this only fires if a value gets past it (a looser call path, a
-        forgery the check misses); then the guest gets the WIT error and
-        nothing out of range reaches the board, the LED buffer or the state
-        the web serves (one NaN there and a browser cannot parse the page's data).
-        """
-        for name, (value, wit_type) in values.items():
-            if not fits(value, wit_type):
-                cut = value[:40] if isinstance(value, str | bytes | list) else value
-                shown = repr(cut)
-                shown = shown if len(shown) <= 40 else shown[:39] + "…"
-                param = name.replace("_", "-")
-                raise self.refuse("wit-type", f"{function}: {param} = {shown} is not a {wit_type}")
+    def require_grant(self, grant: Grant, value: int | None = None) -> None:
+        """Refuse the call unless ``grant`` covers ``value`` (a switch: is on)."""
+        if not grant.allows(self.grants, value):
+            raise self.refuse(grant.refusal, grant.refusal_message(self.grants, self.plugin, value))
 
     def refuse(self, kind: str, message: str) -> CapabilityError:
         """Count a refused call and log it the first time this kind happens.

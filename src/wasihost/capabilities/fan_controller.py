@@ -6,15 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 from wasihost.capabilities.context import CapabilityContext
+from wasihost.capabilities.wit import Bool
+from wasihost.grants import FAN
 
 INTERFACE = "fan-controller"
 
 
 def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
-    def set_fan(on: bool) -> None:
-        ctx.require("set-fan", on=(on, "bool"))
-        if not ctx.grants.fan:
-            raise ctx.refuse("fan", f"the fan is not granted to {ctx.plugin}")
+    def set_fan(on: Bool) -> None:
+        ctx.require_grant(FAN)
         if on != ctx.board.get_fan():  # setting the current state is free
             ctx.within_rate("fan")
             ctx.board.set_fan(on)

@@ -7,15 +7,15 @@ from typing import Any
 
 from wasihost.boards.base import Dht22Reading
 from wasihost.capabilities.context import CapabilityContext
+from wasihost.capabilities.wit import U8
+from wasihost.grants import GPIO_PINS
 
 INTERFACE = "gpio-provider"
 
 
 def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
-    def read_dht22(pin: int) -> Dht22Reading:
-        ctx.require("read-dht22", pin=(pin, "u8"))
-        if pin not in ctx.grants.gpio_pins:
-            raise ctx.refuse("gpio", f"GPIO {pin} is not granted to {ctx.plugin}")
+    def read_dht22(pin: U8) -> Dht22Reading:
+        ctx.require_grant(GPIO_PINS, pin)
         return ctx.board.read_dht22(pin)
 
     def read_cpu_temperature() -> float:

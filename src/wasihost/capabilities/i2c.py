@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from wasihost.capabilities.context import CapabilityContext
+from wasihost.capabilities.wit import U8, U32, Bytes
+from wasihost.grants import I2C_ADDRESSES
 
 INTERFACE = "i2c"
 MAX_READ_LEN = 4096
@@ -16,15 +18,8 @@ MAX_WRITE_LEN = 4096
 
 
 def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
-    def transfer(address: int, data: bytes, read_len: int) -> bytes:
-        ctx.require(
-            "transfer",
-            address=(address, "u8"),
-            data=(data, "list<u8>"),
-            read_len=(read_len, "u32"),
-        )
-        if address not in ctx.grants.i2c_addresses:
-            raise ctx.refuse("i2c", f"I2C address 0x{address:02x} is not granted to {ctx.plugin}")
+    def transfer(address: U8, data: Bytes, read_len: U32) -> bytes:
+        ctx.require_grant(I2C_ADDRESSES, address)
         if read_len > MAX_READ_LEN:
             raise ctx.refuse("i2c-size", f"read of {read_len} bytes exceeds {MAX_READ_LEN}")
         if len(data) > MAX_WRITE_LEN:

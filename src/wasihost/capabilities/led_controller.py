@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from wasihost.capabilities.context import CapabilityContext
+from wasihost.capabilities.wit import U8, U32
+from wasihost.grants import LEDS
 
 INTERFACE = "led-controller"
 
@@ -13,33 +15,19 @@ INTERFACE = "led-controller"
 def bind(ctx: CapabilityContext) -> dict[str, Callable[..., Any]]:
     granted = sorted(ctx.grants.leds)
 
-    def check(index: int) -> None:
-        if index not in ctx.grants.leds:
-            shown = ", ".join(map(str, granted)) or "none"
-            raise ctx.refuse(
-                "led", f"LED {index} is not granted to {ctx.plugin} (granted: {shown})"
-            )
-
-    def set_led(index: int, r: int, g: int, b: int) -> None:
-        ctx.require("set-led", index=(index, "u32"), r=(r, "u8"), g=(g, "u8"), b=(b, "u8"))
-        check(index)
+    def set_led(index: U32, r: U8, g: U8, b: U8) -> None:
+        ctx.require_grant(LEDS, index)
         ctx.leds.set(index, (r, g, b))
 
     def set_two(
-        index_a: int, r_a: int, g_a: int, b_a: int, index_b: int, r_b: int, g_b: int, b_b: int
+        index_a: U32, r_a: U8, g_a: U8, b_a: U8, index_b: U32, r_b: U8, g_b: U8, b_b: U8
     ) -> None:
-        ctx.require(
-            "set-two",
-            index_a=(index_a, "u32"), r_a=(r_a, "u8"), g_a=(g_a, "u8"), b_a=(b_a, "u8"),
-            index_b=(index_b, "u32"), r_b=(r_b, "u8"), g_b=(g_b, "u8"), b_b=(b_b, "u8"),
-        )  # fmt: skip
-        check(index_a)
-        check(index_b)
+        ctx.require_grant(LEDS, index_a)
+        ctx.require_grant(LEDS, index_b)
         ctx.leds.set(index_a, (r_a, g_a, b_a))
         ctx.leds.set(index_b, (r_b, g_b, b_b))
 
-    def set_all(r: int, g: int, b: int) -> None:
-        ctx.require("set-all", r=(r, "u8"), g=(g, "u8"), b=(b, "u8"))
+    def set_all(r: U8, g: U8, b: U8) -> None:
         for index in granted:
             ctx.leds.set(index, (r, g, b))
 
