@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from wasihost.config import load_config, parse_config
+from wasihost.config import HostConfig, load_config, parse_config
 from wasihost.errors import ConfigError
+from wasihost.grants import Grants
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,3 +81,93 @@ def test_every_section_of_the_file_reaches_host_config() -> None:
     assert config.plugins["pi-monitor"].led == 0
     assert config.plugin_keys == {"pi-monitor": "pi_monitor"}
     assert config.runtime.call_path == "compiled"
+
+
+# The seed's spelling of the same host.toml before the grants were written out.
+OLD_STYLE = """
+[sensors.dht22]
+gpio_pin = 4
+
+[sensors.bme680]
+i2c_address = "0x77"
+
+[plugins.pi_monitor]
+led = 0
+
+[plugins.dht22]
+led = 1
+
+[plugins.bme680]
+led = 2
+
+[plugins.dashboard]
+
+[plugins.sht31]
+world = "sensor-plugin"
+led = 3
+
+[plugins.sht31.grants]
+i2c_addresses = ["0x44"]
+"""
+
+
+def _specs(config: HostConfig) -> dict[str, tuple[Any, str]]:
+    from wasihost.runtime.contract import load_contract
+    from wasihost.specs import plugin_specs
+
+    # The settings as the plugin receives them: JSON text, key order included.
+    return {
+        s.name: (s.grants, json.dumps(s.settings)) for s in plugin_specs(config, load_contract())
+    }
+
+
+def test_the_seeds_sensor_keys_configure_the_plugins_as_their_grants_do() -> None:
+    old = parse_config(tomllib.loads(OLD_STYLE), Path("old.toml"))
+    new = load_config(ROOT / "config" / "host.toml")
+    assert _specs(old) == _specs(new)
+    assert old.sensors == new.sensors
+    assert _specs(new)["dht22"][1] == '{"gpio_pin": 4, "led": 1}'
+
+
+def test_a_plugins_own_grants_and_settings_win_over_its_sensor_key() -> None:
+    config = parse_config(
+        {
+            "sensors": {"dht22": {"gpio_pin": 17}},
+            "plugins": {
+                "dht22": {"led": 1, "grants": {"gpio_pins": [5]}, "settings": {"gpio_pin": 9}},
+                "bme680": {"led": 2, "settings": {"led": 7}},
+            },
+        }
+    )
+    specs = _specs(config)
+    assert specs["dht22"][0].gpio_pins == {5}
+    assert specs["dht22"][1] == '{"gpio_pin": 9, "led": 1}'
+    assert specs["bme680"][0].i2c_addresses == {0x77}  # the section's default
+    assert specs["bme680"][1] == '{"i2c_address": 119, "led": 7}'
+    assert config.sensors.dht22.gpio_pin == 17  # what the file writes there
+
+
+def test_config_sensors_follows_the_new_spelling() -> None:
+    """The Pi board and ``wasihost doctor`` still read ``config.sensors``."""
+    config = parse_config(
+        {
+            "plugins": {
+                "dht22": {"grants": {"gpio_pins": [17]}, "settings": {"gpio_pin": 17}},
+                "bme680": {
+                    "grants": {"i2c_addresses": ["0x76"]},
+                    "settings": {"i2c_address": 0x76},
+                },
+            }
+        }
+    )
+    assert config.sensors.dht22.gpio_pin == 17
+    assert config.sensors.bme680.i2c_address == 0x76
+    unusable = parse_config({"plugins": {"dht22": {"settings": {"gpio_pin": "seventeen"}}}})
+    assert unusable.sensors.dht22.gpio_pin == 4  # the plugin refuses it; the board keeps 4
+    assert parse_config({}).sensors.dht22.gpio_pin == 4
+
+
+def test_a_plugin_of_another_name_gets_no_sensor_key() -> None:
+    plugins = {"x": {"world": "dht22-plugin"}}
+    specs = _specs(parse_config({"sensors": {"dht22": {"gpio_pin": 17}}, "plugins": plugins}))
+    assert specs["x"] == (Grants(buzzer=True), "{}")  # the buzzer: its world imports it

@@ -5,6 +5,10 @@ The keys are the seed host's (``[polling]``, ``[sensors.*]``, ``[logging]``,
 Validation is strict on purpose: a typo in a key or a string where a number
 belongs must stop the host with a message naming the file and the key,
 rather than silently fall back to a default on a device nobody watches.
+
+Shorthands are spelled out here, once, so nothing after loading knows them:
+a plugin's ``led`` and the seed's ``[sensors.*]`` keys become that plugin's
+ordinary grants and settings (``_spelled_out``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,10 +26,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     model_validator,
 )
 
 from wasihost.errors import ConfigError
+from wasihost.grants import GPIO_PINS, GRANTS, I2C_ADDRESSES, LEDS, Grant
 
 DEFAULT_CONFIG_PATH = Path("config/host.toml")
 
@@ -40,7 +46,14 @@ def _parse_i2c_address(value: Any) -> Any:
     return value
 
 
-I2cAddress = Annotated[int, BeforeValidator(_parse_i2c_address), Field(ge=0x03, le=0x77)]
+def _bounds(grant: Grant) -> Any:
+    """The range a value of ``grant`` must be in, as a pydantic constraint."""
+    low, high = grant.values or (None, None)
+    return Field(ge=low, le=high)
+
+
+I2cAddress = Annotated[int, BeforeValidator(_parse_i2c_address), _bounds(I2C_ADDRESSES)]
+GpioPin = Annotated[int, _bounds(GPIO_PINS)]
 
 
 class _Section(BaseModel):
@@ -52,7 +65,7 @@ class PollingConfig(_Section):
 
 
 class Dht22SensorConfig(_Section):
-    gpio_pin: int = Field(4, ge=0, le=27, description="BCM GPIO pin of the DHT22 data line")
+    gpio_pin: GpioPin = Field(4, description="BCM GPIO pin of the DHT22 data line")
 
 
 class Bme680SensorConfig(_Section):
@@ -60,8 +73,28 @@ class Bme680SensorConfig(_Section):
 
 
 class SensorsConfig(_Section):
+    """The seed's ``[sensors.*]``: another spelling of two plugins' grants and
+    settings (``SENSOR_KEYS``). As ``HostConfig.sensors`` it is derived from
+    whichever spelling the file uses, for code that still reads it there."""
+
     dht22: Dht22SensorConfig = Dht22SensorConfig()
     bme680: Bme680SensorConfig = Bme680SensorConfig()
+
+
+@dataclass(frozen=True)
+class SensorKey:
+    """A key of a seed ``[sensors.<plugin>]`` section: a value granted to the
+    plugin of that name and handed to it as the setting of the same name."""
+
+    plugin: str
+    key: str
+    grant: Grant
+
+
+SENSOR_KEYS = (
+    SensorKey("dht22", "gpio_pin", GPIO_PINS),
+    SensorKey("bme680", "i2c_address", I2C_ADDRESSES),
+)
 
 
 class LoggingConfig(_Section):
@@ -69,14 +102,25 @@ class LoggingConfig(_Section):
     show_sensor_data: bool = True
 
 
-class GrantsConfig(_Section):
-    """Explicit grants; a key left out keeps its default (see ``plugin_specs``)."""
+def _grant_field(grant: Grant) -> tuple[Any, None]:
+    """How ``[plugins.<name>.grants]`` writes ``grant``: a list of its values
+    (hex ones as "0x44" or a number) or true/false; None when left out."""
+    if grant.is_switch:
+        return (bool | None, None)
+    parse = (BeforeValidator(_parse_i2c_address),) if grant.hex else ()
+    value = Annotated[(int, *parse, _bounds(grant))]
+    return (list[value] | None, None)
 
-    leds: list[Annotated[int, Field(ge=0)]] | None = None
-    gpio_pins: list[Annotated[int, Field(ge=0, le=27)]] | None = None
-    i2c_addresses: list[I2cAddress] | None = None
-    buzzer: bool | None = None
-    fan: bool | None = None
+
+# Explicit grants, one key per row of ``wasihost.grants.GRANTS``; a key left out
+# keeps its default (see ``plugin_specs``). Type checkers see only the base: the
+# fields exist at run time, so code reads them by the table's keys.
+if TYPE_CHECKING:
+    GrantsConfig = _Section
+else:
+    GrantsConfig = create_model(
+        "GrantsConfig", __base__=_Section, **{grant.key: _grant_field(grant) for grant in GRANTS}
+    )
 
 
 class PluginConfig(_Section):
@@ -109,8 +153,9 @@ PI_BUS_PINS = frozenset({2, 3, 7, 8, 9, 10, 11})
 class PiBoardConfig(_Section):
     """``[board.pi]``: where the Raspberry Pi board finds its devices.
 
-    The DHT22 pin is not here: it is ``[sensors.dht22] gpio_pin``, the pin the
-    ``dht22`` plugin is granted, so the two can never disagree.
+    The DHT22 pin is not here: the board reads the pin the ``dht22`` plugin is
+    configured with (``HostConfig.sensors.dht22.gpio_pin`` derives it from
+    either spelling), so the board and the plugin cannot disagree.
     """
 
     i2c_bus: int = Field(1, ge=0, le=255, description="the N of /dev/i2c-N")
@@ -289,8 +334,9 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
         name = key.replace("_", "-")
         if name in plugins:
             raise ConfigError(f"{path}: plugins.{key}: plugin '{name}' is configured twice")
+        written = plugin.grants.model_dump(exclude_none=True)
         leds = [("led", plugin.led)] if plugin.led is not None else []
-        leds += [(f"grants.leds[{i}]", led) for i, led in enumerate(plugin.grants.leds or [])]
+        leds += [(f"grants.leds[{i}]", led) for i, led in enumerate(written.get(LEDS.key, []))]
         for where, led in leds:
             if led >= raw.board.led_count:
                 raise ConfigError(
@@ -308,11 +354,57 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
                 f"poll interval ({raw.polling.interval_seconds} s); a plugin hitting it would "
                 "delay every cycle"
             )
-        plugins[name] = plugin
+        plugins[name] = _spelled_out(name, plugin, raw.sensors)
         keys[name] = key
+    sensors = _sensors(raw.sensors, plugins)
     # A pydantic model iterates as (field, value) pairs, sub-models kept as they are:
     # every section of the file becomes the HostConfig field of the same name.
-    return HostConfig(path=path, plugin_keys=keys, **{**dict(raw), "plugins": plugins})
+    return HostConfig(
+        path=path, plugin_keys=keys, **{**dict(raw), "plugins": plugins, "sensors": sensors}
+    )
+
+
+def _spelled_out(name: str, plugin: PluginConfig, sensors: SensorsConfig) -> PluginConfig:
+    """The plugin with its shorthands written as grants and settings, so that
+    from here on every plugin is configured the same way.
+
+    ``led = N`` grants LED N and sets ``led``; for the seed plugins, their
+    ``[sensors.*]`` key (written or at its default) grants its value and sets
+    the key. The plugin's own grants and settings win, and the settings keep
+    the order plugins have always received them in: sensor key, ``led``, own.
+    """
+    written = plugin.grants.model_dump(exclude_none=True)
+    grants: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    for sensor in SENSOR_KEYS:
+        if sensor.plugin == name:
+            value = getattr(getattr(sensors, sensor.plugin), sensor.key)
+            grants[sensor.grant.key] = [value]
+            settings[sensor.key] = value
+    if plugin.led is not None:
+        grants[LEDS.key] = [plugin.led]
+        settings["led"] = plugin.led
+    settings.update(plugin.settings)
+    grants = {key: value for key, value in grants.items() if key not in written}
+    return plugin.model_copy(
+        update={"grants": plugin.grants.model_copy(update=grants), "settings": settings}
+    )
+
+
+def _sensors(sensors: SensorsConfig, plugins: dict[str, PluginConfig]) -> SensorsConfig:
+    """``[sensors.*]`` as code that reads ``HostConfig.sensors`` expects it, whichever
+    spelling the file uses: a key the file writes, else its plugin's setting of that
+    name where it is a value the grant could hold, else the key's default."""
+    for sensor in SENSOR_KEYS:
+        section = getattr(sensors, sensor.plugin)
+        plugin = plugins.get(sensor.plugin)
+        if sensor.key in section.model_fields_set or plugin is None:
+            continue
+        setting = plugin.settings.get(sensor.key)
+        if sensor.grant.holds(setting):
+            section = section.model_copy(update={sensor.key: setting})
+            sensors = sensors.model_copy(update={sensor.plugin: section})
+    return sensors
 
 
 def load_config(path: Path = DEFAULT_CONFIG_PATH) -> HostConfig:

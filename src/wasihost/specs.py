@@ -1,19 +1,18 @@
 """What the host decides about each plugin from the config: world, grants, settings, limits.
 
-Grants default from the seed's config: ``led`` grants that LED; the
-``[sensors.dht22]`` pin and the ``[sensors.bme680]`` address are granted to
-the plugins of those names; buzzer and fan go to plugins whose world
-imports them. ``[plugins.<name>.grants]`` overrides any of these key by key.
+Every plugin is configured the same way: its grants are its
+``[plugins.<name>.grants]``, each kind left out at its default from its
+world's imports (``wasihost.grants``); its settings are its
+``[plugins.<name>.settings]``. Shorthands (``led``, the seed's ``[sensors.*]``)
+were spelled out as grants and settings when the config was loaded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Set
-from typing import Any
-
-from wasihost.capabilities import Grants
 from wasihost.config import HostConfig, PluginConfig
 from wasihost.errors import ConfigError
+from wasihost.grants import Grants, grants_for
+from wasihost.grants import devices_of as devices_of  # host.py and doctor.py import it here
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.plugin import PluginSpec
 from wasihost.runtime.supervision import SupervisionPolicy
@@ -21,49 +20,8 @@ from wasihost.runtime.supervision import SupervisionPolicy
 PI_GPIO_TIMEOUT_MS = 1800
 
 
-def _grants(config: HostConfig, name: str, plugin: PluginConfig, imports: frozenset[str]) -> Grants:
-    explicit = plugin.grants
-    leds = {plugin.led} if plugin.led is not None else set()
-    pins = {config.sensors.dht22.gpio_pin} if name == "dht22" else set()
-    addresses = {config.sensors.bme680.i2c_address} if name == "bme680" else set()
-    return Grants(
-        leds=frozenset(explicit.leds if explicit.leds is not None else leds),
-        gpio_pins=frozenset(explicit.gpio_pins if explicit.gpio_pins is not None else pins),
-        i2c_addresses=frozenset(
-            explicit.i2c_addresses if explicit.i2c_addresses is not None else addresses
-        ),
-        buzzer=explicit.buzzer if explicit.buzzer is not None else "buzzer-controller" in imports,
-        fan=explicit.fan if explicit.fan is not None else "fan-controller" in imports,
-    )
-
-
-def devices_of(grants: Grants, imports: Set[str]) -> frozenset[str]:
-    """The board devices a plugin with ``grants``, whose world imports ``imports``,
-    can reach, named as ``BoardProblem.device`` names them."""
-    named = {
-        "dht22": bool(grants.gpio_pins),
-        "i2c": bool(grants.i2c_addresses),
-        "leds": bool(grants.leds),
-        "buzzer": grants.buzzer,
-        "fan": grants.fan,
-        "cpu-temperature": "gpio-provider" in imports,
-        "system": "system-info" in imports,
-    }
-    return frozenset(device for device, used in named.items() if used)
-
-
-def _settings(config: HostConfig, name: str, plugin: PluginConfig) -> dict[str, Any]:
-    """The JSON the plugin's ``configure`` receives: its sensor section, its LED,
-    then its own ``settings`` table (which wins)."""
-    settings: dict[str, Any] = {}
-    if name == "dht22":
-        settings["gpio_pin"] = config.sensors.dht22.gpio_pin
-    if name == "bme680":
-        settings["i2c_address"] = config.sensors.bme680.i2c_address
-    if plugin.led is not None:
-        settings["led"] = plugin.led
-    settings.update(plugin.settings)
-    return settings
+def _grants(plugin: PluginConfig, imports: frozenset[str]) -> Grants:
+    return grants_for(plugin.grants.model_dump(exclude_none=True), imports)
 
 
 def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
@@ -85,7 +43,7 @@ def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
             raise ConfigError(
                 f"{config.path}: {key}: unknown world {world!r} (expected one of: {known})"
             )
-        grants = _grants(config, name, plugin, contract.worlds[world].imports)
+        grants = _grants(plugin, contract.worlds[world].imports)
         timeout_ms = plugin.timeout_ms
         if (
             config.board.kind == "pi"
@@ -102,7 +60,7 @@ def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
                 name=name,
                 world=world,
                 wasm=config.wasm_of(name),
-                settings=_settings(config, name, plugin),
+                settings=dict(plugin.settings),
                 grants=grants,
                 timeout_ms=timeout_ms,
                 max_memory_mb=plugin.max_memory_mb,
@@ -117,4 +75,4 @@ def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
 def grants_of(config: HostConfig, name: str, imports: frozenset[str]) -> Grants:
     """The grants plugin ``name`` gets, its world importing ``imports``; unlike
     ``plugin_specs``, it looks at no other plugin and at a disabled one too."""
-    return _grants(config, name, config.plugins[name], imports)
+    return _grants(config.plugins[name], imports)
