@@ -201,5 +201,6 @@ class SimBoard:
 
     def close(self) -> None:
         self.set_fan(False)
-        self.write_leds([OFF] * len(self.leds))
+        with self._lock:  # the strip itself, not write_leds: nothing to count or refuse
+            self.leds = [OFF] * self.led_count
         self.closed = True
