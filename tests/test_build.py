@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from wasihost.authoring.build import Manifest, build, inputs_hash
+from wasihost.authoring import build as build_module
+from wasihost.authoring.build import (
+    EMBEDDED_ASSETS,
+    Manifest,
+    build,
+    discover,
+    embedded_assets,
+    inputs_hash,
+    library_for,
+)
 from wasihost.errors import BuildError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,3 +80,117 @@ def test_unknown_plugin_is_named(tmp_path: Path) -> None:
             out_dir=tmp_path / "out",
             echo=lambda _: None,
         )
+
+
+def _project(tmp_path: Path) -> tuple[Path, Path]:
+    """plugins/ with the shared guest library, a plugin using it and one that does not."""
+    plugins, wit = tmp_path / "plugins", tmp_path / "wit"
+    (plugins / "_shared" / "wasihost_guest").mkdir(parents=True)
+    (plugins / "_shared" / "wasihost_guest" / "__init__.py").write_text("")
+    (plugins / "_shared" / "wasihost_guest" / "settings.py").write_text("A = 1\n")
+    (plugins / "user").mkdir()
+    (plugins / "user" / "app.py").write_text("import json\n")
+    (plugins / "user" / "helper.py").write_text("from wasihost_guest import settings\n")
+    (plugins / "other").mkdir()
+    (plugins / "other" / "app.py").write_text("import wasihost_guest_not\n")
+    wit.mkdir()
+    (wit / "a.wit").write_text("package a:b;\n")
+    return plugins, wit
+
+
+def test_a_change_to_the_shared_library_rebuilds_its_users_only(tmp_path: Path) -> None:
+    plugins, wit = _project(tmp_path)
+    user, other = plugins / "user", plugins / "other"
+    assert discover(plugins) == ["other", "user"]  # the library's folder is no plugin
+    assert library_for(user) == (plugins / "_shared").resolve()
+    assert library_for(other) is None
+    before = {p: inputs_hash(p, wit, Manifest("w")) for p in (user, other)}
+
+    (plugins / "_shared" / "wasihost_guest" / "settings.py").write_text("A = 2\n")
+
+    assert inputs_hash(user, wit, Manifest("w")) != before[user]
+    assert inputs_hash(other, wit, Manifest("w")) == before[other]
+
+
+def test_tests_beside_a_plugin_are_not_build_inputs_and_assets_are(tmp_path: Path) -> None:
+    plugins, wit = _project(tmp_path)
+    user = plugins / "user"
+    first = inputs_hash(user, wit, Manifest("w"))
+    (user / "test_app.py").write_text("def test_it() -> None: ...\n")
+    (user / "__pycache__").mkdir()
+    (user / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
+    assert inputs_hash(user, wit, Manifest("w")) == first
+    (user / "assets").mkdir()
+    (user / "assets" / "app.js").write_text('"use strict";\n')
+    with_asset = inputs_hash(user, wit, Manifest("w"))
+    (user / "assets" / "app.js").write_text('"use strict";\n\n')
+    assert len({first, with_asset, inputs_hash(user, wit, Manifest("w"))}) == 3
+
+
+def _generated_files(plugin_dir: Path) -> object:
+    """``FILES`` of the ``_embedded_assets`` module the build would generate."""
+    source = embedded_assets(plugin_dir)
+    assert source is not None
+    module: dict[str, object] = {}
+    exec(compile(source, EMBEDDED_ASSETS, "exec"), module)
+    return module["FILES"]
+
+
+def test_embedded_assets_are_the_files_the_native_run_reads(tmp_path: Path) -> None:
+    """The component's `_embedded_assets` and a native run (`wasihost_guest.assets`,
+    reading the folder) give the same text, byte for byte."""
+    from wasihost_guest import assets
+
+    plugin = tmp_path / "p"
+    (plugin / "assets" / "sub").mkdir(parents=True)
+    (plugin / "assets" / "app.js").write_bytes('const a = "\\u2014";\r\n// —\n'.encode())
+    (plugin / "assets" / "sub" / "style.css").write_bytes(b'a::after { content: "\\"\'"; }')
+    (plugin / "assets" / ".eslintcache").write_bytes(b"{}")
+    native = assets.read(str(plugin / "app.py"))
+    assert sorted(native) == ["app.js", "sub/style.css"]
+    assert native["app.js"] == 'const a = "\\u2014";\r\n// —\n'
+    assert _generated_files(plugin) == native
+    assert embedded_assets(tmp_path / "none") is None
+    dashboard = ROOT / "plugins" / "dashboard"
+    assert _generated_files(dashboard) == assets.read(str(dashboard / "app.py"))
+
+
+def test_the_build_puts_the_library_and_the_embedded_assets_on_the_import_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What componentize-py is given, without the 30 s build: -p for the plugin,
+    the shared library and a folder holding the generated `_embedded_assets`."""
+    plugins, _ = _project(tmp_path)
+    (plugins / "user" / "plugin.toml").write_text('world = "dashboard-plugin"\n')
+    (plugins / "user" / "assets").mkdir()
+    (plugins / "user" / "assets" / "style.css").write_text("a { color: red; }\n")
+    seen: dict[str, object] = {}
+
+    def componentize(command: list[str], **options: object) -> subprocess.CompletedProcess[str]:
+        folders = [Path(command[i + 1]) for i, arg in enumerate(command) if arg == "-p"]
+        seen["folders"] = folders
+        seen["generated"] = (folders[-1] / f"{EMBEDDED_ASSETS}.py").read_text()
+        return subprocess.CompletedProcess(command, 1, "", "stopped here by the test")
+
+    monkeypatch.setattr(build_module, "subprocess", SimpleNamespace(run=componentize))
+    with pytest.raises(BuildError, match="stopped here by the test"):
+        build(["user"], plugins_dir=plugins, wit_dir=ROOT / "wit", out_dir=tmp_path / "out",
+              echo=lambda _: None)  # fmt: skip
+    folders = seen["folders"]
+    assert isinstance(folders, list)
+    assert folders[:2] == [(plugins / "user").resolve(), (plugins / "_shared").resolve()]
+    assert "'style.css': 'a { color: red; }\\n'" in str(seen["generated"])
+
+
+def test_a_plugin_copied_without_the_library_is_told_where_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugins, _ = _project(tmp_path)
+    shutil.rmtree(plugins / "_shared")
+    (plugins / "user" / "plugin.toml").write_text('world = "dashboard-plugin"\n')
+    failure = "ModuleNotFoundError: No module named 'wasihost_guest'"
+    fail = SimpleNamespace(run=lambda c, **_: subprocess.CompletedProcess(c, 1, "", failure))
+    monkeypatch.setattr(build_module, "subprocess", fail)
+    with pytest.raises(BuildError, match=r"_shared/wasihost_guest/: a plugin copied on its own"):
+        build(["user"], plugins_dir=plugins, wit_dir=ROOT / "wit", out_dir=tmp_path / "out",
+              echo=lambda _: None)  # fmt: skip

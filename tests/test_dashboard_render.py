@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 DASHBOARD_DIR = Path(__file__).resolve().parents[1] / "plugins" / "dashboard"
-sys.path.insert(0, str(DASHBOARD_DIR))
+sys.path.insert(0, str(DASHBOARD_DIR))  # the shared guest library: the root conftest.py
 
 import assets  # noqa: E402 - importable only once the plugin directory is on sys.path
 import render  # noqa: E402
+from wasihost_guest import iaq as shared_iaq  # noqa: E402
 
 from wasihost.telemetry.fleet import Fleet  # noqa: E402
 
@@ -427,7 +428,8 @@ def test_iaq_band_boundaries(iaq: float, label: str) -> None:
 
 def test_the_page_and_the_bme680_led_name_the_same_iaq_band() -> None:
     """Two tables, two plugins: at IAQ 50.4 the LED once said "moderate" and the
-    page "good". Every tenth from 0 to 400, and the .5 edges, must agree."""
+    page "good". Both now read the shared library's one table; every tenth from
+    0 to 400, and the .5 edges, must agree."""
     spec = importlib.util.spec_from_file_location(
         "bme680_iaq", DASHBOARD_DIR.parent / "bme680" / "iaq.py"
     )
@@ -438,6 +440,8 @@ def test_the_page_and_the_bme680_led_name_the_same_iaq_band() -> None:
     disagree = [v for v in values if bme680_iaq.band(v) != render.iaq_band(v)[0]]
     assert disagree == []
     assert render.iaq_band(50.5)[0] == "moderate" == bme680_iaq.band(50.5)
+    assert bme680_iaq.band is shared_iaq.band
+    assert [label for _, label, _ in render._IAQ_BANDS] == [label for _, label in shared_iaq.BANDS]
 
 
 def test_led_colours_are_shown_as_rgb() -> None:
@@ -590,6 +594,8 @@ def test_a_failing_card_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("module", ["render.py", "assets.py"])
 def test_renderer_modules_use_only_the_standard_library(module: str) -> None:
+    """And the shared guest library, which is standard library only itself
+    (tests/test_guest_library.py)."""
     tree = ast.parse((DASHBOARD_DIR / module).read_text(encoding="utf-8"))
     imported = {
         alias.name.split(".")[0]
@@ -604,7 +610,21 @@ def test_renderer_modules_use_only_the_standard_library(module: str) -> None:
     siblings = {path.stem for path in DASHBOARD_DIR.glob("*.py")} - {"app"}
 
     assert "wit_world" not in imported
-    assert imported <= set(sys.stdlib_module_names) | siblings
+    assert imported <= set(sys.stdlib_module_names) | siblings | {"wasihost_guest"}
+
+
+def test_the_style_sheet_and_script_are_the_asset_files_verbatim() -> None:
+    """Real files for their linter; the page inlines them byte for byte (in the
+    component the build embeds them: tests/test_build.py)."""
+    style = (DASHBOARD_DIR / "assets" / "style.css").read_bytes().decode("utf-8")
+    script = (DASHBOARD_DIR / "assets" / "app.js").read_bytes().decode("utf-8")
+    page = render.render_page(full_state())
+
+    assert assets.STYLE[1:] == style and assets.SCRIPT[1:] == script
+    assert assets.STYLE[0] == assets.SCRIPT[0] == "\n"  # each starts after its tag's line
+    assert f"<style>\n{style}</style>" in page
+    before, after = script.split(assets.IAQ_PLACEHOLDER)
+    assert f"<script>\n{before}" in page and f"{after}</script>" in page
 
 
 def test_app_binding_delegates_to_render_json(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,12 +24,12 @@ trap the whole plugin instance and lose the baseline.
 """
 
 import json
-import math
 from dataclasses import dataclass
 
 from bme680_driver import Bme680, DriverError, Measurement, MeasurementLost
 from componentize_py_types import Err
 from iaq import IaqEstimator, band
+from wasihost_guest import jsonguard, settings
 from wit_world import exports
 from wit_world.exports.bme680_logic import Bme680Data
 from wit_world.imports import gpio_provider, i2c, led_controller
@@ -59,7 +59,6 @@ _STATE_KEYS = ("v", "iaq", "alarm", "polls", "last_iaq")
 # which is a trap, not a catchable RecursionError.
 STATE_MAX_BYTES = 64 * 1024
 STATE_MAX_DEPTH = 8
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 CALIBRATING_RGB = (48, 0, 192)
 BAND_RGB = {
@@ -91,50 +90,26 @@ _alarm = False
 _last_iaq: tuple[float, int] = (0.0, 0)
 
 
-def _number(settings: dict[str, object], key: str, default: float) -> float:
-    value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Err(f"setting {key} must be a number, got {value!r}")
-    return float(value)
-
-
-def _integer(settings: dict[str, object], key: str, default: int, low: int, high: int) -> int:
-    value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise Err(f"setting {key} must be an integer in {low}..{high}, got {value!r}")
-    return value
-
-
-KNOWN_SETTINGS = {"i2c_address", "led", "burn_in_s", "alarm_on_iaq", "alarm_off_iaq"}
-
-
 def parse_settings(settings_json: str) -> Config:
-    """Validate the host's settings JSON; raises Err naming the bad setting.
+    """Validate the host's settings JSON; raises SettingsError naming the bad setting.
 
     Unknown keys are refused, like the other seed plugins do, so a typo in
     host.toml (``alarm_on_iqa``) is reported instead of silently ignored.
     """
-    try:
-        settings = json.loads(settings_json)
-    except ValueError as exc:
-        raise Err(f"settings are not valid JSON: {exc}") from None
-    if not isinstance(settings, dict):
-        raise Err("settings must be a JSON object")
-    unknown = sorted(set(settings) - KNOWN_SETTINGS)
-    if unknown:
-        known = ", ".join(sorted(KNOWN_SETTINGS))
-        raise Err(f"unknown setting(s) {', '.join(unknown)} (known: {known})")
+    given = settings.parse(settings_json, Config)
     config = Config(
-        i2c_address=_integer(settings, "i2c_address", Config.i2c_address, 0x08, 0x77),
-        led=_integer(settings, "led", Config.led, 0, 0xFFFF_FFFF),
-        burn_in_s=_number(settings, "burn_in_s", Config.burn_in_s),
-        alarm_on_iaq=_number(settings, "alarm_on_iaq", Config.alarm_on_iaq),
-        alarm_off_iaq=_number(settings, "alarm_off_iaq", Config.alarm_off_iaq),
+        i2c_address=settings.integer(given, "i2c_address", Config.i2c_address, 0x08, 0x77),
+        led=settings.led(given, Config.led),
+        burn_in_s=settings.number(given, "burn_in_s", Config.burn_in_s),
+        alarm_on_iaq=settings.number(given, "alarm_on_iaq", Config.alarm_on_iaq),
+        alarm_off_iaq=settings.number(given, "alarm_off_iaq", Config.alarm_off_iaq),
     )
     if not 0 < config.burn_in_s <= 86400:
-        raise Err(f"setting burn_in_s must be in (0, 86400] seconds, got {config.burn_in_s}")
+        raise settings.SettingsError(
+            f"setting burn_in_s must be in (0, 86400] seconds, got {config.burn_in_s}"
+        )
     if not 0 <= config.alarm_off_iaq < config.alarm_on_iaq <= 500:
-        raise Err(
+        raise settings.SettingsError(
             "settings need 0 <= alarm_off_iaq < alarm_on_iaq <= 500, got "
             f"{config.alarm_off_iaq} and {config.alarm_on_iaq}"
         )
@@ -147,13 +122,6 @@ def _transfer(address: int, data: bytes, read_len: int) -> bytes:
         return i2c.transfer(address, data, read_len)
     except Err as exc:
         raise OSError(str(exc.value)) from None
-
-
-def _set_led(rgb: tuple[int, int, int]) -> None:
-    try:
-        led_controller.set_led(_config.led, *rgb)
-    except Err as exc:
-        raise Err(f"LED {_config.led} refused: {exc.value}") from None
 
 
 def _start_driver() -> Bme680:
@@ -213,7 +181,8 @@ def _measure_and_report() -> Bme680Data:
         _alarm = True
     elif iaq <= _config.alarm_off_iaq:
         _alarm = False
-    _set_led(CALIBRATING_RGB if accuracy == 0 else BAND_RGB[band(iaq)])
+    rgb = CALIBRATING_RGB if accuracy == 0 else BAND_RGB[band(iaq)]
+    led_controller.set_led(_config.led, *rgb)
     return Bme680Data(
         temperature_c=reading.temperature_c,
         humidity_percent=reading.humidity_percent,
@@ -253,23 +222,16 @@ def parse_snapshot(data: bytes, burn_in_s: float) -> Restored:
 
     The estimator is rebuilt with today's `burn_in_s`, not resumed yet.
     """
-    data = bytes(data)
-    if len(data) > STATE_MAX_BYTES:
-        raise ValueError(f"{len(data)} bytes, more than {STATE_MAX_BYTES}")
-    depth = deepest = 0
-    for bracket in data.translate(None, _NOT_BRACKETS):  # counts brackets in strings too
-        depth += 1 if bracket in b"[{" else -1
-        deepest = max(deepest, depth)
-    if deepest > STATE_MAX_DEPTH:
-        raise ValueError(f"nested more than {STATE_MAX_DEPTH} deep")
     try:
-        document = json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
+        document = jsonguard.load_object(
+            bytes(data), max_depth=STATE_MAX_DEPTH, max_bytes=STATE_MAX_BYTES
+        )
+    except jsonguard.Refused:
+        raise
+    except ValueError as exc:
         raise ValueError(f"not valid UTF-8 JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"expected a JSON object, got {type(document).__name__}")
     version = document.get("v")
-    if type(version) is not int or version != STATE_VERSION:
+    if jsonguard.integer(version) != STATE_VERSION:
         raise ValueError(f"unsupported version {version!r} (this plugin reads {STATE_VERSION})")
     missing = [key for key in _STATE_KEYS if key not in document]
     unknown = sorted(str(key) for key in document if key not in _STATE_KEYS)
@@ -278,20 +240,20 @@ def parse_snapshot(data: bytes, burn_in_s: float) -> Restored:
     alarm, polls, last = document["alarm"], document["polls"], document["last_iaq"]
     if not isinstance(alarm, bool):
         raise ValueError(f"alarm must be true or false, got {alarm!r}")
-    if type(polls) is not int or not 0 <= polls <= 0xFFFF_FFFF:
+    count = jsonguard.integer(polls)
+    if count is None or not 0 <= count <= 0xFFFF_FFFF:
         raise ValueError(f"polls must be an integer in 0..4294967295, got {polls!r}")
     if not (
         isinstance(last, list)
         and len(last) == 2
-        and type(last[0]) in (int, float)
-        and math.isfinite(last[0])
-        and 0 <= last[0] <= 500
-        and type(last[1]) is int
-        and 0 <= last[1] <= 3
+        and (value := jsonguard.number(last[0])) is not None
+        and 0 <= value <= 500
+        and (accuracy := jsonguard.integer(last[1])) is not None
+        and 0 <= accuracy <= 3
     ):
         raise ValueError(f"last_iaq must be [IAQ 0..500, accuracy 0..3], got {last!r}")
     estimator = IaqEstimator.from_state(document["iaq"], burn_in_s)
-    return Restored(estimator, alarm, polls, (float(last[0]), last[1]))
+    return Restored(estimator, alarm, count, (float(value), accuracy))
 
 
 class State(exports.State):
@@ -335,7 +297,10 @@ class Settings(exports.Settings):
         """Apply settings and start afresh (the host calls this once per instance,
         before the first poll and before restoring any snapshot)."""
         global _config, _driver, _estimator, _alarm, _last_iaq
-        _config = parse_settings(settings_json)
+        try:
+            _config = parse_settings(settings_json)
+        except settings.SettingsError as exc:
+            raise Err(str(exc)) from None
         _driver = None
         _estimator = IaqEstimator(_config.burn_in_s)
         _alarm = False

@@ -17,11 +17,15 @@ drift is still followed.
 All timing uses the host clock passed in as `now_ms`; the guest's own clock
 is not trusted. `IaqEstimator.to_state` / `from_state` / `resume` carry the
 learnt state across plugin reloads and host restarts (the plugin's `state`
-export stores it as JSON). Stdlib only.
+export stores it as JSON). Stdlib and the shared guest library only; the
+IAQ band scale (`band`) is the library's, the one the dashboard names too.
 """
 
 import math
 from collections import deque
+
+from wasihost_guest.iaq import band as band
+from wasihost_guest.jsonguard import integer, number
 
 HUMIDITY_IDEAL = 40.0  # %RH at which the humidity score is full
 HUMIDITY_WEIGHT = 25.0  # points of the 100-point score from humidity
@@ -49,25 +53,6 @@ STATE_WINDOW_MAX = 256
 # Times in a state must lie within this of 0 (the host clock is u64 ms).
 _STATE_TIME_LIMIT = 2**63
 _STATE_KEYS = ("start_ms", "clock_ms", "baseline_ohm", "burned_in", "window", "stable_since_ms")
-
-_BANDS = (
-    (50.0, "good"),
-    (100.0, "moderate"),
-    (150.0, "unhealthy for sensitive groups"),
-    (200.0, "unhealthy"),
-    (300.0, "very unhealthy"),
-)
-
-
-def band(iaq: float) -> str:
-    """The IAQ band name of the value as people see it, rounded half up (50.4
-    shows as 50, "good"; 50.5 as 51, "moderate"): the dashboard rounds the
-    same way, so the LED and the page never name different bands."""
-    shown = math.floor(iaq + 0.5)
-    for upper, name in _BANDS:
-        if shown <= upper:
-            return name
-    return "hazardous"
 
 
 def humidity_score(humidity: float) -> float:
@@ -308,17 +293,14 @@ class IaqEstimator:
 
 
 def _state_time(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= _STATE_TIME_LIMIT:
+    checked = integer(value)
+    if checked is None or abs(checked) >= _STATE_TIME_LIMIT:
         raise ValueError(f"iaq state: {name} must be an integer of ms, got {value!r}")
-    return value
+    return checked
 
 
 def _state_resistance(value: object, name: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    checked = number(value)
+    if checked is None or checked <= 0:
         raise ValueError(f"iaq state: {name} must be a positive finite number, got {value!r}")
-    return float(value)
+    return float(checked)

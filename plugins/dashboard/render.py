@@ -2,7 +2,8 @@
 
 This module is the whole dashboard except the WIT binding: it turns the host's
 app state (the same JSON document `/api/stream` sends) into one self-contained
-HTML5 page. It deliberately imports nothing but the standard library and its
+HTML5 page. It deliberately imports nothing but the standard library, the
+shared guest library `wasihost_guest` (itself standard library only) and its
 sibling `assets` (never `wit_world`), so it runs unchanged inside the
 WebAssembly guest and under pytest on the development machine.
 
@@ -25,11 +26,11 @@ Two rules shape the code:
 import html
 import json
 import math
-import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from assets import IAQ_PLACEHOLDER, SCRIPT, STYLE
+from wasihost_guest import iaq, jsonguard
 
 JsonObject = dict[str, Any]
 
@@ -39,18 +40,20 @@ _MISSING = "—"
 # not a RecursionError) somewhere between 1,000 and 2,000 levels of JSON nesting,
 # so deeper input is refused before `json.loads` ever sees it.
 _MAX_JSON_DEPTH = 64
-_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]")
 
+# The CSS class of each band of the IAQ scale (`wasihost_guest.iaq`, the table the
+# bme680 plugin's LED uses too).
+_IAQ_CLASSES = {
+    "good": "iaq-good",
+    "moderate": "iaq-moderate",
+    "unhealthy for sensitive groups": "iaq-sensitive",
+    "unhealthy": "iaq-unhealthy",
+    "very unhealthy": "iaq-very-unhealthy",
+    "hazardous": "iaq-hazardous",
+}
 # (upper bound of the rounded IAQ value, label, CSS class); the last band is open-ended.
-_IAQ_BANDS: tuple[tuple[int, str, str], ...] = (
-    (50, "good", "iaq-good"),
-    (100, "moderate", "iaq-moderate"),
-    (150, "unhealthy for sensitive groups", "iaq-sensitive"),
-    (200, "unhealthy", "iaq-unhealthy"),
-    (300, "very unhealthy", "iaq-very-unhealthy"),
-)
-_IAQ_WORST = ("hazardous", "iaq-hazardous")
+_IAQ_BANDS = tuple((upper, label, _IAQ_CLASSES[label]) for upper, label in iaq.BANDS)
+_IAQ_WORST = (iaq.WORST, _IAQ_CLASSES[iaq.WORST])
 
 # The BME680 IAQ accuracy scale tops out at 3 (baseline settled).
 _IAQ_ACCURACY_MAX = 3
@@ -108,16 +111,10 @@ def render_json(state_json: str) -> str:
     non-object state and any unexpected rendering bug all become error pages.
     """
     try:
-        depth = _json_depth(state_json)
-        if depth > _MAX_JSON_DEPTH:
-            return render_error_page(
-                f"the app state is nested {depth} levels deep, more than {_MAX_JSON_DEPTH}"
-            )
-        state = json.loads(state_json)
-        if not isinstance(state, dict):
-            return render_error_page(
-                f"the app state is a JSON {type(state).__name__}, expected an object"
-            )
+        try:
+            state = jsonguard.load_object(state_json, max_depth=_MAX_JSON_DEPTH)
+        except jsonguard.Refused as refused:
+            return render_error_page(f"the app state is {refused}")
         return render_page(state)
     except Exception as exc:  # deliberately broad: an escape would trap the guest
         return render_error_page(f"{type(exc).__name__}: {exc}")
@@ -133,10 +130,10 @@ def render_page(state: JsonObject) -> str:
     node = _text(state.get("node")) or "wasihost"
     readings = _dict(state.get("readings"))
     plugins = _dict(state.get("plugins"))
-    interval = _number(state.get("interval_seconds"))
+    interval = jsonguard.number(state.get("interval_seconds"))
     snapshot = _Snapshot(
         strip=_list(state.get("leds")),
-        now_ms=_number(state.get("timestamp_ms")),
+        now_ms=jsonguard.number(state.get("timestamp_ms")),
         interval_s=interval if interval is not None and interval > 0 else _DEFAULT_INTERVAL_S,
     )
     if readings:
@@ -179,19 +176,16 @@ def render_error_page(message: str) -> str:
     )
 
 
-def iaq_band(iaq: float) -> tuple[str, str]:
+def iaq_band(iaq_value: float) -> tuple[str, str]:
     """Return the (label, CSS class) of the air-quality band for an IAQ value.
 
-    Bands follow the BME680 IAQ scale (0-50 good ... 301+ hazardous). The value
-    is rounded half up first, as the page's script (``Math.round``) and the
-    bme680 plugin's LED do, so the band always agrees with the integer on the
-    page and with the LED (``round`` would round 50.5 to even, 50).
+    Bands follow the BME680 IAQ scale (0-50 good ... 301+ hazardous), from the
+    table the bme680 plugin's LED uses: the value is rounded half up first, as
+    the page's script (``Math.round``) does, so the band always agrees with the
+    integer on the page and with the LED.
     """
-    rounded = math.floor(iaq + 0.5)
-    for upper, label, css_class in _IAQ_BANDS:
-        if rounded <= upper:
-            return label, css_class
-    return _IAQ_WORST
+    label = iaq.band(iaq_value)
+    return label, _IAQ_CLASSES[label]
 
 
 def format_utc_time(timestamp_ms: int) -> str:
@@ -205,21 +199,6 @@ def format_utc_time(timestamp_ms: int) -> str:
     hours, rest = divmod(seconds_of_day, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours:02d}:{minutes:02d}:{seconds:02d}"
-
-
-def _json_depth(text: str) -> int:
-    """Return the deepest array/object nesting of JSON text without parsing it.
-
-    Brackets inside string literals are dropped first; what remains is a short
-    run of brackets, so the Python loop stays cheap even for a large state.
-    Malformed text only needs a plausible answer: `json.loads` rejects it next.
-    """
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    depth = deepest = 0
-    for char in brackets:
-        depth += 1 if char in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
 
 
 def _document(title: str, body: str, head: str = "", body_attrs: str = "") -> str:
@@ -322,7 +301,7 @@ def _reading_card(name: str, reading: object, snapshot: _Snapshot) -> str:
     """
     data = _dict(reading)
     status = dict(_dict(data.get("status")))
-    taken_ms = _number(data.get("timestamp_ms"))
+    taken_ms = jsonguard.number(data.get("timestamp_ms"))
 
     has_alarm = "alarm" in status
     alarm = status.pop("alarm", None)
@@ -380,7 +359,7 @@ def _staleness(
     for a few poll intervals (the plugin keeps failing or has stopped).
     """
     if stale is True:
-        age = _number(age_ms)
+        age = jsonguard.number(age_ms)
         return f"stale · {_format_age(age / 1000)} old" if age is not None else "stale"
     if taken_ms is None or snapshot.now_ms is None:
         return None
@@ -408,7 +387,7 @@ def _measurements(items: list[Any], accuracy: str | None) -> tuple[str, bool]:
         value = measurement.get("value")
         is_iaq = name.lower() == "iaq" or unit.upper() == "IAQ"
         decimals = 0 if is_iaq or measurement.get("device_class") == "duration" else 1
-        number = _number(value)
+        number = jsonguard.number(value)
         # float() so that the page and the script (which cannot tell 3 from 3.0) agree.
         shown = _format_number(float(number), decimals) if number is not None else None
         detail = ""
@@ -518,7 +497,7 @@ def _fleet_section(fleet_doc: object) -> str:
     ]
     if not nodes:
         return ""
-    stale_after = _number(fleet.get("offline_after_seconds"))
+    stale_after = jsonguard.number(fleet.get("offline_after_seconds"))
     online = sum(1 for node in nodes if node.get("online") is True)
     offline = len(nodes) - online
     cards = "".join(_node_card(node, stale_after) for node in nodes)
@@ -579,7 +558,7 @@ def _node_plugin(name: str, reading: object, stale_after: float | None) -> str:
     greyed even on an online node (it stopped publishing while others go on).
     """
     data = _dict(reading)
-    age = _number(data.get("age_seconds"))
+    age = jsonguard.number(data.get("age_seconds"))
     stale = age is not None and stale_after is not None and age > stale_after
     alarm = _dict(data.get("status")).get("alarm")
     raised = _alarm_raised(alarm)
@@ -596,7 +575,7 @@ def _node_plugin(name: str, reading: object, stale_after: float | None) -> str:
         unit = _text(measurement.get("unit"))
         decimals = 0 if field.lower() == "iaq" or unit.upper() == "IAQ" else 1
         value = measurement.get("value")
-        number = _number(value)
+        number = jsonguard.number(value)
         shown = _format_number(float(number), decimals) if number is not None else None
         unit_html = f'<span class="unit">{_esc(unit)}</span>' if unit else ""
         rows.append(
@@ -620,10 +599,10 @@ def _node_plugin(name: str, reading: object, stale_after: float | None) -> str:
 
 def _last_seen(age_s: object, seen_ms: object) -> str:
     """Describe when the hub last heard a node live, e.g. "last seen 3 min ago · 12:00:00 UTC"."""
-    age = _number(age_s)
+    age = jsonguard.number(age_s)
     if age is None:
         return "not heard live since the hub started"
-    seen = _number(seen_ms)
+    seen = jsonguard.number(seen_ms)
     return f"last seen {_ago(age)}" + (f" · {_format_timestamp(seen)}" if seen is not None else "")
 
 
@@ -665,7 +644,7 @@ def _health_row(name: str, info: JsonObject) -> str:
     the page when the dashboard plugin's own hash changes.
     """
     state = _text(info.get("state"))
-    poll_ms = _number(info.get("last_poll_ms"))
+    poll_ms = jsonguard.number(info.get("last_poll_ms"))
     poll_text = f"{_format_number(poll_ms, 2)} ms" if poll_ms is not None else _MISSING
     loaded_hash = _format_value(info.get("loaded_hash"))
     last_error = info.get("last_error")
@@ -686,7 +665,7 @@ def _health_row(name: str, info: JsonObject) -> str:
 
 def _count_cell(key: str, value: object, alert: bool) -> str:
     """Render a counter cell; with `alert`, a positive count is shown in red."""
-    number = _number(value)
+    number = jsonguard.number(value)
     css_class = "num bad" if alert and number is not None and number > 0 else "num"
     return f'<td class="{css_class}" data-col="{key}">{_esc(_format_value(value))}</td>'
 
@@ -720,7 +699,7 @@ def _error_notice(message: str) -> str:
 
 def _format_timestamp(value: object) -> str:
     """Format an epoch-ms value as UTC time of day, or a placeholder if unusable."""
-    number = _number(value)
+    number = jsonguard.number(value)
     if number is None:
         return _MISSING
     return f"{format_utc_time(int(number))} UTC"
@@ -769,22 +748,13 @@ def _format_number(value: float, decimals: int = 1) -> str:
     return f"{round(value, decimals) + 0.0:,.{decimals}f}"
 
 
-def _number(value: object) -> float | None:
-    """Return `value` if it is a usable JSON number (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _rgb(value: object) -> tuple[int, int, int] | None:
     """Validate an `[r, g, b]` triple, clamping each channel to 0-255."""
     if not isinstance(value, list) or len(value) != 3:
         return None
     channels = []
     for channel in value:
-        number = _number(channel)
+        number = jsonguard.number(channel)
         if number is None:
             return None
         channels.append(min(255, max(0, int(number))))

@@ -23,11 +23,11 @@ Every failure (bus error, refused address, CRC error) is reported as this poll's
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 
 from componentize_py_types import Err
 from driver import ADDRESSES, DEFAULT_ADDRESS, SINGLE_SHOT, Chip, DriverError, dew_point_c
+from wasihost_guest import jsonguard, settings
 from wit_world import exports
 from wit_world.exports.sensor import Measurement, MeasurementSpec, PluginInfo
 from wit_world.imports import gpio_provider, i2c, led_controller
@@ -54,64 +54,47 @@ class Config:
     led: int | None = None
 
 
-KNOWN_SETTINGS = ("i2c_address", "repeatability", "led")
-
 _config = Config()
 _chip: Chip | None = None
 _started_ms: int | None = None  # when the measurement in flight was started
 
 
-def _address(value: object) -> int:
+def _address(given: object) -> int:
+    """0x44 or 0x45, as an integer or a string such as "0x45"."""
+    value = given
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = int(value, 0)
-        except ValueError:
-            raise Err(f"setting i2c_address must be 0x44 or 0x45, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int) or value not in ADDRESSES:
-        raise Err(f"setting i2c_address must be 0x44 or 0x45, got {value!r}")
-    return value
+    address = jsonguard.integer(value)
+    if address is None or address not in ADDRESSES:
+        raise settings.SettingsError(f"setting i2c_address must be 0x44 or 0x45, got {given!r}")
+    return address
 
 
 def parse_settings(settings_json: str) -> Config:
-    """Validate the settings JSON from the host; raises Err naming the bad setting."""
-    try:
-        settings = json.loads(settings_json)
-    except ValueError as exc:
-        raise Err(f"settings are not valid JSON: {exc}") from None
-    if not isinstance(settings, dict):
-        raise Err("settings must be a JSON object")
-    unknown = sorted(set(settings) - set(KNOWN_SETTINGS))
-    if unknown:
-        raise Err(f"unknown setting(s) {', '.join(unknown)} (known: {', '.join(KNOWN_SETTINGS)})")
-    repeatability = settings.get("repeatability", Config.repeatability)
-    if repeatability not in SINGLE_SHOT:
-        raise Err(
-            f"setting repeatability must be one of {', '.join(SINGLE_SHOT)}, got {repeatability!r}"
-        )
-    led = settings.get("led")
-    if led is not None and (isinstance(led, bool) or not isinstance(led, int) or led < 0):
-        raise Err(f"setting led must be a non-negative integer, got {led!r}")
+    """Validate the settings JSON from the host; raises SettingsError naming the bad setting."""
+    given = settings.parse(settings_json, Config)
     return Config(
-        i2c_address=_address(settings.get("i2c_address", DEFAULT_ADDRESS)),
-        repeatability=repeatability,
-        led=led,
+        i2c_address=_address(given.get("i2c_address", DEFAULT_ADDRESS)),
+        repeatability=settings.choice(given, "repeatability", Config.repeatability, SINGLE_SHOT),
+        led=settings.led(given, Config.led),
     )
 
 
 class Settings(exports.Settings):
     def configure(self, settings_json: str) -> None:
         global _config, _chip, _started_ms
-        _config = parse_settings(settings_json)
+        try:
+            _config = parse_settings(settings_json)
+        except settings.SettingsError as exc:
+            raise Err(str(exc)) from None
         _chip = Chip(i2c.transfer, _config.i2c_address, _config.repeatability)
         _started_ms = None
 
 
 def _set_led(rgb: tuple[int, int, int]) -> None:
     if _config.led is not None:
-        try:
-            led_controller.set_led(_config.led, *rgb)
-        except Err as exc:
-            raise Err(f"LED {_config.led} refused: {exc.value}") from None
+        led_controller.set_led(_config.led, *rgb)
 
 
 def _humidity_rgb(humidity: float) -> tuple[int, int, int]:

@@ -1,9 +1,11 @@
 """Building plugins from ``plugins/<name>/`` into ``build/<name>.wasm``.
 
 componentize-py takes several seconds a plugin, so builds are incremental:
-a plugin is rebuilt only when the hash of its inputs (its Python sources
-and plugin.toml, the WIT, and the componentize-py version) differs from
-the one recorded next to the last good build. Outputs are written to a
+a plugin is rebuilt only when the hash of its inputs (see ``input_files``:
+its modules, plugin.toml and assets, the shared guest library if it imports
+it, the WIT; and the componentize-py version) differs from the one recorded
+next to the last good build. Test modules (``test_*.py``) are not inputs:
+they run under pytest, never in the guest. Outputs are written to a
 temporary file and renamed into place, so a running host never sees a
 half-written ``.wasm``. Each build also writes the precompiled
 ``build/<name>.cwasm`` the host loads in milliseconds.
@@ -15,10 +17,23 @@ of one extra world per plugin kind). ``wit = "<folder>"`` builds against a
 WIT folder inside the plugin instead of the host's contract: the hostile
 suite uses it to forge a contract; the host refuses whatever does not match
 its own.
+
+Two things beside the plugin's folder go into its component:
+
+- The shared guest library, ``<plugins>/_shared/`` (``wasihost_guest``): a
+  plugin that imports from it gets the folder on its import path, so the
+  component carries its own copy, and its files in its input hash, so a
+  change to the library rebuilds exactly the plugins that use it.
+- The plugin's ``assets/`` folder (the dashboard's script and style sheet,
+  kept as real files for their linters): the guest has no files at run
+  time, so the build generates the module ``_embedded_assets`` with their
+  text in a scratch folder on the import path, never in the plugin.
+  ``wasihost_guest.assets.read`` reads it there, or the folder natively.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import shutil
@@ -110,19 +125,112 @@ def target_world(manifest: Manifest, wit_dir: Path, scratch: Path) -> tuple[Path
     return scratch, world
 
 
+# Bumped when the way a build lays out a plugin changes, so every plugin rebuilds.
+_LAYOUT = 2
+LIBRARY = "_shared"  # <plugins>/_shared/: the shared guest library's import path
+GUEST_LIBRARY = "wasihost_guest"  # the package in it
+ASSETS = "assets"  # <plugin>/assets/: files embedded as the module below
+EMBEDDED_ASSETS = "_embedded_assets"
+
+
+def _is_test(path: Path) -> bool:
+    """Test modules run under pytest on the author's machine, never in the guest."""
+    name = path.name
+    return name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
+
+
+def _files(folder: Path, pattern: str) -> list[Path]:
+    """Files matching ``pattern`` below ``folder``, sorted; none hidden, none cached."""
+    found = []
+    for path in sorted(folder.rglob(pattern)):
+        parts = path.relative_to(folder).parts
+        if path.is_file() and not any(p.startswith(".") or p == "__pycache__" for p in parts):
+            found.append(path)
+    return found
+
+
+def module_files(folder: Path) -> list[Path]:
+    """The modules a build takes from ``folder``: its ``*.py`` but the tests."""
+    return [path for path in _files(folder, "*.py") if not _is_test(path)]
+
+
+def asset_files(plugin_dir: Path) -> list[Path]:
+    """The files of the plugin's ``assets/`` folder (none without one)."""
+    folder = plugin_dir / ASSETS
+    return _files(folder, "*") if folder.is_dir() else []
+
+
+def _imported(source: bytes) -> set[str]:
+    """The top-level names a module imports (absolute imports only)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def library_for(plugin_dir: Path) -> Path | None:
+    """The shared guest library's folder (``<plugins>/_shared``), if the plugin
+    imports from it: the folder to put on its import path, at build and natively."""
+    library = plugin_dir.resolve().parent / LIBRARY
+    if not library.is_dir():
+        return None
+    packages = {p.name for p in library.iterdir() if (p / "__init__.py").is_file()}
+    provided = packages | {p.stem for p in library.glob("*.py")}
+    for path in module_files(plugin_dir):
+        try:
+            imported = _imported(path.read_bytes())
+        except (SyntaxError, ValueError):
+            return library  # the build reports the error; meanwhile count it as a user
+        if imported & provided:
+            return library
+    return None
+
+
+def input_files(plugin_dir: Path, wit_dir: Path) -> list[tuple[str, Path, Path]]:
+    """(kind, folder, file) of everything a build of the plugin reads."""
+    plugin = [*module_files(plugin_dir), plugin_dir / "plugin.toml"]
+    inputs = [("plugin", plugin_dir, p) for p in plugin if p.is_file()]
+    inputs += [("assets", plugin_dir / ASSETS, p) for p in asset_files(plugin_dir)]
+    library = library_for(plugin_dir)
+    if library is not None:
+        inputs += [("library", library, p) for p in module_files(library)]
+    inputs += [("wit", wit_dir, p) for p in sorted(wit_dir.rglob("*.wit"))]
+    return inputs
+
+
 def inputs_hash(plugin_dir: Path, wit_dir: Path, manifest: Manifest) -> str:
     digest = hashlib.sha256()
     tool = f"componentize-py {metadata.version('componentize-py')}"
-    digest.update(f"{tool}\0{manifest.world}\0{manifest.state}\0".encode())
-    sources = [(plugin_dir, p) for p in sorted(plugin_dir.rglob("*.py"))]
-    sources += [(plugin_dir, plugin_dir / "plugin.toml")]
-    sources += [(wit_dir, p) for p in sorted(wit_dir.rglob("*.wit"))]
-    for base, path in sources:
-        if path.is_file() and "__pycache__" not in path.parts:
-            # Relative names: the same checkout hashes the same from any cwd.
-            digest.update(path.relative_to(base).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
+    digest.update(f"{tool}\0{_LAYOUT}\0{manifest.world}\0{manifest.state}\0".encode())
+    for kind, base, path in input_files(plugin_dir, wit_dir):
+        # Relative names: the same checkout hashes the same from any cwd.
+        digest.update(f"{kind}:{path.relative_to(base).as_posix()}\0".encode())
+        digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def embedded_assets(plugin_dir: Path) -> str | None:
+    """The source of the module ``_embedded_assets`` for the plugin's
+    ``assets/`` files (None without any): ``FILES``, each file's path in the
+    folder to its text, read as UTF-8 with no newline translation."""
+    folder = plugin_dir / ASSETS
+    entries = []
+    for path in asset_files(plugin_dir):
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BuildError(
+                f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                "assets are embedded as text"
+            ) from None
+        entries.append(f"    {path.relative_to(folder).as_posix()!r}: {text!r},\n")
+    if not entries:
+        return None
+    docstring = f"{plugin_dir.name}/{ASSETS}/, embedded by wasihost build (generated)."
+    return f'"""{docstring}"""\n\nFILES = {{\n{"".join(entries)}}}\n'
 
 
 def componentize_py() -> str:
@@ -161,9 +269,20 @@ def build_one(
             target_wit, world = target_world(manifest, wit_dir, Path(scratch))
         except BuildError as exc:
             raise BuildError(f"{plugin_dir / 'plugin.toml'}: {exc}") from None
+        python_path = [plugin_dir.resolve()]
+        library = library_for(plugin_dir)
+        if library is not None:
+            python_path.append(library)
+        embedded = embedded_assets(plugin_dir)
+        if embedded is not None:
+            generated = Path(scratch) / "generated"
+            generated.mkdir()
+            (generated / f"{EMBEDDED_ASSETS}.py").write_text(embedded, encoding="utf-8")
+            python_path.append(generated)
         command = [
-            componentize_py(), "-d", str(target_wit.resolve()), "-w", world,
-            "componentize", "app", "-o", str(partial.resolve()),
+            componentize_py(), "-d", str(target_wit.resolve()), "-w", world, "componentize",
+            *(arg for folder in python_path for arg in ("-p", str(folder))),
+            "app", "-o", str(partial.resolve()),
         ]  # fmt: skip
         proc = subprocess.run(command, cwd=plugin_dir, capture_output=True, text=True)
         if proc.returncode == 0:
@@ -172,6 +291,11 @@ def build_one(
             write_atomically(output, built)
     if proc.returncode != 0:
         output_text = (proc.stderr or proc.stdout).strip()
+        if library is None and f"No module named '{GUEST_LIBRARY}'" in output_text:
+            output_text += (
+                f"\n(the shared guest library is {plugins_dir / LIBRARY / GUEST_LIBRARY}/: "
+                "a plugin copied on its own needs that folder beside it)"
+            )
         raise BuildError(f"{name} (world {world}) did not build:\n{output_text}")
     precompile(engine, output, built)
     stamp.write_text(wanted + "\n")

@@ -1,8 +1,9 @@
 """``wasihost typecheck``: mypy --strict on each plugin, against its world's bindings.
 
 Each plugin is checked on its own, because each world generates its own
-``wit_world`` package: the bindings and the plugin's folder (its helper
-modules) form its import path.
+``wit_world`` package: the bindings, the plugin's folder (its helper
+modules) and, if it imports it, the shared guest library form its import
+path (the library is checked with each plugin that uses it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from wasihost.authoring.bindings import bindings_for
-from wasihost.authoring.build import discover, read_manifest
+from wasihost.authoring.build import discover, library_for, read_manifest
 from wasihost.errors import BuildError
 
 Echo = Callable[[str], None]
@@ -32,7 +33,11 @@ def typecheck(
     for name in names or discover(plugins_dir):
         plugin_dir = plugins_dir / name
         bindings = bindings_for(read_manifest(plugin_dir), wit_dir)
-        env = {**os.environ, "MYPYPATH": os.pathsep.join([str(bindings.resolve()), "."])}
+        paths = [str(bindings.resolve()), "."]
+        library = library_for(plugin_dir)
+        if library is not None:
+            paths.append(str(library))
+        env = {**os.environ, "MYPYPATH": os.pathsep.join(paths)}
         proc = subprocess.run(
             [mypy, "--strict", "--explicit-package-bases", "--no-error-summary", "."],
             cwd=plugin_dir, env=env, capture_output=True, text=True,
@@ -43,5 +48,8 @@ def typecheck(
             ok = False
             echo(f"{name}: mypy found problems")
             for line in (proc.stdout + proc.stderr).strip().splitlines():
-                echo(f"  {plugin_dir}/{line}" if not line.startswith(" ") else line)
+                if line.startswith(" "):
+                    echo(line)
+                else:  # relative to the plugin, or absolute in the shared library
+                    echo(f"  {line}" if os.path.isabs(line) else f"  {plugin_dir}/{line}")
     return ok

@@ -1,0 +1,455 @@
+"use strict";
+(() => {
+  const IAQ = IAQ_TABLE;
+  const MISSING = "\u2014";
+  const CHART_POINTS = 240;
+  const W = 300;
+  const H = 60;
+  const STATE_CLASSES = ["ok", "warn", "bad"];
+  const IAQ_CLASSES = IAQ.bands.map((band) => band[2]).concat([IAQ.worst[1]]);
+  const body = document.body;
+  let intervalMs = (Number(body.dataset.interval) || 2) * 1000;
+  let nowMs = Number(body.dataset.now) || Date.now();
+  let lastEventAt = 0;
+  let reloadAskedAt = 0;
+
+  const isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+  const obj = (v) => (isObj(v) ? v : {});
+  const arr = (v) => (Array.isArray(v) ? v : []);
+  const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+  const all = (root, selector) => Array.from(root.querySelectorAll(selector));
+  const byData = (root, selector, key) => {
+    const found = new Map();
+    for (const el of all(root, selector)) found.set(el.dataset[key], el);
+    return found;
+  };
+  const setText = (el, text) => {
+    if (el && el.textContent !== text) el.textContent = text;
+  };
+  const show = (el, visible) => {
+    if (el) el.hidden = !visible;
+  };
+  const setClass = (el, choices, chosen) => {
+    if (!el) return;
+    for (const name of choices) el.classList.toggle(name, name === chosen);
+  };
+
+  function fmtNumber(v, decimals) {
+    if (!Number.isFinite(v)) return MISSING;
+    const d = Math.abs(v) >= 10000 ? 0 : decimals;
+    const rounded = Math.round(v * 10 ** d) / 10 ** d + 0;
+    return rounded.toLocaleString("en-US", {
+      minimumFractionDigits: d, maximumFractionDigits: d,
+    });
+  }
+  function fmtValue(v) {
+    if (v === null || v === undefined) return MISSING;
+    if (typeof v === "boolean") return v ? "yes" : "no";
+    if (typeof v === "number") {
+      return Number.isInteger(v) ? v.toLocaleString("en-US") : fmtNumber(v, 1);
+    }
+    return typeof v === "string" ? v : JSON.stringify(v);
+  }
+  const fmtClock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
+  const fmtHourMinute = (ms) =>
+    new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+  const fmtTime = (v) => (num(v) === null ? MISSING : fmtClock(v));
+  function fmtAge(seconds) {
+    if (seconds < 60) return fmtNumber(seconds, 1) + " s";
+    if (seconds < 3600) return Math.round(seconds / 60) + " min";
+    return fmtNumber(seconds / 3600, 1) + " h";
+  }
+  function iaqBand(v) {
+    const rounded = Math.round(v);
+    for (const [upper, label, cls] of IAQ.bands) if (rounded <= upper) return [label, cls];
+    return IAQ.worst;
+  }
+  const alarmRaised = (a) => ![undefined, null, "none", "", false].includes(a);
+  const accuracyText = (v) => (Number.isInteger(v) ? v + "/" + IAQ.accuracyMax : fmtValue(v));
+  function stateClass(state) {
+    const lowered = state.toLowerCase();
+    if (lowered === "running") return "ok";
+    if (["fail", "trap", "error", "crash", "hung"].some((w) => lowered.includes(w))) return "bad";
+    return lowered ? "warn" : "";
+  }
+
+  // The shell (the parent window, at this host's origin) relays the stream and history.
+  const toShell = (message) => parent.postMessage(message, location.origin);
+
+  function reloadOnce() {
+    // A new plugin, measurement or fleet node needs server-rendered markup. The shell
+    // reloads this frame at most every 30 s, so a fresh page that still lacks it cannot
+    // loop; asking again later is harmless.
+    if (Date.now() - reloadAskedAt < 30000) return;
+    reloadAskedAt = Date.now();
+    toShell({ type: "reload" });
+  }
+
+  function paintLed(el, colour) {
+    const rgb = arr(colour).length === 3 && arr(colour).every((c) => num(c) !== null)
+      ? colour.map((c) => Math.min(255, Math.max(0, Math.trunc(c))))
+      : null;
+    const text = rgb ? "rgb(" + rgb.join(", ") + ")" : "unknown";
+    el.style.backgroundColor = rgb ? text : "transparent";
+    el.setAttribute("title", "LED " + el.dataset.led + ": " + text);
+    return text;
+  }
+
+  // ---- charts ----------------------------------------------------------
+  const charts = [];
+  for (const card of all(document, "[data-plugin]")) {
+    for (const measure of all(card, "[data-measure]")) {
+      for (const fig of all(measure, "[data-window-ms]")) {
+        const unitEl = measure.querySelector(".unit");
+        charts.push({
+          plugin: card.dataset.plugin, field: measure.dataset.measure,
+          decimals: Number(measure.dataset.decimals) || 0,
+          unit: unitEl ? unitEl.textContent : "",
+          windowMs: Number(fig.dataset.windowMs), label: fig.dataset.label || "",
+          line: fig.querySelector("[data-line]"), area: fig.querySelector("[data-area]"),
+          range: fig.querySelector("[data-range]"), span: fig.querySelector("[data-span]"),
+          empty: fig.querySelector("[data-empty]"), points: [],
+        });
+      }
+    }
+  }
+  const chartsFor = (plugin, field) =>
+    charts.filter((c) => c.plugin === plugin && c.field === field);
+
+  function addPoint(chart, t, v) {
+    // One point per 1/CHART_POINTS of the window: a newer value in the same
+    // slot replaces the last point, so memory stays bounded for weeks.
+    const pts = chart.points;
+    const last = pts[pts.length - 1];
+    if (last && t <= last[0]) return;
+    const step = chart.windowMs / CHART_POINTS;
+    if (last && Math.floor(t / step) === Math.floor(last[0] / step)) pts[pts.length - 1] = [t, v];
+    else pts.push([t, v]);
+  }
+
+  function drawChart(chart) {
+    const from = nowMs - chart.windowMs;
+    chart.points = chart.points.filter((p) => p[0] >= from);
+    const pts = chart.points;
+    show(chart.empty, pts.length < 2);
+    if (pts.length < 2) {
+      chart.line.setAttribute("d", "");
+      chart.area.setAttribute("d", "");
+      setText(chart.range, "");
+      setText(chart.span, chart.label);
+      return;
+    }
+    const t0 = pts[0][0];
+    const t1 = Math.max(nowMs, pts[pts.length - 1][0]);
+    const values = pts.map((p) => p[1]);
+    let lo = Math.min(...values);
+    let hi = Math.max(...values);
+    const pad = hi - lo > 0 ? (hi - lo) * 0.1 : Math.max(Math.abs(hi) * 0.01, 0.5);
+    const y = (v) => (H - ((v - lo + pad) / (hi - lo + 2 * pad)) * H).toFixed(1);
+    const x = (t) => (((t - t0) / Math.max(t1 - t0, 1)) * W).toFixed(1);
+    // A gap much longer than a poll interval (host down) breaks the line.
+    const gap = Math.max(3 * (chart.windowMs / CHART_POINTS), 5 * intervalMs);
+    const segments = [];
+    pts.forEach((p, i) => {
+      if (i === 0 || p[0] - pts[i - 1][0] > gap) segments.push([]);
+      segments[segments.length - 1].push([x(p[0]), y(p[1])]);
+    });
+    const path = (seg) => "M" + seg.map((xy) => xy.join(" ")).join("L");
+    // A lone point is a zero-length line: its round caps draw it as a dot.
+    const line = segments.map((seg) => path(seg) + (seg.length === 1 ? "l0 0" : ""));
+    const area = segments.map(
+      (seg) => path(seg) + "L" + seg[seg.length - 1][0] + " " + H + "L" + seg[0][0] + " " + H + "Z",
+    );
+    chart.line.setAttribute("d", line.join(""));
+    chart.area.setAttribute("d", area.join(""));
+    const unit = chart.unit ? " " + chart.unit : "";
+    const range = fmtNumber(lo, chart.decimals) + "\u2013" + fmtNumber(hi, chart.decimals);
+    setText(chart.range, range + unit);
+    // Until the host has run for a whole window the x axis starts at the first point.
+    const partial = t0 - from > chart.windowMs / CHART_POINTS;
+    setText(chart.span, partial ? "from " + fmtHourMinute(t0) : chart.label);
+  }
+
+  const historyWaiting = new Map();
+  let historyId = 0;
+  function askHistory(request) {
+    // Resolves with the points the shell fetched, or null (no answer within 30 s).
+    return new Promise((resolve) => {
+      historyId += 1;
+      const id = historyId;
+      historyWaiting.set(id, resolve);
+      toShell({ type: "history", id, ...request });
+      setTimeout(() => {
+        if (historyWaiting.delete(id)) resolve(null);
+      }, 30000);
+    });
+  }
+
+  async function loadHistory(chart) {
+    const answer = await askHistory({
+      plugin: chart.plugin, field: chart.field,
+      since: Math.max(0, Math.round(nowMs - chart.windowMs)), until: Math.round(nowMs),
+      points: CHART_POINTS,
+    });
+    // No history (yet) or the host is restarting: the chart keeps its
+    // placeholder and fills from the stream instead.
+    if (answer === null) return;
+    const points = answer
+      .filter((p) => Array.isArray(p) && num(p[0]) !== null && num(p[1]) !== null)
+      .map((p) => [p[0], p[1]])
+      .sort((a, b) => a[0] - b[0]);
+    const newest = points.length ? points[points.length - 1][0] : -Infinity;
+    chart.points = points.concat(chart.points.filter((p) => p[0] > newest));
+    drawChart(chart);
+  }
+  const loadAllHistory = () => charts.forEach(loadHistory);
+
+  // ---- applying one streamed state --------------------------------------
+  function updateCard(name, card, reading, context) {
+    const status = obj(reading.status);
+    const alarm = status.alarm;
+    const raised = alarmRaised(alarm);
+    const alarmEl = card.querySelector("[data-alarm]");
+    show(alarmEl, "alarm" in status);
+    setText(alarmEl, raised ? "alarm " + fmtValue(alarm) : "no alarm");
+    setClass(alarmEl, ["alarm", "ok"], raised ? "alarm" : "ok");
+    card.classList.toggle("alarmed", raised);
+    if (raised) context.problems.push(name + ": alarm " + fmtValue(alarm));
+
+    const taken = num(reading.timestamp_ms);
+    const hostAge = taken === null ? null : Math.max(0, nowMs - taken) / 1000;
+    const pluginStale = status.stale === true;
+    const stale = pluginStale || (hostAge !== null && hostAge > context.staleAfter);
+    const ageMs = pluginStale ? num(status.age_ms) : hostAge === null ? null : hostAge * 1000;
+    const staleEl = card.querySelector("[data-stale]");
+    show(staleEl, stale);
+    setText(staleEl, "stale" + (ageMs === null ? "" : " \u00b7 " + fmtAge(ageMs / 1000) + " old"));
+
+    const measures = byData(card, "[data-measure]", "measure");
+    for (const item of arr(reading.measurements)) {
+      const m = obj(item);
+      if (typeof m.name !== "string") continue;
+      const el = measures.get(m.name);
+      if (!el) {
+        context.missing = true;
+        continue;
+      }
+      const value = num(m.value);
+      const decimals = Number(el.dataset.decimals) || 0;
+      const text = value === null ? fmtValue(m.value) : fmtNumber(value, decimals);
+      setText(el.querySelector("[data-value]"), text);
+      const bandEl = el.querySelector("[data-iaq-band]");
+      if (bandEl && value !== null) {
+        const [label, cls] = iaqBand(value);
+        setText(bandEl, label);
+        setClass(bandEl, IAQ_CLASSES, cls);
+      }
+      if ("iaq_accuracy" in status) {
+        const accuracy = "accuracy " + accuracyText(status.iaq_accuracy);
+        setText(el.querySelector("[data-iaq-accuracy]"), accuracy);
+      }
+      if (value !== null && taken !== null) {
+        for (const chart of chartsFor(name, m.name)) addPoint(chart, taken, value);
+      }
+    }
+    for (const el of all(card, "[data-status]")) {
+      const key = el.dataset.status;
+      if (!(key in status)) continue;
+      setText(el, key === "iaq_accuracy" ? accuracyText(status[key]) : fmtValue(status[key]));
+    }
+    const errorEl = card.querySelector("[data-error]");
+    const error = reading.error;
+    show(errorEl, error !== null && error !== undefined);
+    if (error !== null && error !== undefined) setText(errorEl, fmtValue(error));
+    setText(card.querySelector("[data-updated]"),
+      taken === null ? "never polled successfully" : "updated " + fmtClock(taken));
+  }
+
+  function updateHealthRow(row, info, context) {
+    const cells = byData(row, "[data-col]", "col");
+    const state = typeof info.state === "string" ? info.state : "";
+    const stateCell = cells.get("state");
+    setText(stateCell, state || MISSING);
+    setClass(stateCell, STATE_CLASSES, stateClass(state));
+    if (stateClass(state) === "bad") context.problems.push(row.dataset.health + ": " + state);
+    for (const [key, alert] of [["polls", false], ["errors", true], ["traps", true]]) {
+      const cell = cells.get(key);
+      setText(cell, fmtValue(info[key]));
+      if (cell) cell.classList.toggle("bad", alert && num(info[key]) !== null && info[key] > 0);
+    }
+    const pollMs = num(info.last_poll_ms);
+    setText(cells.get("last_poll_ms"), pollMs === null ? MISSING : fmtNumber(pollMs, 2) + " ms");
+    const hashCell = cells.get("loaded_hash");
+    const hash = fmtValue(info.loaded_hash);
+    // A new dashboard build is only picked up by reloading the page itself.
+    if (hashCell && row.dataset.world === "dashboard-plugin" && hashCell.textContent !== hash) {
+      context.missing = true;
+    }
+    setText(hashCell, hash);
+    const lastError = cells.get("last_error");
+    const hasError = info.last_error !== null && info.last_error !== undefined;
+    setText(lastError, fmtValue(info.last_error));
+    if (lastError) lastError.classList.toggle("bad", hasError);
+  }
+
+  // ---- the fleet (hubs only) ---------------------------------------------
+  const ago = (age) => (age === null ? MISSING : fmtAge(Math.max(0, age)) + " ago");
+  function lastSeen(age, seenMs) {
+    if (age === null) return "not heard live since the hub started";
+    return "last seen " + ago(age) + (seenMs === null ? "" : " · " + fmtClock(seenMs));
+  }
+
+  function updateNode(card, node, staleAfter, context) {
+    // Only an explicit `online: true` is online, as in render.py.
+    const online = node.online === true;
+    card.classList.toggle("offline", !online);
+    const badge = card.querySelector("[data-node-online]");
+    setText(badge, online ? "online" : "offline");
+    setClass(badge, ["node-online", "node-offline"], online ? "node-online" : "node-offline");
+    show(card.querySelector("[data-node-not-live]"), !online);
+    setText(card.querySelector("[data-node-seen]"),
+      lastSeen(num(node.last_seen_age_seconds), num(node.last_seen_ms)));
+    const plugins = byData(card, "[data-node-plugin]", "nodePlugin");
+    for (const [name, item] of Object.entries(obj(node.plugins))) {
+      const el = plugins.get(name);
+      if (!el) {
+        context.missing = true;
+        continue;
+      }
+      const reading = obj(item);
+      const age = num(reading.age_seconds);
+      el.classList.toggle("node-stale", age !== null && staleAfter !== null && age > staleAfter);
+      setText(el.querySelector("[data-node-age]"), ago(age));
+      const alarm = obj(reading.status).alarm;
+      const alarmEl = el.querySelector("[data-node-alarm]");
+      show(alarmEl, alarmRaised(alarm));
+      if (alarmRaised(alarm)) setText(alarmEl, "alarm " + fmtValue(alarm));
+      const measures = byData(el, "[data-node-measure]", "nodeMeasure");
+      for (const entry of arr(reading.measurements)) {
+        const m = obj(entry);
+        if (typeof m.name !== "string") continue;
+        const measure = measures.get(m.name);
+        if (!measure) {
+          context.missing = true;
+          continue;
+        }
+        const value = num(m.value);
+        const decimals = Number(measure.dataset.decimals) || 0;
+        setText(measure.querySelector("[data-node-value]"),
+          value === null ? fmtValue(m.value) : fmtNumber(value, decimals));
+      }
+    }
+  }
+
+  function updateFleet(fleet, context) {
+    // A hub's state carries the fleet; a node appearing needs a new card.
+    const nodes = arr(obj(fleet).nodes).filter((n) => isObj(n) && typeof n.node === "string");
+    if (!nodes.length) return;
+    const section = document.querySelector("[data-fleet]");
+    if (!section) {
+      context.missing = true;
+      return;
+    }
+    const staleAfter = num(obj(fleet).offline_after_seconds);
+    const cards = byData(section, "[data-node]", "node");
+    let online = 0;
+    for (const node of nodes) {
+      if (node.online === true) online += 1;
+      const card = cards.get(node.node);
+      if (card) updateNode(card, node, staleAfter, context);
+      else context.missing = true;
+    }
+    setText(section.querySelector("[data-fleet-online]"), online + " online");
+    const offlineEl = section.querySelector("[data-fleet-offline]");
+    show(offlineEl, nodes.length > online);
+    setText(offlineEl, nodes.length - online + " offline");
+  }
+
+  function apply(state) {
+    if (!isObj(state)) return;
+    nowMs = num(state.timestamp_ms) ?? Date.now();
+    const interval = num(state.interval_seconds);
+    if (interval !== null && interval > 0) intervalMs = interval * 1000;
+    const meta = byData(document, "[data-meta]", "meta");
+    setText(meta.get("cycle"), fmtValue(state.cycle));
+    setText(meta.get("updated"), fmtTime(state.timestamp_ms));
+    if (interval !== null) setText(meta.get("interval"), fmtNumber(interval, 1) + " s");
+
+    const strip = arr(state.leds);
+    for (const el of all(document, "[data-led]")) {
+      const text = paintLed(el, strip[Number(el.dataset.led)]);
+      const label = el.parentElement && el.parentElement.querySelector("[data-led-text]");
+      setText(label, text);
+    }
+
+    // Stale after 3 intervals but at least 5 s: the rule of render.py's _Snapshot.
+    const context = {
+      problems: [], missing: false,
+      staleAfter: Math.max(3 * intervalMs, 5000) / 1000,
+    };
+    const cards = byData(document, "[data-plugin]", "plugin");
+    for (const [name, reading] of Object.entries(obj(state.readings))) {
+      const card = cards.get(name);
+      if (card) updateCard(name, card, obj(reading), context);
+      else context.missing = true;
+    }
+    const rows = byData(document, "[data-health]", "health");
+    for (const [name, info] of Object.entries(obj(state.plugins))) {
+      const row = rows.get(name);
+      if (row) updateHealthRow(row, obj(info), context);
+      else context.missing = true;
+    }
+    updateFleet(state.fleet, context);
+    const summary = document.querySelector("[data-summary]");
+    setText(summary, context.problems.length ? context.problems.join(" \u00b7 ") : "all clear");
+    setClass(summary, ["ok", "bad"], context.problems.length ? "bad" : "ok");
+    charts.forEach(drawChart);
+    if (context.missing) reloadOnce();
+  }
+
+  // ---- the stream ---------------------------------------------------------
+  const live = document.querySelector("[data-live]");
+  const setLive = (mode, text) => {
+    show(live, true);
+    setClass(live, ["on", "off"], mode);
+    setText(live, text);
+  };
+  let dropped = false;
+  function onState(text) {
+    lastEventAt = Date.now();
+    setLive("on", "live");
+    if (dropped) {
+      dropped = false;
+      loadAllHistory();
+    }
+    let state;
+    try { state = JSON.parse(text); } catch { return; }
+    apply(state);
+  }
+  addEventListener("message", (event) => {
+    // Only the shell speaks to this page; anything else (this page itself,
+    // a frame it made) is ignored.
+    if (event.source !== parent || parent === window) return;
+    const message = obj(event.data);
+    if (message.type === "state" && typeof message.data === "string") {
+      onState(message.data);
+    } else if (message.type === "live" && message.live === false && lastEventAt) {
+      // The shell lost the stream; it reconnects on its own.
+      dropped = true;
+      setLive("off", "reconnecting\u2026");
+    } else if (message.type === "history" && historyWaiting.has(message.id)) {
+      const resolve = historyWaiting.get(message.id);
+      historyWaiting.delete(message.id);
+      resolve(message.points === null ? null : arr(message.points));
+    }
+  });
+  setInterval(() => {
+    const quiet = Date.now() - lastEventAt > Math.max(3 * intervalMs, 10000);
+    if (lastEventAt && quiet && live.classList.contains("on")) {
+      setLive("off", "no updates");
+    }
+  }, 1000);
+  setLive("off", "connecting\u2026");
+  charts.forEach(drawChart);
+  loadAllHistory();
+})();
