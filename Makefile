@@ -42,6 +42,8 @@ lint: setup
 	@$(BIN)/ruff format -q --check src tests plugins bench
 	@$(BIN)/mypy
 	@$(BIN)/wasihost typecheck
+	@$(BIN)/ruff check -q conftest.py && $(BIN)/ruff format -q --check conftest.py
+	@tools/eslint/lint
 
 clean:
 	rm -rf build data .pytest_cache .mypy_cache .ruff_cache
