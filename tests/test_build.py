@@ -10,16 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from wasihost.authoring import build as build_module
-from wasihost.authoring.build import (
-    EMBEDDED_ASSETS,
-    Manifest,
-    build,
-    discover,
-    embedded_assets,
-    inputs_hash,
-    library_for,
-)
+from wasihost.authoring.build import build, discover, embedded_assets, inputs_hash
 from wasihost.errors import BuildError
+from wasihost.runtime.manifest import Manifest
+from wasihost.runtime.source import EMBEDDED_ASSETS, library_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

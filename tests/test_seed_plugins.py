@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from wasihost.authoring.build import discover, library_for, module_files
+from wasihost.authoring.build import discover
+from wasihost.runtime.source import library_for, module_files
 
 PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
 SEEDS = discover(PLUGINS)

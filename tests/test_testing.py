@@ -124,6 +124,7 @@ def test_a_stale_build_is_refused(tmp_path: Path, built: dict[str, Path]) -> Non
 
     project = tmp_path / "project"
     shutil.copytree(ROOT / "plugins" / "pi-monitor", project / "plugins" / "pi-monitor")
+    shutil.copytree(ROOT / "plugins" / "_shared", project / "plugins" / "_shared")
     shutil.copytree(ROOT / "wit", project / "wit")
     build(["pi-monitor"], plugins_dir=project / "plugins", wit_dir=project / "wit",
           out_dir=project / "build", echo=lambda _: None)  # fmt: skip
@@ -146,7 +147,7 @@ def test_bindings_are_regenerated_when_the_wit_changes(tmp_path: Path) -> None:
     import shutil
 
     from wasihost.authoring.bindings import bindings_for
-    from wasihost.authoring.build import Manifest
+    from wasihost.runtime.manifest import Manifest
 
     wit = tmp_path / "wit"
     shutil.copytree(ROOT / "wit", wit)

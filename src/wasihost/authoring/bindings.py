@@ -14,8 +14,9 @@ import tempfile
 from pathlib import Path
 
 from wasihost.atomic import write_atomically
-from wasihost.authoring.build import Manifest, componentize_py, target_world
+from wasihost.authoring.build import componentize_py, target_world
 from wasihost.errors import BuildError
+from wasihost.runtime.manifest import Manifest
 
 DEFAULT_ROOT = Path("build") / "bindings"
 

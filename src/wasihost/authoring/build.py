@@ -33,7 +33,6 @@ Two things beside the plugin's folder go into its component:
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import os
 import shutil
@@ -41,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +51,19 @@ from wasihost.errors import BuildError
 from wasihost.runtime.artifacts import precompile
 from wasihost.runtime.contract import parse_contract
 from wasihost.runtime.engine import Engine
+from wasihost.runtime.manifest import Manifest, ManifestError
+from wasihost.runtime.manifest import read_manifest as manifest_of
+from wasihost.runtime.source import (
+    ASSETS,
+    EMBEDDED_ASSETS,
+    GUEST_LIBRARY,
+    LIBRARY,
+    SourceError,
+    asset_files,
+    assets_module,
+    library_for,
+    module_files,
+)
 
 Echo = Callable[[str], None]
 
@@ -73,37 +84,12 @@ def discover(plugins_dir: Path) -> list[str]:
     return sorted(p.parent.name for p in plugins_dir.glob("*/app.py"))
 
 
-@dataclass(frozen=True)
-class Manifest:
-    world: str
-    state: bool = False
-    wit: str | None = None  # a WIT folder relative to the plugin, instead of the contract
-
-
 def read_manifest(plugin_dir: Path) -> Manifest:
-    """``plugin.toml``; without one the world is ``<name>-plugin``."""
-    path = plugin_dir / "plugin.toml"
-    if not path.exists():
-        return Manifest(f"{plugin_dir.name}-plugin")
+    """``plugin.toml`` (see ``runtime.manifest``), its problems as build errors."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise BuildError(f"{path}: not valid TOML: {exc}") from None
-    unknown = set(data) - {"world", "state", "wit"}
-    if unknown:
-        keys = ", ".join(sorted(unknown))
-        raise BuildError(f"{path}: unknown key(s) {keys} (known: world, state, wit)")
-    world, state, wit = data.get("world"), data.get("state", False), data.get("wit")
-    if not isinstance(world, str):
-        raise BuildError(f'{path}: world: expected world = "<world name>"')
-    if not isinstance(state, bool):
-        raise BuildError(f"{path}: state: expected true or false, got {state!r}")
-    if wit is not None:
-        folder = plugin_dir / str(wit)
-        inside = folder.resolve().is_relative_to(plugin_dir.resolve())
-        if not isinstance(wit, str) or not inside or not folder.is_dir():
-            raise BuildError(f'{path}: wit: expected wit = "<folder in {plugin_dir}>", got {wit!r}')
-    return Manifest(world, state, wit)
+        return manifest_of(plugin_dir)
+    except ManifestError as exc:
+        raise BuildError(str(exc)) from None
 
 
 def target_world(manifest: Manifest, wit_dir: Path, scratch: Path) -> tuple[Path, str]:
@@ -127,66 +113,6 @@ def target_world(manifest: Manifest, wit_dir: Path, scratch: Path) -> tuple[Path
 
 # Bumped when the way a build lays out a plugin changes, so every plugin rebuilds.
 _LAYOUT = 2
-LIBRARY = "_shared"  # <plugins>/_shared/: the shared guest library's import path
-GUEST_LIBRARY = "wasihost_guest"  # the package in it
-ASSETS = "assets"  # <plugin>/assets/: files embedded as the module below
-EMBEDDED_ASSETS = "_embedded_assets"
-
-
-def _is_test(path: Path) -> bool:
-    """Test modules run under pytest on the author's machine, never in the guest."""
-    name = path.name
-    return name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
-
-
-def _files(folder: Path, pattern: str) -> list[Path]:
-    """Files matching ``pattern`` below ``folder``, sorted; none hidden, none cached."""
-    found = []
-    for path in sorted(folder.rglob(pattern)):
-        parts = path.relative_to(folder).parts
-        if path.is_file() and not any(p.startswith(".") or p == "__pycache__" for p in parts):
-            found.append(path)
-    return found
-
-
-def module_files(folder: Path) -> list[Path]:
-    """The modules a build takes from ``folder``: its ``*.py`` but the tests."""
-    return [path for path in _files(folder, "*.py") if not _is_test(path)]
-
-
-def asset_files(plugin_dir: Path) -> list[Path]:
-    """The files of the plugin's ``assets/`` folder (none without one)."""
-    folder = plugin_dir / ASSETS
-    return _files(folder, "*") if folder.is_dir() else []
-
-
-def _imported(source: bytes) -> set[str]:
-    """The top-level names a module imports (absolute imports only)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-def library_for(plugin_dir: Path) -> Path | None:
-    """The shared guest library's folder (``<plugins>/_shared``), if the plugin
-    imports from it: the folder to put on its import path, at build and natively."""
-    library = plugin_dir.resolve().parent / LIBRARY
-    if not library.is_dir():
-        return None
-    packages = {p.name for p in library.iterdir() if (p / "__init__.py").is_file()}
-    provided = packages | {p.stem for p in library.glob("*.py")}
-    for path in module_files(plugin_dir):
-        try:
-            imported = _imported(path.read_bytes())
-        except (SyntaxError, ValueError):
-            return library  # the build reports the error; meanwhile count it as a user
-        if imported & provided:
-            return library
-    return None
 
 
 def input_files(plugin_dir: Path, wit_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -213,24 +139,11 @@ def inputs_hash(plugin_dir: Path, wit_dir: Path, manifest: Manifest) -> str:
 
 
 def embedded_assets(plugin_dir: Path) -> str | None:
-    """The source of the module ``_embedded_assets`` for the plugin's
-    ``assets/`` files (None without any): ``FILES``, each file's path in the
-    folder to its text, read as UTF-8 with no newline translation."""
-    folder = plugin_dir / ASSETS
-    entries = []
-    for path in asset_files(plugin_dir):
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise BuildError(
-                f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                "assets are embedded as text"
-            ) from None
-        entries.append(f"    {path.relative_to(folder).as_posix()!r}: {text!r},\n")
-    if not entries:
-        return None
-    docstring = f"{plugin_dir.name}/{ASSETS}/, embedded by wasihost build (generated)."
-    return f'"""{docstring}"""\n\nFILES = {{\n{"".join(entries)}}}\n'
+    """The generated ``_embedded_assets`` module (``runtime.source``), as a build error."""
+    try:
+        return assets_module(plugin_dir)
+    except SourceError as exc:
+        raise BuildError(str(exc)) from None
 
 
 def componentize_py() -> str:

@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from wasihost.authoring.bindings import bindings_for
-from wasihost.authoring.build import Manifest, inputs_hash, read_manifest
+from wasihost.authoring.build import inputs_hash, read_manifest
 from wasihost.boards.base import Board
 from wasihost.boards.sim import SimBoard
 from wasihost.capabilities import PROVIDERS, CapabilityContext, Grants
@@ -43,6 +43,7 @@ from wasihost.clock import wall_clock_ms
 from wasihost.errors import BuildError, GuestError, PluginError, PluginLoadError, WasihostError
 from wasihost.leds import LedBuffer
 from wasihost.runtime.contract import load_contract, packaged_wit
+from wasihost.runtime.manifest import Manifest
 
 if TYPE_CHECKING:
     from wasihost.runtime.engine import CallPath

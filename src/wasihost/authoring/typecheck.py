@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from wasihost.authoring.bindings import bindings_for
-from wasihost.authoring.build import discover, library_for, read_manifest
+from wasihost.authoring.build import discover, read_manifest
 from wasihost.errors import BuildError
+from wasihost.runtime.source import library_for
 
 Echo = Callable[[str], None]
 

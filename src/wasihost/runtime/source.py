@@ -1,0 +1,179 @@
+"""A plugin folder's anatomy, and the files a source plugin hands the runtime.
+
+A plugin is a folder: ``app.py`` and helper modules, ``plugin.toml``,
+optionally ``assets/`` (text files such as a page's script) and its tests.
+Plugins may import the shared guest library ``wasihost_guest`` from
+``<plugins>/_shared/``. The build (a component per plugin) and the host (a
+source plugin in the shared runtime) take the same files from a folder,
+defined once here.
+
+The guest has no file system, so for a source plugin the host reads the
+modules, the library's modules if the plugin uses it, and the assets (as
+the generated module ``_embedded_assets``) and passes their text to
+``loader.load``. Reading is bounded (a folder is untrusted input: a stray
+data file or a symlink to ``/`` must not be read into memory) and every
+refusal names the file.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+ENTRY = "app"
+LIBRARY = "_shared"  # <plugins>/_shared/: the shared guest library's import path
+GUEST_LIBRARY = "wasihost_guest"  # the package in it
+ASSETS = "assets"  # <plugin>/assets/: files embedded as the module below
+EMBEDDED_ASSETS = "_embedded_assets"
+# Far above any real plugin (the dashboard, the largest, is ~90 KB in 9 files).
+MAX_FILES = 256
+MAX_BYTES = 4 * 1024 * 1024
+
+
+class SourceError(ValueError):
+    """A plugin folder that cannot be used; the message names the file."""
+
+
+def _is_test(path: Path) -> bool:
+    """Test modules run under pytest on the author's machine, never in the guest."""
+    name = path.name
+    return name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
+
+
+def _files(folder: Path, pattern: str) -> list[Path]:
+    """Files matching ``pattern`` below ``folder``, sorted; none hidden, none cached."""
+    found = []
+    for path in sorted(folder.rglob(pattern)):
+        parts = path.relative_to(folder).parts
+        if path.is_file() and not any(p.startswith(".") or p == "__pycache__" for p in parts):
+            found.append(path)
+    return found
+
+
+def module_files(folder: Path) -> list[Path]:
+    """The modules a plugin (or the library) consists of: its ``*.py`` but the tests."""
+    return [path for path in _files(folder, "*.py") if not _is_test(path)]
+
+
+def asset_files(plugin_dir: Path) -> list[Path]:
+    """The files of the plugin's ``assets/`` folder (none without one)."""
+    folder = plugin_dir / ASSETS
+    return _files(folder, "*") if folder.is_dir() else []
+
+
+def _imported(source: bytes) -> set[str]:
+    """The top-level names a module imports (absolute imports only)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def library_for(plugin_dir: Path) -> Path | None:
+    """The shared guest library's folder (``<plugins>/_shared``), if the plugin
+    imports from it: the folder to put on its import path, at build and natively."""
+    library = plugin_dir.resolve().parent / LIBRARY
+    if not library.is_dir():
+        return None
+    packages = {p.name for p in library.iterdir() if (p / "__init__.py").is_file()}
+    provided = packages | {p.stem for p in library.glob("*.py")}
+    for path in module_files(plugin_dir):
+        try:
+            imported = _imported(path.read_bytes())
+        except (SyntaxError, ValueError):
+            return library  # loading reports the error; meanwhile count it as a user
+        if imported & provided:
+            return library
+    return None
+
+
+def _text(path: Path, what: str) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"{exc.reason} at byte {exc.start}"
+        raise SourceError(f"{path}: not UTF-8 text ({where}); {what}") from None
+
+
+def assets_module(plugin_dir: Path) -> str | None:
+    """The source of the module ``_embedded_assets`` for the plugin's
+    ``assets/`` files (None without any): ``FILES``, each file's path in the
+    folder to its text, read as UTF-8 with no newline translation."""
+    folder = plugin_dir / ASSETS
+    entries = []
+    for path in asset_files(plugin_dir):
+        text = _text(path, "assets are embedded as text")
+        entries.append(f"    {path.relative_to(folder).as_posix()!r}: {text!r},\n")
+    if not entries:
+        return None
+    docstring = f"{plugin_dir.name}/{ASSETS}/, embedded by wasihost (generated)."
+    return f'"""{docstring}"""\n\nFILES = {{\n{"".join(entries)}}}\n'
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The text of every module of one plugin version, and that version's hash."""
+
+    folder: Path
+    files: tuple[tuple[str, str], ...]  # (module path, e.g. "app.py", text)
+    sha256: str
+
+    @property
+    def size(self) -> int:
+        return sum(len(text) for _, text in self.files)
+
+
+def _symlinked(path: Path, root: Path) -> bool:
+    return any(p.is_symlink() for p in (path, *path.parents) if p.is_relative_to(root))
+
+
+def read_sources(plugin_dir: Path) -> Sources:
+    """A source plugin's modules, the library's if it uses it, and its assets."""
+    if not (plugin_dir / f"{ENTRY}.py").is_file():
+        raise SourceError(f"{plugin_dir}: no {ENTRY}.py (a source plugin's entry module)")
+    found = [(plugin_dir, p) for p in module_files(plugin_dir)]
+    library = library_for(plugin_dir)
+    if library is not None:
+        found += [(library, p) for p in module_files(library)]
+    if len(found) > MAX_FILES:
+        raise SourceError(f"{plugin_dir}: {len(found)} modules, more than {MAX_FILES}")
+    files: list[tuple[str, str]] = []
+    for base, path in found:
+        if _symlinked(path, base):
+            raise SourceError(f"{path}: a symlink; a plugin's modules must be files in its folder")
+        if path.stat().st_size > MAX_BYTES:
+            raise SourceError(f"{path}: larger than {MAX_BYTES // 1024} KiB")
+        files.append((path.relative_to(base).as_posix(), _text(path, "a module must be UTF-8")))
+    assets = assets_module(plugin_dir)
+    if assets is not None:
+        files.append((f"{EMBEDDED_ASSETS}.py", assets))
+    if sum(len(text) for _, text in files) > MAX_BYTES:
+        raise SourceError(f"{plugin_dir}: modules larger than {MAX_BYTES // 1024} KiB in all")
+    digest = hashlib.sha256()
+    for name, text in files:
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    manifest = plugin_dir / "plugin.toml"
+    if manifest.is_file():
+        digest.update(b"plugin.toml\0" + manifest.read_bytes())
+    return Sources(plugin_dir, tuple(files), digest.hexdigest())
+
+
+def folder_signature(plugin_dir: Path) -> tuple[tuple[str, int, int], ...] | None:
+    """(path, mtime, size) of everything a source plugin is read from: the cheap
+    check the reload fallback runs every cycle; None when the folder is gone."""
+    if not plugin_dir.is_dir():
+        return None
+    try:
+        paths = [*module_files(plugin_dir), *asset_files(plugin_dir), plugin_dir / "plugin.toml"]
+        library = library_for(plugin_dir)
+        if library is not None:
+            paths += module_files(library)
+        stats = [(p, p.stat()) for p in paths if p.exists()]
+    except OSError:
+        return None
+    return tuple((p.as_posix(), s.st_mtime_ns, s.st_size) for p, s in stats)
