@@ -1,10 +1,14 @@
 """One plugin: its checked component, its live instance, its lifecycle and counters.
 
-``Plugin`` is the only place a plugin's state changes. Everything that
-touches its live instance runs as a job on the plugin's own thread
-(``GuestThread``): a store is never entered by two threads, no lock is held
-across a guest call, and a caller never waits for a guest past the call's
-deadline, even when the guest is blocked inside a WASI call.
+``Plugin`` is the only place a plugin's state changes, and every change goes
+through ``_move``, which follows the transition table in runtime/lifecycle.py
+(read that table for the lifecycle; this module says how each step is done).
+Everything that touches its live instance runs as a job on the plugin's own
+thread (``GuestThread``): a store is never entered by two threads, no lock is
+held across a guest call, and a caller never waits for a guest past the
+call's deadline, even when the guest is blocked inside a WASI call. Saved
+state goes into a new instance through one function, ``_restore_state``,
+whichever path restores it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +35,8 @@ from wasihost.runtime.engine import Engine
 from wasihost.runtime.guest_log import GuestOutput
 from wasihost.runtime.guest_thread import GuestThread, HungCall, SyncJob
 from wasihost.runtime.instance import Instance, build_linker
+from wasihost.runtime.lifecycle import INITIAL, Event, ImpossibleTransition, settle, transition
+from wasihost.runtime.lifecycle import PluginState as PluginState
 from wasihost.runtime.supervision import SupervisionPolicy, Supervisor
 
 log = logging.getLogger("wasihost.plugin")
@@ -49,14 +54,13 @@ MAX_SNAPSHOT_BYTES = 1024 * 1024
 SNAPSHOT_TOO_BIG = f"state snapshot over {MAX_SNAPSHOT_BYTES} bytes ignored"
 
 
-class PluginState(StrEnum):
-    LOADING = "loading"
-    RUNNING = "running"
-    BACKOFF = "backoff"  # trapped; waiting before its next instance runs
-    HUNG = "hung"  # blocked in a host call past its deadline; not called until it returns
-    QUARANTINED = "quarantined"  # crash loop; not polled until a new file or a reset
-    FAILED = "failed"  # cannot be loaded or instantiated
-    STOPPED = "stopped"
+# How loud a transition's log line is; the others are INFO. These lines replace
+# the warnings the plugin logged for these steps before it had a table.
+LOG_LEVELS = {
+    Event.CRASH_LOOP: logging.ERROR,
+    Event.HANG_RETURNED: logging.WARNING,
+    Event.HANG_LEFT: logging.WARNING,
+}
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class PluginStats:
     last_poll_ms: float | None = None
     reload_error: str | None = None
     last_reload: dict[str, Any] | None = None
+    restore_failures: int = 0  # saved state a new instance refused or trapped on
+    restore_error: str | None = None  # why it runs without its saved state; None once restored
 
 
 @dataclass
@@ -163,11 +169,18 @@ class Plugin:
         # The world must exist (the host checks the config first); its logic
         # function says whether the cycle polls this plugin or the web renders it.
         self.role = "renderer" if contract.logic_of(spec.world)[1] == "render" else "sensor"
-        self._state = PluginState.LOADING
+        # The stored lifecycle state, changed only by ``_move``; ``state`` adds
+        # what the clock and the plugin's thread did since (lifecycle.settle).
+        # ``_state_lock`` makes each step one read-and-write; when both locks
+        # are needed, ``_threads_lock`` is taken first.
+        self._state = INITIAL
+        self._state_lock = threading.Lock()
         self.supervisor = Supervisor(spec.supervision, monotonic)
         self.stats = PluginStats()
         self.signature: tuple[int, int] | None = None  # of the .wasm now live
-        self.last_snapshot: bytes | None = None  # latest state taken from the guest
+        # The newest state the host holds for the plugin: read from disk at
+        # start, or taken from the guest since; kept when a restore fails.
+        self.last_snapshot: bytes | None = None
         self.info: dict[str, Any] | None = None  # describe() of a generic sensor plugin
         # Who touches what: the live instance (``_instance``) only from the
         # plugin's thread (``_guest``); ``_guest`` and ``_retired`` change under
@@ -203,33 +216,53 @@ class Plugin:
                     f"cannot {why}: {len(self._retired) + 1} calls are still hung "
                     f"({old.hung.reason(time.monotonic())}); it must return first",
                 )
-            call = old.hung.call
-            self._retired[old] = self._instance
+            left = f"{why}: left the hung {old.hung.call} to its thread"
+            with self._state_lock:
+                # Not hung any more if the call returned and was supervised (its
+                # instance taken) a moment ago: then the thread holds nothing.
+                unsupervised = self._view() is PluginState.HUNG
+                if unsupervised:
+                    self._step(PluginState.HUNG, Event.HANG_LEFT, left)
+            if unsupervised or self._instance is not None:
+                self._retired[old] = self._instance  # freed when its call returns
+            if not unsupervised:
+                log.warning("[%s] %s", self.name, left)
             self._instance = None
             self._guest = self._thread("wasihost-" + self.name)
         old.stop()
-        log.warning("[%s] %s: left the hung %s to its thread", self.name, why, call)
 
+    # -- the lifecycle (runtime/lifecycle.py has the table) ---------------------
     @property
     def state(self) -> PluginState:
-        """The lifecycle state; hung, backoff and quarantine derive from the
-        plugin's thread and its supervisor."""
-        if self._state is PluginState.STOPPED:
-            return self._state
-        if self._guest.hung is not None:
-            return PluginState.HUNG
-        if self._state is PluginState.RUNNING:
-            if self.supervisor.quarantined:
-                return PluginState.QUARANTINED
-            if self.supervisor.backing_off():
-                return PluginState.BACKOFF
-        return self._state
+        """The lifecycle state: the stored one, with the end of a backoff and a
+        hang declared by a caller applied (``lifecycle.settle``)."""
+        return self._view()
 
-    @state.setter
-    def state(self, value: PluginState) -> None:
-        """Sets the lifecycle's own state (loading, running, failed, stopped); what
-        the getter adds (hung, backoff, quarantined) is derived, never set."""
-        self._state = value
+    def _view(self) -> PluginState:
+        return settle(
+            self._state,
+            hung=self._guest.hung is not None,
+            backoff_over=not self.supervisor.backing_off(),
+        )
+
+    def _move(self, event: Event, why: str = "") -> None:
+        """Take one step of the lifecycle table: the only way the state changes."""
+        with self._state_lock:
+            self._step(self._view(), event, why)
+
+    def _step(self, current: PluginState, event: Event, why: str = "") -> None:
+        """Go from ``current`` on ``event`` (``_state_lock`` held): log a change
+        once, and refuse a step the table does not list, loudly, changing nothing."""
+        try:
+            after = transition(current, event, self.name)
+        except ImpossibleTransition as exc:
+            log.error("[%s] %s", self.name, exc.reason, stack_info=True)
+            raise
+        self._state = after
+        if after is not current:
+            level = LOG_LEVELS.get(event, logging.INFO)
+            suffix = f": {why}" if why else ""
+            log.log(level, "[%s] %s -> %s (%s)%s", self.name, current, after, event, suffix)
 
     @property
     def hung(self) -> HungCall | None:
@@ -250,7 +283,8 @@ class Plugin:
         instance fails (which counts as a trap).
         """
         self._fresh_thread("reset")
-        if self._checked is None or self._state is PluginState.FAILED:
+        if self._checked is None or self.state is PluginState.FAILED:
+            self._move(Event.RESET)
             self.supervisor.reset()
             self.load(self.last_snapshot)
         else:
@@ -258,6 +292,7 @@ class Plugin:
         log.info("[%s] reset by the operator", self.name)
 
     def _reset(self) -> None:
+        self._move(Event.RESET)
         self.supervisor.reset()
         self._close_instance()
         self._restart_or_trap()
@@ -277,24 +312,40 @@ class Plugin:
         with guest.watching(function):
             return instance.call(function, *args)
 
-    def _on_trap(self, reason: str) -> None:
-        """Supervise a fault of the live version: count it, back off, maybe quarantine."""
-        self.stats.traps += 1
-        self.stats.last_error = reason
-        self.supervisor.on_trap()
-        if self.supervisor.quarantined:
-            log.error("[%s] quarantined after repeated traps: %s", self.name, reason)
+    def _on_trap(self, reason: str, event: Event = Event.TRAP, why: str = "") -> None:
+        """Supervise a fault of the live version: count it, back off, maybe
+        quarantine. ``event`` is ``trap``, or ``hang-returned`` for a hung call
+        that came back; either becomes ``crash-loop`` when the supervisor says so."""
+        with self._state_lock:
+            current = self._view()  # as it was before the supervisor counts this one
+            if current is PluginState.STOPPED:  # shut down meanwhile: nothing to supervise
+                return
+            self.stats.traps += 1
+            if event is Event.HANG_RETURNED:
+                self.stats.hangs += 1
+            self.stats.last_error = reason
+            self.supervisor.on_trap()
+            if self.supervisor.quarantined:
+                self._step(current, Event.CRASH_LOOP, f"after repeated traps; the last: {reason}")
+            else:
+                self._step(current, event, why)
 
     def _after_hang(self, thread: GuestThread, hung: HungCall, error: BaseException | None) -> None:
         """A call the host gave up on has returned (on ``thread``): supervised
         like a trap, on a fresh instance after the backoff. A retired or
         temporary thread only frees what it held: the plugin has moved on."""
-        with self._threads_lock:  # take what this thread holds, atomically with a retirement
+        reason = (
+            f"hung in {hung.call} for {time.monotonic() - hung.started:.1f} s, blocked in a "
+            f"host call past its {self.spec.timeout_ms} ms deadline"
+        )
+        with self._threads_lock:  # atomically with a retirement (``_fresh_thread``)
             retired = thread is not self._guest
             if retired:
                 held = self._retired.pop(thread, None)
             else:
                 held, self._instance = self._instance, None
+                returned = f"{reason}; it returned, the instance is discarded"
+                self._on_trap(reason, Event.HANG_RETURNED, returned)
         if held is not None:
             held.close()
         if retired:
@@ -304,14 +355,6 @@ class Plugin:
                 hung.call,
                 time.monotonic() - hung.started,
             )
-            return
-        reason = (
-            f"hung in {hung.call} for {time.monotonic() - hung.started:.1f} s, blocked in a "
-            f"host call past its {self.spec.timeout_ms} ms deadline"
-        )
-        self.stats.hangs += 1
-        self._on_trap(reason)
-        log.warning("[%s] %s; it returned, the instance is discarded", self.name, reason)
 
     # -- loading and reloading ---------------------------------------------
     def prepare(self) -> Candidate:
@@ -377,22 +420,34 @@ class Plugin:
         return _bounded_info(info)
 
     def load(self, saved_state: bytes | None = None) -> None:
-        """First load; ``saved_state`` (from disk) is restored if the plugin takes it.
+        """First load (or an operator reset of a ``failed`` plugin); ``saved_state``
+        (from disk) is restored if the plugin takes it.
 
-        A snapshot the new instance refuses is logged and dropped: an old
-        snapshot must never keep a plugin from starting.
+        The bytes become ``last_snapshot`` before anything can fail, so a start
+        that fails loses nothing: a reset or a new version tries them again. A
+        snapshot the new instance refuses or traps on is handled as on every
+        path (``_restore_state``): kept, and the plugin starts fresh, since an
+        old snapshot must never keep a plugin from starting.
         """
+        if saved_state is not None:
+            self.last_snapshot = saved_state
         try:
             candidate = self.prepare()
-            if saved_state is not None and candidate.checked.has_state:
-                candidate.instance, restored = self._on_new_thread(
-                    lambda guest: self._restore_or_fresh(guest, candidate, saved_state)
+            checked = candidate.checked
+            if saved_state is not None and checked.has_state:
+                candidate.instance, _ = self._on_new_thread(
+                    lambda guest: self._restore_state(
+                        guest, candidate.instance, checked, candidate.linker, saved_state
+                    )
                 )
-                if restored:
-                    self.last_snapshot = saved_state
             self._fresh_thread("load")
+            how = "precompiled" if checked.precompiled else "compiled"
+            loaded = (
+                f"{self.spec.wasm} ({self.world}, sha256 {checked.sha256[:12]}, "
+                f"{how} in {checked.load_ms:.0f} ms)"
+            )
             try:
-                self._guest.run(lambda: self._go_live(candidate))
+                self._guest.run(lambda: self._go_live(candidate, Event.LOADED, loaded))
             except PluginError:
                 if self._instance is not candidate.instance:
                     candidate.instance.close()
@@ -400,39 +455,16 @@ class Plugin:
         except PluginError as exc:
             self._fail(exc.reason)
             raise
-        checked = candidate.checked
-        log.info(
-            "[%s] loaded %s (%s, sha256 %s, %s in %.0f ms)",
-            self.name,
-            self.spec.wasm,
-            self.world,
-            checked.sha256[:12],
-            "precompiled" if checked.precompiled else "compiled",
-            checked.load_ms,
-        )
-
-    def _restore_or_fresh(
-        self, guest: GuestThread, candidate: Candidate, data: bytes
-    ) -> tuple[Instance, bool]:
-        """Restore a saved state into a new version's instance; after a trap in
-        ``restore`` the instance is dead, so a fresh one without the state."""
-        failure = self._restore(guest, candidate.instance, data)
-        if failure is None:
-            return candidate.instance, True
-        log.warning("[%s] saved state not restored, starting fresh: %s", self.name,
-                    failure.reason)  # fmt: skip
-        if not isinstance(failure, PluginTrap):
-            return candidate.instance, False
-        candidate.instance.close()
-        return self._instantiate(guest, candidate.checked, candidate.linker), False
 
     def swap(self, candidate: Candidate) -> dict[str, Any]:
         """Make ``candidate`` live between two calls, carrying state over.
 
-        With ``state`` on both sides the old instance's snapshot is restored
-        into the new one first; if that fails the new version is discarded and
-        the old one keeps running (``PluginLoadError``). Returns the report
-        the reload log line and ``/api/plugins`` show.
+        With ``state`` on the new side, the old instance's snapshot (or, without
+        one, ``last_snapshot``: e.g. the state read from disk for a plugin that
+        failed to start) is restored into the new one first; if that fails the
+        new version is discarded and the old one keeps running
+        (``PluginLoadError``, see ``_restore_state``). Returns the report the
+        reload log line and ``/api/plugins`` show.
         """
         started = time.perf_counter()
         job = SyncJob(lambda: self._swap(candidate))
@@ -469,39 +501,41 @@ class Plugin:
                 # On the new version's own thread: if its restore hangs, the live
                 # version is not blamed for it and polls on after one deadline.
                 try:
-                    failure = self._on_new_thread(
-                        lambda guest: self._restore(guest, candidate.instance, data)
+                    self._on_new_thread(
+                        lambda guest: self._restore_state(
+                            guest,
+                            candidate.instance,
+                            candidate.checked,
+                            candidate.linker,
+                            data,
+                            refuse=True,
+                        )
                     )
                 except PluginHung as exc:  # its thread closes it when the call returns
                     raise PluginLoadError(self.name, f"new version {exc.reason}") from None
-                if failure is not None:
-                    candidate.instance.close()
-                    raise PluginLoadError(
-                        self.name, f"new version failed to restore state: {failure.reason}"
-                    )
-                self.last_snapshot = data
                 carried = True
-        self._go_live(candidate)
+        self._go_live(candidate, Event.NEW_VERSION)
         self.supervisor.reset()  # a new version starts with a clean record
         self.stats.reloads += 1
         self.stats.reload_error = None
         return old, carried
 
-    def _go_live(self, candidate: Candidate) -> None:
-        """Replace the live version in one step (on the plugin's thread)."""
+    def _go_live(self, candidate: Candidate, event: Event, why: str = "") -> None:
+        """Replace the live version in one step (on the plugin's thread); the
+        step is taken first, so one the table refuses changes nothing."""
+        self._move(event, why)
         self._close_instance()
         self._checked, self._linker = candidate.checked, candidate.linker
         self._instance = candidate.instance
         self.signature = candidate.signature
         self.info = candidate.info
-        self.state = PluginState.RUNNING
 
     def record_reload_failure(self, reason: str) -> None:
         self.stats.reload_error = reason
 
     def _fail(self, reason: str) -> None:
-        self.state = PluginState.FAILED
         self.stats.last_error = reason
+        self._move(Event.LOAD_FAILED)
 
     def _instantiate(self, guest: GuestThread, checked: CheckedComponent, linker: Any) -> Instance:
         with guest.watching("instantiate"):  # a start function may block in WASI too
@@ -530,19 +564,55 @@ class Plugin:
                 raise
         return instance
 
-    def _restore(
-        self, guest: GuestThread, instance: Instance, data: bytes
-    ) -> GuestError | PluginTrap | None:
-        """Restore ``data`` into ``instance``; the failure, if any, for the caller
-        to judge (after a trap the instance is dead and must be replaced)."""
+    def _restore_state(
+        self,
+        guest: GuestThread,
+        instance: Instance,
+        checked: CheckedComponent,
+        linker: Any,
+        data: bytes,
+        refuse: bool = False,
+    ) -> tuple[Instance, bool]:
+        """Restore ``data`` into a new instance: the one restore-failure policy,
+        for every path that restores (start, restart after a trap, reset, new
+        version); ``instance`` is new, made from ``checked`` and ``linker``.
+
+        Saved state is never silently dropped: the bytes stay ``last_snapshot``
+        whatever happens, so the next restart, reset or new version tries them
+        again until the plugin's own snapshot replaces them. An instance that
+        refused them or trapped on them is discarded (it may hold half of
+        them). Then, with ``refuse`` (a new version: refusing it loses nothing,
+        the state stays with the live version, or in ``last_snapshot`` for a
+        plugin that never started) the new version is refused
+        (``PluginLoadError``); otherwise (start, restart, reset: there is no
+        other version to run) the plugin goes on fresh on a new instance.
+        Every failure is counted (``restore_failures``); going on without the
+        state is logged and shown (``restore_error``) until a restore works.
+        A restore that hangs is a hang, not a failed restore: ``PluginHung``
+        goes to the caller, as for any other guest call.
+        Returns the instance to use and whether the state is in it.
+        """
+        self.last_snapshot = data
         try:
             self._guest_call(guest, instance, "state.restore", data)
         except (GuestError, PluginTrap) as exc:
-            return exc
+            failure = exc.reason
         except BaseException:  # hung: the host stopped waiting, the instance goes
             instance.close()
             raise
-        return None
+        else:
+            self.stats.restore_error = None
+            return instance, True
+        instance.close()
+        self.stats.restore_failures += 1
+        if refuse:
+            raise PluginLoadError(self.name, f"new version failed to restore state: {failure}")
+        self._move(Event.RESTORE_FAILED)
+        self.stats.restore_error = failure
+        log.warning(
+            "[%s] state not restored, going on fresh (kept to retry): %s", self.name, failure
+        )
+        return self._instantiate(guest, checked, linker), False
 
     def _close_instance(self) -> None:
         if self._instance is not None:
@@ -560,7 +630,7 @@ class Plugin:
             closed = False
         except PluginError:  # already stopped
             pass
-        self.state = PluginState.STOPPED
+        self._move(Event.CLOSED)
         self._guest.stop()
         with self._threads_lock:
             if self._retired:
@@ -594,9 +664,9 @@ class Plugin:
         try:
             data = self._guest_call(self._guest, self._instance, "state.snapshot")
         except PluginTrap as exc:
+            log.error("[%s] %s (instance discarded)", self.name, exc.reason)
             self._close_instance()
             self._on_trap(exc.reason)
-            log.error("[%s] %s (instance discarded)", self.name, exc.reason)
             return None
         if not isinstance(data, bytes):
             return None
@@ -626,13 +696,8 @@ class Plugin:
 
     def _call(self, *args: Any) -> Any:
         state = self.state
-        if self._checked is None or state in (PluginState.STOPPED, PluginState.FAILED):
-            raise PluginError(self.name, f"not running: {self.stats.last_error}")
-        if state is PluginState.QUARANTINED:
-            raise PluginError(self.name, "quarantined after repeated traps")
-        if state is PluginState.BACKOFF:
-            retry = self.supervisor.retry_in_s() or 0.0
-            raise PluginError(self.name, f"backing off after a trap ({retry:.1f} s left)")
+        if state is not PluginState.RUNNING or self._checked is None:
+            raise PluginError(self.name, self._not_running(state))
         if self._instance is None:
             self._restart_or_trap()
         instance = self._instance
@@ -646,6 +711,7 @@ class Plugin:
             self.stats.errors += 1
             self.stats.last_error = exc.reason
             self.supervisor.on_success()  # an error result is a working instance
+            self._move(Event.GUEST_ERROR)
             raise
         except PluginTrap as exc:
             self._close_instance()
@@ -653,9 +719,18 @@ class Plugin:
             raise
         else:
             self.supervisor.on_success()
+            self._move(Event.CALL_OK)
             return result
         finally:
             self.stats.last_poll_ms = (time.perf_counter() - started) * 1000
+
+    def _not_running(self, state: PluginState) -> str:
+        """Why a call is refused in ``state``."""
+        if state is PluginState.QUARANTINED:
+            return "quarantined after repeated traps"
+        if state is PluginState.BACKOFF:
+            return f"backing off after a trap ({self.supervisor.retry_in_s() or 0.0:.1f} s left)"
+        return f"not running: {self.stats.last_error}"
 
     def _restart_or_trap(self) -> None:
         """A fresh instance; one that cannot be made (configure or restore
@@ -671,22 +746,19 @@ class Plugin:
             raise PluginTrap(self.name, reason) from None
 
     def _restart(self) -> None:
-        """A fresh instance after a trap, with the last snapshot restored if any."""
+        """A fresh instance after a trap or a reset, with the last snapshot
+        restored if any (``_restore_state``)."""
         checked = self._checked
         if checked is None:
             raise PluginError(self.name, "not loaded")
         instance = self._instantiate(self._guest, checked, self._linker)
         restored = False
         if self.last_snapshot is not None and checked.has_state:
-            failure = self._restore(self._guest, instance, self.last_snapshot)
-            restored = failure is None
-            if failure is not None:
-                log.warning("[%s] snapshot not restored after trap: %s", self.name, failure.reason)
-                instance.close()
-                instance = self._instantiate(self._guest, checked, self._linker)
+            instance, restored = self._restore_state(
+                self._guest, instance, checked, self._linker, self.last_snapshot
+            )
         self._instance = instance
         self.stats.restarts += 1
-        self.state = PluginState.RUNNING
         log.warning(
             "[%s] new instance after a trap; %s",
             self.name,
@@ -714,6 +786,8 @@ class Plugin:
             "last_error": self.stats.last_error,
             "last_poll_ms": self.stats.last_poll_ms,
             "reload_error": self.stats.reload_error,
+            "restore_failures": self.stats.restore_failures,
+            "restore_error": self.stats.restore_error,
             "quarantines": self.supervisor.quarantines,
             "retry_in_s": self.supervisor.retry_in_s(),
             "last_reload": self.stats.last_reload,

@@ -8,7 +8,10 @@ them: it is quarantined, not polled until its file changes (a successful
 reload) or an operator resets it. The success count is what tells a crash
 loop from an occasional fault: a sensor whose driver trips once every ten
 polls keeps running (backing off after each trap), however long it runs.
-Time is monotonic and injectable.
+Time is monotonic and injectable. The plugin turns what this decides into
+lifecycle steps (runtime/lifecycle.py): ``trap`` or ``crash-loop`` after
+``on_trap``, ``backoff-elapsed`` once ``backing_off`` is over, and ``reset``
+or ``new-version`` with ``reset``.
 """
 
 from __future__ import annotations
