@@ -128,6 +128,9 @@ class PluginConfig(_Section):
     led: int | None = Field(None, ge=0, description="LED index granted to the plugin")
     world: str | None = Field(None, description="WIT world; default '<name>-plugin'")
     wasm: str | None = Field(None, description="component path; default 'build/<name>.wasm'")
+    source: str | None = Field(
+        None, description="a source plugin's folder, run in the shared Python runtime"
+    )
     timeout_ms: int = Field(1000, ge=1, le=600_000)
     max_memory_mb: int = Field(64, ge=16, le=4096)
     max_log_lines_per_minute: int = Field(120, ge=1, le=100_000)
@@ -304,8 +307,14 @@ class HostConfig:
         return self.plugins[name].world or f"{name}-plugin"
 
     def wasm_of(self, name: str) -> Path:
+        """The component to load: the plugin's own, or for a source plugin the
+        shared Python runtime beside the built plugins."""
         configured = self.plugins[name].wasm
-        return Path(configured) if configured else Path("build") / f"{name}.wasm"
+        if configured:
+            return Path(configured)
+        if self.plugins[name].source:
+            return Path("build") / "python-runtime.wasm"
+        return Path("build") / f"{name}.wasm"
 
 
 def _format_errors(path: Path, error: ValidationError) -> str:

@@ -9,12 +9,16 @@ were spelled out as grants and settings when the config was loaded.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from wasihost.config import HostConfig, PluginConfig
 from wasihost.errors import ConfigError
 from wasihost.grants import Grants, grants_for
 from wasihost.grants import devices_of as devices_of  # host.py and doctor.py import it here
 from wasihost.runtime.contract import Contract
+from wasihost.runtime.manifest import ManifestError, read_manifest
 from wasihost.runtime.plugin import PluginSpec
+from wasihost.runtime.shared import RUNTIME_WORLD
 from wasihost.runtime.supervision import SupervisionPolicy
 
 PI_GPIO_TIMEOUT_MS = 1800
@@ -43,6 +47,10 @@ def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
             raise ConfigError(
                 f"{config.path}: {key}: unknown world {world!r} (expected one of: {known})"
             )
+        if world == RUNTIME_WORLD:
+            key = f"plugins.{config.plugin_keys[name]}.world"
+            raise ConfigError(f"{config.path}: {key}: {world} is the shared runtime, not a plugin")
+        source, state = _source(config, name, world)
         grants = _grants(plugin, contract.worlds[world].imports)
         timeout_ms = plugin.timeout_ms
         if (
@@ -67,9 +75,38 @@ def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
                 max_log_lines_per_minute=plugin.max_log_lines_per_minute,
                 max_actuator_changes_per_minute=plugin.max_actuator_changes_per_minute,
                 supervision=supervision,
+                source=source,
+                state=state,
             )
         )
     return specs
+
+
+def _source(config: HostConfig, name: str, world: str) -> tuple[Path | None, bool]:
+    """A source plugin's folder and whether it exports ``state``; (None, False)
+    for a component. The folder's plugin.toml must agree with the config."""
+    plugin = config.plugins[name]
+    if plugin.source is None:
+        return None, False
+    key = f"plugins.{config.plugin_keys[name]}"
+    if plugin.wasm is not None:
+        raise ConfigError(f"{config.path}: {key}: give source or wasm, not both")
+    folder = Path(plugin.source)
+    try:
+        manifest = read_manifest(folder)
+    except ManifestError as exc:
+        raise ConfigError(f"{config.path}: {key}.source: {exc}") from None
+    if manifest.kind != "source":
+        raise ConfigError(
+            f'{config.path}: {key}.source: {folder}/plugin.toml says kind = "{manifest.kind}": '
+            "build it and give its wasm instead"
+        )
+    if manifest.world != world:
+        raise ConfigError(
+            f"{config.path}: {key}.source: {folder}/plugin.toml is for world "
+            f"{manifest.world}, the config says {world}"
+        )
+    return folder, manifest.state
 
 
 def grants_of(config: HostConfig, name: str, imports: frozenset[str]) -> Grants:

@@ -47,12 +47,14 @@ from importlib import metadata
 from pathlib import Path
 
 from wasihost.atomic import write_atomically
+from wasihost.authoring.runtime_build import RUNTIME_FOLDER, build_runtime
 from wasihost.errors import BuildError
 from wasihost.runtime.artifacts import precompile
 from wasihost.runtime.contract import parse_contract
 from wasihost.runtime.engine import Engine
 from wasihost.runtime.manifest import Manifest, ManifestError
 from wasihost.runtime.manifest import read_manifest as manifest_of
+from wasihost.runtime.shared import RUNTIME_WORLD
 from wasihost.runtime.source import (
     ASSETS,
     EMBEDDED_ASSETS,
@@ -229,6 +231,9 @@ def build(
     after the others are built.
     """
     todo = list(names) if names else discover(plugins_dir)
+    runtime_dir = plugins_dir / RUNTIME_FOLDER
+    if not names and runtime_dir.is_dir():
+        todo.insert(0, RUNTIME_WORLD)  # the longest build: started first
     total = len(todo)
     jobs = max(1, min(jobs or os.cpu_count() or 1, total or 1))
     results: list[BuildResult] = []
@@ -240,7 +245,13 @@ def build(
     def run(name: str) -> None:
         nonlocal done
         try:
-            result = build_one(name, plugins_dir, wit_dir, out_dir, engine)
+            if name == RUNTIME_WORLD:
+                output, built, seconds = build_runtime(
+                    componentize_py(), engine, wit_dir, out_dir, runtime_dir
+                )
+                result = BuildResult(name, output, built, seconds)
+            else:
+                result = build_one(name, plugins_dir, wit_dir, out_dir, engine)
         except BuildError as exc:
             done += 1
             echo(f"[{done}/{total}] {name}: FAILED")
@@ -257,7 +268,9 @@ def build(
             echo(f"[{done}/{total}] {name}: up to date")
 
     if total:
-        echo(f"building {total} plugin(s) into {out_dir}/ ({jobs} at a time)…")
+        what = "the shared Python runtime and " if RUNTIME_WORLD in todo else ""
+        count = total - (RUNTIME_WORLD in todo)
+        echo(f"building {what}{count} plugin(s) into {out_dir}/ ({jobs} at a time)…")
     try:
         with ThreadPoolExecutor(jobs) as pool:
             list(pool.map(run, todo))

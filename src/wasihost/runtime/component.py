@@ -30,6 +30,7 @@ from wasihost.runtime.artifacts import load_precompiled
 from wasihost.runtime.calls import trap_reason
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import Engine
+from wasihost.runtime.source import Sources
 
 # WASI packages the host provides, locked down (no preopens, env, args or
 # network): componentize-py components import all of them.
@@ -67,6 +68,15 @@ class CheckedComponent:
     has_state: bool
     precompiled: bool  # not compiled now: a matching .cwasm, or shared with another plugin
     load_ms: float  # reading + compiling or deserialising
+    # A source plugin: the shared runtime, and the modules its loader is given
+    # for every new instance (those of this version, not what is on disk now).
+    sources: Sources | None = None
+
+    @property
+    def version(self) -> str:
+        """The sha256 naming this version of the plugin: its component's, or for
+        a source plugin its modules' (the runtime is the same for every one)."""
+        return self.sources.sha256 if self.sources is not None else self.sha256
 
 
 def _contract_functions(

@@ -556,6 +556,9 @@ def parse_contract(text: str) -> Contract:
     return Contract(package, version, interfaces, worlds)
 
 
+WIT_FILES = ("plugin.wit", "runtime.wit")
+
+
 def packaged_wit() -> Path:
     """The folder of the contract shipped with this host, for tools that need a WIT dir."""
     return Path(str(resources.files("wasihost").joinpath("plugin.wit"))).resolve().parent
@@ -563,6 +566,8 @@ def packaged_wit() -> Path:
 
 @cache
 def load_contract() -> Contract:
-    """The contract shipped with this host (a copy of ``wit/plugin.wit``)."""
-    text = resources.files("wasihost").joinpath("plugin.wit").read_text(encoding="utf-8")
-    return parse_contract(text)
+    """The contract shipped with this host (copies of ``wit/*.wit``): the plugins'
+    ``plugin.wit`` and ``runtime.wit``, the shared Python runtime's loader."""
+    package = resources.files("wasihost")
+    texts = [package.joinpath(name).read_text(encoding="utf-8") for name in WIT_FILES]
+    return parse_contract("\n".join(texts))

@@ -33,22 +33,44 @@ T = TypeVar("T")
 def build_linker(
     engine: Engine, contract: Contract, ctx: CapabilityContext, checked: CheckedComponent
 ) -> component.Linker:
-    """A linker offering exactly the capabilities of the component's world, bound to
+    """A linker offering exactly the capabilities of the plugin's world, bound to
     one plugin.
 
-    On the typed path each capability the component imports gets its call
-    plan here, from the type the component imports it with.
+    A component built for the world imports nothing else (the check saw to
+    that). The shared Python runtime imports every capability: those outside
+    the plugin's world are linked to a refusal, so the linker, not the
+    guest, is what keeps a plugin to its world. On the typed and compiled
+    paths each capability gets its call plan here, from the type the
+    component imports it with.
     """
+    granted = contract.worlds[checked.world].imports
+    imported = [contract.interface_of(qualified) for qualified, _ in checked.imports]
+    withheld = {i.name for i in imported if i is not None and i.functions} - granted
     linker = component.Linker(engine.wasmtime)
     linker.add_wasip2()
     with linker.root() as root:
-        for interface in sorted(contract.worlds[checked.world].imports):
+        for interface in sorted(granted | withheld):
             qualified = contract.qualified(interface)
+            functions = PROVIDERS[interface](ctx)
+            if interface in withheld:
+                functions = _refusals(ctx, interface, checked.world, functions)
             with root.add_instance(qualified) as instance:
-                for name, impl in PROVIDERS[interface](ctx).items():
+                for name, impl in functions.items():
                     ty = checked.imports.get((qualified, name))
                     _define(engine, instance, ctx.plugin, name, impl, ty)
     return linker
+
+
+def _refusals(
+    ctx: CapabilityContext, interface: str, world: str, functions: dict[str, Callable[..., Any]]
+) -> dict[str, Callable[..., Any]]:
+    """Every function of ``interface`` refused: its ``result`` error, or a trap
+    for a function without one."""
+
+    def refuse(*_args: Any) -> Any:
+        raise ctx.refuse("world", f"{interface} is not a capability of world {world}")
+
+    return dict.fromkeys(functions, refuse)
 
 
 def _define(

@@ -37,6 +37,8 @@ from wasihost.runtime.guest_thread import GuestThread, HungCall, SyncJob
 from wasihost.runtime.instance import Instance, build_linker
 from wasihost.runtime.lifecycle import INITIAL, Event, ImpossibleTransition, settle, transition
 from wasihost.runtime.lifecycle import PluginState as PluginState
+from wasihost.runtime.shared import LOADER_KEY, check_source, load_args
+from wasihost.runtime.source import folder_signature
 from wasihost.runtime.supervision import SupervisionPolicy, Supervisor
 
 log = logging.getLogger("wasihost.plugin")
@@ -69,7 +71,7 @@ class PluginSpec:
 
     name: str
     world: str
-    wasm: Path
+    wasm: Path  # the component; for a source plugin, the shared Python runtime
     settings: dict[str, Any] = field(default_factory=dict)
     grants: Grants = field(default_factory=Grants)
     timeout_ms: int = 1000
@@ -77,6 +79,23 @@ class PluginSpec:
     max_log_lines_per_minute: int = 120
     max_actuator_changes_per_minute: int = 6
     supervision: SupervisionPolicy = field(default_factory=SupervisionPolicy)
+    source: Path | None = None  # a source plugin's folder, run in the shared runtime
+    state: bool = False  # a source plugin exports ``state`` (its plugin.toml says so)
+
+    def signature(self) -> Signature | None:
+        """What the reload fallback compares each cycle: the component file's,
+        or every file a source plugin is read from."""
+        if self.source is not None:
+            return folder_signature(self.source)
+        return file_signature(self.wasm)
+
+    @property
+    def watched(self) -> Path:
+        """The file or folder whose changes are a new version."""
+        return self.source if self.source is not None else self.wasm
+
+
+Signature = tuple[Any, ...]
 
 
 @dataclass
@@ -102,7 +121,7 @@ class Candidate:
     checked: CheckedComponent
     linker: Any
     instance: Instance
-    signature: tuple[int, int] | None
+    signature: Signature | None
     prepare_ms: float
     info: dict[str, Any] | None  # what describe() returned, for worlds that have it
 
@@ -177,7 +196,7 @@ class Plugin:
         self._state_lock = threading.Lock()
         self.supervisor = Supervisor(spec.supervision, monotonic)
         self.stats = PluginStats()
-        self.signature: tuple[int, int] | None = None  # of the .wasm now live
+        self.signature: Signature | None = None  # of the version now live
         # The newest state the host holds for the plugin: read from disk at
         # start, or taken from the guest since; kept when a restore fails.
         self.last_snapshot: bytes | None = None
@@ -299,7 +318,7 @@ class Plugin:
 
     @property
     def loaded_sha256(self) -> str | None:
-        return self._checked.sha256 if self._checked else None
+        return self._checked.version if self._checked else None
 
     @property
     def stateful(self) -> bool:
@@ -366,10 +385,21 @@ class Plugin:
         preparation after its deadline instead of holding the caller.
         """
         started = time.perf_counter()
-        signature = file_signature(self.spec.wasm)
-        checked = check_component(
-            self.name, self._engine, self._contract, self.world, self.spec.wasm
-        )
+        signature = self.spec.signature()
+        if self.spec.source is None:
+            checked = check_component(
+                self.name, self._engine, self._contract, self.world, self.spec.wasm
+            )
+        else:
+            checked = check_source(
+                self.name,
+                self._engine,
+                self._contract,
+                self.world,
+                self.spec.state,
+                self.spec.wasm,
+                self.spec.source,
+            )
         linker = build_linker(self._engine, self._contract, self.ctx, checked)
 
         def build(guest: GuestThread) -> tuple[Instance, dict[str, Any] | None]:
@@ -446,6 +476,11 @@ class Plugin:
                 f"{self.spec.wasm} ({self.world}, sha256 {checked.sha256[:12]}, "
                 f"{how} in {checked.load_ms:.0f} ms)"
             )
+            if checked.sources is not None:
+                loaded = (
+                    f"{checked.sources.folder} ({self.world}, source sha256 "
+                    f"{checked.sources.sha256[:12]}, in the shared runtime {checked.path})"
+                )
             try:
                 self._guest.run(lambda: self._go_live(candidate, Event.LOADED, loaded))
             except PluginError:
@@ -476,8 +511,8 @@ class Plugin:
             raise
         old, carried = self._guest.wait(job)
         report = {
-            "old_hash": old.sha256[:12] if old else None,
-            "new_hash": candidate.checked.sha256[:12],
+            "old_hash": old.version[:12] if old else None,
+            "new_hash": candidate.checked.version[:12],
             "precompiled": candidate.checked.precompiled,
             "compile_ms": round(candidate.checked.load_ms, 1),
             "prepare_ms": round(candidate.prepare_ms, 1),
@@ -548,21 +583,33 @@ class Plugin:
                 self.spec.max_memory_mb,
                 self.output,
             )
+        if checked.sources is not None:
+            args = load_args(self._contract, self.world, self.spec.state, checked.sources)
+            where = f"{checked.sources.folder}: cannot load"
+            self._setting_up(guest, instance, LOADER_KEY, args, where)
         if checked.has_settings:
-            try:
-                self._guest_call(
-                    guest, instance, "settings.configure", json.dumps(self.spec.settings)
-                )
-            except GuestError as exc:
-                instance.close()
-                raise PluginLoadError(self.name, f"refused its settings: {exc.reason}") from None
-            except PluginTrap as exc:
-                instance.close()
-                raise PluginLoadError(self.name, exc.reason) from None
-            except BaseException:
-                instance.close()
-                raise
+            settings = (json.dumps(self.spec.settings),)
+            self._setting_up(
+                guest, instance, "settings.configure", settings, "refused its settings"
+            )
         return instance
+
+    def _setting_up(
+        self, guest: GuestThread, instance: Instance, function: str, args: Any, refusal: str
+    ) -> None:
+        """A call that makes a new instance ready (load, configure): any failure
+        closes it and is a load error."""
+        try:
+            self._guest_call(guest, instance, function, *args)
+        except GuestError as exc:
+            instance.close()
+            raise PluginLoadError(self.name, f"{refusal}: {exc.reason}") from None
+        except PluginTrap as exc:
+            instance.close()
+            raise PluginLoadError(self.name, exc.reason) from None
+        except BaseException:
+            instance.close()
+            raise
 
     def _restore_state(
         self,
@@ -791,7 +838,7 @@ class Plugin:
             "quarantines": self.supervisor.quarantines,
             "retry_in_s": self.supervisor.retry_in_s(),
             "last_reload": self.stats.last_reload,
-            "loaded_hash": checked.sha256[:12] if checked else None,
+            "loaded_hash": checked.version[:12] if checked else None,
             "stateful": bool(checked and checked.has_state),
             "info": self.info,
             "wasm": str(self.spec.wasm),

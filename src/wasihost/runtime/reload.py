@@ -23,7 +23,8 @@ from pathlib import Path
 from watchfiles import awatch
 
 from wasihost.errors import PluginError
-from wasihost.runtime.plugin import Plugin, file_signature
+from wasihost.runtime.plugin import Plugin, Signature
+from wasihost.runtime.source import LIBRARY
 from wasihost.snapshots import SnapshotStore
 
 log = logging.getLogger("wasihost.runtime.reload")
@@ -42,19 +43,32 @@ class Reloader:
     def __init__(self, plugins: dict[str, Plugin], snapshots: SnapshotStore | None = None) -> None:
         self.plugins = plugins
         self.snapshots = snapshots
-        self._by_path = {p.spec.wasm.resolve(): name for name, p in plugins.items()}
+        self._by_path = {
+            p.spec.wasm.resolve(): name for name, p in plugins.items() if p.spec.source is None
+        }
+        # A source plugin is every file below its folder, and the shared guest
+        # library beside it (its reload is a no-op if its own files are unchanged).
+        self._by_folder: list[tuple[Path, str]] = []
+        for name, plugin in plugins.items():
+            if plugin.spec.source is not None:
+                folder = plugin.spec.source.resolve()
+                self._by_folder += [(folder, name), (folder.parent / LIBRARY, name)]
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # One reload of a plugin at a time, whoever asks (detectors, operator).
         self._locks: dict[str, asyncio.Lock] = {}
         self.ready = asyncio.Event()  # set once the file watcher is watching
         self._again: set[str] = set()
-        self._failed_signature: dict[str, tuple[int, int] | None] = {}
-        self._seen_signature: dict[str, tuple[int, int] | None] = {}
+        self._failed_signature: dict[str, Signature | None] = {}
+        self._seen_signature: dict[str, Signature | None] = {}
 
     # -- detection ------------------------------------------------------------
     async def watch(self, stop: asyncio.Event) -> None:
         """React to file events in the folders holding plugin files until ``stop``."""
-        folders = sorted({path.parent for path in self._by_path if path.parent.is_dir()})
+        candidates = {path.parent for path in self._by_path}
+        candidates |= {folder for folder, _ in self._by_folder}
+        present = {folder for folder in candidates if folder.is_dir()}
+        # Nested folders would report one event twice: watch the outermost only.
+        folders = sorted(f for f in present if not any(f.is_relative_to(o) for o in present - {f}))
         if not folders:
             return
         log.info("watching %s for new plugin versions", ", ".join(map(str, folders)))
@@ -62,22 +76,29 @@ class Reloader:
             *folders,
             stop_event=stop,
             step=STEP_MS,
-            recursive=False,
+            recursive=bool(self._by_folder),
             watch_filter=None,
             rust_timeout=READY_PROBE_MS,
             yield_on_timeout=True,
         ):
             self.ready.set()  # the first (empty) yield: the OS watches are in place
-            for _change, raw in changes:
-                name = self._by_path.get(Path(raw).resolve())
-                if name is not None:
-                    self.request(name)
+            for name in sorted({n for _change, raw in changes for n in self._named(raw)}):
+                self.request(name)
+
+    def _named(self, raw: str) -> list[str]:
+        """The plugins a changed path may be a new version of."""
+        path = Path(raw).resolve()
+        if "__pycache__" in path.parts:
+            return []
+        named = self._by_path.get(path)
+        found = [named] if named is not None else []
+        return found + [name for folder, name in self._by_folder if path.is_relative_to(folder)]
 
     def check_files(self) -> None:
         """The per-cycle fallback: reload a plugin whose file changed and has
         been stable since the previous check (and did not fail as it is)."""
         for name, plugin in self.plugins.items():
-            signature = file_signature(plugin.spec.wasm)
+            signature = plugin.spec.signature()
             previous = self._seen_signature.get(name)
             self._seen_signature[name] = signature
             if (
@@ -116,12 +137,12 @@ class Reloader:
             return await self._reload(name, plugin)
 
     async def _reload(self, name: str, plugin: Plugin) -> bool:
-        signature = file_signature(plugin.spec.wasm)
+        signature = plugin.spec.signature()
         if signature is not None and signature == plugin.signature:
             return False  # already live (e.g. both detectors saw one change)
         try:
             candidate = await asyncio.to_thread(plugin.prepare)
-            if candidate.checked.sha256 == plugin.loaded_sha256:
+            if candidate.checked.version == plugin.loaded_sha256:
                 candidate.instance.close()
                 plugin.signature = candidate.signature
                 log.info("[%s] file touched but unchanged; nothing to reload", name)

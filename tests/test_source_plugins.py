@@ -1,0 +1,205 @@
+"""Source plugins: a plugin folder run in the shared Python runtime, no build per plugin.
+
+The seed plugins run unchanged from their folders; the linker, not the
+guest, keeps a source plugin to its world's capabilities; a bad folder is
+refused at load with the file and line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wasihost.boards.base import OFF
+from wasihost.boards.sim import SimBoard
+from wasihost.config import HostConfig, parse_config
+from wasihost.errors import ConfigError, PluginTrap
+from wasihost.host import Host
+from wasihost.runtime.plugin import PluginState
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME = ROOT / "build" / "python-runtime.wasm"
+SOURCES = ROOT / "tests" / "source-plugins"
+
+
+@pytest.fixture(scope="session")
+def runtime(built: dict[str, Path]) -> Path:
+    """The shared runtime, built with the plugins (``wasihost build``)."""
+    assert RUNTIME.is_file(), "wasihost build makes build/python-runtime.wasm"
+    return RUNTIME
+
+
+def source_config(tmp_path: Path, runtime: Path, plugins: dict[str, dict[str, Any]]) -> HostConfig:
+    data: dict[str, Any] = {
+        "web": {"enabled": False},
+        "history": {"path": str(tmp_path / "history.sqlite3")},
+        "state": {"dir": str(tmp_path / "state")},
+        "plugins": plugins,
+    }
+    return parse_config(data, Path("test.toml"))
+
+
+@pytest.fixture
+def source_host(
+    tmp_path: Path, runtime: Path, board: SimBoard, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[dict[str, dict[str, Any]]], Host]:
+    monkeypatch.chdir(ROOT)  # build/python-runtime.wasm, as `make run` finds it
+    hosts: list[Host] = []
+
+    def make(plugins: dict[str, dict[str, Any]]) -> Host:
+        host = Host(source_config(tmp_path, runtime, plugins), board=board)
+        hosts.append(host)
+        host.load_plugins()
+        return host
+
+    yield make  # type: ignore[misc]
+    for host in hosts:
+        host.close()
+
+
+SEEDS = {
+    "pi_monitor": {"led": 0, "source": "plugins/pi-monitor"},
+    "dht22": {"led": 1, "source": "plugins/dht22"},
+    "bme680": {"led": 2, "source": "plugins/bme680"},
+    "sht31": {"led": 3, "source": "plugins/sht31", "world": "sensor-plugin",
+              "grants": {"i2c_addresses": ["0x44"]}},
+    "dashboard": {"source": "plugins/dashboard"},
+}  # fmt: skip
+
+
+async def test_the_seed_plugins_run_unchanged_from_their_folders(
+    source_host: Callable[..., Host], board: SimBoard
+) -> None:
+    host = source_host(SEEDS)
+    for _ in range(3):
+        readings = await host.cycle.run_once()
+        await asyncio.sleep(0.02)  # the simulated SHT31 takes 16 ms to measure
+    assert {r.plugin for r in readings} == {"pi-monitor", "dht22", "bme680", "sht31"}
+    statuses = host.statuses()
+    for name in ("pi-monitor", "dht22", "bme680", "sht31"):
+        assert statuses[name]["state"] == "running", statuses[name]
+        assert statuses[name]["polls"] == 3
+    assert host.plugins["dht22"].spec.source == Path("plugins/dht22")
+    # Module globals persist between polls, as in a component of its own.
+    dht22 = next(r for r in readings if r.plugin == "dht22")
+    assert dht22.status["poll_count"] == 3
+    assert board.leds[1] != OFF  # its LED write reached the strip
+    assert host.dashboard is not None
+    page = host.dashboard.call(host.snapshot_json())
+    assert "<html" in page.lower() and "dht22" in page
+
+
+# The runtime's import numbers (componentize-py numbers the world's imports in
+# WIT order): 12 is system-info.get-memory, 10 fan-controller.get-fan-state,
+# 2 gpio-provider.get-timestamp-ms. If the WIT changes, the refusal texts
+# below say which capability a number now reaches.
+GET_MEMORY, GET_FAN_STATE, GET_TIMESTAMP = 12, 10, 2
+
+
+def test_a_source_plugin_cannot_reach_a_capability_outside_its_world(
+    source_host: Callable[..., Host], board: SimBoard
+) -> None:
+    """The attacker's test: the dashboard world has no capabilities; the plugin
+    calls the runtime's import trampoline directly, past the hidden bindings."""
+    host = source_host({"snoop": {"source": str(SOURCES / "snoop"), "world": "dashboard-plugin"}})
+    snoop = host.plugins["snoop"]
+    page = snoop.call(f"{GET_MEMORY},{GET_FAN_STATE}")
+    assert page.splitlines() == [
+        f"{GET_MEMORY} returned Err(value='system-info is not a capability of world "
+        "dashboard-plugin')",
+        f"{GET_FAN_STATE} returned Err(value='fan-controller is not a capability of world "
+        "dashboard-plugin')",
+    ]
+    assert snoop.ctx.refusals["world"] == 2
+    # A capability without an error case cannot answer a refusal: the call traps.
+    with pytest.raises(PluginTrap, match="get-timestamp-ms failed"):
+        snoop.call(str(GET_TIMESTAMP))
+
+
+def test_importing_a_capability_outside_the_world_is_refused_at_load(
+    source_host: Callable[..., Host],
+) -> None:
+    folder = SOURCES / "bad-import"
+    host = source_host({"bad": {"source": str(folder), "world": "dashboard-plugin"}})
+    plugin = host.plugins["bad"]
+    assert plugin.state is PluginState.FAILED
+    error = plugin.stats.last_error or ""
+    assert f"{folder}: cannot load" in error
+    assert 'File "app.py", line 6' in error
+    assert "system-info is not a capability of this plugin's world (it imports: none)" in error
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"app.py": "def broken(:\n"}, 'File "app.py", line 1'),
+        ({"app.py": "import helper\n", "helper.py": "raise ValueError('no')\n"},
+         "ValueError: no"),
+        ({"app.py": "import json\n", "json.py": ""},
+         "json.py: the module name 'json' is taken by the runtime"),
+        ({"app.py": "x = 1\n"}, "app.py defines no class DashboardLogic"),
+        ({"app.py": b"\xff\xfe"}, "app.py: not UTF-8 text"),
+    ],
+)  # fmt: skip
+def test_a_bad_folder_is_refused_with_the_file_and_why(
+    tmp_path: Path, source_host: Callable[..., Host], files: dict[str, Any], message: str
+) -> None:
+    folder = tmp_path / "plugin"
+    folder.mkdir()
+    (folder / "plugin.toml").write_text('world = "dashboard-plugin"\n')
+    for name, text in files.items():
+        path = folder / name
+        path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    host = source_host({"bad": {"source": str(folder), "world": "dashboard-plugin"}})
+    plugin = host.plugins["bad"]
+    assert plugin.state is PluginState.FAILED
+    assert message in (plugin.stats.last_error or "")
+
+
+def test_a_folder_built_as_a_component_is_not_a_source(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "app.py").write_text("")
+    (folder / "plugin.toml").write_text('world = "dashboard-plugin"\nkind = "component"\n')
+    data = {"plugins": {"p": {"source": str(folder), "world": "dashboard-plugin"}}}
+    config = parse_config(data, Path("test.toml"))
+    from wasihost.runtime.contract import load_contract
+    from wasihost.specs import plugin_specs
+
+    with pytest.raises(ConfigError, match=r'plugins\.p\.source: .* says kind = "component"'):
+        plugin_specs(config, load_contract())
+
+
+async def test_an_edit_goes_live_as_a_reload_with_state_carried(
+    tmp_path: Path, source_host: Callable[..., Host]
+) -> None:
+    folder = tmp_path / "counter"
+    folder.mkdir()
+    (folder / "plugin.toml").write_text('world = "sensor-plugin"\nstate = true\n')
+    app = folder / "app.py"
+    template = (ROOT / "tests" / "source-plugins" / "counter_app.py.tmpl").read_text()
+    app.write_text(template.replace("VERSION", "1.0.0"))
+    host = source_host({"counter": {"source": str(folder), "world": "sensor-plugin"}})
+    for _ in range(2):
+        await host.cycle.run_once()
+    plugin = host.plugins["counter"]
+    app.write_text(template.replace("VERSION", "2.0.0"))
+    assert host.reloader is not None
+    assert await host.reloader.reload("counter")
+    assert plugin.info is not None and plugin.info["version"] == "2.0.0"
+    readings = await host.cycle.run_once()
+    values = {m.name: m.value for m in readings[0].measurements}
+    assert values["polls"] == 3.0  # the count went on across the new version
+
+
+def test_a_source_plugin_missing_its_entry_module_is_refused(
+    tmp_path: Path, source_host: Callable[..., Host]
+) -> None:
+    (tmp_path / "plugin.toml").write_text('world = "dashboard-plugin"\n')
+    host = source_host({"empty": {"source": str(tmp_path), "world": "dashboard-plugin"}})
+    assert host.plugins["empty"].state is PluginState.FAILED
+    assert "no app.py" in (host.plugins["empty"].stats.last_error or "")
