@@ -13,9 +13,16 @@ from pathlib import Path
 from wasihost.config import HostConfig
 from wasihost.errors import PluginLoadError
 from wasihost.grants import describe
-from wasihost.runtime.component import WASI_PACKAGES, check, compile_file, instance_functions
+from wasihost.runtime.component import (
+    WASI_PACKAGES,
+    check,
+    compile_file,
+    instance_functions,
+    verified_functions,
+)
 from wasihost.runtime.contract import load_contract
 from wasihost.runtime.engine import Engine
+from wasihost.runtime.shared import RUNTIME_WORLD
 from wasihost.specs import grants_of
 
 Echo = Callable[[str], None]
@@ -63,11 +70,17 @@ def run_check(
         refused: dict[str, str] = {}
         for world in sorted(contract.worlds):
             try:
-                check(plugin or path.stem, engine, contract, world, compiled)
+                if world == RUNTIME_WORLD:  # not a plugin's world: no one logic export
+                    verified_functions(plugin or path.stem, engine, contract, world, compiled)
+                else:
+                    check(plugin or path.stem, engine, contract, world, compiled)
                 fits.append(world)
             except PluginLoadError as exc:
-                refused[world] = exc.reason
+                if world != RUNTIME_WORLD:
+                    refused[world] = exc.reason
         echo(f"fits worlds: {', '.join(fits) or 'none'}")
+        if RUNTIME_WORLD in fits:
+            echo("  (the shared Python runtime: source plugins run in it, see docs/PLUGINS.md)")
         if not fits:
             # Why not: for the worlds whose logic it exports (else every world).
             logic = {w: contract.qualified(contract.logic_of(w)[0]) for w in refused}
