@@ -109,7 +109,7 @@ async def seed_host(
     yield make_host(make_config(SEED_PLUGINS))
 
 
-# -- hostile-plugin suite report (tests/test_hostile.py) ----------------------
+# -- hostile-plugin suite report (tests/hostile/test_hostile.py) --------------
 HOSTILE_ROWS = pytest.StashKey[list[tuple[str, str, float | None]]]()
 
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from wasihost.config import HostConfig
-from wasihost.errors import GuestError
 from wasihost.host import Host
 from wasihost.web.server import create_app
 from wasihost.web.shell import FRAME_URL
@@ -67,17 +65,3 @@ async def test_status_text_rides_along(make_config: MakeConfig, make_host: MakeH
     assert host.state.to_json()["readings"]["probe"]["status"] == {
         "cpu_temperature_status": "simulated"
     }
-
-
-@pytest.mark.parametrize(("grant", "ok"), [([], False), (["0x77"], True)])
-def test_i2c_comes_from_grants(
-    make_config: MakeConfig, make_host: MakeHost, grant: list[str], ok: bool
-) -> None:
-    host = make_host(
-        make_config({"probe": generic(settings={"probe": 0x77}, grants={"i2c_addresses": grant})})
-    )
-    if ok:
-        host.plugins["probe"].call()
-    else:
-        with pytest.raises(GuestError, match="I2C address 0x77 is not granted to probe"):
-            host.plugins["probe"].call()

@@ -8,13 +8,13 @@ steered through its own test handles; the Pi board is the real ``PiBoard``
 over ``FakePi`` (fakes only at the lowest seams: sysfs and /proc files, the
 SMBus with emulated chips on it, gpiod lines, the SPI device, the clock).
 
-Behaviour only one board has stays in that board's files (test_pi_*.py, and
-the simulated board through the host in test_cycle.py and others). What
+Behaviour only one board has stays in that board's files (pi/test_pi_*.py, and
+the simulated board through the host in tests/test_cycle.py and others). What
 the two boards do differently, on purpose:
 
 - the DHT22: the simulated board reads one on any pin; the Pi board only on
   ``[sensors.dht22] gpio_pin`` (another pin is a ``BoardError``), and it
-  serves one reading for the sensor's two-second interval (test_pi_dht22.py);
+  serves one reading for the sensor's two-second interval (pi/test_pi_dht22.py);
 - an I2C read with no register written first, or a quick probe: on the Pi,
   as on the wire, the BME680 reads on from its register pointer and
   acknowledges the probe; the simulated board hands the transfer to the

@@ -15,7 +15,7 @@ from wasihost.errors import BuildError
 from wasihost.runtime.manifest import Manifest
 from wasihost.runtime.source import EMBEDDED_ASSETS, library_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_up_to_date_plugins_are_skipped(built: dict[str, Path]) -> None:

@@ -1,10 +1,12 @@
-"""Per-plugin limits and grants: deadlines, memory, stack, output, actuators, error sizes."""
+"""Per-plugin limits: deadlines, memory, stack, output, actuator rates, error sizes.
+
+Grants are tested together in tests/capabilities/test_grants.py.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,23 +67,6 @@ def test_buzzer_chatter_is_rate_limited(
     assert host.statuses()["chatter"]["refused_by_kind"] == {"buzzer-rate": 2}
 
 
-def test_buzzer_needs_a_grant(
-    make_config: MakeConfig, make_host: MakeHost, board: SimBoard
-) -> None:
-    host = make_host(make_config({"quiet": {**chaos(mode="beep"), "grants": {"buzzer": False}}}))
-    with pytest.raises(GuestError, match="the buzzer is not granted to quiet"):
-        host.plugins["quiet"].call()
-    assert board.beeps == []
-
-
-def test_explicit_gpio_grant(make_config: MakeConfig, make_host: MakeHost, board: SimBoard) -> None:
-    board.set_dht22(20.0, 50.0)  # no random read failures
-    host = make_host(
-        make_config({"probe": {**chaos(mode="read_pin", pin=17), "grants": {"gpio_pins": [17]}}})
-    )
-    assert host.plugins["probe"].call()["poll_count"] == 1
-
-
 def test_print_flood_is_capped(
     make_config: MakeConfig, make_host: MakeHost, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -116,13 +101,6 @@ async def test_non_finite_values_are_not_published(
     reading = host.state.to_json()["readings"]["odd"]
     names = {m["name"] for m in reading["measurements"]}
     assert "temperature" not in names and "humidity" not in names
-
-
-def test_grants_config_is_validated() -> None:
-    with pytest.raises(ConfigError, match=r"plugins\.x\.grants\.i2c_addresses\.0"):
-        parse_config({"plugins": {"x": {"grants": {"i2c_addresses": ["0x99"]}}}}, Path("h.toml"))
-    with pytest.raises(ConfigError, match=r"plugins\.x\.grants\.leds\[0\]: LED index 30"):
-        parse_config({"plugins": {"x": {"grants": {"leds": [30]}}}}, Path("h.toml"))
 
 
 def test_timeout_longer_than_the_interval() -> None:

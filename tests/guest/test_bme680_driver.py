@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = ROOT / "plugins" / "bme680"
 if importlib.util.find_spec("wasihost") is None:
     sys.path.insert(0, str(ROOT / "src"))

@@ -21,7 +21,7 @@ from wasihost.errors import ConfigError, PluginTrap
 from wasihost.host import Host
 from wasihost.runtime.plugin import PluginState
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ROOT / "build" / "python-runtime.wasm"
 SOURCES = ROOT / "tests" / "source-plugins"
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-DASHBOARD_DIR = Path(__file__).resolve().parents[1] / "plugins" / "dashboard"
+DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "plugins" / "dashboard"
 sys.path.insert(0, str(DASHBOARD_DIR))  # the shared guest library: the root conftest.py
 
 import assets  # noqa: E402 - importable only once the plugin directory is on sys.path
@@ -595,7 +595,7 @@ def test_a_failing_card_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("module", ["render.py", "assets.py"])
 def test_renderer_modules_use_only_the_standard_library(module: str) -> None:
     """And the shared guest library, which is standard library only itself
-    (tests/test_guest_library.py)."""
+    (tests/guest/test_guest_library.py)."""
     tree = ast.parse((DASHBOARD_DIR / module).read_text(encoding="utf-8"))
     imported = {
         alias.name.split(".")[0]
@@ -615,7 +615,7 @@ def test_renderer_modules_use_only_the_standard_library(module: str) -> None:
 
 def test_the_style_sheet_and_script_are_the_asset_files_verbatim() -> None:
     """Real files for their linter; the page inlines them byte for byte (in the
-    component the build embeds them: tests/test_build.py)."""
+    component the build embeds them: tests/authoring/test_build.py)."""
     style = (DASHBOARD_DIR / "assets" / "style.css").read_bytes().decode("utf-8")
     script = (DASHBOARD_DIR / "assets" / "app.js").read_bytes().decode("utf-8")
     page = render.render_page(full_state())

@@ -12,7 +12,7 @@ from wasihost.capabilities import Grants
 from wasihost.errors import GuestError
 from wasihost.testing import ComponentPlugin, NativePlugin, plugin_under_test
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DHT22_GRANTS = Grants(leds=frozenset({1}), gpio_pins=frozenset({4}), buzzer=True)
 
 

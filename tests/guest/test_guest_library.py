@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from wasihost_guest import iaq, jsonguard, settings
 
-LIBRARY = Path(__file__).resolve().parent.parent / "plugins" / "_shared" / "wasihost_guest"
+LIBRARY = Path(__file__).resolve().parents[2] / "plugins" / "_shared" / "wasihost_guest"
 MODULES = sorted(LIBRARY.glob("*.py"))
 
 

@@ -36,7 +36,7 @@ from wasihost.telemetry.stream import StateStream
 from wasihost.web.node import Node
 from wasihost.web.server import create_app, serve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 Client = TestClient[web.Request, web.Application]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from wasihost.authoring.reference import parse_items, render_reference
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_reference_is_up_to_date() -> None:

@@ -16,7 +16,7 @@ from wasihost.config import HostConfig
 from wasihost.errors import WasihostError
 from wasihost.host import Host
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_new_plugin_builds_tests_and_runs(

@@ -50,7 +50,7 @@ HOSTILE = "hostile"
 DEADLINE_MS = 200
 SLEEP_S = 3  # past the deadline by fifteen times, short enough to watch the thread return
 GOOD = ("steady", "dht22")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

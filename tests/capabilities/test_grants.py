@@ -1,8 +1,11 @@
-"""The grant table and the capabilities' signatures agree with everything derived from them.
+"""Grants: the table, the refusals, and what they do in a running host and in the config.
 
 A grant kind is one row of ``wasihost.grants.GRANTS``; a capability's WIT
-types are its Python signature. These tests hold the rest of the host to
-them: the ``Grants`` fields, the config's grant keys, the contract.
+types are its Python signature. The first tests hold the rest of the host to
+them: the ``Grants`` fields, the config's grant keys, the contract. The
+others check that a plugin reaches exactly what it is granted, through a
+real host and a built plugin, and that the config refuses a bad grant.
+(The hostile suite, tests/hostile/, attacks the grants too.)
 """
 
 from __future__ import annotations
@@ -17,13 +20,18 @@ import pytest
 from wasihost.boards.sim import SimBoard
 from wasihost.capabilities import MODULES, PROVIDERS, CapabilityContext
 from wasihost.capabilities.wit import checked, signature
-from wasihost.config import GrantsConfig, parse_config
-from wasihost.errors import CapabilityError, ConfigError
+from wasihost.config import GrantsConfig, HostConfig, parse_config
+from wasihost.errors import CapabilityError, ConfigError, GuestError
 from wasihost.grants import GRANTS, Grants, describe, devices_of, grants_for
+from wasihost.host import Host
 from wasihost.leds import LedBuffer
 from wasihost.runtime.contract import load_contract
 
+MakeConfig = Callable[..., HostConfig]
+MakeHost = Callable[[HostConfig], Host]
 
+
+# -- the table, and refusals at the capability ---------------------------------------------
 def test_every_grant_kind_is_a_grants_field_and_a_config_key() -> None:
     fields = dataclasses.fields(Grants)
     assert [field.name for field in fields] == [grant.key for grant in GRANTS]
@@ -119,6 +127,73 @@ def test_a_function_without_parameters_is_not_wrapped(ctx: CapabilityContext) ->
         return 1
 
     assert checked(ctx, "uptime", uptime) is uptime
+
+
+# -- grants in a running host --------------------------------------------------------------
+def chaos(**settings: object) -> dict[str, object]:
+    return {"source": "chaos", "world": "dht22-plugin", "settings": settings}
+
+
+def generic(**plugin: object) -> dict[str, object]:
+    return {"source": "generic", "world": "sensor-plugin", **plugin}
+
+
+def test_led_write_outside_grant_is_refused(
+    make_config: MakeConfig, make_host: MakeHost, board: SimBoard
+) -> None:
+    host = make_host(make_config({"intruder": {**chaos(mode="led_outside", index=5), "led": 3}}))
+    plugin = host.plugins["intruder"]
+    with pytest.raises(
+        GuestError, match=r"refused: LED 5 is not granted to intruder \(granted: 3\)"
+    ):
+        plugin.call()
+    assert host.leds.snapshot()[5] == (0, 0, 0)
+    assert plugin.ctx.refusals["led"] == 1
+
+
+def test_gpio_pin_outside_grant_is_refused(make_config: MakeConfig, make_host: MakeHost) -> None:
+    host = make_host(make_config({"prober": chaos(mode="read_pin", pin=17)}))
+    with pytest.raises(GuestError, match="GPIO 17 is not granted to prober"):
+        host.plugins["prober"].call()
+
+
+def test_explicit_gpio_grant(make_config: MakeConfig, make_host: MakeHost, board: SimBoard) -> None:
+    board.set_dht22(20.0, 50.0)  # no random read failures
+    host = make_host(
+        make_config({"probe": {**chaos(mode="read_pin", pin=17), "grants": {"gpio_pins": [17]}}})
+    )
+    assert host.plugins["probe"].call()["poll_count"] == 1
+
+
+def test_buzzer_needs_a_grant(
+    make_config: MakeConfig, make_host: MakeHost, board: SimBoard
+) -> None:
+    host = make_host(make_config({"quiet": {**chaos(mode="beep"), "grants": {"buzzer": False}}}))
+    with pytest.raises(GuestError, match="the buzzer is not granted to quiet"):
+        host.plugins["quiet"].call()
+    assert board.beeps == []
+
+
+@pytest.mark.parametrize(("grant", "ok"), [([], False), (["0x77"], True)])
+def test_i2c_comes_from_grants(
+    make_config: MakeConfig, make_host: MakeHost, grant: list[str], ok: bool
+) -> None:
+    host = make_host(
+        make_config({"probe": generic(settings={"probe": 0x77}, grants={"i2c_addresses": grant})})
+    )
+    if ok:
+        host.plugins["probe"].call()
+    else:
+        with pytest.raises(GuestError, match="I2C address 0x77 is not granted to probe"):
+            host.plugins["probe"].call()
+
+
+# -- grants in the config ------------------------------------------------------------------
+def test_grants_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match=r"plugins\.x\.grants\.i2c_addresses\.0"):
+        parse_config({"plugins": {"x": {"grants": {"i2c_addresses": ["0x99"]}}}}, Path("h.toml"))
+    with pytest.raises(ConfigError, match=r"plugins\.x\.grants\.leds\[0\]: LED index 30"):
+        parse_config({"plugins": {"x": {"grants": {"leds": [30]}}}}, Path("h.toml"))
 
 
 def test_old_and_new_grant_spellings_refuse_the_same_way() -> None:

@@ -48,7 +48,7 @@ sync_api = pytest.importorskip(
 
 from wasihost.web import shell  # noqa: E402 - after the skips, like the browser import
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "plugins" / "dashboard"
 sys.path.insert(0, str(DASHBOARD_DIR))
 

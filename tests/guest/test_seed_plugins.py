@@ -15,7 +15,7 @@ import pytest
 from wasihost.authoring.build import discover
 from wasihost.runtime.source import library_for, module_files
 
-PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 SEEDS = discover(PLUGINS)
 
 

@@ -15,7 +15,7 @@ from wasihost.authoring.devloop import DevRebuilder
 from wasihost.config import HostConfig
 from wasihost.host import Host
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_affected_plugins(tmp_path: Path) -> None:
