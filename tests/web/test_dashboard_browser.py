@@ -357,11 +357,13 @@ def hostile_states(now_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
     return page_state, streamed
 
 
-def test_streamed_hostile_values_stay_text(browser: Any) -> None:
-    now_ms = int(time.time() * 1000)
-    page_state, streamed = hostile_states(now_ms)
-    points = [[now_ms - 20_000, 1.0], [now_ms - 15_000, HOSTILE], ["x", 2], [now_ms - 10_000, 3]]
-    history = {"points": [*points, [now_ms, 2], [now_ms + 1, None]]}
+def open_fake_host(
+    browser: Any, page_state: dict[str, Any], streamed: dict[str, Any], history: dict[str, Any]
+) -> tuple[Any, Console]:
+    """The host's shell, and the page rendered natively from `page_state`, served at
+    FAKE_ORIGIN with the host's real headers through Playwright's request routing;
+    `/api/stream` sends `streamed`, `/api/history` answers `history`. Returns the
+    shell's frame (``frame.page.context`` is to be closed) and the tab's console."""
     context = browser.new_context()
     # Later routes take precedence: anything not listed below is a 404.
     context.route("**/*", lambda route: route.fulfill(status=404))
@@ -391,7 +393,19 @@ def test_streamed_hostile_values_stay_text(browser: Any) -> None:
     console = Console(page)
     try:
         page.goto(f"{FAKE_ORIGIN}/")
-        frame = dashboard_frame(page)
+        return dashboard_frame(page), console
+    except BaseException:
+        context.close()
+        raise
+
+
+def test_streamed_hostile_values_stay_text(browser: Any) -> None:
+    now_ms = int(time.time() * 1000)
+    page_state, streamed = hostile_states(now_ms)
+    points = [[now_ms - 20_000, 1.0], [now_ms - 15_000, HOSTILE], ["x", 2], [now_ms - 10_000, 3]]
+    history = {"points": [*points, [now_ms, 2], [now_ms + 1, None]]}
+    frame, console = open_fake_host(browser, page_state, streamed, history)
+    try:
         frame.wait_for_function(
             "() => !document.querySelector('[data-error]').hidden", timeout=LIVE_TIMEOUT_MS
         )
@@ -416,4 +430,105 @@ def test_streamed_hostile_values_stay_text(browser: Any) -> None:
         assert frame.evaluate("window.pwned") is None
         assert console.errors == []
     finally:
-        context.close()
+        frame.page.context.close()
+
+
+def test_the_page_ignores_messages_not_from_the_shell(browser: Any) -> None:
+    """Only the shell (the parent window) speaks to the page: a state posted by anyone
+    else, here the page itself (as a frame it made could), is not applied."""
+    now_ms = int(time.time() * 1000)
+    page_state, _ = hostile_states(now_ms)
+    streamed = {**page_state, "cycle": 2}
+    forged = {**page_state, "cycle": "forged"}
+    frame, console = open_fake_host(browser, page_state, streamed, {"points": []})
+    try:
+        frame.wait_for_function(IS_LIVE, timeout=LIVE_TIMEOUT_MS)
+        assert text(frame, '[data-meta="cycle"]') == "2"
+        # Messages from one window arrive in order: once "done" is seen, the page's
+        # own listener has had the forged state.
+        shown = frame.evaluate(
+            """(forged) => new Promise((resolve) => {
+                addEventListener("message", (event) => {
+                    if (event.data === "done") {
+                        resolve(document.querySelector('[data-meta="cycle"]').textContent);
+                    }
+                });
+                postMessage({ type: "state", data: JSON.stringify(forged) }, "*");
+                postMessage("done", "*");
+            })""",
+            forged,
+        )
+        assert shown == "2"
+        assert console.errors == []
+    finally:
+        frame.page.context.close()
+
+
+def test_fleet_node_cards_follow_the_stream(browser: Any) -> None:
+    """A hub's page: the stream's fleet changes the node cards in place (values,
+    alarm, online or not, last seen, age, the counts)."""
+    from wasihost.telemetry.fleet import Fleet
+
+    now_s = time.time()
+    clock = [now_s - 180]
+    fleet = Fleet(offline_after_seconds=60, clock=lambda: clock[0])
+
+    def heard(node: str, temperature: float, alarm: str) -> None:
+        state = {
+            "timestamp_ms": int(clock[0] * 1000),
+            "temperature": temperature,
+            "units": {"temperature": "°C"},
+            "status": {"alarm": alarm},
+        }
+        fleet.handle(f"wasihost/{node}/availability", b"online")
+        fleet.handle(f"wasihost/{node}/dht22/state", json.dumps(state).encode())
+
+    def hub(cycle: int) -> dict[str, Any]:
+        """The hub's own state: no plugins of its own, the fleet it hears."""
+        return {
+            "node": "hub",
+            "cycle": cycle,
+            "timestamp_ms": int(clock[0] * 1000),
+            "interval_seconds": 0.5,
+            "leds": [],
+            "readings": {},
+            "plugins": {},
+            "fleet": fleet.to_json(),
+        }
+
+    heard("attic", 21.5, "none")
+    heard("cellar", 12.5, "none")
+    page_state = hub(1)
+    clock[0] = now_s  # three minutes on: the attic spoke again, the cellar did not
+    heard("attic", 22.5, "high")
+    streamed = hub(2)
+
+    frame, console = open_fake_host(browser, page_state, streamed, {"points": []})
+    attic, cellar = '[data-node="attic"]', '[data-node="cellar"]'
+    try:
+        # The frame is always served `page_state` (attic 21.5 and no alarm, both nodes
+        # online): whatever shows the streamed fleet was changed by the script.
+        frame.wait_for_function(
+            """() => document.querySelector('[data-meta="cycle"]').textContent === "2" """,
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        assert text(frame, f"{attic} [data-node-value]") == "22.5"
+        assert text(frame, f"{attic} [data-node-alarm]") == "alarm high"
+        assert frame.is_visible(f"{attic} [data-node-alarm]")
+        assert text(frame, f"{attic} [data-node-online]") == "online"
+        assert text(frame, f"{cellar} [data-node-online]") == "offline"
+        assert "offline" in (frame.get_attribute(cellar, "class") or "").split()
+        assert frame.is_visible(f"{cellar} [data-node-not-live]")
+        assert text(frame, f"{cellar} [data-node-seen]").startswith("last seen 3 min ago")
+        assert text(frame, f"{cellar} [data-node-age]") == "3 min ago"
+        assert text(frame, f"{cellar} [data-node-value]") == "12.5"  # kept, greyed
+        assert (
+            "node-stale"
+            in (frame.get_attribute(f'{cellar} [data-node-plugin="dht22"]', "class") or "").split()
+        )
+        assert text(frame, "[data-fleet-online]") == "1 online"
+        assert text(frame, "[data-fleet-offline]") == "1 offline"
+        assert frame.is_visible("[data-fleet-offline]")
+        assert console.errors == []
+    finally:
+        frame.page.context.close()

@@ -214,36 +214,10 @@ def test_page_is_self_contained() -> None:
     assert "http://" not in page and "https://" not in page
     assert [tag for tag, _ in elements if tag in ("link", "img", "iframe", "object")] == []
     assert not [attrs for _, attrs in elements if "src" in attrs or "href" in attrs]
-    assert "@import" not in assets.STYLE and "url(" not in assets.STYLE
+    # The style sheet and script load nothing either: ESLint's rules for the asset
+    # files (tests/web/test_dashboard_lint.py), which the page inlines verbatim.
     # Without JavaScript the page still refreshes itself, at most every 5 s.
     assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in page
-
-
-def test_script_only_ever_writes_text() -> None:
-    """The script handles untrusted values: no markup sinks, only fixed attribute names."""
-    script = script_of(render.render_page(hub_state()))
-
-    for sink in (
-        "innerHTML",
-        "outerHTML",
-        "insertAdjacentHTML",
-        "document.write",
-        "eval(",
-        "Function(",
-        "DOMParser",
-        "createContextualFragment",
-        "srcdoc",
-        'setTimeout("',
-    ):
-        assert sink not in script, sink
-    assert "textContent" in script
-    assert set(re.findall(r"setAttribute\((\"[^\"]*\"|[^,]*),", script)) == {'"d"', '"title"'}
-    # It talks to nothing but the host's shell, which relays the stream and the
-    # history: the sandboxed frame it runs in may not connect anywhere.
-    for api in ("fetch(", "EventSource", "XMLHttpRequest", "WebSocket", "sendBeacon", "location ="):
-        assert api not in script, api
-    assert re.findall(r"postMessage\(([^)]*)\)", script) == ["message, location.origin"]
-    assert "event.source !== parent" in script
 
 
 def test_script_gets_the_iaq_bands_from_python() -> None:
@@ -896,23 +870,6 @@ def test_a_failing_node_card_is_contained(monkeypatch: pytest.MonkeyPatch) -> No
     assert HOSTILE_TAG not in page
     # Still tagged, or the script would take the node for a new one and reload.
     assert attribute_values(parse(page), "data-node") == ["attic", "cellar", "garage"]
-
-
-def test_script_updates_node_cards_by_their_data_attributes() -> None:
-    script = script_of(render.render_page(hub_state()))
-
-    for marker in (
-        "state.fleet",
-        '"[data-node]", "node"',
-        '"[data-node-plugin]", "nodePlugin"',
-        '"[data-node-measure]", "nodeMeasure"',
-        "[data-node-online]",
-        "[data-node-seen]",
-        "[data-node-not-live]",
-        "[data-node-value]",
-        "[data-node-age]",
-    ):
-        assert marker in script, marker
 
 
 def test_a_hung_plugin_is_shown_as_a_fault() -> None:
