@@ -1,7 +1,7 @@
 """A hostile plugin built against a forged contract (``wit/plugin.wit`` here):
 the dht22 world's names with other types. ``mode`` picks what it does with them.
 
-One build serves every case of tests/test_hostile_types.py.
+One build serves every case of tests/hostile/test_hostile_types.py.
 """
 
 from __future__ import annotations
