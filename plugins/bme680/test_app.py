@@ -1,7 +1,7 @@
 """Tests for bme680, natively and as the built component, on the simulated board.
 
 The driver, the IAQ estimator and the state export are tested in depth
-against the chip emulator and fake bindings in tests/test_bme680_driver.py.
+against the chip emulator and fake bindings in tests/guest/test_bme680_driver.py.
 """
 
 from __future__ import annotations

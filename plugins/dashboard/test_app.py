@@ -1,7 +1,7 @@
 """Tests for dashboard: the page natively and from the built component, byte for byte.
 
-The renderer itself is tested in depth, natively, in tests/test_dashboard_render.py
-and in a real browser in tests/test_dashboard_browser.py.
+The renderer itself is tested in depth, natively, in tests/web/test_dashboard_render.py
+and in a real browser in tests/web/test_dashboard_browser.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ A capability function states its parameters' WIT types in its signature,
 does; ``PROVIDERS`` wraps each function in ``checked``, built once per bind
 from that signature, so a capability module holds only its policy (grants,
 sizes, rates). The contract stays the source of truth: a test holds every
-signature to ``wit/plugin.wit`` (tests/test_grants.py), since this layer may
+signature to ``wit/plugin.wit`` (tests/capabilities/test_grants.py), since this layer may
 not import the contract parser (it lives in ``runtime/``, above it).
 
 Why check at all: the load check makes every component declare the

@@ -10,7 +10,7 @@
  * it the addresses of the C functions it needs and the layout wasmtime-py
  * declares, and setup() refuses to run if that layout is not the one below.
  * The Python forms of values are exactly those of values.py; the test suite
- * runs every kind of value through both (tests/test_values.py).
+ * runs every kind of value through both (tests/runtime/test_values.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

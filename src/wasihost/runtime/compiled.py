@@ -12,7 +12,7 @@ back to the Python plans when it is missing (``available()`` says why). A
 type it does not convert (variants, results nested inside values, options
 whose payload can be None) also falls back, per function, to the Python
 plans. The Python forms of values are exactly those of ``values.py``;
-tests/test_values.py runs every kind of value through every path.
+tests/runtime/test_values.py runs every kind of value through every path.
 """
 
 from __future__ import annotations

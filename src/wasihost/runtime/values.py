@@ -17,7 +17,7 @@ The Python forms are exactly those of the generic path after
 ``calls.to_python``: records are dicts with snake_case keys, ``list<u8>`` is
 ``bytes``, enums are case names, and options, results and variants are
 untagged (the value itself) unless their cases share a Python type, in which
-case they are ``{"tag": case, "payload": value}``. tests/test_values.py checks
+case they are ``{"tag": case, "payload": value}``. tests/runtime/test_values.py checks
 both paths agree for every kind of type, so a wasmtime upgrade that changes
 the memory layout fails a test rather than corrupting a value on a device.
 

@@ -3,7 +3,7 @@
 The host starts the web (``cli`` hands ``server.serve`` to ``Host.run``) and
 the web needs a few of the host's parts, but it never imports the host: it
 depends on ``Node`` alone, and ``Host`` satisfies it structurally. mypy checks
-that where ``cli`` hands ``serve`` to ``Host.run`` (``tests/test_node.py`` checks
+that where ``cli`` hands ``serve`` to ``Host.run`` (``tests/web/test_node.py`` checks
 it on its own); tests may serve a small fake instead of a whole host.
 """
 
