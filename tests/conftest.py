@@ -34,7 +34,11 @@ def built() -> dict[str, Path]:
 @pytest.fixture
 def make_config(built: dict[str, Path], tmp_path: Path) -> Callable[..., HostConfig]:
     """A config dict → HostConfig, with wasm paths pointing at the built plugins
-    and the history database in the test's temporary folder."""
+    and the history database in the test's temporary folder.
+
+    A plugin runs the component built from ``plugins/<built>`` (default: its own
+    name); one given ``source`` runs that folder in the shared runtime instead.
+    """
 
     def make(plugins: dict[str, dict[str, Any]], **sections: Any) -> HostConfig:
         data: dict[str, Any] = {
@@ -46,9 +50,9 @@ def make_config(built: dict[str, Path], tmp_path: Path) -> Callable[..., HostCon
         }
         for name, plugin in plugins.items():
             plugin = dict(plugin)
-            source = plugin.pop("source", name.replace("_", "-"))
-            if "wasm" not in plugin:
-                plugin["wasm"] = str(built[source])
+            which = plugin.pop("built", name.replace("_", "-"))
+            if "wasm" not in plugin and "source" not in plugin:
+                plugin["wasm"] = str(built[which])
             data["plugins"][name] = plugin
         return parse_config(data, Path("test.toml"))
 

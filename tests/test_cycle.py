@@ -16,7 +16,7 @@ MakeHost = Callable[[HostConfig], Host]
 
 
 def chaos(**settings: object) -> dict[str, object]:
-    return {"source": "chaos", "world": "dht22-plugin", "settings": settings}
+    return {"built": "chaos", "world": "dht22-plugin", "settings": settings}
 
 
 async def test_one_led_write_per_cycle_with_three_plugins_writing(
@@ -124,7 +124,7 @@ async def test_plugin_text_in_the_sensor_log_line_is_escaped(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    host = make_host(make_config({"probe": {"source": "generic", "world": "sensor-plugin"}}))
+    host = make_host(make_config({"probe": {"built": "generic", "world": "sensor-plugin"}}))
     forged = {
         "name": "t",
         "value": 1.0,

@@ -16,7 +16,7 @@ MakeHost = Callable[[HostConfig], Host]
 
 
 def generic(**plugin: object) -> dict[str, object]:
-    return {"source": "generic", "world": "sensor-plugin", **plugin}
+    return {"built": "generic", "world": "sensor-plugin", **plugin}
 
 
 async def test_generic_plugin_reaches_state_history_api_and_dashboard(

@@ -131,11 +131,11 @@ def test_a_function_without_parameters_is_not_wrapped(ctx: CapabilityContext) ->
 
 # -- grants in a running host --------------------------------------------------------------
 def chaos(**settings: object) -> dict[str, object]:
-    return {"source": "chaos", "world": "dht22-plugin", "settings": settings}
+    return {"built": "chaos", "world": "dht22-plugin", "settings": settings}
 
 
 def generic(**plugin: object) -> dict[str, object]:
-    return {"source": "generic", "world": "sensor-plugin", **plugin}
+    return {"built": "generic", "world": "sensor-plugin", **plugin}
 
 
 def test_led_write_outside_grant_is_refused(

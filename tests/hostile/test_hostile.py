@@ -84,13 +84,13 @@ def steady_color(polls: int) -> Color:
 
 
 def chaos(**settings: Any) -> dict[str, Any]:
-    return {"source": "chaos", "world": "dht22-plugin", "settings": settings}
+    return {"built": "chaos", "world": "dht22-plugin", "settings": settings}
 
 
 def bus(**settings: Any) -> dict[str, Any]:
     """``hostile-bus`` granted the simulated BME680's address, as a driver would be."""
     return {
-        "source": "hostile-bus",
+        "built": "hostile-bus",
         "world": "bme680-plugin",
         "grants": {"i2c_addresses": [CHIP]},
         "settings": {"granted": CHIP, **settings},
@@ -762,7 +762,7 @@ async def test_hostile_dashboard(
     config = make_config(
         {
             "dashboard": {
-                "source": "hostile-dashboard",
+                "built": "hostile-dashboard",
                 "world": "dashboard-plugin",
                 "timeout_ms": DEADLINE_MS,
                 **attack.limits,

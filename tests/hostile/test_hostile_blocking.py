@@ -61,7 +61,7 @@ def room(board: SimBoard) -> None:
 
 def chaos(**settings: Any) -> dict[str, Any]:
     return {
-        "source": "chaos",
+        "built": "chaos",
         "world": "dht22-plugin",
         "settings": {"seconds": SLEEP_S, **settings},
         "timeout_ms": DEADLINE_MS,
@@ -69,7 +69,7 @@ def chaos(**settings: Any) -> dict[str, Any]:
 
 
 def well_behaved() -> dict[str, dict[str, Any]]:
-    return {"steady": {"source": "chaos", "world": "dht22-plugin", "led": 5}, "dht22": {"led": 1}}
+    return {"steady": {"built": "chaos", "world": "dht22-plugin", "led": 5}, "dht22": {"led": 1}}
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
@@ -204,7 +204,7 @@ async def test_a_configure_blocked_at_start_does_not_hold_the_start(
 async def test_a_describe_blocked_at_start_does_not_hold_the_start(
     make_config: MakeConfig, make_host: MakeHost
 ) -> None:
-    generic = {"source": "generic", "world": "sensor-plugin", "timeout_ms": DEADLINE_MS}
+    generic = {"built": "generic", "world": "sensor-plugin", "timeout_ms": DEADLINE_MS}
     generic["settings"] = {"describe_mode": "sleep", "seconds": SLEEP_S}
     host = make_host(make_config({HOSTILE: generic, **well_behaved()}))
     status = host.statuses()[HOSTILE]
@@ -330,8 +330,8 @@ async def test_a_render_blocked_in_a_wasi_wait_gets_the_fallback_page(
 ) -> None:
     config = make_config(
         {
-            "dashboard": {"source": "hostile-dashboard", "timeout_ms": DEADLINE_MS},
-            "select-sleep": {"source": "chaos", "world": "dht22-plugin"},
+            "dashboard": {"built": "hostile-dashboard", "timeout_ms": DEADLINE_MS},
+            "select-sleep": {"built": "chaos", "world": "dht22-plugin"},
         }
     )
     host = make_host(config)

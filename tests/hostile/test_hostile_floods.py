@@ -30,7 +30,7 @@ CHIP = 0x77  # the simulated BME680, granted to the hostile plugin
 
 def well_behaved() -> dict[str, dict[str, Any]]:
     return {
-        "steady": {"source": "chaos", "world": "dht22-plugin", "settings": {}, "led": 5},
+        "steady": {"built": "chaos", "world": "dht22-plugin", "settings": {}, "led": 5},
         "dht22": {"led": 1},
     }
 
@@ -38,7 +38,7 @@ def well_behaved() -> dict[str, dict[str, Any]]:
 def hammer(calls_per_poll: int) -> dict[str, Any]:
     """``hostile-bus`` calling ``i2c.transfer`` on its granted chip in a loop, one poll."""
     return {
-        "source": "hostile-bus",
+        "built": "hostile-bus",
         "world": "bme680-plugin",
         "grants": {"i2c_addresses": [CHIP]},
         "settings": {"granted": CHIP, "mode": "hammer", "calls": calls_per_poll},
@@ -183,7 +183,7 @@ async def test_format_characters_in_guest_output_and_errors_are_escaped(
 ) -> None:
     caplog.set_level(logging.INFO)
     board.set_dht22(21.0, 45.0)
-    printer = {"source": "chaos", "world": "dht22-plugin", "settings": {"say": DISGUISE}}
+    printer = {"built": "chaos", "world": "dht22-plugin", "settings": {"say": DISGUISE}}
     erring = {**hammer(0), "settings": {"mode": "markup_error", "markup": DISGUISE}}
     host = make_host(
         make_config(
@@ -225,8 +225,8 @@ def peak_rss_growth() -> Callable[[], int]:
 def renderer(mode: str, **limits: Any) -> dict[str, dict[str, Any]]:
     """``hostile-dashboard`` as the dashboard, its attack selected by a sensor plugin's name."""
     return {
-        "dashboard": {"source": "hostile-dashboard", "world": "dashboard-plugin", **limits},
-        f"select-{mode}": {"source": "chaos", "world": "dht22-plugin", "settings": {}},
+        "dashboard": {"built": "hostile-dashboard", "world": "dashboard-plugin", **limits},
+        f"select-{mode}": {"built": "chaos", "world": "dht22-plugin", "settings": {}},
     }
 
 

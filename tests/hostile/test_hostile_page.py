@@ -211,8 +211,8 @@ async def test_no_data_leaves_for_another_origin(
     host = make_host(
         make_config(
             {
-                "dashboard": {"source": "hostile-dashboard", "world": "dashboard-plugin"},
-                selector: {"source": "chaos", "world": "dht22-plugin", "settings": {}},
+                "dashboard": {"built": "hostile-dashboard", "world": "dashboard-plugin"},
+                selector: {"built": "chaos", "world": "dht22-plugin", "settings": {}},
                 "dht22": {"led": 1},
             }
         )

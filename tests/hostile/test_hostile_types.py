@@ -79,7 +79,7 @@ async def run_forged(
     """The forged plugin in ``mode`` next to the seed dht22, for CYCLES cycles."""
     board.set_dht22(21.0, 45.0)
     forged = {
-        "source": "forged-types",
+        "built": "forged-types",
         "world": "dht22-plugin",
         "led": FORGED_LED,
         "settings": {"mode": mode, "led": FORGED_LED},
@@ -164,7 +164,7 @@ def test_wasihost_check_names_every_difference(built: dict[str, Path]) -> None:
 def test_check_with_config_says_the_same(
     built: dict[str, Path], make_config: Callable[..., HostConfig]
 ) -> None:
-    config = make_config({FORGED: {"source": "forged-types", "world": "dht22-plugin"}})
+    config = make_config({FORGED: {"built": "forged-types", "world": "dht22-plugin"}})
     lines: list[str] = []
     assert not run_check(built["forged-types"], config, FORGED, echo=lines.append)
     refusal = next(line for line in lines if line.startswith("✗ plugins.forged"))

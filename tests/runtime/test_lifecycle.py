@@ -131,7 +131,7 @@ def test_plugin_py_changes_its_state_only_through_the_table() -> None:
 
 # -- the table in a plugin -------------------------------------------------------------------
 def chaos(**settings: Any) -> dict[str, Any]:
-    return {"source": "chaos", "world": "dht22-plugin", "settings": settings}
+    return {"built": "chaos", "world": "dht22-plugin", "settings": settings}
 
 
 def test_an_impossible_step_is_refused_loudly_and_changes_nothing(

@@ -21,7 +21,7 @@ MakeHost = Callable[[HostConfig], Host]
 
 
 def chaos(**settings: object) -> dict[str, object]:
-    return {"source": "chaos", "world": "dht22-plugin", "settings": settings}
+    return {"built": "chaos", "world": "dht22-plugin", "settings": settings}
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,7 @@ def setup_host(
     config = make_config(
         {
             "dht22": {"world": "dht22-plugin", "wasm": str(target), "led": 3, **plugin},
-            "other": {"source": "chaos", "world": "dht22-plugin"},
+            "other": {"built": "chaos", "world": "dht22-plugin"},
         }
     )
     return make_host(config)
@@ -184,7 +184,7 @@ async def test_state_resets_across_reload_without_it(
 async def test_snapshot_is_restored_after_a_host_restart(
     make_config: MakeConfig, plugin_dir: Path, built: dict[str, Path], board: SimBoard
 ) -> None:
-    config = make_config({"dht22": {"source": "chaos", "world": "dht22-plugin"}})
+    config = make_config({"dht22": {"built": "chaos", "world": "dht22-plugin"}})
     first = Host(config, board=board)
     first.load_plugins()
     for _ in range(3):
@@ -207,7 +207,7 @@ async def test_snapshot_is_restored_after_a_trap(
     config = make_config(
         {
             "dht22": {
-                "source": "chaos",
+                "built": "chaos",
                 "world": "dht22-plugin",
                 "settings": {"mode": "trap_on_poll", "poll": 4},
             }
@@ -340,7 +340,7 @@ async def test_host_snapshots_unchanged_state_once_per_interval(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    host = make_host(make_config({"dht22": {"source": "chaos", "world": "dht22-plugin"}}))
+    host = make_host(make_config({"dht22": {"built": "chaos", "world": "dht22-plugin"}}))
     host.snapshots = SnapshotStore(tmp_path / "state", 60.0, clock=monotonic)
     plugin = host.plugins["dht22"]
     calls = []

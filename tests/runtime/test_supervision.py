@@ -75,7 +75,7 @@ def crash_host(
                 "settings": {"mode": "panic"},
             },
             "steady": {
-                "source": "chaos",
+                "built": "chaos",
                 "world": "dht22-plugin",
                 "led": 5,
                 "settings": {"led": 5},
@@ -146,13 +146,13 @@ async def test_a_plugin_at_its_deadline_does_not_cost_the_others_their_poll(
         make_config(
             {
                 "spinner": {
-                    "source": "chaos",
+                    "built": "chaos",
                     "world": "dht22-plugin",
                     "timeout_ms": 100,
                     "settings": {"mode": "loop"},
                 },
-                "a": {"source": "chaos", "world": "dht22-plugin"},
-                "b": {"source": "chaos", "world": "dht22-plugin"},
+                "a": {"built": "chaos", "world": "dht22-plugin"},
+                "b": {"built": "chaos", "world": "dht22-plugin"},
             }
         )
     )

@@ -21,7 +21,7 @@ async def host(
     make_config: Callable[..., HostConfig], make_host: Callable[[HostConfig], Host]
 ) -> Host:
     config = make_config(
-        {"dht22": {"led": 1}, "counter": {"source": "chaos", "world": "dht22-plugin"}},
+        {"dht22": {"led": 1}, "counter": {"built": "chaos", "world": "dht22-plugin"}},
         web={"enabled": False, "token": TOKEN},
     )
     return make_host(config)
