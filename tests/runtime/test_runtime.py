@@ -23,7 +23,7 @@ MakeHost = Callable[[HostConfig], Host]
 
 
 def chaos(**settings: object) -> dict[str, object]:
-    return {"source": "chaos", "world": "dht22-plugin", "settings": settings}
+    return {"built": "chaos", "world": "dht22-plugin", "settings": settings}
 
 
 def test_state_persists_across_polls(make_config: MakeConfig, make_host: MakeHost) -> None:
@@ -110,7 +110,7 @@ def test_import_outside_world_is_refused_at_load(
 ) -> None:
     # pi-monitor's component imports fan-controller and system-info, which
     # the dht22 world does not grant.
-    host = make_host(make_config({"dht22": {"source": "pi-monitor", "led": 1}}))
+    host = make_host(make_config({"dht22": {"built": "pi-monitor", "led": 1}}))
     plugin = host.plugins["dht22"]
     assert plugin.state is PluginState.FAILED
     assert plugin.stats.last_error is not None
@@ -122,7 +122,7 @@ def test_import_outside_world_is_refused_at_load(
 def test_component_missing_logic_export_is_refused(
     make_config: MakeConfig, make_host: MakeHost
 ) -> None:
-    host = make_host(make_config({"dashboard": {"world": "dht22-plugin", "source": "dashboard"}}))
+    host = make_host(make_config({"dashboard": {"world": "dht22-plugin", "built": "dashboard"}}))
     assert "does not export wasihost:plugin/sensor-logic@0.1.0#poll" in str(
         host.plugins["dashboard"].stats.last_error
     )
@@ -325,3 +325,39 @@ def test_start_up_says_which_plugins_are_still_loading(
         assert host.plugins["dht22"].call()["poll_count"] == 1
     finally:
         host.close()
+
+
+def test_an_unchanged_component_file_is_not_read_again(
+    built: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every source plugin and every reload of one loads the 20 MB shared runtime:
+    the engine remembers a file's hash by inode, mtime and size; a new version
+    (landed by rename, as the build does) is read and hashed again."""
+    import shutil
+
+    from wasihost.runtime.component import compile_file
+    from wasihost.runtime.engine import Engine
+
+    wasm = tmp_path / "plugin.wasm"
+    shutil.copy(built["generic"], wasm)
+    engine = Engine()
+    try:
+        first = compile_file("p", engine, wasm)
+        reads: list[Path] = []
+        read_bytes = Path.read_bytes
+
+        def counted(self: Path) -> bytes:
+            reads.append(self)
+            return read_bytes(self)
+
+        monkeypatch.setattr(Path, "read_bytes", counted)
+        again = compile_file("p", engine, wasm)
+        assert reads == []
+        assert again.component is first.component and again.sha256 == first.sha256
+        landed = tmp_path / "landing.wasm"
+        shutil.copy(built["chaos"], landed)
+        landed.replace(wasm)
+        third = compile_file("p", engine, wasm)
+        assert reads == [wasm] and third.sha256 != first.sha256
+    finally:
+        engine.close()

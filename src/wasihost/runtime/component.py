@@ -325,9 +325,20 @@ class Compiled:
 
 
 def compile_file(plugin: str, engine: Engine, path: Path) -> Compiled:
-    """Read and compile ``path`` (a matching precompiled artifact is used as is)."""
+    """Read and compile ``path`` (a matching precompiled artifact is used as is).
+
+    A file this engine compiled before, unchanged since (same inode, mtime and
+    size), is not read again.
+    """
     started = time.perf_counter()
     try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        known = engine.file_hashes.get(key)
+        comp = engine.components.get(known) if known is not None else None
+        if known is not None and comp is not None:
+            elapsed = (time.perf_counter() - started) * 1000
+            return Compiled(comp, path, known, True, elapsed)
         data = path.read_bytes()
     except FileNotFoundError:
         raise PluginLoadError(
@@ -352,6 +363,7 @@ def compile_file(plugin: str, engine: Engine, path: Path) -> Compiled:
                 ) from None
         if not shared:
             engine.components[sha256] = comp
+        engine.file_hashes[key] = sha256
     elapsed = (time.perf_counter() - started) * 1000
     return Compiled(comp, path, sha256, precompiled or shared, elapsed)
 

@@ -13,6 +13,8 @@ sees only its own world's exports.
 from __future__ import annotations
 
 import dataclasses
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,14 @@ from wasihost.runtime.component import (
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import Engine
 from wasihost.runtime.source import ENTRY, SourceError, Sources, read_sources
+
+# The runtime's contract functions, verified once per engine and runtime build:
+# every source plugin and every new version of one uses the same component.
+Functions = dict[tuple[str, str], Any]
+_verified: weakref.WeakKeyDictionary[Engine, dict[str, tuple[Functions, Functions]]] = (
+    weakref.WeakKeyDictionary()
+)
+_lock = threading.Lock()
 
 RUNTIME_WORLD = "python-runtime"
 # Not ``app``: importing a plugin's entry module would return the runtime.
@@ -53,7 +63,13 @@ def check_source(
     except (SourceError, OSError) as exc:
         raise PluginLoadError(plugin, str(exc)) from None
     compiled = compile_file(plugin, engine, runtime)
-    imports, exports = verified_functions(plugin, engine, contract, RUNTIME_WORLD, compiled)
+    with _lock:
+        known = _verified.setdefault(engine, {}).get(compiled.sha256)
+    if known is None:
+        known = verified_functions(plugin, engine, contract, RUNTIME_WORLD, compiled)
+        with _lock:
+            _verified[engine][compiled.sha256] = known
+    imports, exports = known
     wanted = contract.worlds[world].exports | ({"state"} if state else set())
     mine = {contract.qualified(interface) for interface in wanted}
     loader = contract.qualified("loader")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +64,17 @@ def asset_files(plugin_dir: Path) -> list[Path]:
     return _files(folder, "*") if folder.is_dir() else []
 
 
+# CPython 3.11's ast.parse is not safe on two threads at once ("AST constructor
+# recursion depth mismatch", python/cpython#106905), and plugins load in parallel.
+_PARSE_LOCK = threading.Lock()
+
+
 def _imported(source: bytes) -> set[str]:
     """The top-level names a module imports (absolute imports only)."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    with _PARSE_LOCK:
+        tree = ast.parse(source)
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
