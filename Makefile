@@ -19,7 +19,7 @@ $(INSTALLED): pyproject.toml src/wasihost/runtime/_compiled.c
 setup: $(INSTALLED)
 
 build: setup
-	@echo "==> [3/3] building plugins (only those whose sources changed)"
+	@echo "==> [3/3] building the shared Python runtime and component plugins (only what changed)"
 	@$(BIN)/wasihost build
 
 run: build
@@ -31,7 +31,8 @@ test: build lint
 	@$(BIN)/pytest
 
 bench: build
-	@echo "==> building the test plugins the benchmarks drive (only those whose sources changed)"
+	@echo "==> building the seed plugins as components and the test plugins the benchmarks drive (only what changed)"
+	@$(BIN)/wasihost build --components
 	@$(BIN)/wasihost build --plugins-dir tests/plugins --out build/test-plugins generic chaos
 	@echo "==> running the benchmarks (several minutes; figures in bench/results/latest.json)"
 	@$(BIN)/python -m bench.run

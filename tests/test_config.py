@@ -16,12 +16,41 @@ from wasihost.grants import Grants
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_shipped_config_is_valid() -> None:
+def test_shipped_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # plugins/ and build/ are found from where `make run` runs
     config = load_config(ROOT / "config" / "host.toml")
     assert config.sensors.bme680.i2c_address == 0x77
     assert config.plugins["pi-monitor"].led == 0  # the seed's [plugins.pi_monitor] key
     assert config.world_of("pi-monitor") == "pi-monitor-plugin"
-    assert config.wasm_of("dht22") == Path("build/dht22.wasm")
+    # The seeds are source plugins: their folders run in the shared runtime.
+    assert config.source_of("dht22") == Path("plugins/dht22")
+    assert config.wasm_of("dht22") == Path("build/python-runtime.wasm")
+    assert config.world_of("sht31") == "sensor-plugin"
+
+
+def test_a_plugin_is_a_source_plugin_only_where_its_folder_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, toml in (
+        ("src", 'world = "sensor-plugin"\n'),
+        ("comp", 'world = "sensor-plugin"\nkind = "component"\n'),
+    ):
+        (tmp_path / "plugins" / name).mkdir(parents=True)
+        (tmp_path / "plugins" / name / "app.py").write_text("")
+        (tmp_path / "plugins" / name / "plugin.toml").write_text(toml)
+    config = parse_config({"plugins": {
+        "src": {}, "comp": {}, "none": {}, "given": {"wasm": "x.wasm"},
+        "elsewhere": {"source": "other/folder"},
+    }})  # fmt: skip
+    assert config.source_of("src") == Path("plugins/src")
+    assert config.world_of("src") == "sensor-plugin"  # from its plugin.toml
+    assert config.wasm_of("src") == Path("build/python-runtime.wasm")
+    assert config.source_of("comp") is None
+    assert config.wasm_of("comp") == Path("build/comp.wasm")
+    assert config.source_of("none") is None and config.wasm_of("none") == Path("build/none.wasm")
+    assert config.source_of("given") is None and config.wasm_of("given") == Path("x.wasm")
+    assert config.source_of("elsewhere") == Path("other/folder")
 
 
 @pytest.mark.parametrize(

@@ -12,51 +12,17 @@ sets the plugin's bound methods as attributes of those objects, so a call
 reaches plugin code with no frame of ours in between.
 """
 
-# ruff: noqa: F401  (the imports below are the runtime's offer, not its own needs)
+# ruff: noqa: F401  (the binding imports below load them into the snapshot)
 
 from __future__ import annotations
 
-# The curated standard library: what a plugin may import beyond its own files
-# and CPython's built-in C modules (docs/PLUGINS.md lists it). Lazy imports
-# inside the standard library must be here too (``_strptime`` for
-# ``datetime.strptime``).
-import _strptime
-import abc
-import array
-import base64
-import binascii
-import bisect
-import collections
-import collections.abc
-import colorsys
-import contextlib
-import copy
-import dataclasses
-import datetime
-import enum
-import fractions
-import functools
-import heapq
-import html
 import importlib
 import importlib.abc
 import importlib.machinery
-import itertools
-import json
 import linecache
-import math
-import operator
-import random
-import re
-import statistics
-import string
-import struct
 import sys
-import textwrap
-import time
 import traceback
 import typing
-import zlib
 
 import componentize_py_types
 import wit_world
@@ -78,6 +44,19 @@ import wit_world.imports.i2c
 import wit_world.imports.led_controller
 import wit_world.imports.system_info
 from componentize_py_types import Err
+
+# The curated standard library: what a plugin may import beyond its own files
+# and CPython's built-in C modules, imported here so the build snapshots them
+# (docs/PLUGINS.md lists them; a test holds the two together). Lazy imports
+# inside the standard library count too: ``_strptime`` for ``datetime.strptime``.
+STDLIB = (
+    "abc", "array", "base64", "binascii", "bisect", "collections", "collections.abc",
+    "colorsys", "contextlib", "copy", "dataclasses", "datetime", "_strptime", "enum",
+    "fractions", "functools", "heapq", "html", "itertools", "json", "math", "operator",
+    "random", "re", "statistics", "string", "struct", "textwrap", "time", "typing", "zlib",
+)  # fmt: skip
+for _name in STDLIB:
+    importlib.import_module(_name)
 
 # Modules a plugin may never replace with a file of its own: everything the
 # runtime imported, the built-in C modules and the binding packages.

@@ -72,6 +72,7 @@ def _build(args: argparse.Namespace) -> int:
         out_dir=args.out,
         jobs=args.jobs,
         echo=lambda line: print(line, flush=True),
+        sources=args.components,
     )
     return 0
 
@@ -90,9 +91,13 @@ def _new(args: argparse.Namespace) -> int:
     print(f"created plugin {args.name} (world {args.world}):")
     for path in files:
         print(f"  {path}")
-    print(f"\nbuild it:   wasihost build {args.name}")
+    print(f"\ncheck it:   wasihost check {args.plugins_dir / args.name}")
     print(f"test it:    pytest {args.plugins_dir / args.name}")
-    print(f"run it: paste this into config/host.toml, then wasihost run\n\n{config}")
+    print(
+        "run it: paste this into config/host.toml, then wasihost run (it runs from its "
+        "folder in the shared Python runtime: no build; `wasihost build "
+        f"{args.name}` makes a component of its own)\n\n{config}"
+    )
     return 0
 
 
@@ -162,8 +167,20 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    build = commands.add_parser("build", help="build plugins with componentize-py")
-    build.add_argument("names", nargs="*", help="plugins to build (default: all)")
+    build = commands.add_parser(
+        "build", help="build the shared Python runtime and component plugins (componentize-py)"
+    )
+    build.add_argument(
+        "names",
+        nargs="*",
+        help="plugins to build as components (default: the shared runtime and every "
+        'plugin with kind = "component")',
+    )
+    build.add_argument(
+        "--components",
+        action="store_true",
+        help="also build source plugins as components of their own",
+    )
     build.add_argument("--plugins-dir", type=Path, default=Path("plugins"))
     build.add_argument("--wit", type=Path, default=Path("wit"))
     build.add_argument("--out", type=Path, default=Path("build"))

@@ -32,6 +32,7 @@ from pydantic import (
 
 from wasihost.errors import ConfigError
 from wasihost.grants import GPIO_PINS, GRANTS, I2C_ADDRESSES, LEDS, Grant
+from wasihost.runtime.manifest import Manifest, ManifestError, read_manifest
 
 DEFAULT_CONFIG_PATH = Path("config/host.toml")
 
@@ -254,6 +255,10 @@ class RuntimeConfig(_Section):
     # plans in Python; "generic": wasmtime-py's public API, the fallback should the
     # others ever misbehave after an upgrade.
     call_path: Literal["compiled", "typed", "generic"] = "compiled"
+    # The shared Python runtime source plugins run in (`wasihost build` makes it).
+    python_runtime: str = Field("build/python-runtime.wasm", min_length=1)
+    # Where a plugin named in [plugins.<name>] finds its folder by default.
+    plugins_dir: str = Field("plugins", min_length=1)
 
 
 class _HostFile(_Section):
@@ -304,7 +309,28 @@ class HostConfig:
         return cleaned[:64] or "wasihost"
 
     def world_of(self, name: str) -> str:
-        return self.plugins[name].world or f"{name}-plugin"
+        """The configured world, else a source plugin's own (its plugin.toml),
+        else ``<name>-plugin``."""
+        configured = self.plugins[name].world
+        if configured:
+            return configured
+        source = self.source_of(name)
+        return _manifest(source).world if source is not None else f"{name}-plugin"
+
+    def source_of(self, name: str) -> Path | None:
+        """A source plugin's folder, run in the shared Python runtime: ``source``,
+        else ``<plugins_dir>/<name>/`` when it holds an ``app.py`` whose plugin.toml
+        does not ask for a component of its own; None for a component (a
+        ``wasm`` given, or no such folder)."""
+        plugin = self.plugins[name]
+        if plugin.source:
+            return Path(plugin.source)
+        if plugin.wasm:
+            return None
+        folder = Path(self.runtime.plugins_dir) / name
+        if not (folder / "app.py").is_file() or _manifest(folder).kind != "source":
+            return None
+        return folder
 
     def wasm_of(self, name: str) -> Path:
         """The component to load: the plugin's own, or for a source plugin the
@@ -312,9 +338,17 @@ class HostConfig:
         configured = self.plugins[name].wasm
         if configured:
             return Path(configured)
-        if self.plugins[name].source:
-            return Path("build") / "python-runtime.wasm"
+        if self.source_of(name) is not None:
+            return Path(self.runtime.python_runtime)
         return Path("build") / f"{name}.wasm"
+
+
+def _manifest(folder: Path) -> Manifest:
+    """A source folder's plugin.toml; its problems are configuration errors."""
+    try:
+        return read_manifest(folder)
+    except ManifestError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _format_errors(path: Path, error: ValidationError) -> str:

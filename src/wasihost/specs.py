@@ -86,12 +86,12 @@ def _source(config: HostConfig, name: str, world: str) -> tuple[Path | None, boo
     """A source plugin's folder and whether it exports ``state``; (None, False)
     for a component. The folder's plugin.toml must agree with the config."""
     plugin = config.plugins[name]
-    if plugin.source is None:
-        return None, False
     key = f"plugins.{config.plugin_keys[name]}"
-    if plugin.wasm is not None:
+    if plugin.source is not None and plugin.wasm is not None:
         raise ConfigError(f"{config.path}: {key}: give source or wasm, not both")
-    folder = Path(plugin.source)
+    folder = config.source_of(name)
+    if folder is None:
+        return None, False
     try:
         manifest = read_manifest(folder)
     except ManifestError as exc:

@@ -188,3 +188,23 @@ def test_a_plugin_copied_without_the_library_is_told_where_it_is(
     with pytest.raises(BuildError, match=r"_shared/wasihost_guest/: a plugin copied on its own"):
         build(["user"], plugins_dir=plugins, wit_dir=ROOT / "wit", out_dir=tmp_path / "out",
               echo=lambda _: None)  # fmt: skip
+
+
+def test_wasihost_build_builds_the_runtime_and_leaves_source_plugins_alone(
+    built: dict[str, Path],
+) -> None:
+    """`wasihost build`: the shared runtime and kind = "component" plugins only; the
+    seeds are source plugins, so there is nothing else to build (up to date here)."""
+    lines: list[str] = []
+    results = build(
+        plugins_dir=ROOT / "plugins",
+        wit_dir=ROOT / "wit",
+        out_dir=ROOT / "build",
+        echo=lines.append,
+        sources=False,
+    )
+    assert [r.name for r in results] == ["python-runtime"]
+    assert lines == [
+        f"building the shared Python runtime into {ROOT / 'build'}/ (1 at a time)…",
+        "[1/1] python-runtime: up to date",
+    ]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from wasihost.cli import main
 from wasihost.config import HostConfig
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(path: Path, config: HostConfig | None, plugin: str | None) -> tuple[bool, str]:
@@ -65,7 +68,7 @@ def test_another_plugins_unknown_world_does_not_matter(
     built: dict[str, Path], make_config: Callable[..., HostConfig]
 ) -> None:
     config = make_config(
-        {"dht22": {"led": 1}, "other": {"source": "dht22", "world": "no-such-plugin"}}
+        {"dht22": {"led": 1}, "other": {"built": "dht22", "world": "no-such-plugin"}}
     )
     ok, report = run(built["dht22"], config, "dht22")
     assert ok
@@ -104,3 +107,27 @@ def test_a_forged_component_is_refused_naming_the_difference(
         "the contract says u64" in report
     )
     assert main(["check", str(built["forged-types"]), "--config", str(Path("none.toml"))]) == 1
+
+
+def test_a_source_folder_is_loaded_as_the_host_would(
+    built: dict[str, Path], make_config: Callable[..., HostConfig], monkeypatch: Any
+) -> None:
+    monkeypatch.chdir(ROOT)  # build/python-runtime.wasm, as `make` built it
+    config = make_config({"dht22": {"led": 1, "source": "plugins/dht22"}})
+    ok, report = run(Path("plugins/dht22"), config, None)
+    assert ok, report
+    assert "plugins/dht22 (source plugin, world dht22-plugin, " in report
+    assert "\n  climate.py\n" in report and "\n  wasihost_guest/settings.py\n" in report
+    assert "✓ loads in the shared runtime as a dht22-plugin plugin" in report
+    assert "grants: LEDs 1; GPIO 4; I2C none; buzzer yes; fan no" in report
+
+
+def test_a_source_folder_that_does_not_load_says_where(
+    built: dict[str, Path], monkeypatch: Any
+) -> None:
+    monkeypatch.chdir(ROOT)
+    ok, report = run(Path("tests/source-plugins/bad-import"), None, None)
+    assert not ok
+    assert '\n      File "app.py", line 6, in <module>\n' in report
+    assert "system-info is not a capability of this plugin's world (it imports: none)" in report
+    assert "grants: LEDs none" not in report

@@ -7,7 +7,9 @@ refused at load with the file and line.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -203,3 +205,28 @@ def test_a_source_plugin_missing_its_entry_module_is_refused(
     host = source_host({"empty": {"source": str(tmp_path), "world": "dashboard-plugin"}})
     assert host.plugins["empty"].state is PluginState.FAILED
     assert "no app.py" in (host.plugins["empty"].stats.last_error or "")
+
+
+def runtime_stdlib() -> tuple[str, ...]:
+    """``STDLIB`` of the runtime's source, read without running it."""
+    tree = ast.parse((ROOT / "plugins" / "_runtime" / "wasihost_runtime.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "STDLIB":
+            value: tuple[str, ...] = ast.literal_eval(node.value)
+            return value
+    raise AssertionError("no STDLIB in the runtime")
+
+
+def test_the_curated_standard_library_is_importable_and_documented(
+    source_host: Callable[..., Host],
+) -> None:
+    stdlib = runtime_stdlib()
+    host = source_host({"std": {"source": str(SOURCES / "stdlib"), "world": "dashboard-plugin"}})
+    page = host.plugins["std"].call(",".join(stdlib))
+    assert page.splitlines() == ["2026-12-06"]  # every module imported, strptime works
+    assert host.plugins["std"].call("logging").splitlines()[1:] == [
+        "logging: No module named 'logging'"
+    ]  # beyond the list: not in the runtime
+    text = (ROOT / "docs" / "PLUGINS.md").read_text()
+    listed = text.split("<!-- stdlib -->", 1)[1].split("<!-- /stdlib -->", 1)[0]
+    assert sorted(re.findall(r"`([\w.]+)`", listed)) == sorted(stdlib)

@@ -224,13 +224,22 @@ def build(
     out_dir: Path = Path("build"),
     jobs: int | None = None,
     echo: Echo = print,
+    sources: bool = True,
 ) -> list[BuildResult]:
-    """Build ``names`` (default: every plugin), ``jobs`` at a time, showing progress.
+    """Build ``names`` (default: every plugin, and the shared runtime when the
+    plugins folder has its source), ``jobs`` at a time, showing progress.
+
+    ``sources=False`` leaves out, unless named, plugins with ``kind = "source"``:
+    the host runs them in the shared runtime, so they need no build of their
+    own (``wasihost build``); the tests and benchmarks still build them, since
+    components built per plugin stay first-class.
 
     Every plugin is attempted; if any failed, one BuildError lists them all
     after the others are built.
     """
     todo = list(names) if names else discover(plugins_dir)
+    if not names and not sources:
+        todo = [n for n in todo if read_manifest(plugins_dir / n).kind == "component"]
     runtime_dir = plugins_dir / RUNTIME_FOLDER
     if not names and runtime_dir.is_dir():
         todo.insert(0, RUNTIME_WORLD)  # the longest build: started first
@@ -268,9 +277,10 @@ def build(
             echo(f"[{done}/{total}] {name}: up to date")
 
     if total:
-        what = "the shared Python runtime and " if RUNTIME_WORLD in todo else ""
         count = total - (RUNTIME_WORLD in todo)
-        echo(f"building {what}{count} plugin(s) into {out_dir}/ ({jobs} at a time)…")
+        parts = ["the shared Python runtime"] if RUNTIME_WORLD in todo else []
+        parts += [f"{count} plugin(s)"] if count else []
+        echo(f"building {' and '.join(parts)} into {out_dir}/ ({jobs} at a time)…")
     try:
         with ThreadPoolExecutor(jobs) as pool:
             list(pool.map(run, todo))

@@ -1,8 +1,10 @@
-"""``wasihost check FILE.wasm``: what a component imports and exports, and
-whether the config would accept it for a plugin, and why not.
+"""``wasihost check FILE.wasm|FOLDER``: what a component imports and exports,
+or whether a source plugin's folder loads in the shared runtime, and whether
+the config would accept it for a plugin, and why not.
 
-It runs the same checks the host runs at load (``runtime.component``), so
-its verdict is the host's verdict.
+It runs the same checks the host runs at load (``runtime.component``, and
+for a folder the host's own load on a simulated board), so its verdict is
+the host's verdict.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wasihost.config import HostConfig
-from wasihost.errors import PluginLoadError
-from wasihost.grants import describe
+from wasihost.errors import PluginError, PluginLoadError
+from wasihost.grants import describe, grants_for
 from wasihost.runtime.component import (
     WASI_PACKAGES,
     check,
@@ -22,7 +24,9 @@ from wasihost.runtime.component import (
 )
 from wasihost.runtime.contract import load_contract
 from wasihost.runtime.engine import Engine
+from wasihost.runtime.manifest import ManifestError, read_manifest
 from wasihost.runtime.shared import RUNTIME_WORLD
+from wasihost.runtime.source import SourceError, read_sources
 from wasihost.specs import grants_of
 
 Echo = Callable[[str], None]
@@ -39,6 +43,8 @@ def run_check(
 ) -> bool:
     """Print the report; True when the component would be accepted (or, without
     a plugin to check against, fits at least one world)."""
+    if path.is_dir():
+        return run_source_check(path, config, plugin, echo)
     contract = load_contract()
     engine = Engine()
     try:
@@ -110,3 +116,74 @@ def run_check(
         return True
     finally:
         engine.close()
+
+
+def run_source_check(
+    folder: Path,
+    config: HostConfig | None,
+    plugin: str | None,
+    echo: Echo = print,
+    runtime: Path = Path("build") / "python-runtime.wasm",
+) -> bool:
+    """Load a source plugin's folder as the host would, on a simulated board:
+    True when it loads and accepts its settings."""
+    from wasihost.boards.sim import SimBoard
+    from wasihost.leds import LedBuffer
+    from wasihost.runtime.plugin import Plugin, PluginSpec
+
+    try:
+        manifest = read_manifest(folder)
+        sources = read_sources(folder)
+    except (ManifestError, SourceError) as exc:
+        echo(f"✗ {exc}")
+        return False
+    if manifest.kind == "component":
+        echo(f'✗ {folder}/plugin.toml says kind = "component": build it and check the .wasm')
+        return False
+    contract = load_contract()
+    if manifest.world not in contract.worlds or manifest.world == RUNTIME_WORLD:
+        echo(f"✗ {folder}/plugin.toml: unknown world {manifest.world!r}")
+        return False
+    kib = sum(len(text.encode()) for _, text in sources.files) / 1024
+    echo(f"{folder} (source plugin, world {manifest.world}, {len(sources.files)} modules, "
+         f"{kib:.0f} KiB, sha256 {sources.sha256[:12]})")  # fmt: skip
+    for name, _ in sources.files:
+        echo(f"  {name}")
+    imports = contract.worlds[manifest.world].imports
+    if config is not None and plugin is None:
+        plugin = next((n for n in config.plugins if config.source_of(n) == folder), None)
+    if config is not None and plugin is not None and plugin not in config.plugins:
+        echo(f"✗ no plugin {plugin!r} in {config.path} (known: {', '.join(config.plugins)})")
+        return False
+    settings: dict[str, object] = {}
+    grants = grants_for({}, imports)  # the world's defaults: no hardware
+    if config is not None and plugin is not None:
+        settings = dict(config.plugins[plugin].settings)
+        grants = grants_of(config, plugin, imports)
+    board = SimBoard(seed=1)
+    engine = Engine()
+    spec = PluginSpec(
+        plugin or folder.name,
+        manifest.world,
+        runtime,
+        settings,
+        grants,
+        source=folder,
+        state=manifest.state,
+    )
+    loaded = Plugin(spec, engine, contract, board, LedBuffer(board.led_count))
+    try:
+        loaded.load()
+    except PluginError as exc:
+        # The host's log keeps a guest's text on one line; the author reads it here.
+        shown = exc.reason.removesuffix("\\n").replace("\\n", "\n    ")
+        echo(f"✗ does not load in the shared runtime: {shown}")
+        return False
+    finally:
+        loaded.close()
+        engine.close()
+        board.close()
+    state = " (with state handover)" if manifest.state else ""
+    echo(f"✓ loads in the shared runtime as a {manifest.world} plugin{state}")
+    echo(f"  grants: {describe(grants)}" + ("" if plugin else " (no config: the world's defaults)"))
+    return True

@@ -46,6 +46,7 @@ def scaffold(name: str, world: str, plugins_dir: Path, led: int) -> tuple[list[P
     config = (
         f"[plugins.{name}]\n"
         f'world = "{world}"\n'
+        f'source = "{(plugins_dir / name).as_posix()}"  # run in the shared runtime: no build\n'
         f"led = {led}  # an LED no other plugin uses\n"
         f"# [plugins.{name}.grants]\n"
         f'# i2c_addresses = ["0x44"]  # the bus addresses your driver talks to\n'

@@ -44,6 +44,7 @@ from wasihost.errors import BuildError, GuestError, PluginError, PluginLoadError
 from wasihost.leds import LedBuffer
 from wasihost.runtime.contract import load_contract, packaged_wit
 from wasihost.runtime.manifest import Manifest
+from wasihost.runtime.source import library_for
 
 if TYPE_CHECKING:
     from wasihost.runtime.engine import CallPath
@@ -55,6 +56,7 @@ __all__ = [
     "NativePlugin",
     "PluginError",
     "PluginLoadError",
+    "RuntimePlugin",
     "load_module",
     "plain",
     "plugin_under_test",
@@ -138,7 +140,9 @@ class NativePlugin(_Harness):
         for name in list(sys.modules):
             if name.split(".")[0] in (*_GENERATED, *owned):
                 del sys.modules[name]
-        sys.path[:0] = [str(self.dir), str(bindings)]
+        library = library_for(self.dir)
+        paths = [str(self.dir), str(bindings), *([str(library)] if library else [])]
+        sys.path[:0] = paths
         try:
             err = importlib.import_module("componentize_py_types").Err
             for interface in interfaces:
@@ -147,7 +151,7 @@ class NativePlugin(_Harness):
                     setattr(module, _module_name(wit_name), self._wire(module, impl, err))
             self.app: ModuleType = importlib.import_module("app")
         finally:
-            del sys.path[:2]
+            del sys.path[: len(paths)]
         return err  # type: ignore[no-any-return]
 
     @staticmethod
@@ -213,12 +217,27 @@ class ComponentPlugin(_Harness):
     ) -> None:
         from wasihost.runtime.engine import Engine
         from wasihost.runtime.plugin import Plugin, PluginSpec
+        from wasihost.runtime.shared import runtime_wasm
 
         super().__init__(plugin_dir, board)
-        wasm = wasm or self.project / "build" / f"{self.name}.wasm"
-        _refuse_stale(self.dir, wasm, self.manifest, self.project_wit)
+        source = self.dir if self.mode == "runtime" else None
+        if source is not None:
+            wasm = wasm or runtime_wasm(self.project / "build")
+            if not wasm.exists():
+                raise BuildError(f"{wasm} not found: run `wasihost build` first")
+        else:
+            wasm = wasm or self.project / "build" / f"{self.name}.wasm"
+            _refuse_stale(self.dir, wasm, self.manifest, self.project_wit)
         self._engine = Engine(call_path=call_path)
-        spec = PluginSpec(self.name, self.world, wasm, settings or {}, grants or Grants())
+        spec = PluginSpec(
+            self.name,
+            self.world,
+            wasm,
+            settings or {},
+            grants or Grants(),
+            source=source,
+            state=self.manifest.state and source is not None,
+        )
         self.plugin = Plugin(spec, self._engine, load_contract(), self.board, self.leds, clock_ms)
         self.ctx = self.plugin.ctx
         try:
@@ -246,6 +265,13 @@ class ComponentPlugin(_Harness):
     def close(self) -> None:
         self.plugin.close()
         self._engine.close()
+
+
+class RuntimePlugin(ComponentPlugin):
+    """The plugin's folder in the shared Python runtime (a source plugin, as
+    the host runs it by default), with the same API."""
+
+    mode = "runtime"
 
 
 def _refuse_stale(
@@ -287,14 +313,16 @@ def load_module(plugin_dir: Path | str, name: str) -> ModuleType:
     return module
 
 
-Mode = Literal["native", "component"]
+Mode = Literal["native", "component", "runtime"]
 
 
 def plugin_under_test(
     plugin_dir: Path | str, mode: Mode = "native", **options: Any
 ) -> NativePlugin | ComponentPlugin:
-    """The plugin in ``mode``; parametrise a test over both modes to prove
-    the native run and the component agree."""
+    """The plugin in ``mode``; parametrise a test over the modes to prove the
+    native run, its own component and the shared runtime agree."""
     if mode == "native":
         return NativePlugin(plugin_dir, **options)
+    if mode == "runtime":
+        return RuntimePlugin(plugin_dir, **options)
     return ComponentPlugin(plugin_dir, **options)

@@ -17,7 +17,10 @@ from pathlib import Path
 
 from wasihost.authoring.bindings import bindings_for
 from wasihost.authoring.build import discover, read_manifest
+from wasihost.authoring.runtime_build import RUNTIME_FOLDER
 from wasihost.errors import BuildError
+from wasihost.runtime.manifest import Manifest
+from wasihost.runtime.shared import RUNTIME_WORLD
 from wasihost.runtime.source import library_for
 
 Echo = Callable[[str], None]
@@ -31,9 +34,13 @@ def typecheck(
     if mypy is None:
         raise BuildError("mypy not found: install the dev extra (pip install 'wasihost[dev]')")
     ok = True
-    for name in names or discover(plugins_dir):
+    todo = list(names or discover(plugins_dir))
+    if not names and (plugins_dir / RUNTIME_FOLDER).is_dir():
+        todo.append(RUNTIME_FOLDER)  # the shared runtime is guest code too
+    for name in todo:
         plugin_dir = plugins_dir / name
-        bindings = bindings_for(read_manifest(plugin_dir), wit_dir)
+        manifest = Manifest(RUNTIME_WORLD) if name == RUNTIME_FOLDER else read_manifest(plugin_dir)
+        bindings = bindings_for(manifest, wit_dir)
         paths = [str(bindings.resolve()), "."]
         library = library_for(plugin_dir)
         if library is not None:

@@ -842,4 +842,5 @@ class Plugin:
             "stateful": bool(checked and checked.has_state),
             "info": self.info,
             "wasm": str(self.spec.wasm),
+            "source": str(self.spec.source) if self.spec.source is not None else None,
         }
