@@ -48,6 +48,9 @@ def make_config(built: dict[str, Path], tmp_path: Path) -> Callable[..., HostCon
             **sections,
             "plugins": {},
         }
+        # Source plugins run in the shared runtime this checkout built, whatever the cwd.
+        data["runtime"] = {"python_runtime": str(BUILD / "python-runtime.wasm"),
+                           **sections.get("runtime", {})}  # fmt: skip
         for name, plugin in plugins.items():
             plugin = dict(plugin)
             which = plugin.pop("built", name.replace("_", "-"))
@@ -142,3 +145,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for attack, outcome, recover_ms in rows:
         shown = "-" if recover_ms is None else f"{recover_ms:.1f}"
         terminalreporter.write_line(f"{attack:<{width}}{outcome:<{outcome_width}}{shown:>10}")
+
+
+@pytest.fixture
+def source_host(
+    make_config: Callable[..., HostConfig], make_host: Callable[[HostConfig], Host]
+) -> Callable[[dict[str, dict[str, Any]]], Host]:
+    """A host whose plugins (each given a ``source`` folder) run in the shared runtime."""
+    return lambda plugins: make_host(make_config(plugins))

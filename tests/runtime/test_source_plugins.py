@@ -1,8 +1,8 @@
 """Source plugins: a plugin folder run in the shared Python runtime, no build per plugin.
 
-The seed plugins run unchanged from their folders; the linker, not the
-guest, keeps a source plugin to its world's capabilities; a bad folder is
-refused at load with the file and line.
+The seed plugins run unchanged from their folders; a bad folder is refused
+at load with the file and line; an edit goes live as a reload with state
+carried. The attacker's tests are in tests/hostile/test_hostile_source.py.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 
 from wasihost.boards.base import OFF
 from wasihost.boards.sim import SimBoard
-from wasihost.config import HostConfig, parse_config
-from wasihost.errors import ConfigError, PluginTrap
+from wasihost.config import parse_config
+from wasihost.errors import ConfigError
 from wasihost.host import Host
 from wasihost.runtime.plugin import PluginState
 
@@ -28,48 +28,14 @@ RUNTIME = ROOT / "build" / "python-runtime.wasm"
 SOURCES = ROOT / "tests" / "source-plugins"
 
 
-@pytest.fixture(scope="session")
-def runtime(built: dict[str, Path]) -> Path:
-    """The shared runtime, built with the plugins (``wasihost build``)."""
-    assert RUNTIME.is_file(), "wasihost build makes build/python-runtime.wasm"
-    return RUNTIME
-
-
-def source_config(tmp_path: Path, runtime: Path, plugins: dict[str, dict[str, Any]]) -> HostConfig:
-    data: dict[str, Any] = {
-        "web": {"enabled": False},
-        "history": {"path": str(tmp_path / "history.sqlite3")},
-        "state": {"dir": str(tmp_path / "state")},
-        "plugins": plugins,
-    }
-    return parse_config(data, Path("test.toml"))
-
-
-@pytest.fixture
-def source_host(
-    tmp_path: Path, runtime: Path, board: SimBoard, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[dict[str, dict[str, Any]]], Host]:
-    monkeypatch.chdir(ROOT)  # build/python-runtime.wasm, as `make run` finds it
-    hosts: list[Host] = []
-
-    def make(plugins: dict[str, dict[str, Any]]) -> Host:
-        host = Host(source_config(tmp_path, runtime, plugins), board=board)
-        hosts.append(host)
-        host.load_plugins()
-        return host
-
-    yield make  # type: ignore[misc]
-    for host in hosts:
-        host.close()
-
-
+PLUGINS = ROOT / "plugins"
 SEEDS = {
-    "pi_monitor": {"led": 0, "source": "plugins/pi-monitor"},
-    "dht22": {"led": 1, "source": "plugins/dht22"},
-    "bme680": {"led": 2, "source": "plugins/bme680"},
-    "sht31": {"led": 3, "source": "plugins/sht31", "world": "sensor-plugin",
+    "pi_monitor": {"led": 0, "source": str(PLUGINS / "pi-monitor")},
+    "dht22": {"led": 1, "source": str(PLUGINS / "dht22")},
+    "bme680": {"led": 2, "source": str(PLUGINS / "bme680")},
+    "sht31": {"led": 3, "source": str(PLUGINS / "sht31"), "world": "sensor-plugin",
               "grants": {"i2c_addresses": ["0x44"]}},
-    "dashboard": {"source": "plugins/dashboard"},
+    "dashboard": {"source": str(PLUGINS / "dashboard")},
 }  # fmt: skip
 
 
@@ -85,7 +51,7 @@ async def test_the_seed_plugins_run_unchanged_from_their_folders(
     for name in ("pi-monitor", "dht22", "bme680", "sht31"):
         assert statuses[name]["state"] == "running", statuses[name]
         assert statuses[name]["polls"] == 3
-    assert host.plugins["dht22"].spec.source == Path("plugins/dht22")
+    assert host.plugins["dht22"].spec.source == PLUGINS / "dht22"
     # Module globals persist between polls, as in a component of its own.
     dht22 = next(r for r in readings if r.plugin == "dht22")
     assert dht22.status["poll_count"] == 3
@@ -93,46 +59,6 @@ async def test_the_seed_plugins_run_unchanged_from_their_folders(
     assert host.dashboard is not None
     page = host.dashboard.call(host.snapshot_json())
     assert "<html" in page.lower() and "dht22" in page
-
-
-# The runtime's import numbers (componentize-py numbers the world's imports in
-# WIT order): 12 is system-info.get-memory, 10 fan-controller.get-fan-state,
-# 2 gpio-provider.get-timestamp-ms. If the WIT changes, the refusal texts
-# below say which capability a number now reaches.
-GET_MEMORY, GET_FAN_STATE, GET_TIMESTAMP = 12, 10, 2
-
-
-def test_a_source_plugin_cannot_reach_a_capability_outside_its_world(
-    source_host: Callable[..., Host], board: SimBoard
-) -> None:
-    """The attacker's test: the dashboard world has no capabilities; the plugin
-    calls the runtime's import trampoline directly, past the hidden bindings."""
-    host = source_host({"snoop": {"source": str(SOURCES / "snoop"), "world": "dashboard-plugin"}})
-    snoop = host.plugins["snoop"]
-    page = snoop.call(f"{GET_MEMORY},{GET_FAN_STATE}")
-    assert page.splitlines() == [
-        f"{GET_MEMORY} returned Err(value='system-info is not a capability of world "
-        "dashboard-plugin')",
-        f"{GET_FAN_STATE} returned Err(value='fan-controller is not a capability of world "
-        "dashboard-plugin')",
-    ]
-    assert snoop.ctx.refusals["world"] == 2
-    # A capability without an error case cannot answer a refusal: the call traps.
-    with pytest.raises(PluginTrap, match="get-timestamp-ms failed"):
-        snoop.call(str(GET_TIMESTAMP))
-
-
-def test_importing_a_capability_outside_the_world_is_refused_at_load(
-    source_host: Callable[..., Host],
-) -> None:
-    folder = SOURCES / "bad-import"
-    host = source_host({"bad": {"source": str(folder), "world": "dashboard-plugin"}})
-    plugin = host.plugins["bad"]
-    assert plugin.state is PluginState.FAILED
-    error = plugin.stats.last_error or ""
-    assert f"{folder}: cannot load" in error
-    assert 'File "app.py", line 6' in error
-    assert "system-info is not a capability of this plugin's world (it imports: none)" in error
 
 
 @pytest.mark.parametrize(
