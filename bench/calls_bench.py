@@ -33,9 +33,11 @@ from wasihost.config import HostConfig, parse_config
 from wasihost.errors import WasihostError
 from wasihost.host import Host
 from wasihost.runtime import plans
-from wasihost.testing import ComponentPlugin, NativePlugin
+from wasihost.testing import ComponentPlugin, NativePlugin, RuntimePlugin
 
-KINDS = ("compiled", "typed", "generic", "native")
+# "runtime": the plugin's folder in the shared Python runtime, on the compiled path
+# (how the host runs a source plugin); the others run its own built component.
+KINDS = ("compiled", "typed", "generic", "native", "runtime")
 
 SEED: dict[str, tuple[Grants, dict[str, Any]]] = {
     "dht22": (Grants(leds=frozenset({1}), gpio_pins=frozenset({4}), buzzer=True),
@@ -122,6 +124,8 @@ def _harness(kind: str, plugin_dir: Path, **options: Any) -> NativePlugin | Comp
     if kind == "native":
         options.pop("wasm", None)
         return NativePlugin(plugin_dir, **options)
+    if kind == "runtime":
+        return RuntimePlugin(plugin_dir, call_path="compiled", **options)
     return ComponentPlugin(plugin_dir, call_path=kind, **options)  # type: ignore[arg-type]
 
 
@@ -181,12 +185,16 @@ def _poll_figures(runs: int, polls: int) -> list[Figure]:
             floor.append(_outside_python_us(typed, polls))
         for harness in harnesses.values():
             harness.close()
-        compiled, typed, generic, native = (samples[kind] for kind in KINDS)
+        compiled, typed, generic, native, runtime = (samples[kind] for kind in KINDS)
         figures += [
             figure("poll", f"{name}: compiled", "µs", compiled, "target <= 30"),
             figure("poll", f"{name}: typed", "µs", typed),
             figure("poll", f"{name}: generic", "µs", generic),
             figure("poll", f"{name}: native", "µs", native),
+            figure("poll", f"{name}: in the shared runtime, compiled", "µs", runtime,
+                   "a source plugin"),
+            figure("poll", f"{name}: shared runtime / own component", "x",
+                   _ratios(runtime, compiled), "same run, both compiled; target ~1"),
             figure("poll", f"{name}: generic / compiled", "x", _ratios(generic, compiled),
                    "same run; target >= 8"),
             figure("poll", f"{name}: generic / typed", "x", _ratios(generic, typed), "same run"),

@@ -212,9 +212,52 @@ async def _dev_figures(workdir: Path, runs: int) -> list[Figure]:
     return [figure("reload", "--dev: save to live", "ms", samples, "includes the build")]
 
 
+async def _source_figures(workdir: Path, runs: int) -> list[Figure]:
+    """The same edit as ``_dev_figures``, to a source plugin in the shared runtime:
+    no build, the folder is watched and the new modules are loaded."""
+    plugins = workdir / "source-plugins"
+    shutil.copytree(ROOT / "plugins" / "dht22", plugins / "dht22")
+    shutil.copytree(ROOT / "plugins" / "_shared", plugins / "_shared")
+    config = parse_config({
+        "logging": {"show_sensor_data": False},
+        "web": {"enabled": False},
+        "history": {"enabled": False},
+        "state": {"dir": str(workdir / "source-state")},
+        "plugins": {"dht22": {"source": str(plugins / "dht22"), "led": 1}},
+    })  # fmt: skip
+    host = Host(config, board=SimBoard(seed=1))
+    host.load_plugins()
+    stop = asyncio.Event()
+    task = asyncio.create_task(host.reloader.watch(stop))
+    await host.reloader.ready.wait()
+    app = plugins / "dht22" / "app.py"
+    samples = []
+    try:
+        for run in range(runs):
+            progress(f"source plugin: edit to live, run {run + 1}/{runs} (no build)")
+            old = host.plugins["dht22"].loaded_sha256
+            edited = time.perf_counter()
+            app.write_text(app.read_text() + f"\n# edit {run} {time.time_ns()}\n")
+            while host.plugins["dht22"].loaded_sha256 == old:
+                if time.perf_counter() - edited > 60:
+                    raise RuntimeError("the source plugin did not reload")
+                await asyncio.sleep(0.002)
+            samples.append((time.perf_counter() - edited) * 1000)
+    finally:
+        stop.set()
+        await task
+        await host.reloader.wait_idle()
+        host.close()
+    return [
+        figure("reload", "source plugin: save to live", "ms", samples,
+               "shared runtime, no build; compare --dev: save to live")
+    ]  # fmt: skip
+
+
 def run(quick: bool = False) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="wasihost-bench-") as tmp:
         workdir = Path(tmp)
         figures = asyncio.run(_reload_figures(workdir, 3 if quick else 7, 1 if quick else 3))
         figures += asyncio.run(_dev_figures(workdir, 1 if quick else 3))
+        figures += asyncio.run(_source_figures(workdir, 3 if quick else 7))
     return figures

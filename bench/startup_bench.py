@@ -26,21 +26,28 @@ from bench.common import ROOT, Figure, figure, free_port, progress
 SEED = {"pi_monitor": 0, "dht22": 1, "bme680": 2, "dashboard": None}
 
 
-def _config(folder: Path, wasm_dir: Path, port: int, extra: int) -> Path:
+def _config(folder: Path, wasm_dir: Path | None, port: int, extra: int) -> Path:
+    """``wasm_dir``: the seeds' components; None: the seeds' folders in the shared
+    runtime (and the extra instances are the sht31 folder, not a component)."""
+    runtime = ROOT / "build" / "python-runtime.wasm"
     lines = [
         "[polling]\ninterval_seconds = 1",
         '[logging]\nshow_sensor_data = false\nlevel = "warn"',
         f"[web]\nport = {port}",
         f'[history]\npath = "{folder / "h.sqlite3"}"',
         f'[state]\ndir = "{folder / "state"}"',
+        f'[runtime]\npython_runtime = "{runtime}"',
     ]
     for name, led in SEED.items():
-        wasm = wasm_dir / f"{name.replace('_', '-')}.wasm"
+        plugin = name.replace("_", "-")
+        where = (f'source = "{ROOT / "plugins" / plugin}"' if wasm_dir is None
+                 else f'wasm = "{wasm_dir / f"{plugin}.wasm"}"')  # fmt: skip
         led_line = f"\nled = {led}" if led is not None else ""
-        lines.append(f'[plugins.{name}]\nwasm = "{wasm}"{led_line}')
-    generic = ROOT / "build" / "test-plugins" / "generic.wasm"
+        lines.append(f"[plugins.{name}]\n{where}{led_line}")
+    extra_where = (f'source = "{ROOT / "plugins" / "sht31"}"' if wasm_dir is None
+                   else f'wasm = "{ROOT / "build" / "test-plugins" / "generic.wasm"}"')  # fmt: skip
     for index in range(extra):
-        lines.append(f'[plugins.extra{index}]\nworld = "sensor-plugin"\nwasm = "{generic}"')
+        lines.append(f'[plugins.extra{index}]\nworld = "sensor-plugin"\n{extra_where}')
     path = folder / "host.toml"
     path.write_text("\n\n".join(lines) + "\n")
     return path
@@ -61,7 +68,7 @@ def _memory(pid: int) -> dict[str, float]:
 
 
 def _start(
-    folder: Path, wasm_dir: Path, cache: Path, extra: int = 0
+    folder: Path, wasm_dir: Path | None, cache: Path, extra: int = 0
 ) -> tuple[float, dict[str, float]]:
     """Seconds from spawn to the first completed cycle, and memory then."""
     port = free_port()
@@ -141,4 +148,39 @@ def run(quick: bool = False) -> list[Figure]:
                    [a + b for a, b in zip(per_instance("Private_Clean"),
                                           per_instance("Private_Dirty"), strict=True)]),
         ]  # fmt: skip
+        figures += _source_figures(root, runs, samples["precompiled"], memory)
     return figures
+
+
+def _source_figures(
+    root: Path, runs: int, components_s: list[float], components_mem: list[dict[str, float]]
+) -> list[Figure]:
+    """The same starts with the seeds as source plugins in the shared runtime
+    (precompiled, as `wasihost build` leaves it), side by side with the
+    precompiled components measured just before."""
+    seconds: list[float] = []
+    memory: list[dict[str, float]] = []
+    extra: list[dict[str, float]] = []
+    for run_index in range(runs):
+        progress(f"start-up, run {run_index + 1}/{runs}: source plugins in the shared runtime")
+        took, mem = _start(root, None, root / "cache-0")
+        seconds.append(took)
+        memory.append(mem)
+        extra.append(_start(root, None, root / "cache-0", extra=50)[1])
+
+    def per_instance(key: str) -> list[float]:
+        return [(e[key] - m[key]) / 50 for e, m in zip(extra, memory, strict=True)]
+
+    return [
+        figure("start", "to the first cycle, source plugins", "s", seconds,
+               "4 seed folders, shared runtime precompiled"),
+        figure("start", "source plugins / precompiled components", "x",
+               [a / b for a, b in zip(seconds, components_s, strict=True)], "same run"),
+        figure("memory", "RSS, 4 seed plugins as source plugins", "MB",
+               [m["VmRSS"] for m in memory], f"components: {components_mem[0]['VmRSS']:.0f}"),
+        figure("memory", "PSS, 4 seed plugins as source plugins", "MB",
+               [m["Pss"] for m in memory]),
+        figure("memory", "PSS per extra source plugin instance", "MB", per_instance("Pss"),
+               "sht31 folder"),
+        figure("memory", "RSS per extra source plugin instance", "MB", per_instance("VmRSS")),
+    ]  # fmt: skip
