@@ -173,6 +173,7 @@ async def _reload_figures(workdir: Path, runs_fast: int, runs_raw: int) -> list[
 async def _dev_figures(workdir: Path, runs: int) -> list[Figure]:
     plugins = workdir / "dev-plugins"
     shutil.copytree(ROOT / "plugins" / "dht22", plugins / "dht22")
+    shutil.copytree(ROOT / "plugins" / "_shared", plugins / "_shared")
     out = workdir / "dev-build"
     build(["dht22"], plugins_dir=plugins, wit_dir=ROOT / "wit", out_dir=out, echo=lambda _: None)
     config = parse_config({
