@@ -22,6 +22,7 @@ from wasihost.runtime.component import CheckedComponent, export_key
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import CallPath, Engine
 from wasihost.runtime.guest_log import GuestOutput
+from wasihost.runtime.guest_memory import new_memories, size_of
 from wasihost.runtime.plans import CapabilityCall, TypedExport, add_capability
 from wasihost.runtime.values import UnsupportedType
 
@@ -175,7 +176,8 @@ class Instance:
         self.store.set_limits(memory_size=max_memory_mb * 1024 * 1024)
         self.store.set_epoch_deadline(self._deadline)
         try:
-            instance = linker.instantiate(self.store, checked.component)
+            with new_memories() as self.memories:
+                instance = linker.instantiate(self.store, checked.component)
         except wasmtime.WasmtimeError as exc:
             self.store.close()
             raise PluginLoadError(plugin, f"cannot instantiate: {trap_reason(exc)}") from None
@@ -199,6 +201,14 @@ class Instance:
 
     def exports(self, function: str) -> bool:
         return function in self._functions
+
+    # Its memory once ready (set by its owner after load and configure): how
+    # much it grew since is what a recycle can win back.
+    start_bytes: int | None = None
+
+    def memory_bytes(self, maps: str | None = None) -> int | None:
+        """The guest's linear memory now (None where it cannot be measured)."""
+        return size_of(self.memories, maps)
 
     def close(self) -> None:
         # Closing the store explicitly matters: a store left to the garbage

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,13 @@ LOG_LEVELS = {
 }
 
 
+# Guest memory: check at most this often; move to a fresh instance at this share
+# of the cap, once the instance has grown by at least this much since it started.
+MEMORY_CHECK_S = 1.0
+RECYCLE_AT = 0.85
+MIN_GROWTH_BYTES = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class PluginSpec:
     """Everything the host decided about a plugin from the config."""
@@ -111,6 +119,9 @@ class PluginStats:
     reload_error: str | None = None
     last_reload: dict[str, Any] | None = None
     restore_failures: int = 0  # saved state a new instance refused or trapped on
+    recycles: int = 0  # moved to a fresh instance before its memory reached the cap
+    recycle_error: str | None = None  # why the last recycle kept the old instance
+    guest_memory_bytes: int | None = None  # at the last check; None where unmeasurable
     restore_error: str | None = None  # why it runs without its saved state; None once restored
 
 
@@ -217,6 +228,8 @@ class Plugin:
         self._checked: CheckedComponent | None = None
         self._linker: Any = None
         self._instance: Instance | None = None
+        self._monotonic = monotonic
+        self._memory_checked = -math.inf
 
     def _thread(self, name: str) -> GuestThread:
         return GuestThread(name, self.name, self.spec.timeout_ms, self._clock_ms, self._after_hang)
@@ -592,6 +605,7 @@ class Plugin:
             self._setting_up(
                 guest, instance, "settings.configure", settings, "refused its settings"
             )
+        instance.start_bytes = instance.memory_bytes()
         return instance
 
     def _setting_up(
@@ -764,12 +778,74 @@ class Plugin:
             self._close_instance()
             self._on_trap(exc.reason)
             raise
-        else:
-            self.supervisor.on_success()
-            self._move(Event.CALL_OK)
-            return result
         finally:
             self.stats.last_poll_ms = (time.perf_counter() - started) * 1000
+        self.supervisor.on_success()
+        self._move(Event.CALL_OK)
+        self._check_memory(instance)
+        return result
+
+    # -- guest memory ---------------------------------------------------------
+    def _check_memory(self, instance: Instance) -> None:
+        """After a call, on the plugin's thread: move the plugin to a fresh
+        instance before its guest memory reaches the cap.
+
+        componentize-py's runtime leaks every ``list<u8>`` a guest sends
+        (docs/GUEST-MEMORY.md), so an I2C plugin's memory only grows and it
+        would trap after weeks. Between this call and the next, the plugin's
+        state goes into a new instance of the same version, so no poll is
+        missed. Checked at most every ``MEMORY_CHECK_S`` (a read of the process's
+        memory map), and only once the instance has grown: a plugin that
+        starts near its cap would otherwise be recycled forever.
+        """
+        now = self._monotonic()
+        if now - self._memory_checked < MEMORY_CHECK_S:
+            return
+        self._memory_checked = now
+        used = instance.memory_bytes()
+        self.stats.guest_memory_bytes = used
+        if used is None or instance.start_bytes is None:
+            return
+        cap = self.spec.max_memory_mb * 1024 * 1024
+        if used < cap * RECYCLE_AT or used - instance.start_bytes < MIN_GROWTH_BYTES:
+            return
+        self._recycle(instance, used, cap)
+
+    def _recycle(self, old: Instance, used: int, cap: int) -> None:
+        checked = self._checked
+        if checked is None:
+            return
+        started = time.perf_counter()
+        new: Instance | None = None
+        try:
+            data = self._snapshot() if self.stateful else None
+            if self._instance is not old:  # the snapshot trapped: supervised already
+                return
+            new = self._instantiate(self._guest, checked, self._linker)
+            if data is not None:
+                new, _ = self._restore_state(
+                    self._guest, new, checked, self._linker, data, refuse=True
+                )
+        except PluginError as exc:
+            if new is not None:
+                new.close()
+            self.stats.recycle_error = exc.reason
+            log.warning(
+                "[%s] guest memory %.1f of %.0f MB: a fresh instance failed, keeping this one: %s",
+                self.name, used / 2**20, cap / 2**20, exc.reason,
+            )  # fmt: skip
+            return
+        self._instance = new
+        old.close()
+        self.stats.recycles += 1
+        self.stats.recycle_error = None
+        self.stats.guest_memory_bytes = new.memory_bytes()
+        log.info(
+            "[%s] guest memory %.1f of %.0f MB: moved to a fresh instance (%s) in %.0f ms",
+            self.name, used / 2**20, cap / 2**20,
+            "state carried" if data is not None else "no state interface: globals reset",
+            (time.perf_counter() - started) * 1000,
+        )  # fmt: skip
 
     def _not_running(self, state: PluginState) -> str:
         """Why a call is refused in ``state``."""
@@ -835,6 +911,9 @@ class Plugin:
             "reload_error": self.stats.reload_error,
             "restore_failures": self.stats.restore_failures,
             "restore_error": self.stats.restore_error,
+            "recycles": self.stats.recycles,
+            "recycle_error": self.stats.recycle_error,
+            "guest_memory_bytes": self.stats.guest_memory_bytes,
             "quarantines": self.supervisor.quarantines,
             "retry_in_s": self.supervisor.retry_in_s(),
             "last_reload": self.stats.last_reload,

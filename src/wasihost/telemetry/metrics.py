@@ -45,6 +45,16 @@ PLUGIN_COUNTERS = (
     ("hangs", "wasihost_plugin_hangs", "Guest calls the host stopped waiting for (blocked)."),
     ("restarts", "wasihost_plugin_restarts", "Fresh instances after a trap."),
     ("reloads", "wasihost_plugin_reloads", "New versions swapped in."),
+    (
+        "recycles",
+        "wasihost_plugin_recycles",
+        "Moves to a fresh instance before guest memory reached the cap (state carried).",
+    ),
+    (
+        "restore_failures",
+        "wasihost_plugin_restore_failures",
+        "Saved state a new instance refused or trapped on.",
+    ),
     ("quarantines", "wasihost_plugin_quarantines", "Times the plugin was quarantined."),
     ("refused_calls", "wasihost_plugin_refused_calls", "Capability calls refused by grants."),
     (
@@ -111,6 +121,16 @@ class _Snapshot:
             for plugin, status in sorted(self.statuses.items()):
                 state.add_metric([node, plugin, str(status.get("state"))], 1)
             yield state
+            memory = GaugeMetricFamily(
+                "wasihost_plugin_guest_memory_bytes",
+                "The plugin's guest linear memory at its last check (where measurable).",
+                labels=["node", "plugin"],
+            )
+            for plugin, status in sorted(self.statuses.items()):
+                used = status.get("guest_memory_bytes")
+                if isinstance(used, int):
+                    memory.add_metric([node, plugin], used)
+            yield memory
             yield from self._optional()
 
     def _optional(self) -> Iterator[Metric]:

@@ -1,0 +1,105 @@
+"""Guest memory that only grows (componentize-py leaks what a guest sends):
+the host measures each instance and moves a plugin to a fresh one, state
+carried, before the cap traps it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wasihost.config import HostConfig
+from wasihost.host import Host
+from wasihost.runtime import guest_memory
+from wasihost.runtime import plugin as plugin_module
+from wasihost.runtime.guest_memory import Memory, size_of
+
+LEAKY = Path(__file__).resolve().parents[1] / "source-plugins" / "leaky"
+CAP_MB = 24
+POLLS = 450
+LEAKY_PLUGIN = {
+    "leaky": {
+        "source": str(LEAKY),
+        "max_memory_mb": CAP_MB,
+        "grants": {"i2c_addresses": ["0x77"]},
+    }
+}
+
+
+def leaky_host(
+    make_config: Callable[..., HostConfig], make_host: Callable[[HostConfig], Host]
+) -> Host:
+    return make_host(make_config(LEAKY_PLUGIN))
+
+
+def poll_many(host: Host, monotonic: Any, polls: int) -> list[Any]:
+    plugin = host.plugins["leaky"]
+    results = []
+    for _ in range(polls):
+        monotonic.advance(plugin_module.MEMORY_CHECK_S)
+        results.append(plugin.call())
+    return results
+
+
+def test_a_leaking_plugin_traps_at_its_cap_without_recycling(
+    make_config: Callable[..., HostConfig],
+    make_host: Callable[[HostConfig], Host],
+    monotonic: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The failure the recycling prevents: with it switched off, the leak traps."""
+    monkeypatch.setattr(plugin_module, "RECYCLE_AT", 2.0)  # never
+    host = leaky_host(make_config, make_host)
+    with pytest.raises(Exception, match="trapped"):
+        poll_many(host, monotonic, POLLS)
+    assert host.plugins["leaky"].stats.traps == 1
+
+
+def test_a_leaking_plugin_moves_to_a_fresh_instance_with_its_state_and_never_traps(
+    make_config: Callable[..., HostConfig],
+    make_host: Callable[[HostConfig], Host],
+    monotonic: Any,
+) -> None:
+    host = leaky_host(make_config, make_host)
+    plugin = host.plugins["leaky"]
+    results = poll_many(host, monotonic, POLLS)
+    # Every poll answered, and the count went on across the fresh instances.
+    assert [r[0]["value"] for r in results] == [float(n) for n in range(1, POLLS + 1)]
+    assert plugin.stats.traps == 0
+    assert plugin.stats.recycles >= 2
+    status = plugin.status()
+    assert status["recycles"] == plugin.stats.recycles
+    assert status["recycle_error"] is None
+    used = status["guest_memory_bytes"]
+    assert used is not None
+    assert used < CAP_MB * 2**20 * plugin_module.RECYCLE_AT
+    host.metrics.update([], host.statuses(), 1.0)  # what each cycle hands /metrics
+    metrics = host.metrics.render().decode()
+    recycles = f'wasihost_plugin_recycles_total{{node="{host.config.node_id}",plugin="leaky"}}'
+    assert f"{recycles} {float(plugin.stats.recycles)}" in metrics
+    assert "wasihost_plugin_guest_memory_bytes{" in metrics
+
+
+def test_memory_is_read_from_the_reserved_regions() -> None:
+    """The map reading on a made-up map: a memory is known by its reservation's end."""
+    text = "\n".join([
+        "1000-2000 r-xp 00000000 00:00 0 /usr/bin/python",
+        "7f0000000000-7f0000a00000 rw-p 00000000 00:00 0",
+        "7f0000a00000-7f0100000000 ---p 00000000 00:00 0",
+        "7f0200000000-7f0200800000 rw-p 00000000 00:00 0 thread stack",
+    ])  # fmt: skip
+    mapped = guest_memory.regions(text)
+    memory = guest_memory._memory_of(mapped, 0x7F0100000000)
+    assert memory == Memory(0x7F0000000000, 0x7F0100000000)
+    assert size_of([memory], text) == 0xA00000
+    grown = text.replace("7f0000000000-7f0000a00000", "7f0000000000-7f0000c00000").replace(
+        "7f0000a00000-7f0100000000", "7f0000c00000-7f0100000000"
+    )
+    assert size_of([memory], grown) == 0xC00000
+    assert size_of([memory], "1000-2000 r-xp 00000000 00:00 0\n") is None  # closed
+    assert size_of([], text) is None
+    # The reservation's end moved (merged with a closed neighbour's): still found.
+    merged = grown.replace("7f0000c00000-7f0100000000", "7f0000c00000-7f0300000000")
+    assert size_of([memory], merged) == 0xC00000

@@ -1,0 +1,46 @@
+"""A sensor that leaks guest memory the way real I2C drivers do under
+componentize-py 0.25: every byte list it sends to ``i2c.transfer`` stays
+allocated. It counts its polls and keeps the count in its state."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.exports.sensor import Measurement, MeasurementSpec, PluginInfo
+from wit_world.imports import i2c
+
+POLLS = 0
+# An address it is not granted: the host refuses the call at once, after the
+# guest has sent (and leaked) the list.
+SETTINGS = {"writes": 24, "size": 4000, "address": 0x10}
+
+
+class Settings(exports.Settings):
+    def configure(self, settings_json: str) -> None:
+        SETTINGS.update(json.loads(settings_json))
+
+
+class Sensor(exports.Sensor):
+    def describe(self) -> PluginInfo:
+        return PluginInfo("Leaky", "1.0.0", [MeasurementSpec("polls", "", "none")])
+
+    def poll(self) -> list[Measurement]:
+        global POLLS
+        POLLS += 1
+        payload = bytes(SETTINGS["size"])
+        for _ in range(SETTINGS["writes"]):
+            with contextlib.suppress(Err):
+                i2c.transfer(SETTINGS["address"], payload, 0)
+        return [Measurement("polls", float(POLLS), "", "none", None)]
+
+
+class State(exports.State):
+    def snapshot(self) -> bytes:
+        return str(POLLS).encode()
+
+    def restore(self, data: bytes) -> None:
+        global POLLS
+        POLLS = int(data.decode())
