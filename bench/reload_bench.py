@@ -192,25 +192,32 @@ async def _dev_figures(workdir: Path, runs: int) -> list[Figure]:
         asyncio.create_task(host.reloader.watch(stop)),
     ]
     await asyncio.sleep(0.5)
-    app = plugins / "dht22" / "app.py"
-    samples = []
     try:
-        for run in range(runs):
-            progress(f"--dev edit to live, run {run + 1}/{runs} (a componentize-py build)")
-            old = host.plugins["dht22"].loaded_sha256
-            edited = time.perf_counter()
-            app.write_text(app.read_text() + f"\n# edit {run} {time.time_ns()}\n")
-            while host.plugins["dht22"].loaded_sha256 == old:
-                if time.perf_counter() - edited > 120:
-                    raise RuntimeError("--dev did not reload")
-                await asyncio.sleep(0.01)
-            samples.append((time.perf_counter() - edited) * 1000)
+        samples = await _saves_to_live(host, plugins / "dht22" / "app.py", runs, "--dev", 120)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
         await host.reloader.wait_idle()
         host.close()
     return [figure("reload", "--dev: save to live", "ms", samples, "includes the build")]
+
+
+async def _saves_to_live(
+    host: Host, app: Path, runs: int, what: str, limit_s: float
+) -> list[float]:
+    """Milliseconds from saving an edit of dht22's ``app.py`` to its new version live."""
+    samples = []
+    for run in range(runs):
+        progress(f"{what}: edit to live, run {run + 1}/{runs}")
+        old = host.plugins["dht22"].loaded_sha256
+        edited = time.perf_counter()
+        app.write_text(app.read_text() + f"\n# edit {run} {time.time_ns()}\n")
+        while host.plugins["dht22"].loaded_sha256 == old:
+            if time.perf_counter() - edited > limit_s:
+                raise RuntimeError(f"{what}: the edit did not go live in {limit_s:.0f} s")
+            await asyncio.sleep(0.002)
+        samples.append((time.perf_counter() - edited) * 1000)
+    return samples
 
 
 async def _source_figures(workdir: Path, runs: int) -> list[Figure]:
@@ -231,19 +238,9 @@ async def _source_figures(workdir: Path, runs: int) -> list[Figure]:
     stop = asyncio.Event()
     task = asyncio.create_task(host.reloader.watch(stop))
     await host.reloader.ready.wait()
-    app = plugins / "dht22" / "app.py"
-    samples = []
     try:
-        for run in range(runs):
-            progress(f"source plugin: edit to live, run {run + 1}/{runs} (no build)")
-            old = host.plugins["dht22"].loaded_sha256
-            edited = time.perf_counter()
-            app.write_text(app.read_text() + f"\n# edit {run} {time.time_ns()}\n")
-            while host.plugins["dht22"].loaded_sha256 == old:
-                if time.perf_counter() - edited > 60:
-                    raise RuntimeError("the source plugin did not reload")
-                await asyncio.sleep(0.002)
-            samples.append((time.perf_counter() - edited) * 1000)
+        app = plugins / "dht22" / "app.py"
+        samples = await _saves_to_live(host, app, runs, "source plugin (no build)", 60)
     finally:
         stop.set()
         await task
