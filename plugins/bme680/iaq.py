@@ -14,8 +14,15 @@ a higher resistance is cleaner air than the reference, and falls slowly, so
 lasting pollution is not mistaken for the new normal while slow sensor
 drift is still followed.
 
-All timing uses the host clock passed in as `now_ms`; the guest's own clock
-is not trusted. `IaqEstimator.to_state` / `from_state` / `resume` carry the
+All timing uses the host clock passed in as `now_ms`, which is the wall clock:
+on a Pi without a real-time clock it starts in 1970 (or at the last shutdown)
+and NTP steps it forward by hours to decades a minute after boot, sometimes
+back. So the gap between two readings is only believed up to a bound: at most
+`MAX_STEP_FACTOR` typical gaps (`FIRST_STEP_MAX_S` before any is known), and
+a negative gap counts as none. The time not believed is treated like a pause:
+every stored time moves with the clock, so a jump neither ends the burn-in
+early nor stalls it, and neither drags the baseline nor the accuracy along.
+`IaqEstimator.to_state` / `from_state` / `resume` carry the
 learnt state across plugin reloads and host restarts (the plugin's `state`
 export stores it as JSON). Stdlib and the shared guest library only; the
 IAQ band scale (`band`) is the library's, the one the dashboard names too.
@@ -50,6 +57,19 @@ WINDOW_MAX = 4096
 # `to_state` thins the window to at most this many entries (evenly spread) so a
 # snapshot stays small whatever `burn_in_s`; 300 s at 2 s polls is 151 entries.
 STATE_WINDOW_MAX = 256
+# Clock jumps. The guest has no monotonic clock capability, and its own
+# time.monotonic() (WASI's) could not be driven by the clock tests inject, nor
+# agree between a native test run and the component: so the gaps of the host
+# clock are bounded instead, which keeps every test a deterministic sequence of
+# `now_ms` values. One gap counts as at most MAX_STEP_FACTOR times the typical
+# gap (the lower median of the last TYPICAL_GAPS positive gaps: a one-off jump
+# does not move it), or FIRST_STEP_MAX_S while no gap is known yet (the first
+# reading after a start or a restore). A few typical gaps leave room for the odd
+# reading lost to an invalid gas flag or a bus error; longer really elapsed gaps
+# (the host paused) are undercounted, which errs on the side of a longer burn-in.
+MAX_STEP_FACTOR = 4.0
+FIRST_STEP_MAX_S = 10.0
+TYPICAL_GAPS = 9
 # Times in a state must lie within this of 0 (the host clock is u64 ms).
 _STATE_TIME_LIMIT = 2**63
 _STATE_KEYS = ("start_ms", "clock_ms", "baseline_ohm", "burned_in", "window", "stable_since_ms")
@@ -97,7 +117,9 @@ class IaqEstimator:
     def _reset(self) -> None:
         """Forget everything learnt (the durations stay)."""
         self._start_ms: int | None = None
-        self._clock_ms = 0  # latest now_ms seen; only `resume` moves it back
+        self._clock_ms = 0  # the latest now_ms seen
+        # The last positive gaps between readings (not state: relearnt after a restore).
+        self._gaps: deque[int] = deque(maxlen=TYPICAL_GAPS)
         self._baseline: float | None = None
         self._burned_in = False
         # Burn-in: (time, gas) of the last half of the burn-in period, whose
@@ -114,16 +136,15 @@ class IaqEstimator:
     def update(self, gas_ohm: float, humidity: float, now_ms: int) -> tuple[float, int]:
         """Feed one valid reading; returns (IAQ 0..500, accuracy 0..3).
 
-        Only pass gas readings the chip flagged valid and heat-stable. A host
-        clock that steps backwards is treated as no time passing. Raises
+        Only pass gas readings the chip flagged valid and heat-stable. The gap
+        since the previous reading counts as at most a few typical gaps, a host
+        clock that steps backwards as no time passing (see `_advance`). Raises
         ValueError for a non-positive or non-finite gas resistance.
         """
         if not (math.isfinite(gas_ohm) and gas_ohm > 0):
             raise ValueError(f"gas resistance must be positive, got {gas_ohm}")
-        if self._start_ms is None:
-            self._start_ms = self._clock_ms = now_ms
-        elapsed_ms = max(0, now_ms - self._clock_ms)
-        self._clock_ms += elapsed_ms
+        elapsed_ms = self._advance(now_ms)
+        assert self._start_ms is not None
         now = self._clock_ms
 
         # Once burnt in, always burnt in (a restored state may meet a longer burn_in_s).
@@ -140,6 +161,41 @@ class IaqEstimator:
         assert self._baseline is not None
         score = humidity_score(humidity) + gas_score(gas_ohm, self._baseline)
         return (100.0 - score) * 5.0, accuracy
+
+    def _advance(self, now_ms: int) -> int:
+        """Move the clock to `now_ms`; returns the time counted as observed.
+
+        A gap beyond `_max_step_ms` (a forward jump of the wall clock) or below
+        zero (a backward one) is counted only up to that bound, or as nothing;
+        the rest is a pause, as in `resume`: every stored time moves by it.
+        """
+        if self._start_ms is None:
+            self._start_ms = self._clock_ms = now_ms
+            return 0
+        gap = now_ms - self._clock_ms
+        counted = min(max(0, gap), self._max_step_ms())
+        if gap > 0:
+            self._gaps.append(gap)
+        if counted != gap:
+            self._shift(gap - counted)
+        self._clock_ms = now_ms
+        return counted
+
+    def _max_step_ms(self) -> int:
+        """The longest gap believed: a few typical gaps (see MAX_STEP_FACTOR)."""
+        if not self._gaps:
+            return int(FIRST_STEP_MAX_S * 1000)
+        typical = sorted(self._gaps)[(len(self._gaps) - 1) // 2]
+        return int(MAX_STEP_FACTOR * typical)
+
+    def _shift(self, ms: int) -> None:
+        """Move every stored time by `ms`: time that passed unobserved."""
+        assert self._start_ms is not None
+        self._start_ms += ms
+        self._clock_ms += ms
+        self._window = deque(((t + ms, value) for t, value in self._window), maxlen=WINDOW_MAX)
+        if self._burned_in:
+            self._stable_since_ms += ms
 
     def _learn(self, now: int, gas_ohm: float) -> None:
         self._window.append((now, gas_ohm))
@@ -281,11 +337,8 @@ class IaqEstimator:
         if stale and not self._burned_in:
             self._reset()
             return True
-        self._start_ms += gap
-        self._clock_ms = now_ms
-        self._window = deque((t + gap, value) for t, value in self._window)
-        if self._burned_in:
-            self._stable_since_ms += gap
+        self._shift(gap)
+        self._gaps.clear()  # the spacing of readings after a pause is not known yet
         if stale:
             self._window.clear()
             self._stable_since_ms = now_ms

@@ -47,6 +47,37 @@ def test_calibrates_and_keeps_its_baseline_between_polls(mode: Mode, board: SimB
         plugin.close()
 
 
+def test_wall_clock_jumps_neither_end_nor_stall_the_burn_in(mode: Mode, board: SimBoard) -> None:
+    """The host clock is the wall clock: a Pi without a real-time clock boots in 1970
+    and NTP steps it to the present (here, and then back an hour)."""
+    clock = [5_000]
+    plugin = plugin_under_test(
+        HERE,
+        mode,
+        board=board,
+        grants=GRANTS,
+        clock_ms=lambda: clock[0],
+        settings={"burn_in_s": 60},
+    )
+    try:
+
+        def poll_every_3_s(polls: int) -> list[int]:
+            accuracy = []
+            for _ in range(polls):
+                accuracy.append(plugin.poll()["iaq_accuracy"])
+                clock[0] += 3000
+            return accuracy
+
+        assert poll_every_3_s(4) == [0] * 4  # 9 s of burn-in in 1970
+        clock[0] = 1_700_000_000_000  # NTP: fifty-three years on
+        # The step counts as 4 typical gaps (12 s), not as decades: still burning in.
+        assert poll_every_3_s(10) == [0] * 10  # 12 s + 27 s: 48 s of the 60
+        clock[0] -= 3_600_000  # and back an hour: no time, but no stall either
+        assert poll_every_3_s(8) == [0] * 4 + [1] * 4  # 60 s reached on the fifth poll
+    finally:
+        plugin.close()
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

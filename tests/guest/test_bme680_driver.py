@@ -431,7 +431,9 @@ def test_iaq_window_stays_bounded_when_polled_far_too_fast() -> None:
         est.update(100_000.0, 40.0, t)
     assert len(est._window) == iaq.WINDOW_MAX
     assert est.baseline_ohm == pytest.approx(100_000.0)
-    for t in range(300_000, 320_000, 2):  # and after burn-in, while tracking
+    _, accuracy, end = run(est, 100_000.0, 300, 20_000)  # 3 s readings to end the burn-in
+    assert accuracy[-1] == 1
+    for t in range(end, end + 20_000, 2):  # and after burn-in, while tracking
         est.update(100_000.0, 40.0, t)
     assert len(est._window) == iaq.WINDOW_MAX
 
@@ -610,6 +612,92 @@ def test_iaq_from_state_refuses_damaged_states(damage: Callable[[dict[str, Any]]
     iaq.IaqEstimator.from_state(state, burn_in_s=60.0)  # the undamaged one is fine
     with pytest.raises(ValueError, match="iaq state"):
         iaq.IaqEstimator.from_state(damage(state), burn_in_s=60.0)
+
+
+# --- Wall-clock jumps ---------------------------------------------------------------
+# The host clock the estimator is timed with is the wall clock. On a Pi without a
+# real-time clock it starts in 1970 (or at the last shutdown) and NTP steps it to the
+# present a minute after boot, by hours to decades, and sometimes back.
+
+YEAR_MS = 365 * 24 * HOUR_MS
+NOW_MS = 1_700_000_000_000  # November 2023
+BOOT_MS = 5_000  # five seconds into 1970
+
+
+def run_from(estimator: Any, gas: float, readings: int, start_ms: int) -> tuple[list[int], int]:
+    """`readings` updates 3 s apart from `start_ms`; returns the accuracies and the next time."""
+    _, accuracy, t = run(estimator, gas, readings * 3, start_ms)
+    return accuracy, t
+
+
+def test_iaq_forward_clock_jump_on_the_second_reading_does_not_end_burn_in() -> None:
+    est = iaq.IaqEstimator(burn_in_s=60.0)
+    assert est.update(100_000.0, 40.0, BOOT_MS)[1] == 0
+    accuracy, _ = run_from(est, 100_000.0, 40, NOW_MS)  # NTP: 1970 -> 2023
+    # The jump counts as FIRST_STEP_MAX_S at most (nothing is known of the spacing yet),
+    # the rest of the burn-in is 3 s readings.
+    assert iaq.FIRST_STEP_MAX_S == 10.0
+    assert accuracy.index(1) == 17  # 10 s + 17 x 3 s >= 60 s
+    assert set(accuracy[:17]) == {0}
+
+
+def test_iaq_forward_clock_jump_mid_burn_in_does_not_end_it() -> None:
+    est = iaq.IaqEstimator(burn_in_s=60.0)
+    accuracy, t = run_from(est, 100_000.0, 10, BOOT_MS)  # 27 s of burn-in in 1970
+    accuracy, _ = run_from(est, 100_000.0, 40, t - 3000 + YEAR_MS)
+    # The jump counts as MAX_STEP_FACTOR typical gaps (4 x 3 s), not as a year.
+    assert accuracy.index(1) == 7  # 27 s + 12 s + 7 x 3 s = 60 s
+    assert set(accuracy[:7]) == {0}
+
+
+@pytest.mark.parametrize("back_ms", [HOUR_MS, NOW_MS - BOOT_MS], ids=["an hour", "to 1970"])
+def test_iaq_backward_clock_jump_neither_stalls_nor_restarts_burn_in(back_ms: int) -> None:
+    est = iaq.IaqEstimator(burn_in_s=60.0)
+    accuracy, t = run_from(est, 100_000.0, 10, NOW_MS)  # 27 s of burn-in
+    accuracy, t = run_from(est, 100_000.0, 40, t - back_ms)
+    assert accuracy.index(1) == 11  # the step back counts as no time: 27 s + 11 x 3 s = 60 s
+    assert accuracy[-1] == 2
+    # Whatever the clock did, the state is a valid snapshot that continues identically.
+    restored = iaq.IaqEstimator.from_state(through_json(est), burn_in_s=60.0)
+    assert restored.resume(t - 3000) is False
+    assert restored.update(90_000.0, 40.0, t) == est.update(90_000.0, 40.0, t)
+
+
+def test_iaq_forward_clock_jump_after_burn_in_neither_moves_the_baseline_nor_the_accuracy() -> None:
+    est = iaq.IaqEstimator(burn_in_s=60.0)
+    accuracy, t = run_from(est, 100_000.0, 30, NOW_MS)
+    assert accuracy[-1] == 1  # 30 s into the stability clock
+    # The first reading after a year-long step is polluted air. Were the step time,
+    # the falling baseline would follow it all the way and call it clean.
+    value, accuracy_after = est.update(50_000.0, 40.0, t + YEAR_MS)
+    assert accuracy_after == 1  # not 3: the stability clock did not run for a year
+    assert value > 150.0
+    assert est.baseline_ohm == pytest.approx(100_000.0, rel=1e-3)
+
+
+def test_iaq_backward_clock_jump_after_burn_in_does_not_freeze_the_estimator() -> None:
+    est = iaq.IaqEstimator(burn_in_s=60.0)
+    accuracy, t = run_from(est, 100_000.0, 30, NOW_MS)
+    assert accuracy[-1] == 1
+    accuracy, t = run_from(est, 100_000.0, 60, t - YEAR_MS)
+    assert accuracy == sorted(accuracy) and accuracy[-1] == 3  # the stability clock ran on
+    # The baseline follows a lasting change at its usual pace again.
+    run_from(est, 130_000.0, 100, t)
+    assert est.baseline_ohm > 115_000.0  # 1 - 1/e of the way in one up-tau (300 s)
+
+
+def test_iaq_typical_gap_follows_the_poll_interval() -> None:
+    """The bound on one gap is a few typical gaps, so a slower poll interval is
+    counted in full once a few gaps are known; a one-off long gap is capped."""
+    est = iaq.IaqEstimator(burn_in_s=3600.0)
+    t = NOW_MS
+    est.update(100_000.0, 40.0, t)
+    for _ in range(5):
+        t += 600_000  # a 10 min poll interval
+        est.update(100_000.0, 40.0, t)
+    assert est._clock_ms - est._start_ms == 10_000 + 4 * 600_000  # only the first gap capped
+    est.update(100_000.0, 40.0, t + 10 * HOUR_MS)
+    assert est._clock_ms - est._start_ms == 10_000 + 4 * 600_000 + 4 * 600_000
 
 
 # --- The plugin app with fake componentize-py bindings -------------------------------
