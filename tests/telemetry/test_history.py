@@ -84,13 +84,87 @@ def test_history_survives_reopening(tmp_path: Path) -> None:
     assert second.fields() == [("dht22", "temperature", "°C")]
 
 
-def test_prune_drops_samples_past_retention(tmp_path: Path) -> None:
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+YEAR_MS = 365 * DAY_MS
+T0 = 1_700_000_000_000  # November 2023
+STEP_MS = 600_000  # a sample every 10 min keeps these tests small
+
+
+def record(history: History, start_ms: int, end_ms: int) -> list[int]:
+    """Samples every STEP_MS from ``start_ms`` up to ``end_ms`` inclusive; their stamps."""
+    stamps = list(range(start_ms, end_ms + 1, STEP_MS))
+    history.write([reading(t, 20.0) for t in stamps])
+    return stamps
+
+
+def stamps(history: History) -> list[int]:
+    return [t for t, _ in history.query("dht22", "temperature", -(2**62), 2**62, 10**9).points]
+
+
+@pytest.mark.parametrize("start_ms", [T0, 0], ids=["2023", "1970"])
+def test_prune_drops_samples_past_retention(tmp_path: Path, start_ms: int) -> None:
+    """A host that runs on: the samples older than the retention go, whatever epoch
+    its clock is in (a Pi that never synced its clock keeps 1970 stamps)."""
     history = History(tmp_path / "h.sqlite3", retention_days=1)
-    day = 86_400_000
-    history.write([reading(0, 1.0), reading(day, 2.0), reading(2 * day, 3.0)])
-    assert history.prune(now_ms=2 * day) == 1  # cutoff: one day ago, exclusive
-    series = history.query("dht22", "temperature", 0, 3 * day)
-    assert series is not None and [v for _, v in series.points] == [2.0, 3.0]
+    written = record(history, start_ms, start_ms + 2 * DAY_MS)
+    assert history.prune(now_ms=start_ms + 2 * DAY_MS) == 144  # cutoff: one day ago, exclusive
+    assert stamps(history) == written[144:]
+    record(history, start_ms + 2 * DAY_MS + STEP_MS, start_ms + 2 * DAY_MS + HOUR_MS)
+    assert history.prune(now_ms=start_ms + 2 * DAY_MS + HOUR_MS) == 6  # an hour later
+    history.close()
+
+
+# --- Clock jumps --------------------------------------------------------------------
+# A Pi without a real-time clock boots in 1970 (or at its last shutdown) and NTP steps
+# its wall clock a minute later, by hours to decades, sometimes back.
+
+
+@pytest.mark.parametrize("jump_ms", [3 * DAY_MS, YEAR_MS], ids=["3 days", "a year"])
+def test_a_forward_clock_jump_prunes_no_more_than_time_that_passed(
+    tmp_path: Path, jump_ms: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = History(tmp_path / "h.sqlite3", retention_days=1)
+    before = record(history, T0, T0 + DAY_MS)  # a day of readings
+    assert history.prune(now_ms=T0 + DAY_MS) == 0
+    later = T0 + DAY_MS + jump_ms  # the clock steps; the host runs on an hour
+    after = record(history, later, later + HOUR_MS)
+    with caplog.at_level("INFO", "wasihost.history"):
+        # An hour was recorded since: an hour of the oldest readings goes, not all of them.
+        assert history.prune(now_ms=later + HOUR_MS) == 6
+        assert history.prune(now_ms=later + HOUR_MS) == 0
+    assert stamps(history) == before[6:] + after
+    assert caplog.text.count("recorded time") == 1  # said once
+    history.close()
+
+
+def test_a_backward_clock_jump_prunes_nothing_it_would_not_have(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.sqlite3", retention_days=1)
+    before = record(history, T0, T0 + DAY_MS)
+    back = T0 + DAY_MS - YEAR_MS
+    after = record(history, back, back + HOUR_MS)  # the clock stepped back a year
+    assert history.prune(now_ms=back + HOUR_MS) == 0
+    assert stamps(history) == after + before
+    history.close()
+
+
+def test_readings_before_ntp_are_kept_and_older_runs_pruned_by_recorded_time(
+    tmp_path: Path,
+) -> None:
+    """Boot without a real-time clock: the first readings are stamped in 1970, then NTP
+    steps the clock past the previous run's readings by days (the Pi was off)."""
+    path = tmp_path / "h.sqlite3"
+    history = History(path, retention_days=1)
+    previous_run = record(history, T0, T0 + DAY_MS)
+    history.close()
+    history = History(path, retention_days=1)  # restarted, in 1970
+    unsynced = record(history, 5_000, 5_000 + 2 * STEP_MS)
+    assert history.prune(now_ms=5_000 + 2 * STEP_MS) == 0
+    synced = T0 + 3 * DAY_MS  # NTP: two days off are real, but the host cannot tell
+    now = record(history, synced, synced + HOUR_MS)
+    assert history.prune(now_ms=synced + HOUR_MS) == 6  # the day kept is recorded time
+    assert stamps(history) == unsynced + previous_run[6:] + now
+    history.close()
 
 
 async def test_host_history_survives_restart(
