@@ -12,6 +12,15 @@ messages replayed at subscription time say nothing about the present, so
 they never count as "heard": a node that stopped publishing shows offline,
 with its last readings and their age, never as live.
 
+Clocks: a Pi without a real-time clock boots in 1970 (or at its last
+shutdown) and NTP steps its wall clock later, by hours to decades, sometimes
+back, on the nodes and on the hub alike. So nothing here compares a node's
+``timestamp_ms`` with the hub's clock or with its earlier stamps to decide
+anything: liveness and ages are durations on the hub's monotonic clock since
+a message arrived, and the newest state is the one that arrived last (the
+node's outbox publishes in order) unless it repeats a stamp the hub already
+took, which is an at-least-once re-send. The node's stamp is only shown.
+
 Everything received is untrusted input (any client the ACL lets write
 ``wasihost/#``): payloads are size-capped and parsed defensively, and the
 number of nodes and plugins kept is bounded.
@@ -26,6 +35,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,21 +48,33 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_NODES = 1000
 MAX_PLUGINS_PER_NODE = 64
 MAX_NAME = 64
+# Stamps remembered per plugin to recognise re-sent duplicates: after a broken
+# connection a node re-sends at most the batch in flight (mqtt.BATCH = 100
+# messages, a state and a health message per plugin and cycle).
+RECENT_STAMPS = 64
 
 
 @dataclass
 class PublishedState:
     """The latest state a node published for one plugin."""
 
-    timestamp_ms: int
+    timestamp_ms: int  # the node's clock: shown, never compared with the hub's
     values: dict[str, float | None]
     units: dict[str, str]
     status: dict[str, Any]
+    received: float | None = None  # hub monotonic clock; None: a retained message
 
-    def to_json(self, now: float) -> dict[str, Any]:
+    def age(self, wall_now: float, mono_now: float) -> float:
+        """Seconds since the hub received it; for a retained message (whose arrival
+        says nothing about when it was sent) by the node's stamp and the hub's wall clock."""
+        if self.received is None:
+            return max(0.0, wall_now - self.timestamp_ms / 1000)
+        return max(0.0, mono_now - self.received)
+
+    def to_json(self, wall_now: float, mono_now: float) -> dict[str, Any]:
         return {
             "timestamp_ms": self.timestamp_ms,
-            "age_seconds": round(max(0.0, now - self.timestamp_ms / 1000), 3),
+            "age_seconds": round(self.age(wall_now, mono_now), 3),
             "measurements": [
                 {"name": name, "value": value, "unit": self.units.get(name, "")}
                 for name, value in self.values.items()
@@ -65,8 +87,10 @@ class PublishedState:
 class NodeState:
     node: str
     availability: str | None = None  # the last payload of <base>/availability
-    last_seen: float | None = None  # hub clock, epoch seconds, live messages only
+    last_seen: float | None = None  # hub monotonic clock, live messages only
     plugins: dict[str, PublishedState] = field(default_factory=dict)
+    # Per plugin, the stamps of the last RECENT_STAMPS states taken (duplicates).
+    stamps: dict[str, deque[int]] = field(default_factory=dict)
 
 
 class Fleet:
@@ -77,10 +101,19 @@ class Fleet:
         base_prefix: str = "wasihost",
         offline_after_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
+        """``clock`` is the hub's wall clock in epoch seconds (for the times shown),
+        ``monotonic`` the clock durations are measured on: ``time.monotonic`` by
+        default, but ``clock`` itself when only ``clock`` is injected (a test's
+        stepped clock, which never jumps; a wall clock that does is then harmless
+        but coarse: a node shows offline until it next speaks)."""
         self.base_prefix = base_prefix.rstrip("/")
         self.offline_after_seconds = offline_after_seconds
         self._clock = clock
+        if monotonic is None:
+            monotonic = time.monotonic if clock is time.time else clock
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._nodes: dict[str, NodeState] = {}
         self.ignored = 0  # malformed, oversized or over-limit messages
@@ -95,7 +128,7 @@ class Fleet:
         if not topic.startswith(self.base_prefix + "/") or len(payload) > MAX_PAYLOAD_BYTES:
             self.ignored += 1
             return
-        now = self._clock()
+        now = self._monotonic()
         with self._lock:
             if len(parts) == 2 and parts[1] == "availability":
                 node = self._node(parts[0])
@@ -106,7 +139,8 @@ class Fleet:
                     return
             elif len(parts) == 3 and parts[2] == "state":
                 node = self._node(parts[0])
-                if node is not None and self._take_state(node, parts[1], payload):
+                received = None if retained else now
+                if node is not None and self._take_state(node, parts[1], payload, received):
                     if not retained:
                         node.last_seen = now
                     return
@@ -120,9 +154,13 @@ class Fleet:
             node = self._nodes[name] = NodeState(name)
         return node
 
-    def _take_state(self, node: NodeState, plugin: str, payload: bytes) -> bool:
-        """Store a state payload unless it is malformed or not newer than the
-        one held (a re-sent duplicate, or a backlog message overtaken)."""
+    def _take_state(
+        self, node: NodeState, plugin: str, payload: bytes, received: float | None
+    ) -> bool:
+        """Store a state payload unless it is malformed, a re-sent duplicate (its
+        stamp is one of the last ones taken), or retained while a live state is
+        held. Arrival order decides what is newer, not the stamp: a node whose
+        clock stepped back keeps being shown. ``received``: None if retained."""
         try:
             doc = json.loads(payload)
         except ValueError:
@@ -135,8 +173,12 @@ class Fleet:
         held = node.plugins.get(plugin)
         if held is None and len(node.plugins) >= MAX_PLUGINS_PER_NODE:
             return False
-        if held is not None and timestamp <= held.timestamp_ms:
+        stamps = node.stamps.setdefault(plugin, deque(maxlen=RECENT_STAMPS))
+        if held is not None and (
+            timestamp in stamps or (received is None and held.received is not None)
+        ):
             return True  # valid, just not news: still a sign of life
+        stamps.append(timestamp)
         units = doc.get("units")
         units = units if isinstance(units, dict) else {}
         status = doc.get("status")
@@ -154,32 +196,43 @@ class Fleet:
             values,
             {k: str(v)[:32] for k, v in units.items()},
             {k: v for k, v in status.items() if isinstance(v, str | int | float | bool | None)},
+            received,
         )
         return True
 
     def is_online(self, node: NodeState, now: float) -> bool:
+        """Whether ``node`` counts as online at ``now`` on the monotonic clock.
+
+        A negative age (only an injected clock that steps back can give one)
+        is no sign of life: offline until the node speaks again, never online
+        for as long as the clock stepped back.
+        """
         return (
             node.availability != NOT_AVAILABLE
             and node.last_seen is not None
-            and now - node.last_seen <= self.offline_after_seconds
+            and 0.0 <= now - node.last_seen <= self.offline_after_seconds
         )
 
-    def to_json(self, now: float | None = None) -> dict[str, Any]:
-        """The ``GET /api/fleet`` document; ``now`` in epoch seconds (default: the clock)."""
-        now = self._clock() if now is None else now
+    def to_json(self) -> dict[str, Any]:
+        """The ``GET /api/fleet`` document. Ages are on the monotonic clock;
+        ``last_seen_ms`` is today's wall clock minus that age."""
+        wall, now = self._clock(), self._monotonic()
         with self._lock:
             nodes = []
             for name in sorted(self._nodes):
                 node = self._nodes[name]
                 seen = node.last_seen
+                age = None if seen is None else max(0.0, now - seen)
                 nodes.append(
                     {
                         "node": name,
                         "online": self.is_online(node, now),
                         "availability": node.availability,
-                        "last_seen_ms": None if seen is None else int(seen * 1000),
-                        "last_seen_age_seconds": None if seen is None else round(now - seen, 3),
-                        "plugins": {p: s.to_json(now) for p, s in sorted(node.plugins.items())},
+                        "last_seen_ms": None if age is None else int((wall - age) * 1000),
+                        "last_seen_age_seconds": None if age is None else round(age, 3),
+                        "plugins": {
+                            p: s.to_json(wall, now) for p, s in sorted(node.plugins.items())
+                        },
                     }
                 )
         online = sum(1 for n in nodes if n["online"])
