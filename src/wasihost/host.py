@@ -113,7 +113,10 @@ class Host:
                     "(the hub reads the nodes from the broker)"
                 )
             self.fleet = Fleet(
-                "wasihost", config.fleet.offline_after_seconds, clock=lambda: clock_ms() / 1000
+                "wasihost",
+                config.fleet.offline_after_seconds,
+                clock=lambda: clock_ms() / 1000,
+                monotonic=monotonic,  # liveness and ages: a clock step must not move them
             )
         self.outbox: Outbox | None = None
         self.mqtt: MqttPublisher | None = None
