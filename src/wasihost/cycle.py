@@ -96,6 +96,7 @@ class PollCycle:
         self.state.leds = colors
         self.state.cycle += 1
         self.state.timestamp_ms = now
+        self.state.completed_at = time.monotonic()
         self.state.last_cycle_ms = (time.perf_counter() - started) * 1000
         readings = [outcome for outcome in outcomes if isinstance(outcome, Reading)]
         if self.show_sensor_data:

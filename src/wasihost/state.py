@@ -46,8 +46,11 @@ class AppState:
     plugins: dict[str, PluginView] = field(default_factory=dict)
     leds: list[Color] = field(default_factory=list)
     cycle: int = 0
-    timestamp_ms: int | None = None
+    timestamp_ms: int | None = None  # when the last cycle ended, on the wall clock (shown)
     last_cycle_ms: float | None = None
+    # When the last cycle ended on the monotonic clock: how old it is (/healthz)
+    # must not follow a step of the wall clock (NTP at boot on a Pi).
+    completed_at: float | None = None
 
     def record_reading(self, reading: Reading) -> None:
         view = self.plugins[reading.plugin]

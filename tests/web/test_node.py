@@ -101,10 +101,15 @@ def test_the_host_and_the_fake_are_nodes_at_run_time(
     assert not isinstance(object(), Node)
 
 
-def state_at(age_s: float | None, cycle: int = 5) -> AppState:
-    """A state whose last cycle ended ``age_s`` ago (None: no cycle yet)."""
-    stamp = None if age_s is None else int((time.time() - age_s) * 1000)
-    return AppState("fake", "sim", 2.0, cycle=cycle, timestamp_ms=stamp)
+def state_at(age_s: float | None, cycle: int = 5, wall_age_s: float | None = None) -> AppState:
+    """A state whose last cycle ended ``age_s`` ago (None: no cycle yet); its
+    wall-clock stamp says ``wall_age_s`` ago (default: the same, no clock step)."""
+    if age_s is None:
+        return AppState("fake", "sim", 2.0, cycle=cycle)
+    wall_age_s = age_s if wall_age_s is None else wall_age_s
+    stamp = int((time.time() - wall_age_s) * 1000)
+    ended = time.monotonic() - age_s
+    return AppState("fake", "sim", 2.0, cycle=cycle, timestamp_ms=stamp, completed_at=ended)
 
 
 @pytest.fixture
@@ -144,6 +149,19 @@ async def test_healthz_is_stale_three_intervals_after_the_last_cycle(
     response = await client.get("/healthz")
     assert response.status == code
     assert (await response.json())["status"] == status
+
+
+async def test_healthz_counts_the_age_on_the_monotonic_clock(
+    client: Client, node: FakeNode
+) -> None:
+    """A wedged host whose wall clock stepped back an hour since its last cycle
+    (NTP) must still be stale; one whose clock jumped forward is still fine."""
+    node.state = state_at(60.0, wall_age_s=60.0 - 3600)
+    response = await client.get("/healthz")
+    assert (response.status, (await response.json())["status"]) == (503, "stale")
+    node.state = state_at(1.0, wall_age_s=1.0 + 3600)
+    response = await client.get("/healthz")
+    assert (response.status, (await response.json())["status"]) == (200, "ok")
 
 
 async def test_history_and_fleet_are_404_when_the_node_has_none(client: Client) -> None:

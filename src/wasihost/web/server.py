@@ -131,7 +131,7 @@ async def healthz(request: web.Request) -> web.Response:
     three intervals, so a supervisor can restart a wedged host."""
     node = request.app[NODE_KEY]
     state = node.state
-    age_s = None if state.timestamp_ms is None else time.time() - state.timestamp_ms / 1000
+    age_s = None if state.completed_at is None else time.monotonic() - state.completed_at
     healthy = age_s is not None and age_s < 3 * state.interval_seconds + 5
     body = {
         "status": "starting" if state.cycle == 0 else "ok" if healthy else "stale",
