@@ -205,6 +205,13 @@ class HistoryConfig(_Section):
     enabled: bool = True
     path: str = "data/history.sqlite3"
     retention_days: float = Field(7.0, gt=0, le=3650)
+    # Readings are committed at most this often (0: every cycle); a crash loses
+    # the readings not yet committed. Default: 60 on a Pi (its SD card), 0 on the
+    # simulated board. See docs/CONFIG.md for the measured trade-off.
+    commit_interval_seconds: float | None = Field(None, ge=0, le=3600)
+    # Readings kept in memory while the database cannot be written (disk full,
+    # card error); past this many the oldest are dropped and counted.
+    max_unsaved_readings: int = Field(10_000, ge=100, le=1_000_000)
 
 
 class ReloadConfig(_Section):

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
+import math
 import os
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
@@ -45,9 +48,16 @@ from wasihost.telemetry.stream import StateStream
 log = logging.getLogger("wasihost.host")
 
 PRUNE_INTERVAL_SECONDS = 3600.0
-# Readings kept in memory while the history database cannot be written
-# (disk full, SD card error); beyond this the oldest are dropped and counted.
-MAX_UNSAVED_READINGS = 10_000
+# While the history database fails (a full disk, a failing card), the next
+# attempt waits this long, doubling after each failure up to the cap: a full
+# disk is not retried, nor logged, every cycle.
+HISTORY_RETRY_INITIAL_S = 5.0
+HISTORY_RETRY_MAX_S = 300.0
+# A commit takes the cycle's readings plus at most this many waiting ones, the
+# oldest first: a backlog drains over a few cycles, never in one long transaction.
+HISTORY_DRAIN_READINGS = 1_000
+# [history] commit_interval_seconds when unset: a Pi writes to an SD card.
+PI_COMMIT_INTERVAL_S = 60.0
 
 
 class Host:
@@ -98,8 +108,25 @@ class Host:
         self.history: History | None = None
         if config.history.enabled:
             self.history = History(Path(config.history.path), config.history.retention_days)
-        self._unsaved: list[Reading] = []
-        self.history_dropped = 0
+        # Readings not committed yet: waiting for the commit interval, or for a
+        # failing database (bounded, oldest dropped first; see save_history).
+        self._unsaved: deque[Reading] = deque()
+        self.history_dropped = 0  # readings dropped from a full backlog, since start
+        self._monotonic = monotonic
+        history = config.history
+        self._commit_interval_s = (
+            history.commit_interval_seconds
+            if history.commit_interval_seconds is not None
+            else PI_COMMIT_INTERVAL_S
+            if config.board.kind == "pi"
+            else 0.0
+        )
+        self._history_due = -math.inf  # monotonic time of the next commit attempt
+        self._history_error: str | None = None  # why the last commit failed, while failing
+        self._history_failures = 0  # commits failed in a row
+        self._history_failing_since = 0.0  # monotonic, from the first of them
+        self._history_dropped_at_failure = 0  # history_dropped when they started
+        self._history_dropping = False  # the backlog is full: logged once until a commit
         self.snapshots = SnapshotStore(Path(config.state.dir), config.state.save_interval_seconds)
         self.reloader = Reloader(self.plugins, self.snapshots)
         # Grants and worlds never change while the host runs.
@@ -136,6 +163,17 @@ class Host:
     def history_unsaved(self) -> int:
         """Readings waiting for the history database to accept a commit."""
         return len(self._unsaved)
+
+    @property
+    def history_problem(self) -> str | None:
+        """Why readings are not being saved, while the history database fails."""
+        if self._history_error is None:
+            return None
+        return (
+            f"history not saved for {self._monotonic() - self._history_failing_since:.0f} s "
+            f"({self._history_failures} attempts): {self._history_error}; "
+            f"{len(self._unsaved)} readings waiting in memory, {self.history_dropped} dropped"
+        )
 
     @property
     def dashboard(self) -> Plugin | None:
@@ -290,24 +328,117 @@ class Host:
                     log.error("[%s] snapshot not saved: %s", plugin.name, exc)
 
     async def save_history(self, readings: list[Reading]) -> None:
-        """Write readings (and any left unsaved by an earlier failure) in one commit.
+        """Queue the cycle's readings and commit them with any waiting ones when due.
 
-        A failing database never stops the cycle: readings wait in memory and
-        go in with the next successful commit, so a transient error loses nothing.
+        Due every cycle, or every ``[history] commit_interval_seconds``. A
+        failing database never stops the cycle: readings wait in memory, at
+        most ``[history] max_unsaved_readings`` (beyond that the oldest are
+        dropped and counted), and the next attempt waits for a backoff on the
+        monotonic clock, doubling from ``HISTORY_RETRY_INITIAL_S`` to
+        ``HISTORY_RETRY_MAX_S``. Each commit takes the cycle's readings plus at
+        most ``HISTORY_DRAIN_READINGS`` waiting ones, so a backlog drains over
+        a few cycles. The failure is logged when it starts (or its error
+        changes) and when saving works again, not on every attempt.
         """
         if self.history is None:
             return
-        self._unsaved.extend(readings)
-        try:
-            await asyncio.to_thread(self.history.write, self._unsaved)
-        except sqlite3.Error as exc:
-            overflow = len(self._unsaved) - MAX_UNSAVED_READINGS
-            if overflow > 0:
-                del self._unsaved[:overflow]
-                self.history_dropped += overflow
-            log.error("history not saved (%d readings waiting): %s", len(self._unsaved), exc)
+        self._queue_unsaved(readings)
+        now = self._monotonic()
+        if now < self._history_due:
             return
-        self._unsaved.clear()
+        batch = list(itertools.islice(self._unsaved, len(readings) + HISTORY_DRAIN_READINGS))
+        try:
+            await asyncio.to_thread(self.history.write, batch)
+        except sqlite3.Error as exc:
+            self._history_failed(exc, now)
+            return
+        for _ in batch:  # only save_history and the shutdown flush change the queue
+            self._unsaved.popleft()
+        self._history_saved(now)
+
+    def _queue_unsaved(self, readings: Iterable[Reading]) -> None:
+        self._unsaved.extend(readings)
+        overflow = len(self._unsaved) - self.config.history.max_unsaved_readings
+        if overflow <= 0:
+            return
+        if not self._history_dropping:
+            self._history_dropping = True
+            log.error(
+                "history: %d readings wait in memory, the most [history] max_unsaved_readings "
+                "allows: dropping the oldest from now on",
+                self.config.history.max_unsaved_readings,
+            )
+        for _ in range(overflow):
+            self._unsaved.popleft()
+        self.history_dropped += overflow
+
+    def _history_failed(self, exc: sqlite3.Error, now: float) -> None:
+        error = printable(f"{exc}")[:300] or type(exc).__name__
+        if self._history_error is None:
+            self._history_failing_since = now
+            self._history_dropped_at_failure = self.history_dropped
+        if error != self._history_error:
+            log.error(
+                "history: cannot save readings: %s; %d wait in memory (at most %d), "
+                "retried with backoff (up to every %.0f s)",
+                error,
+                len(self._unsaved),
+                self.config.history.max_unsaved_readings,
+                HISTORY_RETRY_MAX_S,
+            )
+        self._history_error = error
+        self._history_failures += 1
+        doublings = min(self._history_failures - 1, 20)
+        delay = min(HISTORY_RETRY_INITIAL_S * 2**doublings, HISTORY_RETRY_MAX_S)
+        self._history_due = now + delay
+
+    def _history_saved(self, now: float) -> None:
+        if self._history_error is not None:
+            log.info(
+                "history: saving again after %.0f s and %d failed attempts; "
+                "%d readings still waiting, %d dropped meanwhile",
+                now - self._history_failing_since,
+                self._history_failures,
+                len(self._unsaved),
+                self.history_dropped - self._history_dropped_at_failure,
+            )
+            self._history_error = None
+            self._history_failures = 0
+            self._history_dropped_at_failure = self.history_dropped
+        self._history_dropping = False
+        # A backlog left over drains on the next cycles; else wait for the interval.
+        self._history_due = now if self._unsaved else now + self._commit_interval_s
+
+    def flush_history(self) -> None:
+        """At shutdown: a last attempt to commit every waiting reading (blocking),
+        then say what could not be saved and how many were dropped in all."""
+        if self.history is None:
+            return
+        waiting = len(self._unsaved)
+        while self._unsaved:
+            batch = list(itertools.islice(self._unsaved, HISTORY_DRAIN_READINGS))
+            try:
+                self.history.write(batch)
+            except sqlite3.Error as exc:
+                log.error(
+                    "history: %d readings not saved at shutdown, lost: %s",
+                    len(self._unsaved),
+                    printable(f"{exc}")[:300],
+                )
+                self.history_dropped += len(self._unsaved)
+                self._unsaved.clear()
+                break
+            for _ in batch:
+                self._unsaved.popleft()
+        else:
+            if self._history_error is not None and waiting:
+                log.info("history: saving again at shutdown: the %d readings waiting", waiting)
+                self._history_error = None
+        if self.history_dropped:
+            log.warning(
+                "history: %d readings were dropped, never saved, since the host started",
+                self.history_dropped,
+            )
 
     async def _prune_history(self, stop: asyncio.Event) -> None:
         assert self.history is not None
@@ -373,6 +504,7 @@ class Host:
         self.engine.close()
         self.board.close()
         if self.history is not None:
+            self.flush_history()
             self.history.close()
         if self.outbox is not None:
             self.outbox.close()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from wasihost.boards.sim import SimBoard
 from wasihost.config import HostConfig
-from wasihost.host import Host
+from wasihost.host import HISTORY_RETRY_INITIAL_S, Host
 from wasihost.model import Measurement, Reading
 from wasihost.telemetry.history import History
 
@@ -193,6 +194,7 @@ async def test_failed_commit_loses_nothing(
     make_host: Callable[[HostConfig], Host],
     board: SimBoard,
     monkeypatch: pytest.MonkeyPatch,
+    monotonic: Any,
 ) -> None:
     host = make_host(make_config({"dht22": {"led": 1}}))
     assert host.history is not None
@@ -210,6 +212,7 @@ async def test_failed_commit_loses_nothing(
     monkeypatch.setattr(host.history, "write", flaky_write)
     await host.after_cycle(await host.cycle.run_once())  # fails: kept in memory
     board.set_dht22(21.0, 40.0)
+    monotonic.advance(HISTORY_RETRY_INITIAL_S)  # the retry waits for its backoff
     await host.after_cycle(await host.cycle.run_once())  # succeeds: both cycles stored
     series = host.history.query("dht22", "temperature", 0, 2**53)
     assert series is not None
@@ -232,3 +235,47 @@ def test_full_disk_error_surfaces_and_history_recovers(tmp_path: Path) -> None:
     assert history.query("bme680", "temperature", 0, 10).points == [(1, 21.0)]
     assert history.query("dht22", "temperature", 0, 10).points == [(0, 20.0), (1, 22.0)]
     history.close()
+
+
+async def test_commits_are_batched_by_the_commit_interval(
+    make_config: Callable[..., HostConfig],
+    make_host: Callable[[HostConfig], Host],
+    board: SimBoard,
+    monotonic: Any,
+    tmp_path: Path,
+) -> None:
+    """[history] commit_interval_seconds: cycles in between wait in memory; the
+    first cycle commits at once, and close() commits what waits."""
+    history = {"path": str(tmp_path / "h.sqlite3"), "commit_interval_seconds": 60.0}
+    host = make_host(make_config({"dht22": {"led": 1}}, history=history))
+    assert host.history is not None
+    ticks = iter(range(1_700_000_000_000, 1_800_000_000_000, 1000))
+    host.cycle.clock_ms = lambda: next(ticks)
+    board.set_dht22(20.0, 40.0)  # a reading every cycle
+
+    def stored() -> int:
+        assert host.history is not None
+        return len(host.history.query("dht22", "temperature", 0, 2**53).points)
+
+    for _ in range(30):  # a minute of 2 s cycles: one commit, the first
+        await host.after_cycle(await host.cycle.run_once())
+        monotonic.advance(2.0)
+    assert (stored(), host.history_unsaved) == (1, 29)
+    await host.after_cycle(await host.cycle.run_once())  # 60 s after the first: due
+    assert (stored(), host.history_unsaved) == (31, 0)
+    await host.after_cycle(await host.cycle.run_once())
+    assert host.history_unsaved == 1
+    host.flush_history()  # what close() does
+    assert (stored(), host.history_unsaved) == (32, 0)
+
+
+@pytest.mark.parametrize(("kind", "seconds"), [("pi", 60.0), ("sim", 0.0)])
+def test_the_commit_interval_defaults_to_a_minute_on_a_pi_only(
+    make_config: Callable[..., HostConfig],
+    make_host: Callable[[HostConfig], Host],
+    kind: str,
+    seconds: float,
+) -> None:
+    """A Pi writes to an SD card: a commit a minute, not one a cycle (docs/CONFIG.md)."""
+    host = make_host(make_config({}, board={"kind": kind}))  # on the simulated board
+    assert host._commit_interval_s == seconds

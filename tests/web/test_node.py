@@ -56,6 +56,7 @@ class FakeNode:
         self.fleet: Fleet | None = None
         self.history_unsaved = 3
         self.history_dropped = 7
+        self.history_problem: str | None = None
         self.problems = [BoardProblem("dht22", "DHT22", "no answer", "check its wiring")]
 
     def snapshot_json(self) -> str:
@@ -127,7 +128,7 @@ async def test_healthz_reports_what_the_node_says(client: Client) -> None:
     response = await client.get("/healthz")
     assert response.status == 200
     body = await response.json()
-    assert body["status"] == "ok"
+    assert (body["status"], body["reasons"]) == ("ok", [])
     assert (body["cycle"], body["plugins"], body["plugins_running"]) == (5, 0, 0)
     assert (body["history_unsaved"], body["history_dropped"]) == (3, 7)
     assert body["board"]["kind"] == "sim"
@@ -149,6 +150,24 @@ async def test_healthz_is_stale_three_intervals_after_the_last_cycle(
     response = await client.get("/healthz")
     assert response.status == code
     assert (await response.json())["status"] == status
+
+
+async def test_healthz_is_degraded_but_200_while_history_is_not_saved(
+    client: Client, node: FakeNode
+) -> None:
+    """A full disk: the operator must see it and why, but a supervisor must not
+    restart the host for it (a restart frees no space and loses what waits)."""
+    node.history_problem = "history not saved for 60 s (4 attempts): database or disk is full"
+    response = await client.get("/healthz")
+    body = await response.json()
+    assert (response.status, body["status"]) == (200, "degraded")
+    assert body["reasons"] == [node.history_problem]
+    node.state = state_at(3 * 2.0 + 6)  # a wedged host with a full disk is stale: 503
+    response = await client.get("/healthz")
+    body = await response.json()
+    assert (response.status, body["status"]) == (503, "stale")
+    assert body["reasons"][0].startswith("no poll cycle has completed for 12 s")
+    assert body["reasons"][1] == node.history_problem
 
 
 async def test_healthz_counts_the_age_on_the_monotonic_clock(

@@ -1,7 +1,8 @@
 """Reading history in SQLite.
 
-WAL mode and one transaction per poll cycle: a crash loses at most the
-cycle in flight, and readers (the web API) never block the writer. Long
+WAL mode and one transaction per ``write`` (the host's commit: each cycle, or
+each ``[history] commit_interval_seconds``): a crash loses at most the readings
+not yet written, and readers (the web API) never block the writer. Long
 ranges are downsampled in SQL by averaging fixed time buckets, so a 24 h
 chart costs a few hundred rows on the wire whatever the poll interval.
 

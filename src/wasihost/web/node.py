@@ -67,6 +67,12 @@ class Node(Protocol):
         """Readings dropped while the history database failed: /healthz reports them."""
         ...
 
+    @property
+    def history_problem(self) -> str | None:
+        """Why readings are not being saved (a full disk...), None while they are:
+        /healthz says degraded and gives it as the reason."""
+        ...
+
     # -- what the web serves or drives ----------------------------------------
 
     @property

@@ -127,14 +127,37 @@ async def plugins(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 while cycles complete on time; 503 when the last one is older than
-    three intervals, so a supervisor can restart a wedged host."""
+    """``starting`` before the first cycle, ``ok`` while cycles complete on time,
+    ``degraded`` while they do but something needs the operator (readings are
+    not being saved: a full disk), each with a line in ``reasons``: all 200.
+    ``stale`` (503) when the last cycle is older than three intervals, so a
+    supervisor can restart a wedged host. Degraded is not 503 on purpose: a
+    restart frees no disk space and would lose the readings waiting in memory.
+    """
     node = request.app[NODE_KEY]
     state = node.state
     age_s = None if state.completed_at is None else time.monotonic() - state.completed_at
-    healthy = age_s is not None and age_s < 3 * state.interval_seconds + 5
+    limit_s = 3 * state.interval_seconds + 5
+    healthy = age_s is not None and age_s < limit_s
+    reasons = []
+    if state.cycle > 0 and not healthy:
+        reasons.append(
+            "no poll cycle has completed for "
+            + ("ever" if age_s is None else f"{age_s:.0f} s")
+            + f" (over {limit_s:g} s: three intervals and 5 s)"
+        )
+    history_problem = node.history_problem
+    if history_problem is not None:
+        reasons.append(history_problem)
+    if state.cycle == 0:
+        status = "starting"
+    elif not healthy:
+        status = "stale"
+    else:
+        status = "degraded" if reasons else "ok"
     body = {
-        "status": "starting" if state.cycle == 0 else "ok" if healthy else "stale",
+        "status": status,
+        "reasons": reasons,
         "cycle": state.cycle,
         "last_cycle_age_s": None if age_s is None else round(age_s, 3),
         "plugins_running": len(node.running()),

@@ -1,0 +1,219 @@
+"""A full disk under the history database (issue 17).
+
+The disk fills for real, as far as SQLite can tell: ``PRAGMA max_page_count``
+caps the file at the pages it has, and inserts past that fail with
+``SQLITE_FULL`` ("database or disk is full"), the error a full SD card gives.
+The host must go on polling, say so once when saving starts failing and once
+when it works again, keep a bounded backlog whose overflow is counted, retry
+with a capped backoff on the monotonic clock instead of every cycle, show
+``degraded`` (not a restart-me 503) on /healthz, and at shutdown make a last
+attempt and say what was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from wasihost.config import HostConfig
+from wasihost.host import HISTORY_DRAIN_READINGS, HISTORY_RETRY_MAX_S, Host
+from wasihost.model import Measurement, Reading
+from wasihost.web.server import create_app
+
+T0 = 1_700_000_000_000
+PLUGINS = ("pi-monitor", "dht22", "bme680")
+MAX_UNSAVED = 500
+INTERVAL_S = 2.0
+
+
+def cycle(i: int) -> list[Reading]:
+    """One cycle's readings, a second of recorded time apart per cycle, three plugins."""
+    t = T0 + 1000 * i
+    return [
+        Reading(p, f"{p}-plugin", t, (Measurement(p, "value", float(i), "", "none", t),), {})
+        for p in PLUGINS
+    ]
+
+
+class Disk:
+    """Counts the history commits tried, and fills or frees the disk."""
+
+    def __init__(self, host: Host) -> None:
+        assert host.history is not None
+        self.db = host.history._db  # max_page_count is a setting of the connection
+        self.attempts = 0
+        real = host.history.write
+
+        def counted(readings: list[Reading]) -> int:
+            self.attempts += 1
+            return real(readings)
+
+        host.history.write = counted  # type: ignore[method-assign]
+
+    def fill(self) -> None:
+        (pages,) = self.db.execute("PRAGMA page_count").fetchone()
+        self.db.execute(f"PRAGMA max_page_count = {pages}")
+
+    def free(self) -> None:
+        self.db.execute("PRAGMA max_page_count = 1000000")
+
+
+def history_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("history")]
+
+
+@pytest.fixture
+def host(
+    make_config: Callable[..., HostConfig],
+    make_host: Callable[[HostConfig], Host],
+    tmp_path: Path,
+) -> Host:
+    # The whole [history] section: make_config's database path is replaced with it.
+    history = {"path": str(tmp_path / "history.sqlite3"), "max_unsaved_readings": MAX_UNSAVED}
+    return make_host(make_config({}, history=history))
+
+
+async def fill_until_it_fails(host: Host, disk: Disk, monotonic: Any) -> int:
+    """Cycles until the first commit fails (the last pages' free room is used up
+    first); returns the next cycle's number."""
+    disk.fill()
+    for i in range(1, 1000):
+        await host.save_history(cycle(i))
+        monotonic.advance(INTERVAL_S)
+        if host.history_unsaved:
+            return i + 1
+    raise AssertionError("the disk never filled")
+
+
+async def test_a_full_disk_is_logged_twice_retried_with_backoff_and_bounded(
+    host: Host, monotonic: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = Disk(host)
+    await host.save_history(cycle(0))
+    caplog.set_level(logging.DEBUG, "wasihost")
+    start = await fill_until_it_fails(host, disk, monotonic)
+    disk.attempts = 0
+    cycles = 600  # twenty minutes at 2 s
+    for i in range(start, start + cycles):
+        await host.save_history(cycle(i))
+        monotonic.advance(INTERVAL_S)
+
+    # Logged when it started, and when the backlog started dropping: not per cycle.
+    lines = history_lines(caplog)
+    assert len(lines) == 2, lines
+    assert "cannot save readings: database or disk is full" in lines[0]
+    assert "dropping the oldest" in lines[1]
+    # Retried 5, 10, 20 ... s apart, then every 300 s: not every cycle.
+    assert 8 <= disk.attempts <= 12
+    # Bounded, the overflow counted.
+    assert host.history_unsaved == MAX_UNSAVED
+    assert host.history_dropped == 3 * (cycles + 1) - MAX_UNSAVED
+    assert host.history_problem is not None
+    assert "database or disk is full" in host.history_problem
+
+    async with TestClient(TestServer(create_app(host))) as client:
+        host.state.cycle, host.state.completed_at = 1, time.monotonic()  # cycles on time
+        response = await client.get("/healthz")
+        body = await response.json()
+        assert response.status == 200  # degraded: a restart would not free the disk
+        assert body["status"] == "degraded"
+        assert len(body["reasons"]) == 1
+        assert "database or disk is full" in body["reasons"][0]
+        assert f"{MAX_UNSAVED} readings waiting" in body["reasons"][0]
+        assert (body["history_unsaved"], body["history_dropped"]) == (
+            MAX_UNSAVED,
+            host.history_dropped,
+        )
+
+        # Space is freed: the next attempt (within the backoff's cap) saves it all.
+        disk.free()
+        caplog.clear()
+        end = start + cycles
+        for i in range(end, end + int(HISTORY_RETRY_MAX_S / INTERVAL_S) + 1):
+            await host.save_history(cycle(i))
+            monotonic.advance(INTERVAL_S)
+        lines = history_lines(caplog)
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("history: saving again after")
+        assert f"{host.history_dropped} dropped meanwhile" in lines[0]
+        assert host.history_unsaved == 0 and host.history_problem is None
+        body = await (await client.get("/healthz")).json()
+        assert (body["status"], body["reasons"]) == ("ok", [])
+
+    # What was kept is the newest: the oldest were dropped, nothing else is missing.
+    assert host.history is not None
+    points = host.history.query("dht22", "value", 0, 2**53, 10**6).points
+    kept = [int(v) for _, v in points]
+    first_kept = start - 1 + host.history_dropped // 3  # dht22 is second of three a cycle
+    assert kept == list(range(start - 1)) + list(range(first_kept, i + 1))
+
+
+async def test_a_backlog_drains_a_batch_at_a_time(
+    make_config: Callable[..., HostConfig], make_host: Callable[[HostConfig], Host], monotonic: Any
+) -> None:
+    host = make_host(make_config({}))  # the default bound: 10 000 readings
+    disk = Disk(host)
+    await host.save_history(cycle(0))
+    start = await fill_until_it_fails(host, disk, monotonic)
+    for i in range(start, start + 1000):
+        await host.save_history(cycle(i))
+        monotonic.advance(INTERVAL_S)
+    waiting = host.history_unsaved
+    assert waiting == 3 * 1001 and host.history_dropped == 0
+    disk.free()
+    monotonic.advance(HISTORY_RETRY_MAX_S)
+    drained = []  # per cycle, readings committed: the cycle's 3 and a batch of the backlog
+    while host.history_unsaved:
+        i += 1
+        before = host.history_unsaved + 3
+        await host.save_history(cycle(i))
+        drained.append(before - host.history_unsaved)
+    assert drained[:-1] == [3 + HISTORY_DRAIN_READINGS] * (len(drained) - 1)
+    assert len(drained) == -(-waiting // HISTORY_DRAIN_READINGS)
+
+
+async def test_at_shutdown_a_last_attempt_and_the_loss_is_logged(
+    host: Host, monotonic: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = Disk(host)
+    await host.save_history(cycle(0))
+    start = await fill_until_it_fails(host, disk, monotonic)
+    for i in range(start, start + 200):
+        await host.save_history(cycle(i))  # the clock stands still: no retry
+    assert host.history_unsaved == MAX_UNSAVED
+    dropped = host.history_dropped
+    caplog.set_level(logging.INFO, "wasihost")
+    caplog.clear()
+    attempts = disk.attempts
+    host.flush_history()  # what close() does first
+    assert disk.attempts == attempts + 1  # a last attempt, despite the backoff
+    lines = history_lines(caplog)
+    assert lines == [
+        f"history: {MAX_UNSAVED} readings not saved at shutdown, lost: database or disk is full",
+        f"history: {dropped + MAX_UNSAVED} readings were dropped, never saved, "
+        "since the host started",
+    ]
+
+
+async def test_at_shutdown_readings_waiting_are_saved_when_there_is_room(
+    host: Host, monotonic: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = Disk(host)
+    await host.save_history(cycle(0))
+    start = await fill_until_it_fails(host, disk, monotonic)
+    for i in range(start, start + 10):
+        await host.save_history(cycle(i))
+    disk.free()
+    caplog.set_level(logging.INFO, "wasihost")
+    caplog.clear()
+    host.flush_history()
+    assert history_lines(caplog) == [
+        f"history: saving again at shutdown: the {3 * 11} readings waiting"
+    ]
+    assert host.history_dropped == 0
