@@ -82,6 +82,26 @@ def test_a_leaking_plugin_moves_to_a_fresh_instance_with_its_state_and_never_tra
     assert "wasihost_plugin_guest_memory_bytes{" in metrics
 
 
+def test_a_fresh_instance_that_refuses_the_state_is_not_retried_every_call(
+    make_config: Callable[..., HostConfig],
+    make_host: Callable[[HostConfig], Host],
+    monotonic: Any,
+) -> None:
+    """The old instance keeps working; the next try waits for as much growth again."""
+    leaky = {"leaky": {**LEAKY_PLUGIN["leaky"], "settings": {"refuse_restore": True}}}
+    host = make_host(make_config(leaky))
+    plugin = host.plugins["leaky"]
+    polls = 0
+    while plugin.stats.restore_failures == 0:  # grow to 85% of the cap, where it tries
+        poll_many(host, monotonic, 1)
+        polls += 1
+        assert polls < 400, "never tried a fresh instance"
+    assert plugin.stats.recycles == 0 and plugin.stats.traps == 0
+    assert "fresh instance failed to restore state" in (plugin.status()["recycle_error"] or "")
+    poll_many(host, monotonic, 5)  # ~0.3 MB more: not worth another try yet
+    assert plugin.stats.restore_failures == 1
+
+
 def test_memory_is_read_from_the_reserved_regions() -> None:
     """The map reading on a made-up map: a memory is known by its reservation's end."""
     text = "\n".join([

@@ -327,13 +327,13 @@ class Compiled:
 def compile_file(plugin: str, engine: Engine, path: Path) -> Compiled:
     """Read and compile ``path`` (a matching precompiled artifact is used as is).
 
-    A file this engine compiled before, unchanged since (same inode, mtime and
-    size), is not read again.
+    A file this engine compiled before, unchanged since (same inode, mtime,
+    ctime and size), is not read again.
     """
     started = time.perf_counter()
     try:
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        key = (str(path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
         known = engine.file_hashes.get(key)
         comp = engine.components.get(known) if known is not None else None
         if known is not None and comp is not None:

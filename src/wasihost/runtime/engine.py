@@ -67,10 +67,10 @@ class Engine:
         self.components: weakref.WeakValueDictionary[str, component.Component] = (
             weakref.WeakValueDictionary()
         )
-        # The sha256 of a file as last read, by (path, inode, mtime, size): the
+        # The sha256 of a file as last read, by (path, inode, mtime, ctime, size): the
         # shared runtime (20 MB) is loaded by every source plugin and on every
         # reload of one; reading and hashing it each time cost ~40 ms.
-        self.file_hashes: dict[tuple[str, int, int, int], str] = {}
+        self.file_hashes: dict[tuple[str, int, int, int, int], str] = {}
         self._compile_locks: dict[str, threading.Lock] = {}
         self._compile_locks_lock = threading.Lock()
         self._stop = threading.Event()

@@ -10,7 +10,8 @@ What the map shows: wasmtime reserves each linear memory as one large region
 read-write; growing the memory moves the boundary between the read-write part
 and the reserved rest, never the region's end. So a memory is known by the end
 of its reserved region when the instance is made (the reserved regions that
-appeared meanwhile; instantiations are serialised for that), which gives
+appeared meanwhile; instantiations are serialised for that, and one that
+cannot wait goes unmeasured and is never recycled), which gives
 where its read-write part begins; its size later is the length of the
 read-write run from there.
 
@@ -86,15 +87,26 @@ def _memory_of(mapped: list[Region], end: int) -> Memory | None:
     return Memory(base, end)
 
 
+# How long an instantiation waits for another to finish before it goes on
+# unmeasured: a component's start function runs inside instantiation and may
+# block (a hostile one for ever), and one plugin must not stall the others.
+WAIT_S = 0.2
+
+
 @contextmanager
 def new_memories() -> Iterator[list[Memory]]:
     """Around an instantiation: the list it yields holds, afterwards, the
     memories reserved inside the block (empty where they cannot be told)."""
-    with _instantiating:
+    found: list[Memory] = []
+    if not _instantiating.acquire(timeout=WAIT_S):
+        yield found  # another instantiation is in the way: this one goes unmeasured
+        return
+    try:
         before_text = read_maps()
-        found: list[Memory] = []
         yield found
         after_text = read_maps()
+    finally:
+        _instantiating.release()
     if before_text is None or after_text is None:
         return
     before, after = regions(before_text), regions(after_text)

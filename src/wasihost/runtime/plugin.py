@@ -663,6 +663,7 @@ class Plugin:
             raise
         else:
             self.stats.restore_error = None
+            instance.start_bytes = instance.memory_bytes()  # the state is no growth
             return instance, True
         instance.close()
         self.stats.restore_failures += 1
@@ -821,6 +822,8 @@ class Plugin:
             data = self._snapshot() if self.stateful else None
             if self._instance is not old:  # the snapshot trapped: supervised already
                 return
+            if self.stateful and data is None:
+                data = self.last_snapshot  # refused or too big now: the last one taken
             new = self._instantiate(self._guest, checked, self._linker)
             if data is not None:
                 new, _ = self._restore_state(
@@ -829,10 +832,14 @@ class Plugin:
         except PluginError as exc:
             if new is not None:
                 new.close()
-            self.stats.recycle_error = exc.reason
+            # Not again until it has grown as much once more: each try costs an
+            # instance, and the old one still works.
+            old.start_bytes = used
+            reason = exc.reason.replace("new version failed", "fresh instance failed")
+            self.stats.recycle_error = reason
             log.warning(
                 "[%s] guest memory %.1f of %.0f MB: a fresh instance failed, keeping this one: %s",
-                self.name, used / 2**20, cap / 2**20, exc.reason,
+                self.name, used / 2**20, cap / 2**20, reason,
             )  # fmt: skip
             return
         self._instance = new

@@ -91,6 +91,8 @@ def library_for(plugin_dir: Path) -> Path | None:
     packages = {p.name for p in library.iterdir() if (p / "__init__.py").is_file()}
     provided = packages | {p.stem for p in library.glob("*.py")}
     for path in module_files(plugin_dir):
+        if path.is_symlink() or path.stat().st_size > MAX_BYTES:
+            continue  # refused when the plugin is read; never read here
         try:
             imported = _imported(path.read_bytes())
         except (SyntaxError, ValueError):
@@ -115,6 +117,7 @@ def assets_module(plugin_dir: Path) -> str | None:
     folder = plugin_dir / ASSETS
     entries = []
     for path in asset_files(plugin_dir):
+        _refuse_outside(path, plugin_dir)
         text = _text(path, "assets are embedded as text")
         entries.append(f"    {path.relative_to(folder).as_posix()!r}: {text!r},\n")
     if not entries:
@@ -140,6 +143,15 @@ def _symlinked(path: Path, root: Path) -> bool:
     return any(p.is_symlink() for p in (path, *path.parents) if p.is_relative_to(root))
 
 
+def _refuse_outside(path: Path, root: Path) -> None:
+    """A file a plugin's folder offers must be in it and of a sane size: a link
+    (to the host's config, to ``/``) or a huge file is refused before it is read."""
+    if _symlinked(path, root):
+        raise SourceError(f"{path}: a symlink; a plugin's files must be files in its folder")
+    if path.stat().st_size > MAX_BYTES:
+        raise SourceError(f"{path}: larger than {MAX_BYTES // 1024} KiB")
+
+
 def read_sources(plugin_dir: Path) -> Sources:
     """A source plugin's modules, the library's if it uses it, and its assets."""
     if not (plugin_dir / f"{ENTRY}.py").is_file():
@@ -152,10 +164,7 @@ def read_sources(plugin_dir: Path) -> Sources:
         raise SourceError(f"{plugin_dir}: {len(found)} modules, more than {MAX_FILES}")
     files: list[tuple[str, str]] = []
     for base, path in found:
-        if _symlinked(path, base):
-            raise SourceError(f"{path}: a symlink; a plugin's modules must be files in its folder")
-        if path.stat().st_size > MAX_BYTES:
-            raise SourceError(f"{path}: larger than {MAX_BYTES // 1024} KiB")
+        _refuse_outside(path, base)
         files.append((path.relative_to(base).as_posix(), _text(path, "a module must be UTF-8")))
     assets = assets_module(plugin_dir)
     if assets is not None:

@@ -15,7 +15,7 @@ from wit_world.imports import i2c
 POLLS = 0
 # An address it is not granted: the host refuses the call at once, after the
 # guest has sent (and leaked) the list.
-SETTINGS = {"writes": 24, "size": 4000, "address": 0x10}
+SETTINGS: dict[str, int | bool] = {"writes": 24, "size": 4000, "address": 0x10}
 
 
 class Settings(exports.Settings):
@@ -30,10 +30,10 @@ class Sensor(exports.Sensor):
     def poll(self) -> list[Measurement]:
         global POLLS
         POLLS += 1
-        payload = bytes(SETTINGS["size"])
-        for _ in range(SETTINGS["writes"]):
+        payload = bytes(int(SETTINGS["size"]))
+        for _ in range(int(SETTINGS["writes"])):
             with contextlib.suppress(Err):
-                i2c.transfer(SETTINGS["address"], payload, 0)
+                i2c.transfer(int(SETTINGS["address"]), payload, 0)
         return [Measurement("polls", float(POLLS), "", "none", None)]
 
 
@@ -43,4 +43,6 @@ class State(exports.State):
 
     def restore(self, data: bytes) -> None:
         global POLLS
+        if SETTINGS.get("refuse_restore"):
+            raise Err("this instance refuses every state (on purpose)")
         POLLS = int(data.decode())
