@@ -295,6 +295,9 @@ class Host:
             led_writes=self.cycle.led_writes,
             led_write_errors=self.cycle.led_write_errors,
             mqtt=self.mqtt.stats() if self.mqtt is not None else None,
+            history_unsaved=self.history_unsaved if self.history is not None else None,
+            history_dropped=self.history_dropped if self.history is not None else None,
+            snapshot_failures=self.snapshots.failures,
         )
         published = json.dumps(self.snapshot(statuses))
         self._published = (self.state.cycle, published)
@@ -310,7 +313,9 @@ class Host:
         The plugins' snapshots run concurrently, each on its plugin's thread and
         bounded by its deadline: k plugins spinning in ``snapshot`` cost one
         deadline, not k. A plugin that is not running (backing off after a
-        failed snapshot, hung, quarantined) is skipped until it runs again.
+        failed snapshot, hung, quarantined) is skipped until it runs again. A
+        write that fails (a full disk) is counted and logged by the store, when
+        it starts and when it stops, and retried one interval later.
         """
         due = [
             plugin
@@ -322,10 +327,7 @@ class Host:
         taken = await asyncio.gather(*(plugin.snapshot_async() for plugin in due))
         for plugin, data in zip(due, taken, strict=True):
             if data is not None:
-                try:
-                    await asyncio.to_thread(self.snapshots.save, plugin.name, data, force)
-                except OSError as exc:
-                    log.error("[%s] snapshot not saved: %s", plugin.name, exc)
+                await asyncio.to_thread(self.snapshots.save, plugin.name, data, force)
 
     async def save_history(self, readings: list[Reading]) -> None:
         """Queue the cycle's readings and commit them with any waiting ones when due.

@@ -4,6 +4,12 @@ Writes are atomic (temporary file, fsync, rename) so a power cut leaves
 either the old or the new snapshot, never half of one. They are also rate
 limited per plugin and skipped when nothing changed, because a Pi's SD card
 wears out under a write every poll.
+
+A write that fails (a full disk, a failing card) is not raised: it is counted
+in ``failures``, logged once when saving starts failing (again only if the
+error changes) and once when a save works again, and that plugin's next try
+waits one interval, like a save. The plugins keep their state in memory
+meanwhile; only a restart would lose what was not saved.
 """
 
 from __future__ import annotations
@@ -38,6 +44,12 @@ class SnapshotStore:
         # way the next periodic save is one interval later.
         self._last_save: dict[str, float] = {}
         self._last_digest: dict[str, bytes] = {}
+        self.failures = 0  # writes that failed, since start (/metrics)
+        # While writes fail: why, since when, the failures count then, and which plugins.
+        self._error: str | None = None
+        self._failing_since = 0.0
+        self._failures_at_start = 0
+        self._failing_plugins: set[str] = set()
 
     def _path(self, plugin: str) -> Path:
         if not _SAFE_NAME.match(plugin):
@@ -63,17 +75,72 @@ class SnapshotStore:
         (``force`` skips the rate limit, e.g. at shutdown). Returns whether it wrote.
 
         An unchanged ``data`` also counts as a save for the rate limit, so the
-        host takes the next snapshot one interval later, not on every cycle.
+        host takes the next snapshot one interval later, not on every cycle. So
+        does a failed write (never raised; see the module's doc): a full disk
+        costs a snapshot and a failed write per plugin per interval.
         """
         digest = hashlib.sha256(data).digest()
         with self._lock:
             if not (force or self.due(plugin)):
                 return False
+            now = self._clock()
+            self._last_save[plugin] = now
             if self._last_digest.get(plugin) == digest:
-                self._last_save[plugin] = self._clock()
                 return False
-            self.folder.mkdir(parents=True, exist_ok=True)
-            write_atomically(self._path(plugin), data, durable=True)
-            self._last_save[plugin] = self._clock()
+            path = self._path(plugin)
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                write_atomically(path, data, durable=True)
+            except OSError as exc:
+                self._failed(plugin, exc, now, force)
+                return False
             self._last_digest[plugin] = digest
+            self._saved(now)
             return True
+
+    @property
+    def problem(self) -> str | None:
+        """Why snapshots are not being saved, while they fail."""
+        if self._error is None:
+            return None
+        return (
+            f"state snapshots not saved for {self._clock() - self._failing_since:.0f} s "
+            f"({self.failures - self._failures_at_start} failed): {self._error}"
+        )
+
+    def _failed(self, plugin: str, exc: OSError, now: float, force: bool) -> None:
+        # strerror, not str(exc): the latter names a temporary file, new each time.
+        error = exc.strerror or f"{exc}" or type(exc).__name__
+        if self._error is None:
+            self._failing_since = now
+            self._failures_at_start = self.failures
+            self._failing_plugins = set()
+        self.failures += 1
+        self._failing_plugins.add(plugin)
+        if error != self._error:
+            log.error(
+                "snapshots: cannot save state in %s: %s ([%s]: %s); each plugin retries "
+                "once every %.0f s and keeps its state in memory meanwhile",
+                self.folder,
+                error,
+                plugin,
+                exc,
+                self.min_interval_s,
+            )
+        elif force:  # at shutdown (or after a reload): this state may be lost
+            log.error(
+                "[%s] state snapshot not saved: %s; a restart restores an older one", plugin, error
+            )
+        self._error = error
+
+    def _saved(self, now: float) -> None:
+        if self._error is None:
+            return
+        log.info(
+            "snapshots: saving again after %.0f s; %d saves failed meanwhile (%s)",
+            now - self._failing_since,
+            self.failures - self._failures_at_start,
+            ", ".join(sorted(self._failing_plugins)),
+        )
+        self._error = None
+        self._failing_plugins = set()

@@ -7,11 +7,14 @@ The host must go on polling, say so once when saving starts failing and once
 when it works again, keep a bounded backlog whose overflow is counted, retry
 with a capped backoff on the monotonic clock instead of every cycle, show
 ``degraded`` (not a restart-me 503) on /healthz, and at shutdown make a last
-attempt and say what was lost.
+attempt and say what was lost. The MQTT outbox (its SQLite full the same way)
+and the state snapshots (every write raising ENOSPC) on the same disk also say
+so once when they start failing and once when they work again.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from wasihost import snapshots
 from wasihost.config import HostConfig
 from wasihost.host import HISTORY_DRAIN_READINGS, HISTORY_RETRY_MAX_S, Host
 from wasihost.model import Measurement, Reading
@@ -217,3 +221,134 @@ async def test_at_shutdown_readings_waiting_are_saved_when_there_is_room(
         f"history: saving again at shutdown: the {3 * 11} readings waiting"
     ]
     assert host.history_dropped == 0
+
+
+# -- the MQTT outbox and the state snapshots on the same full disk -------------
+
+
+def lines_of(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == logger]
+
+
+@pytest.fixture
+def full_host(
+    make_config: Callable[..., HostConfig],
+    make_host: Callable[[HostConfig], Host],
+    monotonic: Any,
+    tmp_path: Path,
+) -> Host:
+    """A stateful plugin (bme680 snapshots its IAQ state), MQTT on (no broker
+    needed: a cycle only writes the outbox) and a snapshot every 10 s."""
+    mqtt = {"enabled": True, "outbox_path": str(tmp_path / "outbox.sqlite3")}
+    state = {"dir": str(tmp_path / "state"), "save_interval_seconds": 10}
+    host = make_host(make_config({"bme680": {}}, mqtt=mqtt, state=state))
+    host.snapshots._clock = monotonic  # the host's own clock, as the store's default is
+    return host
+
+
+async def test_a_full_disk_under_the_outbox_and_snapshots_is_logged_twice(
+    full_host: Host, monotonic: Any, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    host = full_host
+    assert host.outbox is not None and host.plugins["bme680"].stateful
+    caplog.set_level(logging.DEBUG, "wasihost")
+    for _ in range(3):  # a working disk: a snapshot written, messages queued
+        await host.after_cycle(await host.cycle.run_once())
+        monotonic.advance(INTERVAL_S)
+    assert (Path(host.config.state.dir) / "bme680.state").exists()
+    depth = host.outbox.depth()
+    assert depth > 0
+
+    # The disk fills: the outbox's SQLite cannot grow, a snapshot cannot be written.
+    db = host.outbox._db
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    writes = []
+
+    def full(path: Path, data: bytes | bytearray, durable: bool = False) -> None:
+        writes.append(path)
+        raise OSError(errno.ENOSPC, "No space left on device", str(path) + ".x.partial")
+
+    monkeypatch.setattr(snapshots, "write_atomically", full)
+    caplog.clear()
+    cycles = 300  # ten minutes at 2 s
+    for _ in range(cycles):
+        await host.after_cycle(await host.cycle.run_once())
+        monotonic.advance(INTERVAL_S)
+    outbox_lines = lines_of(caplog, "wasihost.mqtt")
+    snapshot_lines = lines_of(caplog, "wasihost.snapshots") + [
+        line for line in lines_of(caplog, "wasihost.host") if "snapshot" in line
+    ]
+    assert len(outbox_lines) == 1, outbox_lines[:5]
+    assert "MQTT outbox: cannot queue messages: database or disk is full" in outbox_lines[0]
+    assert len(snapshot_lines) == 1, snapshot_lines[:5]
+    assert "snapshots: cannot save state" in snapshot_lines[0]
+    assert "No space left on device" in snapshot_lines[0]
+    # A failed snapshot is retried one save interval later, not every cycle.
+    assert len(writes) == cycles * INTERVAL_S / 10
+    assert host.snapshots.failures == len(writes)
+    # The last pages' free room takes the first few cycles' messages.
+    assert host.mqtt is not None and cycles - 20 <= host.mqtt.enqueue_errors < cycles
+    assert host.outbox.depth() >= depth  # what was queued before is kept
+
+    # Space is freed: one line each, with what failed meanwhile.
+    db.execute("PRAGMA max_page_count = 1000000")
+    monkeypatch.undo()
+    caplog.clear()
+    for _ in range(6):
+        await host.after_cycle(await host.cycle.run_once())
+        monotonic.advance(INTERVAL_S)
+    outbox_lines = lines_of(caplog, "wasihost.mqtt")
+    snapshot_lines = lines_of(caplog, "wasihost.snapshots")
+    assert len(outbox_lines) == 1, outbox_lines
+    assert outbox_lines[0].startswith("MQTT outbox: queueing again after")
+    assert f"{host.mqtt.enqueue_errors} cycles" in outbox_lines[0]
+    assert "messages lost meanwhile" in outbox_lines[0]
+    assert len(snapshot_lines) == 1, snapshot_lines
+    assert snapshot_lines[0].startswith("snapshots: saving again after")
+    assert f"{len(writes)} saves failed meanwhile" in snapshot_lines[0]
+    assert (Path(host.config.state.dir) / "bme680.state").exists()
+
+    # /metrics has the history backlog and the snapshot failures.
+    metrics = host.metrics.render().decode()
+    assert "wasihost_history_unsaved_readings{" in metrics
+    assert "wasihost_history_dropped_readings_total{" in metrics
+    assert (
+        f'wasihost_snapshot_save_failures_total{{node="{host.config.node_id}"}} {len(writes)}.0'
+        in metrics
+    )
+
+
+def test_a_failing_snapshot_store_never_raises_and_says_what_a_shutdown_loses(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [0.0]
+    store = snapshots.SnapshotStore(tmp_path, 60.0, clock=lambda: now[0])
+    assert store.save("a", b"1")
+
+    def full(path: Path, data: bytes | bytearray, durable: bool = False) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", f"{path}.{now[0]}.partial")
+
+    monkeypatch.setattr(snapshots, "write_atomically", full)
+    caplog.set_level(logging.INFO, "wasihost")
+    for _ in range(10):
+        now[0] += 60
+        assert store.save("a", b"2") is False and store.save("b", b"2") is False
+        assert not store.due("a")  # the next try is an interval later
+    assert len(caplog.records) == 1  # not once per failure
+    assert store.failures == 20
+    assert (
+        store.problem == "state snapshots not saved for 540 s (20 failed): No space left on device"
+    )
+    caplog.clear()
+    assert store.save("a", b"3", force=True) is False  # at shutdown: the loss is said
+    assert [r.getMessage() for r in caplog.records] == [
+        "[a] state snapshot not saved: No space left on device; a restart restores an older one"
+    ]
+    monkeypatch.undo()
+    caplog.clear()
+    assert store.save("a", b"3", force=True) is True
+    assert [r.getMessage() for r in caplog.records] == [
+        "snapshots: saving again after 540 s; 21 saves failed meanwhile (a, b)"
+    ]
+    assert store.problem is None and (tmp_path / "a.state").read_bytes() == b"3"

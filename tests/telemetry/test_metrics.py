@@ -111,3 +111,20 @@ def test_registries_are_private() -> None:
     assert b"wasihost_measurement{" not in b.render()
     assert b"wasihost_measurement{" in a.render()
     assert not [m for m in REGISTRY.collect() if m.name.startswith("wasihost")]
+
+
+def test_history_backlog_and_snapshot_failures() -> None:
+    metrics = Metrics("attic")
+    metrics.update([], {}, 10.0)  # no history, no snapshots: no series
+    found = samples(metrics)
+    for name in (
+        "wasihost_history_unsaved_readings",
+        "wasihost_history_dropped_readings_total",
+        "wasihost_snapshot_save_failures_total",
+    ):
+        assert name not in found, name
+    metrics.update([], {}, 10.0, history_unsaved=500, history_dropped=1303, snapshot_failures=6)
+    found = samples(metrics)
+    assert one(found, "wasihost_history_unsaved_readings", node="attic") == 500
+    assert one(found, "wasihost_history_dropped_readings_total", node="attic") == 1303
+    assert one(found, "wasihost_snapshot_save_failures_total", node="attic") == 6

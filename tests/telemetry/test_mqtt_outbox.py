@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
+from wasihost.config import MqttConfig
+from wasihost.telemetry.mqtt import MqttPublisher
 from wasihost.telemetry.outbox import Outbox, OutboxMessage
 
 
@@ -128,4 +131,36 @@ def test_full_disk_error_surfaces_and_nothing_is_half_written(tmp_path: Path) ->
     db.execute("PRAGMA max_page_count = 1000000")  # space freed
     outbox.put_many(messages(2))
     assert payloads(outbox) == [1, 2] and outbox.depth() == 2
+    outbox.close()
+
+
+def test_a_full_outbox_is_logged_when_it_starts_and_stops_failing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3", 100)
+    publisher = MqttPublisher(MqttConfig.model_validate({"enabled": True}), "n1", 2.0, outbox)
+    health = {"p": {"state": "running"}}
+    publisher.enqueue_cycle([], health)
+    db = outbox._db
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+    caplog.set_level(logging.INFO, "wasihost")
+    big = {f"p{i}": {"state": "running", "error": "x" * 1000} for i in range(20)}
+    for _ in range(50):
+        publisher.enqueue_cycle([], big)
+        publisher.enqueue_cycle([], {})  # nothing to write: proves nothing
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("MQTT outbox: cannot queue messages: database or disk is full")
+    assert publisher.stats().enqueue_errors == 50
+    assert outbox.depth() == 1  # what was queued before is kept
+    db.execute("PRAGMA max_page_count = 1000000")  # space freed
+    caplog.clear()
+    publisher.enqueue_cycle([], health)
+    publisher.enqueue_cycle([], health)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("MQTT outbox: queueing again after")
+    assert lines[0].endswith("50 cycles failed, 1000 messages lost meanwhile")
+    assert outbox.depth() == 3
     outbox.close()

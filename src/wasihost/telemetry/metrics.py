@@ -84,6 +84,9 @@ class _Snapshot:
         self.led_writes: int | None = None
         self.led_write_errors: int | None = None
         self.mqtt: MqttStats | None = None
+        self.history_unsaved: int | None = None
+        self.history_dropped: int | None = None
+        self.snapshot_failures: int | None = None
 
     def describe(self) -> Iterable[Metric]:
         return []  # dynamic label sets; skip the registry's duplicate check
@@ -146,6 +149,22 @@ class _Snapshot:
             return family
 
         yield from counter("wasihost_cycles", "Poll cycles completed.", self.cycles)
+        if self.history_unsaved is not None:
+            yield gauge(
+                "wasihost_history_unsaved_readings",
+                "Readings waiting in memory for the history database (a full disk).",
+                self.history_unsaved,
+            )
+        yield from counter(
+            "wasihost_history_dropped_readings",
+            "Readings dropped, never saved: the oldest beyond [history] max_unsaved_readings.",
+            self.history_dropped,
+        )
+        yield from counter(
+            "wasihost_snapshot_save_failures",
+            "State snapshot writes that failed (a full disk); each is retried an interval later.",
+            self.snapshot_failures,
+        )
         yield from counter("wasihost_led_writes", "LED strip writes.", self.led_writes)
         yield from counter(
             "wasihost_led_write_errors", "LED strip writes that failed.", self.led_write_errors
@@ -214,9 +233,14 @@ class Metrics:
         led_writes: int | None = None,
         led_write_errors: int | None = None,
         mqtt: MqttStats | None = None,
+        history_unsaved: int | None = None,
+        history_dropped: int | None = None,
+        snapshot_failures: int | None = None,
     ) -> None:
         """Take one cycle: its readings, ``Host.statuses()``, its duration in ms
-        (``state.last_cycle_ms``), and optional LED and MQTT counters."""
+        (``state.last_cycle_ms``), and optional LED, MQTT, history backlog
+        (``Host.history_unsaved``, ``Host.history_dropped``) and snapshot
+        failure counts; a series whose value is None is left out."""
         for plugin, status in statuses.items():
             polls, last_ms = status.get("polls"), status.get("last_poll_ms")
             if not isinstance(polls, int):
@@ -238,6 +262,9 @@ class Metrics:
             snapshot.led_writes = led_writes
             snapshot.led_write_errors = led_write_errors
             snapshot.mqtt = mqtt
+            snapshot.history_unsaved = history_unsaved
+            snapshot.history_dropped = history_dropped
+            snapshot.snapshot_failures = snapshot_failures
 
     def render(self) -> bytes:
         """Every series in the Prometheus text format (``content_type``)."""

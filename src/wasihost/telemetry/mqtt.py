@@ -135,6 +135,11 @@ class MqttPublisher:
         self.published = 0
         self.connects = 0
         self.enqueue_errors = 0
+        # While the outbox refuses writes (a full disk): logged when it starts and stops.
+        self._enqueue_error: str | None = None
+        self._enqueue_failing_since = 0.0
+        self._enqueue_errors_at_failure = 0
+        self._enqueue_lost = 0
 
     # -- producer side (any thread) -----------------------------------------
     def enqueue_cycle(
@@ -166,10 +171,42 @@ class MqttPublisher:
         try:
             self.outbox.put_many(messages)
         except Exception as exc:  # sqlite3.Error, OSError: disk full, SD card failure
-            self.enqueue_errors += 1
-            log.error("MQTT outbox write failed, %d messages lost: %s", len(messages), exc)
+            self._enqueue_failed(exc, len(messages))
             return
+        if messages:  # an empty cycle wrote nothing: it proves nothing
+            self._enqueue_worked()
         self._notify()
+
+    def _enqueue_failed(self, exc: Exception, lost: int) -> None:
+        """Count a cycle whose messages the outbox refused; log when it starts
+        failing (or its error changes), not every cycle."""
+        error = f"{exc}"[:300] or type(exc).__name__
+        if self._enqueue_error is None:
+            self._enqueue_failing_since = time.monotonic()
+            self._enqueue_errors_at_failure = self.enqueue_errors
+            self._enqueue_lost = 0
+        if error != self._enqueue_error:
+            log.error(
+                "MQTT outbox: cannot queue messages: %s; each cycle's messages are lost "
+                "until it can (%d this cycle), what was queued before is kept",
+                error,
+                lost,
+            )
+        self._enqueue_error = error
+        self.enqueue_errors += 1
+        self._enqueue_lost += lost
+
+    def _enqueue_worked(self) -> None:
+        if self._enqueue_error is None:
+            return
+        log.info(
+            "MQTT outbox: queueing again after %.0f s; %d cycles failed, "
+            "%d messages lost meanwhile",
+            time.monotonic() - self._enqueue_failing_since,
+            self.enqueue_errors - self._enqueue_errors_at_failure,
+            self._enqueue_lost,
+        )
+        self._enqueue_error = None
 
     def _register(self, reading: Reading) -> list[str]:
         """Note the reading's entities (discovery is due when one is new or
