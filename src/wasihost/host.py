@@ -165,6 +165,11 @@ class Host:
         return len(self._unsaved)
 
     @property
+    def snapshot_problem(self) -> str | None:
+        """Why state snapshots are not being saved, while writing them fails."""
+        return self.snapshots.problem
+
+    @property
     def history_problem(self) -> str | None:
         """Why readings are not being saved, while the history database fails."""
         if self._history_error is None:

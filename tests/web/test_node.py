@@ -57,6 +57,7 @@ class FakeNode:
         self.history_unsaved = 3
         self.history_dropped = 7
         self.history_problem: str | None = None
+        self.snapshot_problem: str | None = None
         self.problems = [BoardProblem("dht22", "DHT22", "no answer", "check its wiring")]
 
     def snapshot_json(self) -> str:
@@ -168,6 +169,16 @@ async def test_healthz_is_degraded_but_200_while_history_is_not_saved(
     assert (response.status, body["status"]) == (503, "stale")
     assert body["reasons"][0].startswith("no poll cycle has completed for 12 s")
     assert body["reasons"][1] == node.history_problem
+
+
+async def test_healthz_is_degraded_while_state_snapshots_are_not_saved(
+    client: Client, node: FakeNode
+) -> None:
+    node.snapshot_problem = "state snapshots not saved for 600 s (60 failed): No space left"
+    response = await client.get("/healthz")
+    body = await response.json()
+    assert (response.status, body["status"]) == (200, "degraded")
+    assert body["reasons"] == [node.snapshot_problem]
 
 
 async def test_healthz_counts_the_age_on_the_monotonic_clock(

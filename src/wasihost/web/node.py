@@ -73,6 +73,12 @@ class Node(Protocol):
         /healthz says degraded and gives it as the reason."""
         ...
 
+    @property
+    def snapshot_problem(self) -> str | None:
+        """Why plugin state is not being saved to disk, None while it is: /healthz
+        says degraded (a restart would restore an older state)."""
+        ...
+
     # -- what the web serves or drives ----------------------------------------
 
     @property

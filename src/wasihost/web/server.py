@@ -129,7 +129,8 @@ async def plugins(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     """``starting`` before the first cycle, ``ok`` while cycles complete on time,
     ``degraded`` while they do but something needs the operator (readings are
-    not being saved: a full disk), each with a line in ``reasons``: all 200.
+    or state snapshots not being saved: a full disk), each with a line in
+    ``reasons``: all 200.
     ``stale`` (503) when the last cycle is older than three intervals, so a
     supervisor can restart a wedged host. Degraded is not 503 on purpose: a
     restart frees no disk space and would lose the readings waiting in memory.
@@ -146,9 +147,9 @@ async def healthz(request: web.Request) -> web.Response:
             + ("ever" if age_s is None else f"{age_s:.0f} s")
             + f" (over {limit_s:g} s: three intervals and 5 s)"
         )
-    history_problem = node.history_problem
-    if history_problem is not None:
-        reasons.append(history_problem)
+    for problem in (node.history_problem, node.snapshot_problem):
+        if problem is not None:
+            reasons.append(problem)
     if state.cycle == 0:
         status = "starting"
     elif not healthy:
