@@ -9,13 +9,21 @@ import argparse
 import logging
 import sys
 
-from bench import calls_bench, containment_bench, reload_bench, startup_bench, webload_bench
+from bench import (
+    calls_bench,
+    containment_bench,
+    reload_bench,
+    soak_bench,
+    startup_bench,
+    webload_bench,
+)
 from bench.common import Figure, print_table, write_results
 
 SUITES = {
     "calls": calls_bench.run,
     "containment": containment_bench.run,
     "reload": reload_bench.run,
+    "soak": soak_bench.run,
     "startup": startup_bench.run,
     "webload": webload_bench.run,
 }
