@@ -91,15 +91,35 @@ def library_for(plugin_dir: Path) -> Path | None:
     packages = {p.name for p in library.iterdir() if (p / "__init__.py").is_file()}
     provided = packages | {p.stem for p in library.glob("*.py")}
     for path in module_files(plugin_dir):
-        if path.is_symlink() or path.stat().st_size > MAX_BYTES:
-            continue  # refused when the plugin is read; never read here
-        try:
-            imported = _imported(path.read_bytes())
-        except (SyntaxError, ValueError):
-            return library  # loading reports the error; meanwhile count it as a user
-        if imported & provided:
+        imported = _imports_of(path)
+        if imported is None or imported & provided:  # unparsable: loading reports it
             return library
     return None
+
+
+# What each module version imports, by (path, inode, mtime, size): the reload
+# fallback asks every cycle which files make up each source plugin, and parsing
+# its modules again each time would cost milliseconds a plugin on the event loop.
+_IMPORTS: dict[tuple[str, int, int, int], frozenset[str] | None] = {}
+_IMPORTS_MAX = 4096
+
+
+def _imports_of(path: Path) -> frozenset[str] | None:
+    """The names ``path`` imports (None: not Python); a link or a huge file
+    imports nothing here: it is refused when the plugin is read, never read here."""
+    stat = path.lstat()
+    if path.is_symlink() or stat.st_size > MAX_BYTES:
+        return frozenset()
+    key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if key not in _IMPORTS:
+        try:
+            found: frozenset[str] | None = frozenset(_imported(path.read_bytes()))
+        except (SyntaxError, ValueError):
+            found = None
+        if len(_IMPORTS) >= _IMPORTS_MAX:
+            _IMPORTS.clear()
+        _IMPORTS[key] = found
+    return _IMPORTS[key]
 
 
 def _text(path: Path, what: str) -> str:
