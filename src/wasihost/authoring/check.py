@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wasihost.config import HostConfig
-from wasihost.errors import PluginError, PluginLoadError
+from wasihost.errors import BuildError, PluginError, PluginLoadError
 from wasihost.grants import describe, grants_for
 from wasihost.runtime.component import (
     WASI_PACKAGES,
@@ -127,9 +127,7 @@ def run_source_check(
 ) -> bool:
     """Load a source plugin's folder as the host would, on a simulated board:
     True when it loads and accepts its settings."""
-    from wasihost.boards.sim import SimBoard
-    from wasihost.leds import LedBuffer
-    from wasihost.runtime.plugin import Plugin, PluginSpec
+    from wasihost.authoring.testing import RuntimePlugin
 
     try:
         manifest = read_manifest(folder)
@@ -160,29 +158,14 @@ def run_source_check(
     if config is not None and plugin is not None:
         settings = dict(config.plugins[plugin].settings)
         grants = grants_of(config, plugin, imports)
-    board = SimBoard(seed=1)
-    engine = Engine()
-    spec = PluginSpec(
-        plugin or folder.name,
-        manifest.world,
-        runtime,
-        settings,
-        grants,
-        source=folder,
-        state=manifest.state,
-    )
-    loaded = Plugin(spec, engine, contract, board, LedBuffer(board.led_count))
-    try:
-        loaded.load()
-    except PluginError as exc:
+    try:  # the test harness's run in the runtime: the host's own load, on a simulated board
+        RuntimePlugin(folder, settings=settings, grants=grants, wasm=runtime).close()
+    except (PluginError, BuildError) as exc:
+        reason = exc.reason if isinstance(exc, PluginError) else str(exc)
         # The host's log keeps a guest's text on one line; the author reads it here.
-        shown = exc.reason.removesuffix("\\n").replace("\\n", "\n    ")
+        shown = reason.removesuffix("\\n").replace("\\n", "\n    ")
         echo(f"✗ does not load in the shared runtime: {shown}")
         return False
-    finally:
-        loaded.close()
-        engine.close()
-        board.close()
     state = " (with state handover)" if manifest.state else ""
     echo(f"✓ loads in the shared runtime as a {manifest.world} plugin{state}")
     echo(f"  grants: {describe(grants)}" + ("" if plugin else " (no config: the world's defaults)"))
