@@ -66,6 +66,34 @@ def test_cap_drops_the_oldest_and_counts_them_across_restarts(tmp_path: Path) ->
     assert Outbox(path, 5).dropped == 5
 
 
+def test_a_batch_larger_than_the_cap_keeps_its_newest(tmp_path: Path) -> None:
+    # A long outage's worth in one call must still cost the oldest, not the newest.
+    path = tmp_path / "o.sqlite3"
+    outbox = Outbox(path, 3)
+    assert outbox.put_many(messages(*range(1, 11))) == 7
+    assert payloads(outbox) == [8, 9, 10] and outbox.dropped == 7
+    assert outbox.put_many(messages(*range(11, 16))) == 5  # into a full outbox
+    assert payloads(outbox) == [13, 14, 15] and outbox.depth() == 3 and outbox.dropped == 12
+    outbox.close()
+    reopened = Outbox(path, 3)
+    assert reopened.put_many(messages(16)) == 1
+    assert payloads(reopened) == [14, 15, 16] and reopened.dropped == 13
+    reopened.close()
+
+
+def test_a_cap_lowered_across_a_restart_drops_the_oldest_at_the_next_write(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "o.sqlite3"
+    outbox = Outbox(path, 10)
+    outbox.put_many(messages(*range(1, 11)))
+    outbox.close()
+    smaller = Outbox(path, 4)
+    assert smaller.put_many(messages(11)) == 7
+    assert payloads(smaller) == [8, 9, 10, 11] and smaller.depth() == 4 and smaller.dropped == 7
+    smaller.close()
+
+
 def test_a_message_dropped_while_in_flight_is_not_counted_twice(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.sqlite3", 3)
     outbox.put_many(messages(1, 2, 3))
