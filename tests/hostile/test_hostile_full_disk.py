@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from wasihost import snapshots
 from wasihost.config import HostConfig
 from wasihost.host import HISTORY_DRAIN_READINGS, HISTORY_RETRY_MAX_S, Host
 from wasihost.model import Measurement, Reading
+from wasihost.telemetry.outbox import OutboxMessage
 from wasihost.web.server import create_app
 
 T0 = 1_700_000_000_000
@@ -270,6 +272,18 @@ async def test_a_full_disk_under_the_outbox_and_snapshots_is_logged_twice(
         raise OSError(errno.ENOSPC, "No space left on device", str(path) + ".x.partial")
 
     monkeypatch.setattr(snapshots, "write_atomically", full)
+    refused = []  # messages in each put_many the full outbox refused
+    put_many = host.outbox.put_many
+
+    def counted(messages: Iterable[OutboxMessage]) -> int:
+        batch = list(messages)
+        try:
+            return put_many(batch)
+        except sqlite3.OperationalError:
+            refused.append(len(batch))
+            raise
+
+    monkeypatch.setattr(host.outbox, "put_many", counted)
     caplog.clear()
     cycles = 300  # ten minutes at 2 s
     for _ in range(cycles):
@@ -290,6 +304,10 @@ async def test_a_full_disk_under_the_outbox_and_snapshots_is_logged_twice(
     # The last pages' free room takes the first few cycles' messages.
     assert host.mqtt is not None and cycles - 20 <= host.mqtt.enqueue_errors < cycles
     assert host.outbox.depth() >= depth  # what was queued before is kept
+    assert len(refused) == host.mqtt.enqueue_errors
+    lost = sum(refused)
+    assert all(refused)  # each refused cycle had messages (its health at least) to lose
+    assert host.mqtt.stats().messages_lost == lost
 
     # Space is freed: one line each, with what failed meanwhile.
     db.execute("PRAGMA max_page_count = 1000000")
@@ -316,6 +334,12 @@ async def test_a_full_disk_under_the_outbox_and_snapshots_is_logged_twice(
     assert (
         f'wasihost_snapshot_save_failures_total{{node="{host.config.node_id}"}} {len(writes)}.0'
         in metrics
+    )
+    # ... and the MQTT messages the full outbox lost: counted, not only logged.
+    assert f"{lost} messages lost meanwhile" in outbox_lines[0]
+    assert host.mqtt.stats().messages_lost == lost  # since start: recovery keeps the count
+    assert (
+        f'wasihost_outbox_lost_messages_total{{node="{host.config.node_id}"}} {lost}.0' in metrics
     )
 
 

@@ -65,7 +65,8 @@ def test_render_parses_and_holds_the_expected_series() -> None:
         connected=True,
         outbox_depth=3,
         outbox_dropped=7,
-        enqueue_errors=0,
+        enqueue_errors=2,
+        messages_lost=40,
     )
     metrics.update([reading(3000, 22.5)], statuses, 40.0, led_writes=2, mqtt=mqtt)
     assert metrics.content_type.startswith("text/plain")
@@ -103,6 +104,8 @@ def test_render_parses_and_holds_the_expected_series() -> None:
     assert one(found, "wasihost_mqtt_connected", node="attic") == 1
     assert one(found, "wasihost_outbox_depth", node="attic") == 3
     assert one(found, "wasihost_outbox_dropped_total", node="attic") == 7
+    assert one(found, "wasihost_outbox_write_errors_total", node="attic") == 2
+    assert one(found, "wasihost_outbox_lost_messages_total", node="attic") == 40
 
 
 def test_registries_are_private() -> None:

@@ -181,6 +181,7 @@ def test_a_full_outbox_is_logged_when_it_starts_and_stops_failing(
     assert len(lines) == 1, lines
     assert lines[0].startswith("MQTT outbox: cannot queue messages: database or disk is full")
     assert publisher.stats().enqueue_errors == 50
+    assert publisher.stats().messages_lost == 1000  # 20 health messages a cycle
     assert outbox.depth() == 1  # what was queued before is kept
     db.execute("PRAGMA max_page_count = 1000000")  # space freed
     caplog.clear()
@@ -190,5 +191,6 @@ def test_a_full_outbox_is_logged_when_it_starts_and_stops_failing(
     assert len(lines) == 1, lines
     assert lines[0].startswith("MQTT outbox: queueing again after")
     assert lines[0].endswith("50 cycles failed, 1000 messages lost meanwhile")
+    assert publisher.stats().messages_lost == 1000  # since start, not reset by recovery
     assert outbox.depth() == 3
     outbox.close()

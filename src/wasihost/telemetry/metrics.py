@@ -193,6 +193,11 @@ class _Snapshot:
                 "Cycles whose messages could not be written to the outbox.",
                 mqtt.enqueue_errors,
             )
+            yield from counter(
+                "wasihost_outbox_lost_messages",
+                "Messages lost, never queued: the outbox could not be written (a full disk).",
+                mqtt.messages_lost,
+            )
 
 
 class Metrics:

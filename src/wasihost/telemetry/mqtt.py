@@ -80,7 +80,9 @@ def _check_tls(ca_file: str | None) -> None:
 class MqttStats:
     """Counters for ``/metrics``: outbox messages published since start (not
     availability or discovery), reconnects after the first connection, the
-    connection flag, the outbox, and cycles whose outbox write failed."""
+    connection flag, the outbox, and the cycles whose outbox write failed with
+    the messages they lost (since start: a disk too full to queue a message
+    has no room to keep a count either)."""
 
     published: int
     reconnects: int
@@ -88,6 +90,7 @@ class MqttStats:
     outbox_depth: int
     outbox_dropped: int
     enqueue_errors: int
+    messages_lost: int
 
 
 class MqttPublisher:
@@ -135,6 +138,7 @@ class MqttPublisher:
         self.published = 0
         self.connects = 0
         self.enqueue_errors = 0
+        self.messages_lost = 0  # refused by the outbox, so never queued: gone
         # While the outbox refuses writes (a full disk): logged when it starts and stops.
         self._enqueue_error: str | None = None
         self._enqueue_failing_since = 0.0
@@ -194,6 +198,7 @@ class MqttPublisher:
             )
         self._enqueue_error = error
         self.enqueue_errors += 1
+        self.messages_lost += lost
         self._enqueue_lost += lost
 
     def _enqueue_worked(self) -> None:
@@ -243,6 +248,7 @@ class MqttPublisher:
             outbox_depth=self.outbox.depth(),
             outbox_dropped=self.outbox.dropped,
             enqueue_errors=self.enqueue_errors,
+            messages_lost=self.messages_lost,
         )
 
     # -- connection side (event loop) ----------------------------------------
