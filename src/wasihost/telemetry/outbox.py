@@ -9,9 +9,12 @@ Durability: WAL with ``synchronous=FULL``, so a committed ``put_many`` survives
 a power cut too (history can afford ``NORMAL``; the outbox promises
 "nothing lost"). It costs one fsync per cycle and one per drained batch.
 
-Capacity: at most ``max_messages`` rows; beyond that the oldest are deleted
-and counted in ``dropped``, which is stored in the same database so the
-count survives restarts. Ids come from ``AUTOINCREMENT``, so they are never
+Capacity: at most ``max_messages`` rows after each ``put_many``, which
+deletes the oldest beyond it in its own transaction (so a batch larger than
+the cap keeps its newest, and a cap lowered across a restart applies at the
+next write) and counts them in ``dropped``, stored in the same database so the
+count survives restarts. Messages ``put_many`` could not write at all (a full
+disk) never got here: the publisher counts those. Ids come from ``AUTOINCREMENT``, so they are never
 reused and ``ORDER BY id`` is the order messages were produced in.
 
 Thread rules: the connection is shared under a lock; the host calls
