@@ -205,6 +205,10 @@ class HistoryConfig(_Section):
     enabled: bool = True
     path: str = "data/history.sqlite3"
     retention_days: float = Field(7.0, gt=0, le=3650)
+    # Statistics (min/mean/max): per 5 minutes kept this many days, per hour
+    # this many (years: about 0.4 MB per measurement a year, measured).
+    short_term_days: float = Field(10.0, gt=0, le=3650)
+    long_term_days: float = Field(3650.0, gt=0, le=36500)
     # Readings are committed at most this often (0: every cycle); a crash loses
     # the readings not yet committed. Default: 60 on a Pi (its SD card), 0 on the
     # simulated board. See docs/CONFIG.md for the measured trade-off.

@@ -107,7 +107,12 @@ class Host:
         self.stream = StateStream()
         self.history: History | None = None
         if config.history.enabled:
-            self.history = History(Path(config.history.path), config.history.retention_days)
+            self.history = History(
+                Path(config.history.path),
+                config.history.retention_days,
+                config.history.short_term_days,
+                config.history.long_term_days,
+            )
         # Readings not committed yet: waiting for the commit interval, or for a
         # failing database (bounded, oldest dropped first; see save_history).
         self._unsaved: deque[Reading] = deque()
@@ -449,6 +454,17 @@ class Host:
 
     async def _prune_history(self, stop: asyncio.Event) -> None:
         assert self.history is not None
+        try:
+            computed = await asyncio.to_thread(self.history.compile_missing)
+        except sqlite3.Error as exc:
+            log.error("history: computing statistics of older samples failed: %s", exc)
+        else:
+            if computed:
+                log.info(
+                    "history: computed the statistics of %d 5-minute buckets stored "
+                    "before this version kept them",
+                    computed,
+                )
         while not stop.is_set():
             try:
                 removed = await asyncio.to_thread(self.history.prune, self.clock_ms())

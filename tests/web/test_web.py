@@ -145,6 +145,7 @@ async def test_history_endpoint_returns_the_series(
         ({"plugin": "dht22", "field": "temperature", "since": "yesterday"}, 400, "since:"),
         ({"plugin": "dht22", "field": "temperature", "points": "1"}, 400, "points:"),
         ({"plugin": "dht22", "field": "temperature", "since": "10", "until": "5"}, 400, "after"),
+        ({"plugin": "dht22", "field": "temperature", "resolution": "1d"}, 400, "resolution must"),
     ],
 )
 async def test_history_endpoint_rejects_bad_queries(
@@ -153,6 +154,29 @@ async def test_history_endpoint_rejects_bad_queries(
     response = await client.get("/api/history", params=params)
     assert response.status == status
     assert message in (await response.json())["error"]
+
+
+async def test_history_endpoint_serves_statistics(
+    client: TestClient, seed_host: Host, board: SimBoard
+) -> None:
+    """An hourly row is ``[bucket start, mean, min, max]``; a range of a day with
+    nothing older than the raw samples is answered from them, ``[t, value]``."""
+    assert seed_host.history is not None
+    for value in (18.0, 19.0, 23.0):
+        board.set_dht22(value, 50.0)
+        await seed_host.after_cycle(await seed_host.cycle.run_once())
+    now = max(t for t, _ in seed_host.history.query("dht22", "temperature", 0, 2**52).points)
+    params = {"plugin": "dht22", "field": "temperature", "until": str(now)}
+    year = {**params, "since": str(now - 365 * 86_400_000)}
+    body = await (await client.get("/api/history", params=year)).json()
+    assert body["resolution"] == "1h"
+    [[start, mean, low, high]] = body["points"]
+    assert start % 3_600_000 == 0 and start <= now < start + 3_600_000
+    assert (mean, low, high) == (20.0, 18.0, 23.0)
+    day = {**params, "since": str(now - 86_400_000)}
+    body = await (await client.get("/api/history", params=day)).json()
+    assert body["resolution"] == "raw"
+    assert [v for _, v in body["points"]] == [18.0, 19.0, 23.0]
 
 
 async def test_history_of_an_unknown_series_is_empty(client: TestClient) -> None:

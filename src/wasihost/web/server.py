@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -24,6 +24,7 @@ from aiohttp.typedefs import Handler
 from wasihost.clock import wall_clock_ms
 from wasihost.errors import ConfigError, PluginError
 from wasihost.runtime.plugin import PluginState
+from wasihost.telemetry.history import Resolution
 from wasihost.web import edge, operator, shell
 from wasihost.web.node import Node
 
@@ -241,10 +242,17 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
 
 DAY_MS = 86_400_000
 MAX_HISTORY_RANGE_MS = 366 * DAY_MS
+RESOLUTION_PARAMS: dict[str, Resolution | Literal["auto"]] = {
+    "auto": "auto",
+    "raw": "raw",
+    "5m": "5m",
+    "1h": "1h",
+}
 
 
 async def history(request: web.Request) -> web.Response:
-    """``GET /api/history?plugin=&field=&since=&until=&points=`` (times in epoch ms)."""
+    """``GET /api/history?plugin=&field=&since=&until=&points=&resolution=`` (times in
+    epoch ms; resolution ``auto``, the default, ``raw``, ``5m`` or ``1h``)."""
     node = request.app[NODE_KEY]
     if node.history is None:
         return operator.error(404, "history is disabled ([history] enabled)")
@@ -257,6 +265,11 @@ async def history(request: web.Request) -> web.Response:
         until = _int_param(request, "until", now, 0, 2**53)
         since = _int_param(request, "since", until - 3_600_000, 0, 2**53)
         points = _int_param(request, "points", 500, 2, 5000)
+        resolution = _str_param(request, "resolution") or "auto"
+        if resolution not in RESOLUTION_PARAMS:
+            raise BadRequest(
+                f"resolution must be one of {', '.join(RESOLUTION_PARAMS)}, not {resolution!r}"
+            )
         if since > until:
             raise BadRequest(f"since ({since}) is after until ({until})")
         if until - since > MAX_HISTORY_RANGE_MS:
@@ -265,7 +278,9 @@ async def history(request: web.Request) -> web.Response:
         return operator.error(400, str(exc))
     # A series with no samples yet is an empty 200, not a 404: a dashboard
     # opened right after start-up asks before the first cycle has run.
-    series = await asyncio.to_thread(node.history.query, plugin, field, since, until, points)
+    series = await asyncio.to_thread(
+        node.history.query, plugin, field, since, until, points, RESOLUTION_PARAMS[resolution]
+    )
     # The query drops non-finite values; strict JSON here makes a regression an
     # error in the log instead of a document browsers cannot parse.
     return web.json_response(series.to_json(), dumps=_strict_dumps)
