@@ -162,6 +162,7 @@ class Host:
                 subscriptions=self.fleet.subscriptions if self.fleet else (),
                 on_message=self.fleet.handle if self.fleet else None,
                 clock_ms=clock_ms,
+                monotonic=monotonic,
             )
 
     @property
@@ -173,6 +174,11 @@ class Host:
     def snapshot_problem(self) -> str | None:
         """Why state snapshots are not being saved, while writing them fails."""
         return self.snapshots.problem
+
+    @property
+    def outbox_problem(self) -> str | None:
+        """Why MQTT messages are being lost, while the outbox cannot be written."""
+        return self.mqtt.problem if self.mqtt is not None else None
 
     @property
     def history_problem(self) -> str | None:

@@ -308,6 +308,13 @@ async def test_a_full_disk_under_the_outbox_and_snapshots_is_logged_twice(
     lost = sum(refused)
     assert all(refused)  # each refused cycle had messages (its health at least) to lose
     assert host.mqtt.stats().messages_lost == lost
+    # /healthz gives both reasons (the web reads them through the Node protocol).
+    assert host.outbox_problem is not None
+    failing_s = host.mqtt.enqueue_errors * INTERVAL_S  # on the host's monotonic clock
+    assert host.outbox_problem == (
+        f"MQTT messages not queued for {failing_s:.0f} s ({lost} lost): database or disk is full"
+    )
+    assert host.snapshot_problem is not None
 
     # Space is freed: one line each, with what failed meanwhile.
     db.execute("PRAGMA max_page_count = 1000000")
@@ -326,6 +333,7 @@ async def test_a_full_disk_under_the_outbox_and_snapshots_is_logged_twice(
     assert snapshot_lines[0].startswith("snapshots: saving again after")
     assert f"{len(writes)} saves failed meanwhile" in snapshot_lines[0]
     assert (Path(host.config.state.dir) / "bme680.state").exists()
+    assert host.outbox_problem is None and host.snapshot_problem is None
 
     # /metrics has the history backlog and the snapshot failures.
     metrics = host.metrics.render().decode()

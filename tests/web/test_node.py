@@ -58,6 +58,7 @@ class FakeNode:
         self.history_dropped = 7
         self.history_problem: str | None = None
         self.snapshot_problem: str | None = None
+        self.outbox_problem: str | None = None
         self.problems = [BoardProblem("dht22", "DHT22", "no answer", "check its wiring")]
 
     def snapshot_json(self) -> str:
@@ -179,6 +180,16 @@ async def test_healthz_is_degraded_while_state_snapshots_are_not_saved(
     body = await response.json()
     assert (response.status, body["status"]) == (200, "degraded")
     assert body["reasons"] == [node.snapshot_problem]
+
+
+async def test_healthz_is_degraded_while_mqtt_messages_are_lost(
+    client: Client, node: FakeNode
+) -> None:
+    node.outbox_problem = "MQTT messages not queued for 60 s (120 lost): database or disk is full"
+    response = await client.get("/healthz")
+    body = await response.json()
+    assert (response.status, body["status"]) == (200, "degraded")
+    assert body["reasons"] == [node.outbox_problem]
 
 
 async def test_healthz_counts_the_age_on_the_monotonic_clock(

@@ -109,6 +109,7 @@ class MqttPublisher:
         backoff_max_seconds: float = 60.0,
         sleep: Sleep = asyncio.sleep,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if settings.tls:
             _check_tls(settings.ca_file)
@@ -125,6 +126,7 @@ class MqttPublisher:
         self.backoff_max = backoff_max_seconds
         self._sleep = sleep  # backoff waits; tests inject a gate instead of real time
         self._clock_ms = clock_ms
+        self._monotonic = monotonic  # how long the outbox has failed: a clock step must not move it
         self._ha_status_topic = f"{settings.discovery_prefix}/status"
         # Entities seen so far, by plugin; read on the loop, written by enqueue_cycle.
         self._lock = threading.Lock()
@@ -186,7 +188,7 @@ class MqttPublisher:
         failing (or its error changes), not every cycle."""
         error = f"{exc}"[:300] or type(exc).__name__
         if self._enqueue_error is None:
-            self._enqueue_failing_since = time.monotonic()
+            self._enqueue_failing_since = self._monotonic()
             self._enqueue_errors_at_failure = self.enqueue_errors
             self._enqueue_lost = 0
         if error != self._enqueue_error:
@@ -201,13 +203,23 @@ class MqttPublisher:
         self.messages_lost += lost
         self._enqueue_lost += lost
 
+    @property
+    def problem(self) -> str | None:
+        """Why this cycle's messages are being lost, while the outbox refuses them."""
+        if self._enqueue_error is None:
+            return None
+        return (
+            f"MQTT messages not queued for {self._monotonic() - self._enqueue_failing_since:.0f} s "
+            f"({self._enqueue_lost} lost): {self._enqueue_error}"
+        )
+
     def _enqueue_worked(self) -> None:
         if self._enqueue_error is None:
             return
         log.info(
             "MQTT outbox: queueing again after %.0f s; %d cycles failed, "
             "%d messages lost meanwhile",
-            time.monotonic() - self._enqueue_failing_since,
+            self._monotonic() - self._enqueue_failing_since,
             self.enqueue_errors - self._enqueue_errors_at_failure,
             self._enqueue_lost,
         )

@@ -79,6 +79,12 @@ class Node(Protocol):
         says degraded (a restart would restore an older state)."""
         ...
 
+    @property
+    def outbox_problem(self) -> str | None:
+        """Why MQTT messages are being lost (the outbox cannot be written), None
+        while they are queued: /healthz says degraded (a restart frees no disk)."""
+        ...
+
     # -- what the web serves or drives ----------------------------------------
 
     @property

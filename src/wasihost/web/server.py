@@ -148,7 +148,7 @@ async def healthz(request: web.Request) -> web.Response:
             + ("ever" if age_s is None else f"{age_s:.0f} s")
             + f" (over {limit_s:g} s: three intervals and 5 s)"
         )
-    for problem in (node.history_problem, node.snapshot_problem):
+    for problem in (node.history_problem, node.snapshot_problem, node.outbox_problem):
         if problem is not None:
             reasons.append(problem)
     if state.cycle == 0:
