@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from wasihost.config import HostConfig
+from wasihost.errors import GuestError
 from wasihost.host import Host
 from wasihost.runtime import guest_memory
 from wasihost.runtime import plugin as plugin_module
@@ -80,6 +81,24 @@ def test_a_leaking_plugin_moves_to_a_fresh_instance_with_its_state_and_never_tra
     recycles = f'wasihost_plugin_recycles_total{{node="{host.config.node_id}",plugin="leaky"}}'
     assert f"{recycles} {float(plugin.stats.recycles)}" in metrics
     assert "wasihost_plugin_guest_memory_bytes{" in metrics
+
+
+def test_a_leaking_plugin_whose_polls_fail_is_recycled_too(
+    make_config: Callable[..., HostConfig],
+    make_host: Callable[[HostConfig], Host],
+    monotonic: Any,
+) -> None:
+    """A driver that leaks on its way to an error (a sensor unplugged: every transfer
+    sent, none answered) grows just the same; an error result is a working instance."""
+    leaky = {"leaky": {**LEAKY_PLUGIN["leaky"], "settings": {"fail": True}}}
+    host = make_host(make_config(leaky))
+    plugin = host.plugins["leaky"]
+    for n in range(1, POLLS + 1):
+        monotonic.advance(plugin_module.MEMORY_CHECK_S)
+        with pytest.raises(GuestError, match=f"poll {n} failed"):  # the count goes on
+            plugin.call()
+    assert plugin.stats.traps == 0
+    assert plugin.stats.recycles >= 2
 
 
 def test_a_fresh_instance_that_refuses_the_state_is_not_retried_every_call(

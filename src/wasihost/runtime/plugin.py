@@ -774,6 +774,7 @@ class Plugin:
             self.stats.last_error = exc.reason
             self.supervisor.on_success()  # an error result is a working instance
             self._move(Event.GUEST_ERROR)
+            self._check_memory(instance)  # which grows the same on the way to an error
             raise
         except PluginTrap as exc:
             self._close_instance()

@@ -34,6 +34,8 @@ class Sensor(exports.Sensor):
         for _ in range(int(SETTINGS["writes"])):
             with contextlib.suppress(Err):
                 i2c.transfer(int(SETTINGS["address"]), payload, 0)
+        if SETTINGS.get("fail"):
+            raise Err(f"poll {POLLS} failed (on purpose)")
         return [Measurement("polls", float(POLLS), "", "none", None)]
 
 
