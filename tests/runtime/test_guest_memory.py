@@ -4,6 +4,7 @@ carried, before the cap traps it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -142,3 +143,31 @@ def test_memory_is_read_from_the_reserved_regions() -> None:
     # The reservation's end moved (merged with a closed neighbour's): still found.
     merged = grown.replace("7f0000c00000-7f0100000000", "7f0000c00000-7f0300000000")
     assert size_of([memory], merged) == 0xC00000
+
+
+def test_an_instance_closed_while_another_is_measured_does_not_skew_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closing unmaps a reservation, which the kernel may merge with a neighbour's and so
+    move its end: inside a measurement that reads as a new memory. A close waits until
+    the measurement is over, and then changes nothing it sees."""
+    maps = ["7f0000000000-7f0000a00000 rw-p 0 00:00 0\n7f0000a00000-7f0100000000 ---p 0 00:00 0\n"]
+    monkeypatch.setattr(guest_memory, "read_maps", lambda: maps[0])
+    closed = threading.Event()
+
+    def close_another() -> None:
+        with guest_memory.closing():
+            # The closed neighbour's region merged into this reservation: its end moved.
+            maps[0] = maps[0].replace("7f0100000000", "7f0180000000")
+        closed.set()
+
+    with guest_memory.new_memories() as found:
+        closer = threading.Thread(target=close_another)
+        closer.start()
+        assert not closed.wait(0.05)  # the close waits for the measurement
+        # The instantiation reserves its memory:
+        maps[0] += (
+            "7f0200000000-7f0200100000 rw-p 0 00:00 0\n7f0200100000-7f0300000000 ---p 0 00:00 0\n"
+        )
+    closer.join()
+    assert found == [Memory(0x7F0200000000, 0x7F0300000000)]

@@ -10,7 +10,7 @@ What the map shows: wasmtime reserves each linear memory as one large region
 read-write; growing the memory moves the boundary between the read-write part
 and the reserved rest, never the region's end. So a memory is known by the end
 of its reserved region when the instance is made (the reserved regions that
-appeared meanwhile; instantiations are serialised for that, and one that
+appeared meanwhile; instantiations and closes are serialised for that, and one that
 cannot wait goes unmeasured and is never recycled), which gives
 where its read-write part begins; its size later is the length of the
 read-write run from there.
@@ -114,6 +114,23 @@ def new_memories() -> Iterator[list[Memory]]:
         memory = _memory_of(after, end)
         if memory is not None:
             found.append(memory)
+
+
+@contextmanager
+def closing() -> Iterator[None]:
+    """Around closing an instance: not while another is being made and measured.
+
+    Closing unmaps a memory, and the kernel may merge its reservation with a
+    neighbour's, which moves a reservation's end: inside ``new_memories`` that
+    reads as a memory that appeared, and the new instance would be measured
+    by someone else's. Waits at most ``WAIT_S``, like an instantiation.
+    """
+    locked = _instantiating.acquire(timeout=WAIT_S)
+    try:
+        yield
+    finally:
+        if locked:
+            _instantiating.release()
 
 
 def size_of(memories: Sequence[Memory], text: str | None = None) -> int | None:

@@ -22,7 +22,7 @@ from wasihost.runtime.component import CheckedComponent, export_key
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import CallPath, Engine
 from wasihost.runtime.guest_log import GuestOutput
-from wasihost.runtime.guest_memory import new_memories, size_of
+from wasihost.runtime.guest_memory import closing, new_memories, size_of
 from wasihost.runtime.plans import CapabilityCall, TypedExport, add_capability
 from wasihost.runtime.values import UnsupportedType
 
@@ -214,4 +214,5 @@ class Instance:
         # Closing the store explicitly matters: a store left to the garbage
         # collector at interpreter exit can make wasmtime's WASI thread panic.
         self._functions.clear()
-        self.store.close()
+        with closing():
+            self.store.close()
