@@ -71,8 +71,23 @@ _SCRIPT = SCRIPT.replace(
     ),
 )
 
-# (label, window in ms) of the two charts drawn per measurement.
-_CHART_WINDOWS = (("1 h", 3_600_000), ("24 h", 86_400_000))
+_DAY_MS = 86_400_000
+
+# (label, window in ms) of the two charts drawn per measurement. The second is the
+# long chart: the page's one range control (`_LONG_RANGES`) switches every long
+# chart to another span, the first of those being the default.
+_CHART_WINDOWS = (("1 h", 3_600_000), ("24 h", _DAY_MS))
+_LONG_CHART = 1
+
+# (label, span in ms, what the button says to a screen reader) of the long charts'
+# ranges. Beyond 48 h the host answers with statistics (5-minute or hourly
+# minimum, mean and maximum), which the script draws as a band around the mean.
+_LONG_RANGES = (
+    ("24 h", _DAY_MS, "the last 24 hours"),
+    ("7 d", 7 * _DAY_MS, "the last 7 days"),
+    ("30 d", 30 * _DAY_MS, "the last 30 days"),
+    ("1 y", 365 * _DAY_MS, "the last year"),
+)
 
 # Assumed when the state has no usable poll interval (the host's default).
 _DEFAULT_INTERVAL_S = 2.0
@@ -270,12 +285,31 @@ def _page_header(
     )
     # Hidden until the script runs: without it the page is a snapshot, not live.
     live = '<span class="pill off" data-live hidden>connecting…</span>'
+    ranges = _range_control() if readings else ""
     swatches = "".join(_swatch(index, _rgb(colour)) for index, colour in enumerate(snapshot.strip))
     strip = f'<div class="strip" aria-label="LED strip">{swatches}</div>' if swatches else ""
     return (
         f'<header class="page-header"><h1>{_esc(node)}</h1>'
-        f'<div class="meta">{meta}</div>{strip}'
+        f'<div class="meta">{meta}</div>{strip}{ranges}'
         f'<div class="pills">{summary}{live}</div></header>'
+    )
+
+
+def _range_control() -> str:
+    """Render the page's one choice of the long charts' span: a button per range.
+
+    Only the script can act on it, so it is hidden until the script runs (and
+    finds a chart to switch). The choice lives in the script's memory: the
+    sandboxed frame has no storage, and a reloaded page starts at 24 h again.
+    """
+    buttons = "".join(
+        f'<button type="button" data-range-ms="{span_ms}" title="chart {words}" '
+        f'aria-pressed="{"true" if index == 0 else "false"}">{label}</button>'
+        for index, (label, span_ms, words) in enumerate(_LONG_RANGES)
+    )
+    return (
+        '<div class="ranges" role="group" aria-labelledby="ranges-label" data-ranges hidden>'
+        f'<span class="ranges-label" id="ranges-label">chart span</span>{buttons}</div>'
     )
 
 
@@ -416,20 +450,24 @@ def _measurements(items: list[Any], accuracy: str | None) -> tuple[str, bool]:
 
 
 def _charts(label: str) -> str:
-    """Render the empty 1 h and 24 h chart frames the script draws into.
+    """Render the empty 1 h and long (24 h by default) chart frames the script draws into.
 
     The SVG stretches to any width (`preserveAspectRatio="none"`); the script
-    fills the two paths from `/api/history` and the stream.
+    fills the two paths from `/api/history` and the stream: the line is the
+    value (or each bucket's mean), the area below it, or the band between each
+    bucket's minimum and maximum when the history carries statistics. The long
+    chart (`data-long`) takes the span the page's range control chooses.
     """
     figures = "".join(
-        f'<figure class="chart" data-window-ms="{window_ms}" data-label="{span}">'
+        f'<figure class="chart" data-window-ms="{window_ms}" data-label="{span}"'
+        f"{' data-long' if index == _LONG_CHART else ''}>"
         f'<figcaption><span data-span title="last {span}">{span}</span>'
         '<span data-range title="minimum – maximum"></span></figcaption>'
         f'<div class="plot"><svg viewBox="0 0 300 60" preserveAspectRatio="none" role="img" '
         f'aria-label="{_esc(label)}, last {span}">'
         '<path class="area" data-area d=""></path><path class="line" data-line d=""></path>'
         '</svg><span class="chart-empty" data-empty>no history yet</span></div></figure>'
-        for span, window_ms in _CHART_WINDOWS
+        for index, (span, window_ms) in enumerate(_CHART_WINDOWS)
     )
     return f'<div class="charts">{figures}</div>'
 

@@ -205,6 +205,51 @@ def test_every_measurement_gets_an_hour_and_a_day_chart() -> None:
     svgs = [attrs for tag, attrs in elements if tag == "svg"]
     assert {attrs["viewbox"] for attrs in svgs} == {"0 0 300 60"}
     assert "temperature, last 24 h" in attribute_values(elements, "aria-label")
+    # The second chart of each measurement is the long one, which the range control switches.
+    figures = [attrs for tag, attrs in elements if tag == "figure"]
+    assert ["data-long" in attrs for attrs in figures] == [False, True] * 7
+
+
+def test_one_range_control_chooses_the_long_charts_span() -> None:
+    page = render.render_page(full_state())
+    elements = parse(page)
+
+    (group,) = [attrs for _, attrs in elements if "data-ranges" in attrs]
+    assert group["role"] == "group"
+    # Named by its visible label.
+    assert f'<span class="ranges-label" id="{group["aria-labelledby"]}">chart span</span>' in page
+    # Hidden until the script runs: without it the buttons could do nothing.
+    assert "hidden" in group
+    buttons = [attrs for tag, attrs in elements if tag == "button"]
+    assert [attrs["data-range-ms"] for attrs in buttons] == [
+        "86400000",
+        str(7 * 86_400_000),
+        str(30 * 86_400_000),
+        str(365 * 86_400_000),
+    ]
+    assert [attrs["type"] for attrs in buttons] == ["button"] * 4
+    # 24 h is the default: the long charts are rendered with it.
+    assert [attrs["aria-pressed"] for attrs in buttons] == ["true", "false", "false", "false"]
+    assert attribute_values(elements, "data-window-ms")[1] == buttons[0]["data-range-ms"]
+    labels = re.findall(r"<button [^>]*>([^<]*)</button>", page)
+    assert labels == ["24 h", "7 d", "30 d", "1 y"]
+    assert [attrs["title"] for attrs in buttons] == [
+        "chart the last 24 hours",
+        "chart the last 7 days",
+        "chart the last 30 days",
+        "chart the last year",
+    ]
+    # One control for the page, in the header, not one per chart.
+    header = page[page.index('<header class="page-header">') : page.index("</header>")]
+    assert "data-ranges" in header
+    assert len(buttons) == len(render._LONG_RANGES)
+
+
+@pytest.mark.parametrize("state", [{}, {"readings": {}, "plugins": {}}])
+def test_no_range_control_without_charts(state: dict[str, Any]) -> None:
+    elements = parse(render.render_page(state))
+    assert attribute_values(elements, "data-ranges") == []
+    assert [tag for tag, _ in elements if tag == "button"] == []
 
 
 def test_page_is_self_contained() -> None:

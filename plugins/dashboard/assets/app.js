@@ -53,6 +53,7 @@
   const fmtClock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
   const fmtHourMinute = (ms) =>
     new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+  const fmtDay = (ms) => new Date(ms).toLocaleDateString([], { day: "numeric", month: "short" });
   const fmtTime = (v) => (num(v) === null ? MISSING : fmtClock(v));
   function fmtAge(seconds) {
     if (seconds < 60) return fmtNumber(seconds, 1) + " s";
@@ -96,43 +97,68 @@
   }
 
   // ---- charts ----------------------------------------------------------
+  // A chart's points are [t, mean, min, max]: a raw value v is [t, v, v, v]. The
+  // 1 h chart and the long one (data-long) at 24 h take live points from the
+  // stream; a longer span is drawn from the host's statistics only, reloaded
+  // every RELOAD_LONG_MS (a raw value among 5-minute or hourly buckets would mix
+  // resolutions).
+  const DAY_MS = 86400000;
+  const RELOAD_LONG_MS = 5 * 60000;
+  // The bucket width of each resolution /api/history answers with ("raw" has none).
+  const BUCKET_MS = new Map([["5m", 300000], ["1h", 3600000]]);
   const charts = [];
   for (const card of all(document, "[data-plugin]")) {
     for (const measure of all(card, "[data-measure]")) {
       for (const fig of all(measure, "[data-window-ms]")) {
         const unitEl = measure.querySelector(".unit");
+        const nameEl = measure.querySelector(".m-label");
         charts.push({
           plugin: card.dataset.plugin, field: measure.dataset.measure,
+          name: nameEl ? nameEl.textContent : measure.dataset.measure,
           decimals: Number(measure.dataset.decimals) || 0,
           unit: unitEl ? unitEl.textContent : "",
           windowMs: Number(fig.dataset.windowMs), label: fig.dataset.label || "",
+          long: "long" in fig.dataset, fig, svg: fig.querySelector("svg"),
           line: fig.querySelector("[data-line]"), area: fig.querySelector("[data-area]"),
           range: fig.querySelector("[data-range]"), span: fig.querySelector("[data-span]"),
           empty: fig.querySelector("[data-empty]"), points: [],
+          // banded: the history carried min and max; bucketMs: its resolution's width;
+          // generation: bumped when the span changes, so a late answer is dropped.
+          banded: false, bucketMs: 0, generation: 0,
         });
       }
     }
   }
   const chartsFor = (plugin, field) =>
     charts.filter((c) => c.plugin === plugin && c.field === field);
+  const takesLive = (chart) => chart.windowMs <= DAY_MS;
 
   function addPoint(chart, t, v) {
     // One point per 1/CHART_POINTS of the window: a newer value in the same
-    // slot replaces the last point, so memory stays bounded for weeks.
+    // slot replaces the last point, so memory stays bounded for weeks. In a
+    // band the slot keeps the lowest and highest values it has seen.
     const pts = chart.points;
     const last = pts[pts.length - 1];
     if (last && t <= last[0]) return;
     const step = chart.windowMs / CHART_POINTS;
-    if (last && Math.floor(t / step) === Math.floor(last[0] / step)) pts[pts.length - 1] = [t, v];
-    else pts.push([t, v]);
+    if (last && Math.floor(t / step) === Math.floor(last[0] / step)) {
+      pts[pts.length - 1] = chart.banded
+        ? [t, v, Math.min(last[2], v), Math.max(last[3], v)]
+        : [t, v, v, v];
+    } else {
+      pts.push([t, v, v, v]);
+    }
   }
 
   function drawChart(chart) {
     const from = nowMs - chart.windowMs;
-    chart.points = chart.points.filter((p) => p[0] >= from);
+    // A statistics bucket is stamped with its start: the one holding `from` is kept.
+    chart.points = chart.points.filter((p) => p[0] >= from - chart.bucketMs);
     const pts = chart.points;
-    show(chart.empty, pts.length < 2);
-    if (pts.length < 2) {
+    // One point is drawn (a dot): a fresh host's long chart holds a single bucket.
+    show(chart.empty, pts.length === 0);
+    chart.area.classList.toggle("band", chart.banded);
+    if (pts.length === 0) {
       chart.line.setAttribute("d", "");
       chart.area.setAttribute("d", "");
       setText(chart.range, "");
@@ -141,39 +167,48 @@
     }
     const t0 = pts[0][0];
     const t1 = Math.max(nowMs, pts[pts.length - 1][0]);
-    const values = pts.map((p) => p[1]);
-    let lo = Math.min(...values);
-    let hi = Math.max(...values);
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const p of pts) {
+      lo = Math.min(lo, p[2]);
+      hi = Math.max(hi, p[3]);
+    }
     const pad = hi - lo > 0 ? (hi - lo) * 0.1 : Math.max(Math.abs(hi) * 0.01, 0.5);
     const y = (v) => (H - ((v - lo + pad) / (hi - lo + 2 * pad)) * H).toFixed(1);
     const x = (t) => (((t - t0) / Math.max(t1 - t0, 1)) * W).toFixed(1);
-    // A gap much longer than a poll interval (host down) breaks the line.
-    const gap = Math.max(3 * (chart.windowMs / CHART_POINTS), 5 * intervalMs);
+    // A gap much longer than a poll interval (host down) or than a statistics
+    // bucket breaks the line; adjacent buckets are one line, not dots.
+    const gap = Math.max(3 * Math.max(chart.windowMs / CHART_POINTS, chart.bucketMs),
+      5 * intervalMs);
     const segments = [];
     pts.forEach((p, i) => {
       if (i === 0 || p[0] - pts[i - 1][0] > gap) segments.push([]);
-      segments[segments.length - 1].push([x(p[0]), y(p[1])]);
+      segments[segments.length - 1].push(p);
     });
-    const path = (seg) => "M" + seg.map((xy) => xy.join(" ")).join("L");
+    const trace = (seg, k) => seg.map((p) => x(p[0]) + " " + y(p[k])).join("L");
     // A lone point is a zero-length line: its round caps draw it as a dot.
-    const line = segments.map((seg) => path(seg) + (seg.length === 1 ? "l0 0" : ""));
-    const area = segments.map(
-      (seg) => path(seg) + "L" + seg[seg.length - 1][0] + " " + H + "L" + seg[0][0] + " " + H + "Z",
-    );
+    const line = segments.map((seg) => "M" + trace(seg, 1) + (seg.length === 1 ? "l0 0" : ""));
+    // The band runs along the maxima and back along the minima; without statistics
+    // the area fills below the line.
+    const area = segments.map((seg) => (chart.banded
+      ? "M" + trace(seg, 3) + "L" + trace(seg.slice().reverse(), 2) + "Z"
+      : "M" + trace(seg, 1) + "L" + x(seg[seg.length - 1][0]) + " " + H +
+        "L" + x(seg[0][0]) + " " + H + "Z"));
     chart.line.setAttribute("d", line.join(""));
     chart.area.setAttribute("d", area.join(""));
     const unit = chart.unit ? " " + chart.unit : "";
     const range = fmtNumber(lo, chart.decimals) + "\u2013" + fmtNumber(hi, chart.decimals);
     setText(chart.range, range + unit);
     // Until the host has run for a whole window the x axis starts at the first point.
-    const partial = t0 - from > chart.windowMs / CHART_POINTS;
-    setText(chart.span, partial ? "from " + fmtHourMinute(t0) : chart.label);
+    const partial = t0 - from > Math.max(chart.windowMs / CHART_POINTS, chart.bucketMs);
+    const start = chart.windowMs > DAY_MS ? fmtDay(t0) : fmtHourMinute(t0);
+    setText(chart.span, partial ? "from " + start : chart.label);
   }
 
   const historyWaiting = new Map();
   let historyId = 0;
   function askHistory(request) {
-    // Resolves with the points the shell fetched, or null (no answer within 30 s).
+    // Resolves with the shell's answer, { points, resolution }, or null (none within 30 s).
     return new Promise((resolve) => {
       historyId += 1;
       const id = historyId;
@@ -185,24 +220,73 @@
     });
   }
 
+  function historyPoint(p) {
+    // [t, v] or [t, mean, min, max] as numbers, else null; a band always holds its mean.
+    if (!Array.isArray(p) || num(p[0]) === null || num(p[1]) === null) return null;
+    if (p.length < 4 || num(p[2]) === null || num(p[3]) === null) return [p[0], p[1], p[1], p[1]];
+    return [p[0], p[1], Math.min(p[1], p[2]), Math.max(p[1], p[3])];
+  }
+
   async function loadHistory(chart) {
+    const { generation, windowMs } = chart;
     const answer = await askHistory({
       plugin: chart.plugin, field: chart.field,
-      since: Math.max(0, Math.round(nowMs - chart.windowMs)), until: Math.round(nowMs),
+      since: Math.max(0, Math.round(nowMs - windowMs)), until: Math.round(nowMs),
       points: CHART_POINTS,
     });
+    if (chart.generation !== generation) return;  // another span was chosen meanwhile
+    setText(chart.empty, "no history yet");
     // No history (yet) or the host is restarting: the chart keeps its
     // placeholder and fills from the stream instead.
-    if (answer === null) return;
-    const points = answer
-      .filter((p) => Array.isArray(p) && num(p[0]) !== null && num(p[1]) !== null)
-      .map((p) => [p[0], p[1]])
-      .sort((a, b) => a[0] - b[0]);
-    const newest = points.length ? points[points.length - 1][0] : -Infinity;
-    chart.points = points.concat(chart.points.filter((p) => p[0] > newest));
+    if (answer === null) {
+      drawChart(chart);
+      return;
+    }
+    const raw = answer.points;
+    const points = raw.map(historyPoint).filter((p) => p !== null).sort((a, b) => a[0] - b[0]);
+    chart.banded = raw.some((p) => Array.isArray(p) && p.length >= 4);
+    chart.bucketMs = BUCKET_MS.get(answer.resolution) || 0;
+    if (takesLive(chart)) {
+      const newest = points.length ? points[points.length - 1][0] : -Infinity;
+      chart.points = points.concat(chart.points.filter((p) => p[0] > newest));
+    } else {
+      chart.points = points;
+    }
     drawChart(chart);
   }
   const loadAllHistory = () => charts.forEach(loadHistory);
+
+  // ---- the long charts' span ----------------------------------------------
+  const rangeControl = document.querySelector("[data-ranges]");
+  const rangeButtons = all(document, "[data-range-ms]");
+  function chooseRange(chosen) {
+    const windowMs = Number(chosen.dataset.rangeMs);
+    const label = chosen.textContent;
+    for (const button of rangeButtons) button.ariaPressed = String(button === chosen);
+    for (const chart of charts) {
+      if (!chart.long || chart.windowMs === windowMs) continue;
+      chart.windowMs = windowMs;
+      chart.label = label;
+      chart.fig.dataset.windowMs = String(windowMs);
+      chart.fig.dataset.label = label;
+      chart.span.setAttribute("title", "last " + label);
+      chart.svg.ariaLabel = chart.name + ", last " + label;
+      chart.generation += 1;
+      chart.points = [];
+      chart.banded = false;
+      chart.bucketMs = 0;
+      setText(chart.empty, "loading\u2026");
+      drawChart(chart);
+      loadHistory(chart);
+    }
+  }
+  for (const button of rangeButtons) {
+    button.addEventListener("click", () => chooseRange(button));
+  }
+  show(rangeControl, charts.some((chart) => chart.long));
+  setInterval(() => {
+    for (const chart of charts) if (!takesLive(chart)) loadHistory(chart);
+  }, RELOAD_LONG_MS);
 
   // ---- applying one streamed state --------------------------------------
   function updateCard(name, card, reading, context) {
@@ -249,7 +333,9 @@
         setText(el.querySelector("[data-iaq-accuracy]"), accuracy);
       }
       if (value !== null && taken !== null) {
-        for (const chart of chartsFor(name, m.name)) addPoint(chart, taken, value);
+        for (const chart of chartsFor(name, m.name)) {
+          if (takesLive(chart)) addPoint(chart, taken, value);
+        }
       }
     }
     for (const el of all(card, "[data-status]")) {
@@ -440,7 +526,8 @@
     } else if (message.type === "history" && historyWaiting.has(message.id)) {
       const resolve = historyWaiting.get(message.id);
       historyWaiting.delete(message.id);
-      resolve(message.points === null ? null : arr(message.points));
+      const resolution = typeof message.resolution === "string" ? message.resolution : "";
+      resolve(message.points === null ? null : { points: arr(message.points), resolution });
     }
   });
   setInterval(() => {

@@ -17,8 +17,10 @@ embeds the plugin's page (``/dashboard``) in ``<iframe sandbox="allow-scripts">`
 
 The frame cannot open ``/api/stream`` itself, so the shell reads the stream
 and hands every state to the frame with ``postMessage``; the frame asks the
-shell for chart history and for a reload (both checked and rate limited
-here), and the shell answers nothing else.
+shell for chart history (relayed with the host's points unchanged, raw
+``[t, v]`` or ``[t, mean, min, max]`` statistics, and their resolution) and
+for a reload (both checked and rate limited here), and the shell answers
+nothing else.
 """
 
 from __future__ import annotations
@@ -133,7 +135,12 @@ SHELL_SCRIPT = """
     } catch {
       body = null;
     }
-    send({ type: "history", id, points: body && Array.isArray(body.points) ? body.points : null });
+    // The points go on as the host sent them ([t, v], or [t, mean, min, max] for
+    // statistics and downsampled series), with the resolution ("raw", "5m", "1h")
+    // that says how wide a bucket is; the frame checks both.
+    const ok = body !== null && typeof body === "object" && Array.isArray(body.points);
+    const resolution = ok && typeof body.resolution === "string" ? body.resolution : null;
+    send({ type: "history", id, points: ok ? body.points : null, resolution });
   }
 
   addEventListener("message", (event) => {
