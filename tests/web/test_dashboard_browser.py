@@ -21,7 +21,9 @@ Set `WASIHOST_SCREENSHOT=1` to refresh `docs/dashboard.png`.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,11 +32,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from wasihost.model import Measurement, Reading
+from wasihost.telemetry.history import History
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -55,6 +60,8 @@ sys.path.insert(0, str(DASHBOARD_DIR))
 import render  # noqa: E402 - importable only once the plugin directory is on sys.path
 
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
+# WASIHOST_SCREENSHOT also takes the page with the long charts at 7 d, for a look (not in docs/).
+SCREENSHOT_WEEK = Path(os.environ.get("WASIHOST_SCREENSHOT_WEEK", "/tmp/dashboard-7d.png"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -73,6 +80,19 @@ LIVE_TIMEOUT_MS = 10_000
 WARM_UP_CYCLES = 3
 
 DHT22_TEMPERATURE = '[data-plugin="dht22"] [data-measure="temperature"]'
+DHT22_LONG_CHART = f"{DHT22_TEMPERATURE} [data-long]"
+
+DAY_MS = 86_400_000
+# The host's history is seeded with a DHT22 temperature every 30 min for this many
+# days, ending SEED_GAP_DAYS before the host starts (so the 24 h chart shows only
+# the host's own readings): the long charts draw it from the statistics.
+SEEDED_DAYS = 380
+SEED_GAP_DAYS = 2
+SEED_STEP_MS = 30 * 60_000
+# Two seeded extremes that no mean reaches: the caption of a long chart shows the
+# lowest minimum and the highest maximum. The high one is within the last 7 days.
+SEEDED_LOW, SEEDED_LOW_DAYS_AGO = -5.0, 200
+SEEDED_HIGH, SEEDED_HIGH_DAYS_AGO = 45.0, 4
 # Predicates are functions, never expression strings: Playwright evaluates
 # those with eval(), which the host's Content-Security-Policy rightly blocks.
 IS_LIVE = "() => document.querySelector('[data-live]').textContent === 'live'"
@@ -144,6 +164,26 @@ def wait_for_cycle(base_url: str, cycle: int, process: subprocess.Popen[bytes], 
     )
 
 
+def seed_history(path: Path, now_ms: int) -> None:
+    """Write SEEDED_DAYS of DHT22 temperatures (a daily swing of 15-25 °C and the two
+    extremes) through `History.write`, as the host would have over the year."""
+    end = now_ms - SEED_GAP_DAYS * DAY_MS
+    extremes = {
+        end - SEEDED_LOW_DAYS_AGO * DAY_MS: SEEDED_LOW,
+        end - SEEDED_HIGH_DAYS_AGO * DAY_MS: SEEDED_HIGH,
+    }
+    readings = []
+    for t in range(end - SEEDED_DAYS * DAY_MS, end, SEED_STEP_MS):
+        value = extremes.get(t, 20.0 + 5.0 * math.sin(2 * math.pi * (t % DAY_MS) / DAY_MS))
+        measurement = Measurement("dht22", "temperature", value, "°C", "temperature", t)
+        readings.append(Reading("dht22", "dht22-plugin", t, (measurement,)))
+    history = History(path)
+    try:
+        history.write(readings)
+    finally:
+        history.close()
+
+
 @pytest.fixture(scope="module")
 def host_url(built: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A running `wasihost run` on the seeded simulated board; yields its base URL."""
@@ -161,6 +201,7 @@ def host_url(built: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
         ),
         encoding="utf-8",
     )
+    seed_history(workdir / "history.sqlite3", int(time.time() * 1000))
     log = workdir / "host.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -318,6 +359,115 @@ def test_dashboard_fits_a_phone_screen(host_url: str, browser: Any) -> None:
         frame.page.context.close()
 
 
+def history_asked(urls: list[str], plugin: str, field: str) -> list[dict[str, int]]:
+    """The since, until and points of each `/api/history` request for one series."""
+    asked = []
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        if parts.path == "/api/history" and (query.get("plugin"), query.get("field")) == (
+            plugin,
+            field,
+        ):
+            asked.append({key: int(query[key]) for key in ("since", "until", "points")})
+    return asked
+
+
+def choose_range(frame: Any, chart: str, span_ms: int) -> None:
+    """Press the page's range button for `span_ms` and wait until `chart` (a long
+    chart) has drawn that span from the host's answer: a band (statistics)."""
+    frame.click(f'[data-ranges] button[data-range-ms="{span_ms}"]')
+    frame.wait_for_function(
+        """([selector, span]) => {
+            const fig = document.querySelector(selector);
+            const area = fig.querySelector('[data-area]');
+            return fig.dataset.windowMs === String(span) && area.classList.contains('band') &&
+                (area.getAttribute('d') || '').startsWith('M');
+        }""",
+        arg=[chart, span_ms],
+        timeout=LIVE_TIMEOUT_MS,
+    )
+    pressed = [
+        frame.get_attribute(f'[data-ranges] button[data-range-ms="{ms}"]', "aria-pressed")
+        for _, ms, _ in render._LONG_RANGES
+    ]
+    assert pressed == [str(ms == span_ms).lower() for _, ms, _ in render._LONG_RANGES]
+
+
+def points_in(path: str) -> list[tuple[float, float]]:
+    """The coordinates of an SVG path the script drew (M, L, and the lone point's l0 0)."""
+    return [(float(x), float(y)) for x, y in re.findall(r"[ML](-?[\d.]+) (-?[\d.]+)", path)]
+
+
+def test_long_charts_show_a_week_and_a_year_of_statistics(host_url: str, browser: Any) -> None:
+    """The range control switches every long chart to 7 d, then 1 y: the host answers
+    with statistics ([t, mean, min, max]) that the chart draws as a band around the
+    mean, from the year of DHT22 temperatures seeded into its history."""
+    frame, console = open_dashboard(browser, host_url, 1280, 800, color_scheme="dark")
+    urls: list[str] = []
+    frame.page.on("request", lambda request: urls.append(request.url))
+    try:
+        frame.wait_for_function(IS_LIVE, timeout=LIVE_TIMEOUT_MS)
+        assert frame.is_visible("[data-ranges]")
+        long_charts = frame.locator("[data-long]").count()
+        assert long_charts == frame.locator("[data-measure]").count()
+
+        for label, span_ms, _ in render._LONG_RANGES[1::2]:  # 7 d and 1 y
+            choose_range(frame, DHT22_LONG_CHART, span_ms)
+            # Every long chart switched, not only the one looked at; the 1 h ones stay.
+            assert frame.locator(f'[data-long][data-window-ms="{span_ms}"]').count() == long_charts
+            assert frame.locator('[data-window-ms="3600000"]').count() == long_charts
+
+            # The chart asked for the whole span, and the host answered with statistics.
+            asked = history_asked(urls, "dht22", "temperature")
+            (request,) = [a for a in asked if a["until"] - a["since"] == span_ms]
+            query = urllib.parse.urlencode({"plugin": "dht22", "field": "temperature", **request})
+            answer = get_json(f"{host_url}/api/history?{query}")
+            assert answer["resolution"] in ("5m", "1h"), answer["resolution"]
+            assert answer["points"] and all(len(p) == 4 for p in answer["points"])
+
+            svg = f"{DHT22_LONG_CHART} svg"
+            assert frame.get_attribute(svg, "aria-label") == f"temperature, last {label}"
+            assert frame.get_attribute(f"{DHT22_LONG_CHART} [data-span]", "title") == (
+                f"last {label}"
+            )
+            # The seeded year covers the span: the axis is the whole span, not "from …".
+            assert text(frame, f"{DHT22_LONG_CHART} [data-span]") == label
+            band = frame.get_attribute(f"{DHT22_LONG_CHART} [data-area]", "d") or ""
+            line = frame.get_attribute(f"{DHT22_LONG_CHART} [data-line]", "d") or ""
+            assert band.count("Z") == line.count("M") and "NaN" not in band + line
+            # Hourly buckets make one line, not dots: one run for the seeded year, at
+            # most one more for the host's own readings after the seeded gap.
+            assert 1 <= line.count("M") <= 2 and len(points_in(line)) >= 100, line
+            # The band is each point's maximum, then back along the minima.
+            assert len(points_in(band)) == 2 * len(points_in(line))
+            # The caption spans the lowest minimum and the highest maximum.
+            shown = text(frame, f"{DHT22_LONG_CHART} [data-range]")
+            assert shown.endswith(f"–{SEEDED_HIGH:.1f} °C"), shown
+            if span_ms >= SEEDED_LOW_DAYS_AGO * DAY_MS:
+                assert shown.startswith(f"{SEEDED_LOW:.1f}–"), shown
+
+        # Back to 24 h: the host's own raw readings again, and live.
+        frame.click('[data-ranges] button[data-range-ms="86400000"]')
+        frame.wait_for_function(
+            """(selector) => {
+                const fig = document.querySelector(selector);
+                return fig.dataset.windowMs === "86400000" &&
+                    (fig.querySelector('[data-line]').getAttribute('d') || '').startsWith('M');
+            }""",
+            arg=DHT22_LONG_CHART,
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        shown = text(frame, f"{DHT22_LONG_CHART} [data-range]")
+        assert f"{SEEDED_HIGH:.1f}" not in shown, shown
+        if os.environ.get("WASIHOST_SCREENSHOT"):
+            choose_range(frame, DHT22_LONG_CHART, 7 * DAY_MS)
+            frame.page.screenshot(path=str(SCREENSHOT_WEEK))
+        assert console.errors == []
+    finally:
+        frame.page.context.close()
+
+
 HOSTILE = '"><img src=x onerror="window.pwned = 1">'
 FAKE_ORIGIN = "http://dashboard.test"
 
@@ -358,12 +508,25 @@ def hostile_states(now_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def open_fake_host(
-    browser: Any, page_state: dict[str, Any], streamed: dict[str, Any], history: dict[str, Any]
+    browser: Any,
+    page_state: dict[str, Any],
+    streamed: dict[str, Any],
+    history: dict[str, Any] | Callable[[dict[str, str]], dict[str, Any]],
+    asked: list[str] | None = None,
 ) -> tuple[Any, Console]:
     """The host's shell, and the page rendered natively from `page_state`, served at
     FAKE_ORIGIN with the host's real headers through Playwright's request routing;
-    `/api/stream` sends `streamed`, `/api/history` answers `history`. Returns the
-    shell's frame (``frame.page.context`` is to be closed) and the tab's console."""
+    `/api/stream` sends `streamed`, `/api/history` answers `history` (or what it
+    returns for the request's query), and each history URL is added to `asked`.
+    Returns the shell's frame (``frame.page.context`` is to be closed) and the
+    tab's console."""
+
+    def answer(route: Any) -> None:
+        if asked is not None:
+            asked.append(route.request.url)
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(route.request.url).query))
+        route.fulfill(json=history(query) if callable(history) else history)
+
     context = browser.new_context()
     # Later routes take precedence: anything not listed below is a 404.
     context.route("**/*", lambda route: route.fulfill(status=404))
@@ -388,7 +551,7 @@ def open_fake_host(
             content_type="text/event-stream",
         ),
     )
-    context.route(f"{FAKE_ORIGIN}/api/history?*", lambda route: route.fulfill(json=history))
+    context.route(f"{FAKE_ORIGIN}/api/history?*", answer)
     page = context.new_page()
     console = Console(page)
     try:
@@ -428,6 +591,105 @@ def test_streamed_hostile_values_stay_text(browser: Any) -> None:
         assert line.count("M") == 1 and line.count("L") == 2 and "NaN" not in line, line
         assert frame.locator("img").count() == 0
         assert frame.evaluate("window.pwned") is None
+        assert console.errors == []
+    finally:
+        frame.page.context.close()
+
+
+def test_long_charts_follow_the_history_contract(browser: Any) -> None:
+    """/api/history's contract, served by a fake host: statistics are [t, mean, min,
+    max] with t the bucket start; the 24 h chart keeps taking live points, a longer
+    span does not (it would mix resolutions), and buckets an hour apart are one line."""
+    now_ms = int(time.time() * 1000)
+    hour = 3_600_000
+    # A live point is appended at x = 300, the right edge (the page's clock is the state's).
+    reading = {
+        "world": "dht22-plugin",
+        "timestamp_ms": now_ms,
+        "measurements": [{"name": "temperature", "value": 21.5, "unit": "°C"}],
+        "status": {"alarm": "none"},
+        "error": None,
+        "leds": [],
+    }
+    state = {
+        "node": "pi",
+        "cycle": 1,
+        "timestamp_ms": now_ms,
+        "interval_seconds": 0.5,
+        "leds": [],
+        "readings": {"dht22": reading},
+        "plugins": {},
+    }
+    asked: list[str] = []
+
+    def history(query: dict[str, str]) -> dict[str, Any]:
+        """Hourly statistics over the span (mean 20, min 19, max 21, and one bucket of
+        -7.5 to 33.3), ending an hour ago for 24 h and a day ago for longer spans."""
+        since, until = int(query["since"]), int(query["until"])
+        end = until - (hour if until - since <= DAY_MS else DAY_MS)
+        first = since - since % hour
+        points: list[list[Any]] = [[t, 20.0, 19.0, 21.0] for t in range(first, end, hour)]
+        points[len(points) // 2] = [points[len(points) // 2][0], 20.0, -7.5, 33.3]
+        points.append([end, 20.0, "x", 21.0])  # a bad minimum: drawn as a plain value
+        return {"resolution": "1h", "downsampled": False, "points": points}
+
+    frame, console = open_fake_host(browser, state, state, history, asked)
+    chart = '[data-plugin="dht22"] [data-long]'
+    try:
+        frame.wait_for_function(IS_LIVE, timeout=LIVE_TIMEOUT_MS)
+        # 24 h: hourly buckets, with the live point appended at the right edge.
+        frame.wait_for_function(
+            "(selector) => document.querySelector(selector + ' [data-area]')"
+            ".classList.contains('band')",
+            arg=chart,
+            timeout=LIVE_TIMEOUT_MS,
+        )
+
+        def answered(span_ms: int) -> int:
+            """How many points the fake host answered the request for `span_ms` with
+            (the page's clock is the state's: every such request is the same)."""
+            requests = history_asked(asked, "dht22", "temperature")
+            (query, *_) = [a for a in requests if a["until"] - a["since"] == span_ms]
+            return len(history({key: str(value) for key, value in query.items()})["points"])
+
+        line_d = frame.get_attribute(f"{chart} [data-line]", "d") or ""
+        line = points_in(line_d)
+        assert line_d.count("M") == 1, line_d
+        assert len(line) == answered(DAY_MS) + 1 and line[-1][0] == 300.0, line
+        assert text(frame, f"{chart} [data-range]") == "-7.5–33.3 °C"
+
+        for label, span_ms, _ in render._LONG_RANGES[1:]:
+            choose_range(frame, chart, span_ms)
+            line_d = frame.get_attribute(f"{chart} [data-line]", "d") or ""
+            band_d = frame.get_attribute(f"{chart} [data-area]", "d") or ""
+            line = points_in(line_d)
+            # Every hourly bucket, one line (no dots), and no live point after them.
+            assert line_d.count("M") == 1 and band_d.count("Z") == 1, line_d
+            # The chart asked for the whole span (answered() finds that request).
+            assert len(line) == answered(span_ms), len(line)
+            assert line[-1][0] < 300 * (1 - DAY_MS / span_ms) + 1, line[-1]
+            assert len(points_in(band_d)) == 2 * len(line)
+            assert text(frame, f"{chart} [data-range]") == "-7.5–33.3 °C"
+            assert frame.get_attribute(f"{chart} svg", "aria-label") == (
+                f"temperature, last {label}"
+            )
+        # Another state, handed to the page from the shell's window as the shell does:
+        # at 1 y its value is not appended (at 24 h it was, above).
+        frame.page.evaluate(
+            """(data) => document.getElementById("dashboard").contentWindow
+                .postMessage({ type: "state", data }, "*")""",
+            json.dumps({**state, "cycle": 2}),
+        )
+        frame.wait_for_function(
+            """() => document.querySelector('[data-meta="cycle"]').textContent === "2" """,
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        line = points_in(frame.get_attribute(f"{chart} [data-line]", "d") or "")
+        assert len(line) == answered(365 * DAY_MS) and line[-1][0] < 300 * (1 - 1 / 365) + 1
+        # The 1 h chart kept its span.
+        assert frame.get_attribute('[data-window-ms="3600000"] svg', "aria-label") == (
+            "temperature, last 1 h"
+        )
         assert console.errors == []
     finally:
         frame.page.context.close()
