@@ -12,6 +12,7 @@ import sys
 from bench import (
     calls_bench,
     containment_bench,
+    disk_bench,
     reload_bench,
     soak_bench,
     startup_bench,
@@ -22,6 +23,7 @@ from bench.common import Figure, print_table, write_results
 SUITES = {
     "calls": calls_bench.run,
     "containment": containment_bench.run,
+    "disk": disk_bench.run,
     "reload": reload_bench.run,
     "soak": soak_bench.run,
     "startup": startup_bench.run,
