@@ -90,6 +90,42 @@ def test_bad_toml_gives_line(tmp_path: Path) -> None:
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    ("plugins", "expected"),
+    [
+        (
+            {"dht22": {"led": 1}, "bme680": {"led": 1}},
+            "plugins.bme680.led: LED 1 is already granted to plugin 'dht22' (plugins.dht22.led)",
+        ),
+        (
+            {"dht22": {"grants": {"leds": [0, 3]}}, "sht31": {"led": 3}},
+            "plugins.sht31.led: LED 3 is already granted to plugin 'dht22' "
+            "(plugins.dht22.grants.leds[1])",
+        ),
+    ],
+)
+def test_an_led_granted_to_two_plugins_is_refused_naming_both(
+    plugins: dict[str, Any], expected: str
+) -> None:
+    """Both would write it every cycle and the LED would flicker between them."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"plugins": plugins}, Path("config/host.toml"))
+    assert str(info.value).startswith(f"config/host.toml: {expected}")
+
+
+def test_an_led_shared_with_a_disabled_plugin_or_repeated_by_one_is_fine() -> None:
+    config = parse_config(
+        {
+            "plugins": {
+                "sht31": {"led": 1, "enabled": False},
+                "dht22": {"led": 1, "grants": {"leds": [1]}},
+                "bme680": {"led": 1, "enabled": False},
+            }
+        }
+    )
+    assert config.plugins["dht22"].grants.leds == [1]
+
+
 def test_plugin_configured_twice_is_refused() -> None:
     with pytest.raises(ConfigError, match="configured twice"):
         parse_config({"plugins": {"pi_monitor": {}, "pi-monitor": {}}})

@@ -384,6 +384,9 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
         raise ConfigError(_format_errors(path, exc)) from None
     plugins: dict[str, PluginConfig] = {}
     keys: dict[str, str] = {}
+    # Each LED has one writer: two would each set it every cycle and it would
+    # flicker between them. Disabled plugins write nothing.
+    led_owners: dict[int, tuple[str, str]] = {}
     for key, plugin in raw.plugins.items():
         name = key.replace("_", "-")
         if name in plugins:
@@ -397,6 +400,15 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
                     f"{path}: plugins.{key}.{where}: LED index {led} is outside the strip "
                     f"(expected 0..{raw.board.led_count - 1}, "
                     f"board.led_count = {raw.board.led_count})"
+                )
+            if not plugin.enabled:
+                continue
+            owner, owner_where = led_owners.setdefault(led, (key, where))
+            if owner != key:
+                raise ConfigError(
+                    f"{path}: plugins.{key}.{where}: LED {led} is already granted to plugin "
+                    f"'{owner.replace('_', '-')}' (plugins.{owner}.{owner_where}); each LED "
+                    "can have one plugin (the strip would flicker between them)"
                 )
         interval_ms = raw.polling.interval_seconds * 1000
         if plugin.timeout_ms > interval_ms and "timeout_ms" not in plugin.model_fields_set:
