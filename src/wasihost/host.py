@@ -60,6 +60,40 @@ HISTORY_DRAIN_READINGS = 1_000
 PI_COMMIT_INTERVAL_S = 60.0
 
 
+# Why a plugin that is not running is unavailable, in words.
+_UNAVAILABLE = {
+    PluginState.LOADING: "is loading",
+    PluginState.BACKOFF: "is backing off after a trap",
+    PluginState.HUNG: "is hung in a call",
+    PluginState.QUARANTINED: "is quarantined after repeated traps",
+    PluginState.FAILED: "failed to load",
+    PluginState.STOPPED: "is stopped",
+}
+# A polled plugin is failing after this many failed polls without a reading, or
+# failed polls for three intervals (at least 5 s) since its last one, the age at
+# which the dashboard calls a reading stale: a sensor's odd failed read is not one.
+FAILING_AFTER_POLLS = 3
+
+
+def plugin_health(plugin: Plugin, view: PluginView | None, interval_s: float) -> dict[str, Any]:
+    """``health``: ``unavailable`` unless running, ``failing`` while a polled plugin's
+    polls keep failing (one that never produced a reading included), else ``ok``;
+    ``health_reason`` says why. The dashboard's health table and /healthz show it."""
+    error = plugin.stats.last_error
+    if plugin.state is not PluginState.RUNNING:
+        why = _UNAVAILABLE.get(plugin.state, f"is {plugin.state.value}")
+        return {"health": "unavailable", "health_reason": why + (f": {error}" if error else "")}
+    if view is not None and view.error is not None and view.error_ms is not None:
+        if view.reading is None and plugin.stats.polls >= FAILING_AFTER_POLLS:
+            why = f"has not produced a reading: {view.error}"
+            return {"health": "failing", "health_reason": why}
+        failing_s = (view.error_ms - view.reading.timestamp_ms) / 1000 if view.reading else 0.0
+        if failing_s > max(3 * interval_s, 5.0):
+            why = f"has failed its polls for {failing_s:.0f} s: {view.error}"
+            return {"health": "failing", "health_reason": why}
+    return {"health": "ok", "health_reason": None}
+
+
 class Host:
     LOAD_PROGRESS_S = 5.0  # how often start-up says which plugins are still loading
 
@@ -259,11 +293,13 @@ class Host:
         return problems
 
     def statuses(self) -> dict[str, dict[str, Any]]:
-        """Each plugin's health, with the board problems of the devices it uses."""
+        """Each plugin's health, with the board problems of the devices it uses and
+        its ``health`` by the one rule the dashboard and /healthz show."""
         problems = self.board_problems()
         return {
             name: {
                 **plugin.status(),
+                **plugin_health(plugin, self.state.plugins.get(name), self.state.interval_seconds),
                 "board_problems": [
                     p.to_json() for p in problems if p.device in self._devices[name]
                 ],

@@ -60,12 +60,13 @@ class FakeNode:
         self.snapshot_problem: str | None = None
         self.outbox_problem: str | None = None
         self.problems = [BoardProblem("dht22", "DHT22", "no answer", "check its wiring")]
+        self.plugin_statuses: dict[str, dict[str, Any]] = {}
 
     def snapshot_json(self) -> str:
         return json.dumps({**self.state.to_json(), "plugins": self.statuses()})
 
     def statuses(self) -> dict[str, dict[str, Any]]:
-        return {}
+        return self.plugin_statuses
 
     def board_problems(self) -> list[BoardProblem]:
         return self.problems
@@ -190,6 +191,35 @@ async def test_healthz_is_degraded_while_mqtt_messages_are_lost(
     body = await response.json()
     assert (response.status, body["status"]) == (200, "degraded")
     assert body["reasons"] == [node.outbox_problem]
+
+
+async def test_healthz_is_degraded_while_a_plugin_is_not_healthy(
+    client: Client, node: FakeNode
+) -> None:
+    """The health the host gives each plugin (Host.statuses, the rule the dashboard's
+    table shows): one that never produced a reading, or is not running, is a reason;
+    an ok one is not, and a long error message is cut."""
+    node.plugin_statuses = {
+        "dht22": {"state": "running", "health": "ok", "health_reason": None},
+        "sht31": {
+            "state": "running",
+            "health": "failing",
+            "health_reason": "has not produced a reading: I2C address 0x45: no device answered",
+        },
+        "bme680": {
+            "state": "quarantined",
+            "health": "unavailable",
+            "health_reason": "is quarantined after repeated traps: " + "x" * 1000,
+        },
+    }
+    response = await client.get("/healthz")
+    body = await response.json()
+    assert (response.status, body["status"]) == (200, "degraded")
+    assert body["reasons"][0] == (
+        "plugin sht31 has not produced a reading: I2C address 0x45: no device answered"
+    )
+    assert body["reasons"][1].startswith("plugin bme680 is quarantined after repeated traps: x")
+    assert len(body["reasons"]) == 2 and len(body["reasons"][1]) == 300
 
 
 async def test_healthz_counts_the_age_on_the_monotonic_clock(

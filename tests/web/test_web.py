@@ -126,6 +126,33 @@ async def test_healthz(client: TestClient, seed_host: Host) -> None:
     assert body["plugins_running"] == 4
 
 
+async def test_healthz_and_the_plugin_table_agree_on_a_plugin_that_never_worked(
+    make_config: Callable[..., HostConfig], make_host: Callable[[HostConfig], Host]
+) -> None:
+    """An SHT31 configured at an address where no chip answers is running, yet has
+    never produced a reading: /healthz is degraded and says why, and the status the
+    dashboard renders its health row from says failing, by the same rule."""
+    sht31 = {
+        "world": "sensor-plugin",
+        "grants": {"i2c_addresses": ["0x45"]},
+        "settings": {"i2c_address": 0x45},
+    }
+    host = make_host(make_config({"dht22": {"led": 1}, "sht31": sht31}))
+    for _ in range(3):  # fewer failed polls are a sensor's odd miss, not yet failing
+        await host.cycle.run_once()
+    async with TestClient(TestServer(create_app(host))) as client:
+        body = await (await client.get("/healthz")).json()
+        statuses = await (await client.get("/api/plugins")).json()
+    assert statuses["sht31"]["state"] == "running"
+    assert statuses["sht31"]["health"] == "failing"
+    reason = statuses["sht31"]["health_reason"]
+    assert reason.startswith("has not produced a reading: SHT31 at 0x45"), reason
+    assert (statuses["dht22"]["health"], statuses["dht22"]["health_reason"]) == ("ok", None)
+    assert body["status"] == "degraded"
+    assert body["reasons"] == [f"plugin sht31 {statuses['sht31']['health_reason']}"]
+    assert "no device answered" in body["reasons"][0]
+
+
 async def test_history_endpoint_returns_the_series(
     client: TestClient, seed_host: Host, board: SimBoard
 ) -> None:

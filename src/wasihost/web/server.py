@@ -127,11 +127,15 @@ async def plugins(request: web.Request) -> web.Response:
     return web.json_response(request.app[NODE_KEY].statuses())
 
 
+# A plugin's error message is its own text: a reason quotes at most this much of it.
+MAX_REASON_CHARS = 300
+
+
 async def healthz(request: web.Request) -> web.Response:
     """``starting`` before the first cycle, ``ok`` while cycles complete on time,
     ``degraded`` while they do but something needs the operator (readings are
-    or state snapshots not being saved: a full disk), each with a line in
-    ``reasons``: all 200.
+    or state snapshots not being saved: a full disk; a plugin unavailable or
+    failing its polls), each with a line in ``reasons``: all 200.
     ``stale`` (503) when the last cycle is older than three intervals, so a
     supervisor can restart a wedged host. Degraded is not 503 on purpose: a
     restart frees no disk space and would lose the readings waiting in memory.
@@ -151,6 +155,12 @@ async def healthz(request: web.Request) -> web.Response:
     for problem in (node.history_problem, node.snapshot_problem, node.outbox_problem):
         if problem is not None:
             reasons.append(problem)
+    # A plugin that is not running, or whose last poll failed (one that never worked
+    # included), by the rule the dashboard's health table shows (Host.statuses).
+    for name, plugin in node.statuses().items():
+        if plugin.get("health", "ok") != "ok":
+            reason = plugin.get("health_reason") or plugin["health"]
+            reasons.append(f"plugin {name} {reason}"[:MAX_REASON_CHARS])
     if state.cycle == 0:
         status = "starting"
     elif not healthy:
