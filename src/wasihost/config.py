@@ -100,7 +100,9 @@ SENSOR_KEYS = (
 
 class LoggingConfig(_Section):
     level: Literal["trace", "debug", "info", "warn", "warning", "error"] = "info"
-    show_sensor_data: bool = True
+    # Log every reading each cycle; default: on the simulated board (a demo to
+    # watch), off on a Pi (one line per reading every 2 s is 28 MB a day of log).
+    show_sensor_data: bool | None = None
 
 
 def _grant_field(grant: Grant) -> tuple[Any, None]:
@@ -247,6 +249,10 @@ class MqttConfig(_Section):
     keepalive_seconds: int = Field(30, ge=5, le=3600)
     outbox_path: str = "data/outbox.sqlite3"
     outbox_max_messages: int = Field(100_000, ge=100, le=10_000_000)
+    # Messages wait in memory and are written to the outbox's SQLite only once the
+    # oldest has waited this long (0: at once). Default: 60 on a Pi, 0 on the
+    # simulated board. See docs/CONFIG.md for the measured trade-off.
+    outbox_write_interval_seconds: float | None = Field(None, ge=0, le=3600)
     discovery: bool = True
     discovery_prefix: str = "homeassistant"
     # How long Home Assistant shows a value before marking it unavailable;

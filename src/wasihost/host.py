@@ -56,8 +56,16 @@ HISTORY_RETRY_MAX_S = 300.0
 # A commit takes the cycle's readings plus at most this many waiting ones, the
 # oldest first: a backlog drains over a few cycles, never in one long transaction.
 HISTORY_DRAIN_READINGS = 1_000
-# [history] commit_interval_seconds when unset: a Pi writes to an SD card.
+# [history] commit_interval_seconds and [mqtt] outbox_write_interval_seconds
+# when unset: a Pi writes to an SD card (docs/PERFORMANCE.md#disk).
 PI_COMMIT_INTERVAL_S = 60.0
+
+
+def _board_default(value: float | None, kind: str, on_pi: float, simulated: float) -> float:
+    """A setting left unset, for this board: a Pi's SD card and a demo differ."""
+    if value is not None:
+        return value
+    return on_pi if kind == "pi" else simulated
 
 
 # Why a plugin that is not running is unavailable, in words.
@@ -135,7 +143,11 @@ class Host:
             self.board,
             self.leds,
             self.state,
-            show_sensor_data=config.logging.show_sensor_data,
+            show_sensor_data=(
+                config.logging.show_sensor_data
+                if config.logging.show_sensor_data is not None
+                else config.board.kind != "pi"  # 28 MB a day of log lines on a Pi
+            ),
             clock_ms=clock_ms,
         )
         self.stream = StateStream()
@@ -153,12 +165,8 @@ class Host:
         self.history_dropped = 0  # readings dropped from a full backlog, since start
         self._monotonic = monotonic
         history = config.history
-        self._commit_interval_s = (
-            history.commit_interval_seconds
-            if history.commit_interval_seconds is not None
-            else PI_COMMIT_INTERVAL_S
-            if config.board.kind == "pi"
-            else 0.0
+        self._commit_interval_s = _board_default(
+            history.commit_interval_seconds, config.board.kind, PI_COMMIT_INTERVAL_S, 0.0
         )
         self._history_due = -math.inf  # monotonic time of the next commit attempt
         self._history_error: str | None = None  # why the last commit failed, while failing
@@ -187,7 +195,17 @@ class Host:
         self.outbox: Outbox | None = None
         self.mqtt: MqttPublisher | None = None
         if config.mqtt.enabled:
-            self.outbox = Outbox(Path(config.mqtt.outbox_path), config.mqtt.outbox_max_messages)
+            self.outbox = Outbox(
+                Path(config.mqtt.outbox_path),
+                config.mqtt.outbox_max_messages,
+                _board_default(
+                    config.mqtt.outbox_write_interval_seconds,
+                    config.board.kind,
+                    PI_COMMIT_INTERVAL_S,
+                    0.0,
+                ),
+                monotonic=monotonic,
+            )
             self.mqtt = MqttPublisher(
                 config.mqtt,
                 config.node_id,

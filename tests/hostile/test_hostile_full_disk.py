@@ -284,6 +284,7 @@ async def test_a_full_disk_under_the_outbox_and_snapshots_is_logged_twice(
             raise
 
     monkeypatch.setattr(host.outbox, "put_many", counted)
+    host.outbox.memory_max = 100  # what waits in memory for the disk, at most
     caplog.clear()
     cycles = 300  # ten minutes at 2 s
     for _ in range(cycles):
@@ -294,7 +295,7 @@ async def test_a_full_disk_under_the_outbox_and_snapshots_is_logged_twice(
         line for line in lines_of(caplog, "wasihost.host") if "snapshot" in line
     ]
     assert len(outbox_lines) == 1, outbox_lines[:5]
-    assert "MQTT outbox: cannot queue messages: database or disk is full" in outbox_lines[0]
+    assert "MQTT outbox: cannot write to disk: database or disk is full" in outbox_lines[0]
     assert len(snapshot_lines) == 1, snapshot_lines[:5]
     assert "snapshots: cannot save state" in snapshot_lines[0]
     assert "No space left on device" in snapshot_lines[0]
@@ -305,14 +306,19 @@ async def test_a_full_disk_under_the_outbox_and_snapshots_is_logged_twice(
     assert host.mqtt is not None and cycles - 20 <= host.mqtt.enqueue_errors < cycles
     assert host.outbox.depth() >= depth  # what was queued before is kept
     assert len(refused) == host.mqtt.enqueue_errors
-    lost = sum(refused)
-    assert all(refused)  # each refused cycle had messages (its health at least) to lose
+    assert all(refused)  # each refused cycle had messages (its health at least)
+    # The newest 100 wait in memory (published if a broker were there); the older are lost.
+    lost = sum(refused) - 100
     assert host.mqtt.stats().messages_lost == lost
+    waiting = host.outbox.depth()
+    (on_disk,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
+    assert waiting == on_disk + 100 and on_disk >= depth
     # /healthz gives both reasons (the web reads them through the Node protocol).
     assert host.outbox_problem is not None
     failing_s = host.mqtt.enqueue_errors * INTERVAL_S  # on the host's monotonic clock
     assert host.outbox_problem == (
-        f"MQTT messages not queued for {failing_s:.0f} s ({lost} lost): database or disk is full"
+        f"MQTT outbox not written for {failing_s:.0f} s ({waiting} messages waiting, "
+        f"{lost} lost): database or disk is full"
     )
     assert host.snapshot_problem is not None
 
@@ -326,7 +332,8 @@ async def test_a_full_disk_under_the_outbox_and_snapshots_is_logged_twice(
     outbox_lines = lines_of(caplog, "wasihost.mqtt")
     snapshot_lines = lines_of(caplog, "wasihost.snapshots")
     assert len(outbox_lines) == 1, outbox_lines
-    assert outbox_lines[0].startswith("MQTT outbox: queueing again after")
+    assert outbox_lines[0].startswith("MQTT outbox: writing to disk again after")
+    assert host.outbox.depth() >= waiting  # what waited in memory is on disk now
     assert f"{host.mqtt.enqueue_errors} cycles" in outbox_lines[0]
     assert "messages lost meanwhile" in outbox_lines[0]
     assert len(snapshot_lines) == 1, snapshot_lines

@@ -1,4 +1,5 @@
-"""The durable MQTT outbox: order, acks, the cap, restarts, threads."""
+"""The MQTT outbox: order, acks, the cap, restarts, threads, and its memory tier
+(messages reach the disk only when they wait long)."""
 
 from __future__ import annotations
 
@@ -145,6 +146,12 @@ def test_rejects_a_zero_cap(tmp_path: Path) -> None:
         Outbox(tmp_path / "o.sqlite3", 0)
 
 
+def disk_rows(outbox: Outbox) -> list[bytes]:
+    """The payloads on disk, read past the outbox (the memory tier is not there)."""
+    with sqlite3.connect(outbox.path) as db:
+        return [bytes(row[0]) for row in db.execute("SELECT payload FROM messages ORDER BY id")]
+
+
 def test_full_disk_error_surfaces_and_nothing_is_half_written(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.sqlite3", 100)
     outbox.put_many(messages(1))
@@ -155,17 +162,97 @@ def test_full_disk_error_surfaces_and_nothing_is_half_written(tmp_path: Path) ->
     with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
         outbox.put_many([big])
     assert not db.in_transaction  # SQLite rolled back by itself
-    assert payloads(outbox) == [1] and outbox.depth() == 1
+    assert disk_rows(outbox) == [b"1"]  # nothing half-written
+    # The message the disk refused waits in memory, in order, still deliverable.
+    assert [m.payload for _, m in outbox.peek(10)] == [b"1", big.payload]
+    assert outbox.depth() == 2 and outbox.lost == 0
     db.execute("PRAGMA max_page_count = 1000000")  # space freed
-    outbox.put_many(messages(2))
-    assert payloads(outbox) == [1, 2] and outbox.depth() == 2
+    outbox.put_many(messages(2))  # writes what waited, then this
+    assert disk_rows(outbox) == [b"1", big.payload, b"2"]
+    outbox.close()
+
+
+def test_with_a_broker_that_keeps_up_nothing_reaches_the_disk(tmp_path: Path) -> None:
+    """The SD card's case: each cycle's messages published and acked before the
+    write interval is up are never written (535 MB and 86,800 fsyncs a day before)."""
+    clock = [0.0]
+    outbox = Outbox(tmp_path / "o.sqlite3", 100, write_interval_s=60, monotonic=lambda: clock[0])
+    for cycle in range(1000):
+        outbox.put_many(messages(3 * cycle, 3 * cycle + 1, 3 * cycle + 2))
+        batch = outbox.peek(50)  # the publisher
+        assert [int(m.payload) for _, m in batch] == [3 * cycle, 3 * cycle + 1, 3 * cycle + 2]
+        outbox.ack([i for i, _ in batch])
+        clock[0] += 2.0
+    assert outbox.depth() == 0
+    with sqlite3.connect(outbox.path) as db:
+        assert db.execute("SELECT seq FROM sqlite_sequence").fetchall() == []  # no row, ever
+    outbox.close()
+
+
+def test_messages_that_wait_are_written_once_per_interval_in_order(tmp_path: Path) -> None:
+    clock = [0.0]
+    outbox = Outbox(tmp_path / "o.sqlite3", 100, write_interval_s=60, monotonic=lambda: clock[0])
+    for n in range(1, 31):  # the broker is down: a message every 2 s
+        outbox.put_many(messages(n))
+        clock[0] += 2.0
+    # The first waited 58 s at the 30th put: all still in memory.
+    assert disk_rows(outbox) == [] and payloads(outbox) == list(range(1, 31))
+    outbox.put_many(messages(31))  # the first has waited 60 s: all 31 written at once
+    assert disk_rows(outbox) == [str(n).encode() for n in range(1, 32)]
+    clock[0] += 2.0
+    outbox.put_many(messages(32))  # a new wait begins
+    assert len(disk_rows(outbox)) == 31
+    assert payloads(outbox) == list(range(1, 33))  # the disk's, then memory's
+    batch = outbox.peek(40)
+    outbox.ack([i for i, _ in batch])
+    assert outbox.depth() == 0 and disk_rows(outbox) == []
+    outbox.close()
+
+
+def test_a_clean_shutdown_writes_what_waits_in_memory(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    outbox = Outbox(path, 100, write_interval_s=60)
+    outbox.put_many(messages(1, 2, 3))
+    outbox.ack([outbox.peek(1)[0][0]])  # 1 was delivered
+    outbox.close()
+    assert payloads(Outbox(path, 100)) == [2, 3]
+
+
+def test_memory_is_bounded_while_the_disk_fails(tmp_path: Path) -> None:
+    """The oldest beyond ``memory_max`` are lost, counted; the rest are written later."""
+    outbox = Outbox(tmp_path / "o.sqlite3", 1000, memory_max=10)
+    db = outbox._db
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    padding = b"x" * 5000
+    for n in range(1, 26):
+        with pytest.raises(sqlite3.OperationalError):
+            outbox.put_many([OutboxMessage(f"t/{n}", str(n).encode() + padding)])
+    assert outbox.lost == 15 and outbox.depth() == 10
+    db.execute("PRAGMA max_page_count = 1000000")
+    outbox.put_many(messages(26))
+    assert [int(p.rstrip(b"x")) for p in disk_rows(outbox)] == list(range(16, 27))
+    outbox.close()
+
+
+def test_an_ack_for_a_message_moved_to_disk_is_harmless(tmp_path: Path) -> None:
+    """Peeked from memory, written to disk before its ack (the broker slowed down):
+    the ack finds nothing, and the disk's copy is sent again (at least once)."""
+    clock = [0.0]
+    outbox = Outbox(tmp_path / "o.sqlite3", 100, write_interval_s=60, monotonic=lambda: clock[0])
+    outbox.put_many(messages(1))
+    in_flight = outbox.peek(10)
+    clock[0] += 60.0
+    outbox.put_many(messages(2))  # due: 1 and 2 written
+    outbox.ack([i for i, _ in in_flight])
+    assert payloads(outbox) == [1, 2]
     outbox.close()
 
 
 def test_a_full_outbox_is_logged_when_it_starts_and_stops_failing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    outbox = Outbox(tmp_path / "o.sqlite3", 100)
+    outbox = Outbox(tmp_path / "o.sqlite3", 1000, memory_max=100)
     publisher = MqttPublisher(MqttConfig.model_validate({"enabled": True}), "n1", 2.0, outbox)
     health = {"p": {"state": "running"}}
     publisher.enqueue_cycle([], health)
@@ -179,18 +266,21 @@ def test_a_full_outbox_is_logged_when_it_starts_and_stops_failing(
         publisher.enqueue_cycle([], {})  # nothing to write: proves nothing
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1, lines
-    assert lines[0].startswith("MQTT outbox: cannot queue messages: database or disk is full")
+    assert lines[0].startswith("MQTT outbox: cannot write to disk: database or disk is full")
     assert publisher.stats().enqueue_errors == 50
-    assert publisher.stats().messages_lost == 1000  # 20 health messages a cycle
-    assert outbox.depth() == 1  # what was queued before is kept
+    # 20 health messages a cycle: the newest 100 wait in memory, the older 900 are lost.
+    assert publisher.stats().messages_lost == 900
+    assert outbox.depth() == 101  # and what was written before is kept
+    assert publisher.problem is not None and "(101 messages waiting, 900 lost)" in publisher.problem
     db.execute("PRAGMA max_page_count = 1000000")  # space freed
     caplog.clear()
     publisher.enqueue_cycle([], health)
     publisher.enqueue_cycle([], health)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1, lines
-    assert lines[0].startswith("MQTT outbox: queueing again after")
-    assert lines[0].endswith("50 cycles failed, 1000 messages lost meanwhile")
-    assert publisher.stats().messages_lost == 1000  # since start, not reset by recovery
-    assert outbox.depth() == 3
+    assert lines[0].startswith("MQTT outbox: writing to disk again after")
+    assert lines[0].endswith("50 cycles failed, 900 messages lost meanwhile")
+    assert publisher.stats().messages_lost == 900  # since start, not reset by recovery
+    assert publisher.problem is None
+    assert outbox.depth() == 103
     outbox.close()

@@ -1,10 +1,12 @@
 """Publishing readings to an MQTT broker, with Home Assistant discovery.
 
-Two halves that meet only at the durable ``Outbox``:
+Two halves that meet only at the ``Outbox`` (memory, and SQLite for what
+waits long: see its docstring):
 
 - ``enqueue_cycle`` (host, worker thread, after every cycle) turns readings
   and plugin health into messages and appends them to the outbox. It touches
-  SQLite, never the network, so a broker outage cannot slow the poll cycle.
+  memory and SQLite, never the network, so a broker outage cannot slow the
+  poll cycle.
 - ``run`` (event loop task) keeps one connection to the broker and drains the
   outbox in id order: publish a batch, wait until each publish completed
   (PUBACK/PUBCOMP for QoS 1/2), then ``ack`` the batch. On broker loss it
@@ -12,7 +14,8 @@ Two halves that meet only at the durable ``Outbox``:
   queueing.
 
 Delivery is at-least-once: a message is deleted only after its publish
-completed, so a crash or a dropped connection re-sends, never loses. A
+completed, so a dropped connection re-sends, never loses (a crash or power
+cut loses what waited in memory only: the outbox's trade-off). A
 duplicate needs the connection to break after the broker took a message but
 before its acknowledgement came back; readers that care can drop a state
 whose ``timestamp_ms`` is not newer than the last one of that plugin (the
@@ -174,18 +177,21 @@ class MqttPublisher:
                     self._discovery_due = True
             payload = discovery.health_payload(status, now)
             messages.append(OutboxMessage(self.topics.health(plugin), payload, qos))
+        if not messages:
+            return
+        lost_before = self.outbox.lost
         try:
             self.outbox.put_many(messages)
         except Exception as exc:  # sqlite3.Error, OSError: disk full, SD card failure
-            self._enqueue_failed(exc, len(messages))
-            return
-        if messages:  # an empty cycle wrote nothing: it proves nothing
+            self._enqueue_failed(exc, self.outbox.lost - lost_before)
+        else:
             self._enqueue_worked()
-        self._notify()
+        self._notify()  # the messages wait in memory even when the disk failed
 
     def _enqueue_failed(self, exc: Exception, lost: int) -> None:
-        """Count a cycle whose messages the outbox refused; log when it starts
-        failing (or its error changes), not every cycle."""
+        """Count a cycle whose messages the outbox could not write to disk (they
+        wait in memory; ``lost``: the oldest that no longer fit there); log when
+        it starts failing (or its error changes), not every cycle."""
         error = f"{exc}"[:300] or type(exc).__name__
         if self._enqueue_error is None:
             self._enqueue_failing_since = self._monotonic()
@@ -193,10 +199,11 @@ class MqttPublisher:
             self._enqueue_lost = 0
         if error != self._enqueue_error:
             log.error(
-                "MQTT outbox: cannot queue messages: %s; each cycle's messages are lost "
-                "until it can (%d this cycle), what was queued before is kept",
+                "MQTT outbox: cannot write to disk: %s; messages wait in memory (at most "
+                "%d, then the oldest are lost) and are published while the broker is "
+                "reachable; what was on disk before is kept",
                 error,
-                lost,
+                self.outbox.memory_max,
             )
         self._enqueue_error = error
         self.enqueue_errors += 1
@@ -205,19 +212,20 @@ class MqttPublisher:
 
     @property
     def problem(self) -> str | None:
-        """Why this cycle's messages are being lost, while the outbox refuses them."""
+        """Why MQTT messages are not kept on disk, while the outbox cannot write them."""
         if self._enqueue_error is None:
             return None
+        failing_s = self._monotonic() - self._enqueue_failing_since
         return (
-            f"MQTT messages not queued for {self._monotonic() - self._enqueue_failing_since:.0f} s "
-            f"({self._enqueue_lost} lost): {self._enqueue_error}"
+            f"MQTT outbox not written for {failing_s:.0f} s ({self.outbox.depth()} messages "
+            f"waiting, {self._enqueue_lost} lost): {self._enqueue_error}"
         )
 
     def _enqueue_worked(self) -> None:
         if self._enqueue_error is None:
             return
         log.info(
-            "MQTT outbox: queueing again after %.0f s; %d cycles failed, "
+            "MQTT outbox: writing to disk again after %.0f s; %d cycles failed, "
             "%d messages lost meanwhile",
             self._monotonic() - self._enqueue_failing_since,
             self.enqueue_errors - self._enqueue_errors_at_failure,
