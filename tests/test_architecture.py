@@ -23,6 +23,7 @@ LAYERS = {
     "runtime": 3,
     "capabilities": 2,
     "boards": 1,
+    "filters": 0,  # pure logic on model values; the cycle applies it
     "model": 0,
 }
 

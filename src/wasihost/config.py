@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from wasihost.errors import ConfigError
+from wasihost.filters import FilterConfigError, FilterSpec, parse_filter
 from wasihost.grants import GPIO_PINS, GRANTS, I2C_ADDRESSES, LEDS, Grant
 from wasihost.runtime.manifest import Manifest, ManifestError, read_manifest
 
@@ -127,6 +128,11 @@ else:
 
 
 class PluginConfig(_Section):
+    # Filter specs are plain objects, parsed by ``_filters`` before validation.
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True
+    )
+
     enabled: bool = True
     led: int | None = Field(None, ge=0, description="LED index granted to the plugin")
     world: str | None = Field(None, description="WIT world; default '<name>-plugin'")
@@ -140,6 +146,9 @@ class PluginConfig(_Section):
     max_actuator_changes_per_minute: int = Field(6, ge=1, le=600)
     grants: GrantsConfig = GrantsConfig()
     settings: dict[str, Any] = Field(default_factory=dict)
+    # [[plugins.<name>.filters.<measurement>]]: measurement name -> its filter chain,
+    # in order (wasihost.filters; docs/CONFIG.md#sensor-filters).
+    filters: dict[str, tuple[FilterSpec, ...]] = Field(default_factory=dict)
 
 
 class SupervisionConfig(_Section):
@@ -384,6 +393,7 @@ def _format_errors(path: Path, error: ValidationError) -> str:
 
 def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> HostConfig:
     """Validate already-parsed TOML data; ``path`` is only used in messages."""
+    data, filters = _filters(data, path)
     try:
         raw = _HostFile.model_validate(data)
     except ValidationError as exc:
@@ -426,6 +436,8 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
                 f"poll interval ({raw.polling.interval_seconds} s); a plugin hitting it would "
                 "delay every cycle"
             )
+        if key in filters:
+            plugin = plugin.model_copy(update={"filters": filters[key]})
         plugins[name] = _spelled_out(name, plugin, raw.sensors)
         keys[name] = key
     sensors = _sensors(raw.sensors, plugins)
@@ -434,6 +446,57 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
     return HostConfig(
         path=path, plugin_keys=keys, **{**dict(raw), "plugins": plugins, "sensors": sensors}
     )
+
+
+def _filters(
+    data: dict[str, Any], path: Path
+) -> tuple[dict[str, Any], dict[str, dict[str, tuple[FilterSpec, ...]]]]:
+    """Take each ``[plugins.<name>.filters]`` out of ``data`` and parse it.
+
+    Parsed here rather than by pydantic so that an error names the entry the way
+    host.toml is read, ``plugins.dht22.filters.temperature[1].median.window_size``,
+    with one message per mistake (a union of fourteen filter models would list
+    why the entry is none of them). Returns ``data`` without the filters, and
+    the chains by plugin key as written.
+    """
+    plugins = data.get("plugins")
+    if not isinstance(plugins, dict):
+        return data, {}
+    rest: dict[str, Any] = {}
+    parsed: dict[str, dict[str, tuple[FilterSpec, ...]]] = {}
+    for key, plugin in plugins.items():
+        if isinstance(plugin, dict) and "filters" in plugin:
+            plugin = dict(plugin)
+            parsed[key] = _filter_chains(plugin.pop("filters"), f"plugins.{key}.filters", path)
+        rest[key] = plugin
+    return {**data, "plugins": rest}, parsed
+
+
+def _filter_chains(raw: object, where: str, path: Path) -> dict[str, tuple[FilterSpec, ...]]:
+    """One plugin's ``filters`` table: measurement name -> list of filter entries."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: {where}: expected a table of measurement name = list of filters, e.g. "
+            f"[[{where}.temperature]] (got {raw!r})"
+        )
+    chains: dict[str, tuple[FilterSpec, ...]] = {}
+    for measurement, entries in raw.items():
+        if not isinstance(entries, list):
+            raise ConfigError(
+                f"{path}: {where}.{measurement}: expected a list of filters: "
+                f"[[{where}.{measurement}]] entries, or {measurement} = "
+                f"[{{ offset = -0.5 }}, ...] (got {entries!r})"
+            )
+        specs: list[FilterSpec] = []
+        for i, entry in enumerate(entries):
+            try:
+                specs.append(parse_filter(entry))
+            except FilterConfigError as exc:
+                key = f"{where}.{measurement}[{i}]" + (f".{exc.where}" if exc.where else "")
+                got = "" if exc.got is None else f" (got {exc.got!r})"
+                raise ConfigError(f"{path}: {key}: {exc.message}{got}") from None
+        chains[measurement] = tuple(specs)
+    return chains
 
 
 def _spelled_out(name: str, plugin: PluginConfig, sensors: SensorsConfig) -> PluginConfig:

@@ -7,6 +7,10 @@ calls' deadlines (plus the grace in ``runtime.guest_thread``; a poll after a
 trap also makes a new instance, whose configure and restore have theirs), not
 the sum of everyone's; one blocked past a deadline is left ``hung`` and the
 cycle goes on.
+
+The configured sensor filters (``wasihost.filters``) are applied here, where a
+cycle's readings are made, so the app state, history and MQTT all see filtered
+values; the cycle owns their state, so a plugin's reload keeps it.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from wasihost.boards.base import OFF, Board, Color
 from wasihost.clock import wall_clock_ms
 from wasihost.errors import PluginError, PluginTrap, WasihostError
+from wasihost.filters import FilterBank, FilterSpec
 from wasihost.leds import LedBuffer
 from wasihost.model import Reading
 from wasihost.readings import normalise, normalise_list
@@ -41,8 +46,14 @@ class PollCycle:
         state: AppState,
         show_sensor_data: bool = True,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        filters: Mapping[str, Mapping[str, Sequence[FilterSpec]]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.plugins = [p for p in plugins if p.role == "sensor"]
+        # Per plugin and measurement (``[plugins.<name>.filters]``); durations run
+        # on the monotonic clock, so a wall-clock step moves no timer.
+        self.filters = FilterBank(filters or {})
+        self.monotonic = monotonic
         self.board = board
         self.leds = leds
         self.state = state
@@ -86,23 +97,66 @@ class PollCycle:
                 log.info("LED writes work again after: %s", self._led_error)
             self._led_error = None
         now = self.clock_ms()
-        for plugin, outcome in zip(due, outcomes, strict=True):
-            if isinstance(outcome, Reading):
-                self.state.record_reading(outcome)
-                self._note_recovery(plugin.name)
-            else:
-                self.state.record_error(plugin.name, outcome.reason, now)
-                self._note_failure(outcome)
+        readings = self._record(due, outcomes, now)
         self.state.leds = colors
         self.state.cycle += 1
         self.state.timestamp_ms = now
         self.state.completed_at = time.monotonic()
         self.state.last_cycle_ms = (time.perf_counter() - started) * 1000
-        readings = [outcome for outcome in outcomes if isinstance(outcome, Reading)]
         if self.show_sensor_data:
             for reading in readings:
                 log.info("%s", _describe(reading))
         return readings
+
+    def _record(
+        self, due: list[Plugin], outcomes: list[Reading | PluginError], now: int
+    ) -> list[Reading]:
+        """Put each outcome in the app state through its plugin's filters, and
+        return the readings for history and MQTT (what the filters let out).
+
+        A plugin with filters that produced no reading (its poll failed, or it
+        was not polled) still runs them for their timers, so a ``timeout`` can
+        say its value went quiet and a ``heartbeat`` repeats it.
+        """
+        mono = self.monotonic()
+        readings: list[Reading] = []
+        polled: set[str] = set()
+        for plugin, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, Reading):
+                polled.add(plugin.name)
+                filtered = self.filters.apply(plugin.name, plugin.world, outcome, mono, now)
+                self._warn_unreported(outcome, filtered.unreported)
+                self.state.record_reading(filtered.shown or outcome)
+                if filtered.passed is not None:
+                    readings.append(filtered.passed)
+                self._note_recovery(plugin.name)
+            else:
+                self.state.record_error(plugin.name, outcome.reason, now)
+                self._note_failure(outcome)
+        for plugin in self.plugins:
+            if plugin.name in polled or not self.filters.has(plugin.name):
+                continue
+            filtered = self.filters.apply(plugin.name, plugin.world, None, mono, now)
+            if filtered.passed is not None:
+                readings.append(filtered.passed)
+            view = self.state.plugins.get(plugin.name)
+            if filtered.shown is not None and view is not None:
+                view.reading = filtered.shown  # its error, if the poll failed, stays
+        return readings
+
+    def _warn_unreported(self, reading: Reading, unreported: Sequence[str]) -> None:
+        """Once per measurement: filters wait for a name the plugin does not report
+        (a typo in host.toml, or a measurement this version dropped)."""
+        names = ", ".join(m.name for m in reading.measurements) or "nothing"
+        for name in unreported:
+            log.warning(
+                "[%s] filters configured for measurement %r ([plugins.%s.filters]), which "
+                "its reading does not have (it reports: %s); they apply once it appears",
+                reading.plugin,
+                name,
+                reading.plugin,
+                printable(names),
+            )
 
     def _show_faults(self) -> None:
         """Blink the LEDs of quarantined plugins so the fault shows on the device."""

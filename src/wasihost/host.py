@@ -149,6 +149,8 @@ class Host:
                 else config.board.kind != "pi"  # 28 MB a day of log lines on a Pi
             ),
             clock_ms=clock_ms,
+            filters={name: plugin.filters for name, plugin in config.plugins.items()},
+            monotonic=monotonic,
         )
         self.stream = StateStream()
         self.history: History | None = None
