@@ -6,7 +6,9 @@ is seconds, a conversion about 0.2 s, so it is normally finished) and
 triggers the next one, instead of spinning on the status register for the
 whole conversion. The reported values were therefore measured just after
 the previous poll.
-The reading feeds the IAQ estimator; the plugin latches the air-quality
+The reading feeds the IAQ estimator, which compensates the gas resistance for
+the humidity (damp air lowers it too) before scoring it, and gives the
+CO2-equivalent and breath-VOC estimates; the plugin latches the air-quality
 alarm with hysteresis and colours the LED by IAQ band. All state lives in
 module globals, which persist for the lifetime of the plugin instance:
 the driver with its measurement in flight (created on the first poll,
@@ -28,7 +30,15 @@ from dataclasses import dataclass
 
 from bme680_driver import Bme680, DriverError, Measurement, MeasurementLost
 from componentize_py_types import Err
-from iaq import IaqEstimator, band
+from iaq import (
+    GAS_IAQ_MAX,
+    HUMIDITY_SLOPE_MAX,
+    HUMIDITY_SLOPE_PER_G_M3,
+    IaqEstimator,
+    band,
+    breath_voc_ppm,
+    co2_equivalent_ppm,
+)
 from wasihost_guest import jsonguard, settings
 from wit_world import exports
 from wit_world.exports.bme680_logic import Bme680Data
@@ -51,10 +61,13 @@ STATUS_READS = 5
 # flight and the next poll collects it.
 FIRST_POLL_STATUS_READS = 10
 
-# The snapshot format `State.snapshot` writes and `State.restore` reads.
-STATE_VERSION = 1
-_STATE_KEYS = ("v", "iaq", "alarm", "polls", "last_iaq")
-# Bounds checked before parsing: a version-1 snapshot is under 12 KB and nests
+# The snapshot format `State.snapshot` writes. `State.restore` also reads
+# version 1, from before humidity compensation: its baseline was learnt on raw
+# ohms, so it restores like a stale snapshot (kept, but accuracy from 1).
+STATE_VERSION = 2
+_STATE_KEYS_V1 = ("v", "iaq", "alarm", "polls", "last_iaq")
+_STATE_KEYS = (*_STATE_KEYS_V1, "last_gas_iaq")
+# Bounds checked before parsing: a snapshot is under 12 KB and nests
 # 4 deep. Deeply nested JSON would exhaust the wasm call stack in json.loads,
 # which is a trap, not a catchable RecursionError.
 STATE_MAX_BYTES = 64 * 1024
@@ -80,14 +93,17 @@ class Config:
     burn_in_s: float = 300.0
     alarm_on_iaq: float = 150.0
     alarm_off_iaq: float = 120.0
+    humidity_slope: float = HUMIDITY_SLOPE_PER_G_M3
 
 
 _config = Config()
 _driver: Bme680 | None = None
-_estimator = IaqEstimator(_config.burn_in_s)
+_estimator = IaqEstimator(_config.burn_in_s, humidity_slope=_config.humidity_slope)
 _poll_count = 0
 _alarm = False
 _last_iaq: tuple[float, int] = (0.0, 0)
+# The gas part of the last IAQ (the IAQ at ideal humidity), for the estimates.
+_last_gas_iaq = 0.0
 
 
 def parse_settings(settings_json: str) -> Config:
@@ -103,7 +119,13 @@ def parse_settings(settings_json: str) -> Config:
         burn_in_s=settings.number(given, "burn_in_s", Config.burn_in_s),
         alarm_on_iaq=settings.number(given, "alarm_on_iaq", Config.alarm_on_iaq),
         alarm_off_iaq=settings.number(given, "alarm_off_iaq", Config.alarm_off_iaq),
+        humidity_slope=settings.number(given, "humidity_slope", Config.humidity_slope),
     )
+    if not 0 <= config.humidity_slope <= HUMIDITY_SLOPE_MAX:
+        raise settings.SettingsError(
+            f"setting humidity_slope must be in 0..{HUMIDITY_SLOPE_MAX} per g/m3 "
+            f"(0 turns humidity compensation off), got {config.humidity_slope}"
+        )
     if not 0 < config.burn_in_s <= 86400:
         raise settings.SettingsError(
             f"setting burn_in_s must be in (0, 86400] seconds, got {config.burn_in_s}"
@@ -168,13 +190,29 @@ def _read_sensor() -> Measurement:
     return reading
 
 
+def air_estimates() -> tuple[float, float]:
+    """(CO2 equivalent ppm, breath-VOC equivalent ppm) of the last valid reading.
+
+    Estimates derived from the gas part of the IAQ (docs/IAQ.md), not
+    measurements: the sensor does not see CO2, and any VOC reads as breath.
+    """
+    return co2_equivalent_ppm(_last_gas_iaq), breath_voc_ppm(_last_gas_iaq)
+
+
 def _measure_and_report() -> Bme680Data:
-    global _alarm, _last_iaq
+    global _alarm, _last_iaq, _last_gas_iaq
     now_ms = gpio_provider.get_timestamp_ms()
     reading = _read_sensor()
 
     if reading.gas_valid and reading.heat_stable:
-        _last_iaq = _estimator.update(reading.gas_resistance_ohm, reading.humidity_percent, now_ms)
+        _last_iaq = _estimator.update(
+            reading.gas_resistance_ohm,
+            reading.humidity_percent,
+            now_ms,
+            temperature_c=reading.temperature_c,
+        )
+        gas_iaq = _estimator.gas_iaq
+        _last_gas_iaq = 0.0 if gas_iaq is None else gas_iaq
     iaq, accuracy = _last_iaq
     # No alarm on a provisional burn-in baseline: it would fire on warm-up drift.
     if accuracy > 0 and iaq >= _config.alarm_on_iaq:
@@ -196,7 +234,7 @@ def _measure_and_report() -> Bme680Data:
 
 
 def snapshot_document() -> dict[str, object]:
-    """The plugin's state as the JSON object `State.snapshot` writes (version 1)."""
+    """The plugin's state as the JSON object `State.snapshot` writes (version 2)."""
     iaq_value, accuracy = _last_iaq
     return {
         "v": STATE_VERSION,
@@ -204,6 +242,7 @@ def snapshot_document() -> dict[str, object]:
         "alarm": _alarm,
         "polls": _poll_count,
         "last_iaq": [iaq_value, accuracy],
+        "last_gas_iaq": _last_gas_iaq,
     }
 
 
@@ -215,12 +254,15 @@ class Restored:
     alarm: bool
     polls: int
     last_iaq: tuple[float, int]
+    last_gas_iaq: float
 
 
-def parse_snapshot(data: bytes, burn_in_s: float) -> Restored:
-    """Validate a snapshot strictly; raises ValueError with the reason.
+def parse_snapshot(data: bytes, config: Config) -> Restored:
+    """Validate a snapshot (version 1 or 2) strictly; raises ValueError with the reason.
 
-    The estimator is rebuilt with today's `burn_in_s`, not resumed yet.
+    The estimator is rebuilt with today's `burn_in_s` and `humidity_slope`,
+    not resumed yet. A version 1 snapshot has no `last_gas_iaq` (0 then) and
+    an estimator state learnt without humidity compensation.
     """
     try:
         document = jsonguard.load_object(
@@ -231,10 +273,14 @@ def parse_snapshot(data: bytes, burn_in_s: float) -> Restored:
     except ValueError as exc:
         raise ValueError(f"not valid UTF-8 JSON: {exc}") from None
     version = document.get("v")
-    if jsonguard.integer(version) != STATE_VERSION:
-        raise ValueError(f"unsupported version {version!r} (this plugin reads {STATE_VERSION})")
-    missing = [key for key in _STATE_KEYS if key not in document]
-    unknown = sorted(str(key) for key in document if key not in _STATE_KEYS)
+    number = jsonguard.integer(version)
+    if number not in (1, STATE_VERSION):
+        raise ValueError(
+            f"unsupported version {version!r} (this plugin reads 1 and {STATE_VERSION})"
+        )
+    keys = _STATE_KEYS_V1 if number == 1 else _STATE_KEYS
+    missing = [key for key in keys if key not in document]
+    unknown = sorted(str(key) for key in document if key not in keys)
     if missing or unknown:
         raise ValueError(f"missing keys {missing}, unknown keys {unknown}")
     alarm, polls, last = document["alarm"], document["polls"], document["last_iaq"]
@@ -252,15 +298,29 @@ def parse_snapshot(data: bytes, burn_in_s: float) -> Restored:
         and 0 <= accuracy <= 3
     ):
         raise ValueError(f"last_iaq must be [IAQ 0..500, accuracy 0..3], got {last!r}")
-    estimator = IaqEstimator.from_state(document["iaq"], burn_in_s)
-    return Restored(estimator, alarm, count, (float(value), accuracy))
+    gas_iaq = 0.0
+    if number != 1:
+        given = document["last_gas_iaq"]
+        checked = jsonguard.number(given)
+        if checked is None or not 0 <= checked <= GAS_IAQ_MAX:
+            raise ValueError(f"last_gas_iaq must be a number in 0..{GAS_IAQ_MAX}, got {given!r}")
+        gas_iaq = float(checked)
+    estimator = IaqEstimator.from_state(
+        document["iaq"],
+        config.burn_in_s,
+        humidity_slope=config.humidity_slope,
+        uncompensated=number == 1,
+    )
+    return Restored(estimator, alarm, count, (float(value), accuracy), gas_iaq)
 
 
 class State(exports.State):
     """The `state` export: the learnt IAQ state as a small versioned JSON document.
 
-    `{"v": 1, "iaq": {...IaqEstimator.to_state()...}, "alarm": bool,
-    "polls": int, "last_iaq": [iaq, accuracy]}`; never the driver.
+    `{"v": 2, "iaq": {...IaqEstimator.to_state()...}, "alarm": bool,
+    "polls": int, "last_iaq": [iaq, accuracy], "last_gas_iaq": number}`;
+    never the driver. Version 1 (no `last_gas_iaq`, no `iaq.humidity_slope`)
+    is still read.
     """
 
     def snapshot(self) -> bytes:
@@ -275,9 +335,9 @@ class State(exports.State):
         but its accuracy starts again at 1 and the alarm latch and last IAQ
         are dropped.
         """
-        global _driver, _estimator, _alarm, _poll_count, _last_iaq
+        global _driver, _estimator, _alarm, _poll_count, _last_iaq, _last_gas_iaq
         try:
-            restored = parse_snapshot(data, _config.burn_in_s)
+            restored = parse_snapshot(data, _config)
             stale = restored.estimator.resume(gpio_provider.get_timestamp_ms())
         except ValueError as exc:
             raise Err(f"bme680 snapshot refused: {exc}") from None
@@ -288,6 +348,7 @@ class State(exports.State):
         _poll_count = restored.polls
         _alarm = False if stale else restored.alarm
         _last_iaq = (0.0, 0) if stale else restored.last_iaq
+        _last_gas_iaq = 0.0 if stale else restored.last_gas_iaq
 
 
 class Settings(exports.Settings):
@@ -296,15 +357,16 @@ class Settings(exports.Settings):
     def configure(self, settings_json: str) -> None:
         """Apply settings and start afresh (the host calls this once per instance,
         before the first poll and before restoring any snapshot)."""
-        global _config, _driver, _estimator, _alarm, _last_iaq
+        global _config, _driver, _estimator, _alarm, _last_iaq, _last_gas_iaq
         try:
             _config = parse_settings(settings_json)
         except settings.SettingsError as exc:
             raise Err(str(exc)) from None
         _driver = None
-        _estimator = IaqEstimator(_config.burn_in_s)
+        _estimator = IaqEstimator(_config.burn_in_s, humidity_slope=_config.humidity_slope)
         _alarm = False
         _last_iaq = (0.0, 0)
+        _last_gas_iaq = 0.0
 
 
 class Bme680Logic(exports.Bme680Logic):

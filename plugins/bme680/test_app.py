@@ -6,6 +6,8 @@ against the chip emulator and fake bindings in tests/guest/test_bme680_driver.py
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,7 @@ def test_wall_clock_jumps_neither_end_nor_stall_the_burn_in(mode: Mode, board: S
         ({"alarm_on_iqa": 100}, r"unknown setting\(s\) alarm_on_iqa \(known: i2c_address"),
         ({"i2c_address": "0x77"}, r"setting i2c_address must be an integer in 8\.\.119"),
         ({"burn_in_s": 0}, r"setting burn_in_s must be in \(0, 86400\] seconds"),
+        ({"humidity_slope": 0.5}, r"setting humidity_slope must be in 0\.\.0\.2 per g/m3"),
     ],
 )
 def test_bad_settings_are_refused(
@@ -91,3 +94,92 @@ def test_bad_settings_are_refused(
 ) -> None:
     with pytest.raises(PluginError, match=message):
         plugin_under_test(HERE, mode, board=board, grants=GRANTS, settings=settings)
+
+
+def _absolute_humidity(temperature_c: float, humidity: float) -> float:
+    """g/m3 of water vapour (Magnus), as the plugin computes it."""
+    saturation_pa = 611.2 * math.exp(17.62 * temperature_c / (243.12 + temperature_c))
+    return humidity / 100.0 * saturation_pa / (461.52 * (temperature_c + 273.15)) * 1000.0
+
+
+@pytest.mark.parametrize("slope", [0.03, 0.0], ids=["compensated", "off"])
+def test_damp_air_is_not_read_as_pollution(mode: Mode, board: SimBoard, slope: float) -> None:
+    """40 -> 80 %RH at 21 degC in unchanged air: the sensor's resistance falls to
+    80 % (ln R falls 0.03 per g/m3 of water vapour). Compensated, the IAQ rises
+    only by the humidity comfort term (83); with compensation off, the same air
+    reads ~157 and raises the alarm."""
+    clock = [1_700_000_000_000]
+    plugin = plugin_under_test(
+        HERE,
+        mode,
+        board=board,
+        grants=GRANTS,
+        clock_ms=lambda: clock[0],
+        settings={"burn_in_s": 30, "humidity_slope": slope},
+    )
+    try:
+        board.set_bme680(21.0, 40.0, 1005.0, 150_000.0)
+        for _ in range(30):
+            clock[0] += 3000
+            dry = plugin.poll()
+        assert dry["iaq_accuracy"] >= 1 and dry["iaq"] < 10.0
+        drop = math.exp(-0.03 * (_absolute_humidity(21.0, 80.0) - _absolute_humidity(21.0, 40.0)))
+        board.set_bme680(21.0, 80.0, 1005.0, 150_000.0 * drop)
+        for _ in range(3):
+            clock[0] += 3000
+            damp = plugin.poll()
+        if slope:
+            assert damp["iaq"] == pytest.approx(83.3, abs=8.0)
+            assert damp["alarm"] == "none"
+        else:
+            assert damp["iaq"] > 150.0 and damp["alarm"] == "high"
+    finally:
+        plugin.close()
+
+
+# What the plugin saved before humidity compensation (snapshot version 1).
+V1_SNAPSHOT = {
+    "v": 1,
+    "iaq": {
+        "start_ms": 1_700_000_030_000,
+        "clock_ms": 1_700_000_600_000,
+        "baseline_ohm": 150_000.0,
+        "burned_in": True,
+        "window": [[1_700_000_570_000, 150_002.0], [1_700_000_600_000, 150_000.0]],
+        "stable_since_ms": 1_700_000_090_000,
+    },
+    "alarm": True,
+    "polls": 20,
+    "last_iaq": [160.5, 3],
+}
+
+
+def test_a_snapshot_from_before_humidity_compensation_restores(mode: Mode, board: SimBoard) -> None:
+    """Kept, but learnt on raw ohms: restored like a stale snapshot (baseline
+    kept, accuracy from 1 without a new burn-in, alarm and last IAQ dropped)."""
+    if mode != "native":
+        # The harness restores a sandboxed plugin only through a reload or a restart;
+        # tests/guest/test_bme680_driver.py covers the same restore through the app.
+        pytest.skip("the component harness cannot restore a snapshot directly")
+    clock = [1_700_000_603_000]
+    plugin = plugin_under_test(
+        HERE,
+        mode,
+        board=board,
+        grants=GRANTS,
+        clock_ms=lambda: clock[0],
+        settings={"burn_in_s": 30},
+    )
+    try:
+        plugin.restore(json.dumps(V1_SNAPSHOT).encode())
+        board.set_bme680(21.0, 40.0, 1005.0, 150_000.0)
+        first = plugin.poll()
+        assert first["poll_count"] == 21 and first["iaq_accuracy"] == 1
+        assert first["iaq"] < 10.0 and first["alarm"] == "none"
+        saved = plugin.snapshot()
+        assert saved is not None
+        document = json.loads(saved)
+        assert document["v"] == 2 and document["iaq"]["baseline_ohm"] > 140_000.0
+        assert document["iaq"]["humidity_slope"] == 0.03
+    finally:
+        plugin.close()

@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import importlib.util
 import json
+import math
 import random
 import sys
 import types
@@ -38,6 +39,8 @@ def _load(name: str, path: Path) -> types.ModuleType:
 
 drv = _load("bme680_driver", PLUGIN_DIR / "bme680_driver.py")
 iaq = _load("iaq", PLUGIN_DIR / "iaq.py")
+# 40 %RH at this temperature is the compensation's reference: the factor is 1 there.
+T_REF = iaq.REFERENCE_TEMPERATURE_C
 
 
 # --- Independent reference: Bosch BME68x SensorAPI float code (bme68x.c) -----------
@@ -405,7 +408,7 @@ def run(
     values, accuracies = [], []
     t = start_ms
     while t < start_ms + seconds * 1000:
-        value, accuracy = estimator.update(gas, humidity, t)
+        value, accuracy = estimator.update(gas, humidity, t, T_REF)
         values.append(value)
         accuracies.append(accuracy)
         t += 3000
@@ -428,24 +431,127 @@ def test_iaq_accuracy_rises_after_burn_in_and_baseline_persists() -> None:
 def test_iaq_window_stays_bounded_when_polled_far_too_fast() -> None:
     est = iaq.IaqEstimator(burn_in_s=300.0)
     for t in range(0, 20_000, 2):  # a poll every 2 ms: 150 000 would fit the burn-in window
-        est.update(100_000.0, 40.0, t)
+        est.update(100_000.0, 40.0, t, T_REF)
     assert len(est._window) == iaq.WINDOW_MAX
     assert est.baseline_ohm == pytest.approx(100_000.0)
     _, accuracy, end = run(est, 100_000.0, 300, 20_000)  # 3 s readings to end the burn-in
     assert accuracy[-1] == 1
     for t in range(end, end + 20_000, 2):  # and after burn-in, while tracking
-        est.update(100_000.0, 40.0, t)
+        est.update(100_000.0, 40.0, t, T_REF)
     assert len(est._window) == iaq.WINDOW_MAX
 
 
 def test_iaq_humidity_weighting_and_burn_in_baseline() -> None:
     est = iaq.IaqEstimator(burn_in_s=30.0)
-    dry, _ = est.update(100_000.0, 0.0, 0)
+    dry, _ = est.update(100_000.0, 0.0, 0, T_REF)
     assert dry == pytest.approx(125.0)  # 25 humidity points lost, x5
-    assert est.update(100_000.0, 40.0, 1000) == (0.0, 0)
+    assert est.update(100_000.0, 40.0, 1000, T_REF) == (0.0, 0)
     assert iaq.humidity_score(70.0) == pytest.approx(12.5)
     with pytest.raises(ValueError):
-        est.update(0.0, 40.0, 2000)
+        est.update(0.0, 40.0, 2000, T_REF)
+
+
+# --- Humidity compensation and the CO2eq / breath-VOC estimates ----------------------
+
+
+def damp_gas(humidity: float, temperature_c: float = 21.0, slope: float = 0.03) -> float:
+    """A sensor in unchanged air whose ln(R) falls by `slope` per g/m3 of water
+    vapour (the model compensated for), reading 100 kOhm at 40 %RH."""
+    ah = iaq.absolute_humidity_g_m3(temperature_c, humidity)
+    return 100_000.0 * math.exp(-slope * (ah - iaq.absolute_humidity_g_m3(temperature_c, 40.0)))
+
+
+def humidity_ramp(est: Any, slope: float = 0.03) -> tuple[float, float]:
+    """Burn in at 40 %RH, then raise the humidity to 80 %RH over 9 min in
+    unchanged air; returns (IAQ, gas IAQ) at 80 %RH."""
+    t = 0
+    for _ in range(200):
+        est.update(damp_gas(40.0), 40.0, t, 21.0)
+        t += 3000
+    for humidity in range(45, 81, 5):
+        for _ in range(20):
+            value, _ = est.update(damp_gas(humidity, slope=slope), float(humidity), t, 21.0)
+            t += 3000
+    gas_iaq = est.gas_iaq
+    assert gas_iaq is not None
+    return value, gas_iaq
+
+
+def test_absolute_humidity_matches_known_values() -> None:
+    assert iaq.absolute_humidity_g_m3(25.0, 100.0) == pytest.approx(23.0, abs=0.1)
+    assert iaq.absolute_humidity_g_m3(20.0, 40.0) == pytest.approx(6.9, abs=0.05)
+    assert iaq.absolute_humidity_g_m3(0.0, 100.0) == pytest.approx(4.85, abs=0.05)
+    assert iaq.absolute_humidity_g_m3(21.0, 0.0) == 0.0
+    assert iaq.absolute_humidity_g_m3(500.0, 150.0) == iaq.absolute_humidity_g_m3(85.0, 100.0)
+    with pytest.raises(ValueError):
+        iaq.absolute_humidity_g_m3(float("nan"), 40.0)
+
+
+def test_compensation_is_the_identity_at_the_reference_and_scales_damp_air_up() -> None:
+    assert iaq.compensate_gas(100_000.0, 20.0, 40.0) == pytest.approx(100_000.0)
+    assert iaq.compensate_gas(100_000.0, 21.0, 80.0, slope=0.0) == 100_000.0
+    scaled = [iaq.compensate_gas(100_000.0, 21.0, float(h)) for h in range(0, 101, 10)]
+    assert scaled == sorted(scaled) and scaled[0] < 100_000.0 < scaled[-1]
+    # The linear model is capped at 30 g/m3: a hot, saturated reading is scaled x2.0 at most.
+    assert iaq.compensate_gas(100_000.0, 60.0, 100.0) == pytest.approx(
+        100_000.0 * math.exp(0.03 * (30.0 - iaq.REFERENCE_ABSOLUTE_HUMIDITY_G_M3))
+    )
+    for damaged in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            iaq.IaqEstimator().update(100_000.0, 40.0, 0, damaged)
+
+
+def test_damp_air_at_the_same_gas_concentration_no_longer_reads_as_pollution() -> None:
+    """40 -> 80 %RH at 21 degC in unchanged air: the raw resistance falls to 80 %
+    of its dry value, which scored as pollution (gas IAQ ~74, IAQ ~157: over the
+    alarm threshold); compensated, only the humidity comfort term remains."""
+    assert damp_gas(80.0) == pytest.approx(80_300.0, rel=0.01)
+    raw_iaq, raw_gas_iaq = humidity_ramp(iaq.IaqEstimator(60.0, humidity_slope=0.0))
+    assert raw_gas_iaq > 70.0 and raw_iaq > 150.0
+    value, gas_iaq = humidity_ramp(iaq.IaqEstimator(60.0))
+    comfort = (iaq.HUMIDITY_WEIGHT - iaq.humidity_score(80.0)) * 5.0  # 83.3
+    assert gas_iaq < 2.0 and value == pytest.approx(comfort, abs=2.0)
+    # A chip whose true slope is half as steep again still reads half the raw error or less.
+    _, mismatched = humidity_ramp(iaq.IaqEstimator(60.0), slope=0.045)
+    assert mismatched < raw_gas_iaq / 1.5
+
+
+def test_a_dry_spell_does_not_raise_the_baseline_into_a_false_alarm() -> None:
+    """Dry air raises the raw resistance, and a raised baseline follows within
+    minutes; back at normal humidity, the raw reading then looked polluted."""
+    results = {}
+    for slope in (0.0, 0.03):
+        est = iaq.IaqEstimator(60.0, humidity_slope=slope)
+        t = 0
+        for humidity, polls in ((40.0, 200), (15.0, 600), (40.0, 5)):
+            for _ in range(polls):
+                est.update(damp_gas(humidity), humidity, t, 21.0)
+                t += 3000
+        results[slope] = est.gas_iaq
+    assert results[0.0] > 40.0 and results[0.03] < 1.0
+
+
+def test_estimates_start_at_bsecs_floors_and_rise_with_the_iaq() -> None:
+    assert iaq.co2_equivalent_ppm(0.0) == pytest.approx(400.0)
+    assert iaq.breath_voc_ppm(0.0) == pytest.approx(0.5)
+    assert iaq.co2_equivalent_ppm(100.0) == pytest.approx(1000.0)
+    assert iaq.breath_voc_ppm(187.5) == pytest.approx(2.0)  # half the baseline: 0.5 * 2**2
+    grid = [i * 0.5 for i in range(-20, 801)]  # -10 .. 400, beyond both ends
+    co2 = [iaq.co2_equivalent_ppm(g) for g in grid]
+    bvoc = [iaq.breath_voc_ppm(g) for g in grid]
+    assert co2 == sorted(co2) and bvoc == sorted(bvoc)
+    assert min(co2) == pytest.approx(400.0) and max(co2) == pytest.approx(iaq.CO2_MAX_PPM)
+    assert min(bvoc) == pytest.approx(0.5) and max(bvoc) == pytest.approx(iaq.BVOC_MAX_PPM)
+    assert all(math.isfinite(v) for v in co2 + bvoc)
+
+
+def test_estimator_reports_the_gas_part_of_the_iaq() -> None:
+    est = iaq.IaqEstimator(30.0)
+    assert est.gas_iaq is None
+    est.update(100_000.0, 40.0, 0, T_REF)
+    assert est.gas_iaq == 0.0
+    value, _ = est.update(50_000.0, 70.0, 3000, T_REF)
+    assert est.gas_iaq is not None and 0.0 < est.gas_iaq < value  # the comfort term is not in it
 
 
 BAND_CASES = [
@@ -489,7 +595,7 @@ def test_iaq_state_round_trip_is_exact_and_continues_identically() -> None:
     assert restored.baseline_ohm == original.baseline_ohm
     assert restored.resume(t - 3000) is False  # no gap since the last reading
     for gas in [100_000.0] * 30 + [60_000.0] * 10 + [130_000.0] * 10:
-        assert restored.update(gas, 45.0, t) == original.update(gas, 45.0, t)
+        assert restored.update(gas, 45.0, t, T_REF) == original.update(gas, 45.0, t, T_REF)
         t += 3000
     assert restored.to_state() == original.to_state()
 
@@ -516,7 +622,7 @@ def test_iaq_restored_accuracy_and_baseline_survive_a_gap() -> None:
     assert est.resume(later) is False
     # The first reading after the gap is polluted air; the unobserved 20 h do
     # not let it drag the baseline down (the gap is not tracking time).
-    value, accuracy = est.update(50_000.0, 40.0, later)
+    value, accuracy = est.update(50_000.0, 40.0, later, T_REF)
     assert accuracy == 3 and value == pytest.approx(187.5)
     assert est.baseline_ohm == pytest.approx(100_000.0)
     values, acc, _ = run(est, 100_000.0, 120, later + 3000)
@@ -554,7 +660,7 @@ def test_iaq_fresh_state_round_trips_to_fresh() -> None:
     assert state["start_ms"] is None and state["window"] == []
     est = iaq.IaqEstimator.from_state(state)
     assert est.resume(123) is False and est.baseline_ohm is None
-    assert est.update(100_000.0, 40.0, 1000) == (0.0, 0)
+    assert est.update(100_000.0, 40.0, 1000, T_REF) == (0.0, 0)
 
 
 def test_iaq_state_window_is_thinned_to_a_small_snapshot() -> None:
@@ -568,7 +674,7 @@ def test_iaq_state_window_is_thinned_to_a_small_snapshot() -> None:
     assert len(json.dumps(state)) < 12_000
     restored = iaq.IaqEstimator.from_state(state, burn_in_s=3600.0)
     assert restored.resume(t - 3000) is False
-    assert restored.update(100_000.0, 40.0, t) == est.update(100_000.0, 40.0, t)
+    assert restored.update(100_000.0, 40.0, t, T_REF) == est.update(100_000.0, 40.0, t, T_REF)
 
 
 def _valid_iaq_state() -> dict[str, Any]:
@@ -632,7 +738,7 @@ def run_from(estimator: Any, gas: float, readings: int, start_ms: int) -> tuple[
 
 def test_iaq_forward_clock_jump_on_the_second_reading_does_not_end_burn_in() -> None:
     est = iaq.IaqEstimator(burn_in_s=60.0)
-    assert est.update(100_000.0, 40.0, BOOT_MS)[1] == 0
+    assert est.update(100_000.0, 40.0, BOOT_MS, T_REF)[1] == 0
     accuracy, _ = run_from(est, 100_000.0, 40, NOW_MS)  # NTP: 1970 -> 2023
     # The jump counts as FIRST_STEP_MAX_S at most (nothing is known of the spacing yet),
     # the rest of the burn-in is 3 s readings.
@@ -660,7 +766,7 @@ def test_iaq_backward_clock_jump_neither_stalls_nor_restarts_burn_in(back_ms: in
     # Whatever the clock did, the state is a valid snapshot that continues identically.
     restored = iaq.IaqEstimator.from_state(through_json(est), burn_in_s=60.0)
     assert restored.resume(t - 3000) is False
-    assert restored.update(90_000.0, 40.0, t) == est.update(90_000.0, 40.0, t)
+    assert restored.update(90_000.0, 40.0, t, T_REF) == est.update(90_000.0, 40.0, t, T_REF)
 
 
 def test_iaq_forward_clock_jump_after_burn_in_neither_moves_the_baseline_nor_the_accuracy() -> None:
@@ -669,7 +775,7 @@ def test_iaq_forward_clock_jump_after_burn_in_neither_moves_the_baseline_nor_the
     assert accuracy[-1] == 1  # 30 s into the stability clock
     # The first reading after a year-long step is polluted air. Were the step time,
     # the falling baseline would follow it all the way and call it clean.
-    value, accuracy_after = est.update(50_000.0, 40.0, t + YEAR_MS)
+    value, accuracy_after = est.update(50_000.0, 40.0, t + YEAR_MS, T_REF)
     assert accuracy_after == 1  # not 3: the stability clock did not run for a year
     assert value > 150.0
     assert est.baseline_ohm == pytest.approx(100_000.0, rel=1e-3)
@@ -691,12 +797,12 @@ def test_iaq_typical_gap_follows_the_poll_interval() -> None:
     counted in full once a few gaps are known; a one-off long gap is capped."""
     est = iaq.IaqEstimator(burn_in_s=3600.0)
     t = NOW_MS
-    est.update(100_000.0, 40.0, t)
+    est.update(100_000.0, 40.0, t, T_REF)
     for _ in range(5):
         t += 600_000  # a 10 min poll interval
-        est.update(100_000.0, 40.0, t)
+        est.update(100_000.0, 40.0, t, T_REF)
     assert est._clock_ms - est._start_ms == 10_000 + 4 * 600_000  # only the first gap capped
-    est.update(100_000.0, 40.0, t + 10 * HOUR_MS)
+    est.update(100_000.0, 40.0, t + 10 * HOUR_MS, T_REF)
     assert est._clock_ms - est._start_ms == 10_000 + 4 * 600_000 + 4 * 600_000
 
 
@@ -850,6 +956,9 @@ def test_app_polls_learns_alarms_and_recovers(app: tuple[Any, Host]) -> None:
         '{"burn_in_s": 0}',
         '{"alarm_on_iaq": 100, "alarm_off_iaq": 120}',
         '{"alarm_on_iqa": 100}',  # a typo is reported, not ignored
+        '{"humidity_slope": -0.01}',
+        '{"humidity_slope": 0.3}',
+        '{"humidity_slope": "0.03"}',
     ],
 )
 def test_app_refuses_bad_settings(app: tuple[Any, Host], settings: str) -> None:
@@ -972,7 +1081,7 @@ def test_state_round_trip_keeps_baseline_accuracy_alarm_and_count(app: tuple[Any
     assert polluted.alarm.name == "HIGH" and polluted.iaq > 150
     data = module.State().snapshot()
     document = json.loads(data)
-    assert document["v"] == 1 and document["alarm"] is True and document["polls"] == 51
+    assert document["v"] == 2 and document["alarm"] is True and document["polls"] == 51
     assert document["last_iaq"] == [pytest.approx(polluted.iaq), 3]
     assert len(data) < 4000
     # Restored straight away (a reload): the new instance's snapshot is the same state.
@@ -1011,11 +1120,12 @@ def test_fresh_plugin_snapshot_restores_to_a_fresh_plugin(app: tuple[Any, Host])
     module.Settings().configure(json.dumps({"burn_in_s": 30}))
     data = module.State().snapshot()
     assert json.loads(data) == {
-        "v": 1,
+        "v": 2,
         "iaq": iaq.IaqEstimator(30.0).to_state(),
         "alarm": False,
         "polls": 0,
         "last_iaq": [0.0, 0],
+        "last_gas_iaq": 0.0,
     }
     new = another_instance({"burn_in_s": 30})
     host.now_ms += 5 * 24 * HOUR_MS
@@ -1052,6 +1162,97 @@ def test_stale_snapshot_lowers_accuracy_to_1_and_drops_the_alarm(
     assert later == sorted(later) and later[-1] == 3
 
 
+# A snapshot as the plugin wrote it before humidity compensation (version 1): its
+# baseline was learnt on raw ohms. Times are the Host's clock, 20 min after its start.
+V1_START_MS = 1_700_000_000_000
+V1_SNAPSHOT: dict[str, Any] = {
+    "v": 1,
+    "iaq": {
+        "start_ms": V1_START_MS,
+        "clock_ms": V1_START_MS + 1_200_000,
+        "baseline_ohm": 150_123.5,
+        "burned_in": True,
+        "window": [[V1_START_MS + 1_170_000, 150_120.0], [V1_START_MS + 1_200_000, 150_123.5]],
+        "stable_since_ms": V1_START_MS + 30_000,
+    },
+    "alarm": True,
+    "polls": 400,
+    "last_iaq": [160.5, 3],
+}
+
+
+def test_a_snapshot_from_before_humidity_compensation_restores(app: tuple[Any, Host]) -> None:
+    """Version 1 is read: the baseline is kept (40 %RH at 20 degC is the reference,
+    so a raw baseline from ordinary indoor air is close to a compensated one), but
+    it was learnt without compensation, so it restores like a stale snapshot."""
+    module, host = app
+    module.Settings().configure(json.dumps({"burn_in_s": 30}))
+    host.now_ms = V1_START_MS + 1_203_000  # a reload, one poll later
+    module.State().restore(json.dumps(V1_SNAPSHOT).encode())
+    assert module._estimator.baseline_ohm == 150_123.5
+    assert module._poll_count == 400
+    assert module._alarm is False and module._last_iaq == (0.0, 0)
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    polled = poll_for(module, host, 120)
+    assert polled[0].poll_count == 401 and polled[0].iaq_accuracy == 1  # no new burn-in
+    assert polled[0].iaq < 10.0 and polled[0].alarm.name == "NONE"
+    accuracy = [d.iaq_accuracy for d in polled]
+    assert accuracy == sorted(accuracy) and accuracy[-1] == 3
+    document = json.loads(module.State().snapshot())
+    assert document["v"] == 2 and document["iaq"]["humidity_slope"] == 0.03
+    assert module.air_estimates() == (pytest.approx(400.0, abs=30), pytest.approx(0.5, abs=0.05))
+
+
+def test_a_v1_snapshot_still_burning_in_starts_afresh(app: tuple[Any, Host]) -> None:
+    module, host = app
+    module.Settings().configure(json.dumps({"burn_in_s": 300}))
+    burning: dict[str, Any] = json.loads(json.dumps(V1_SNAPSHOT))
+    burning.update(alarm=False, last_iaq=[3.0, 0])
+    burning["iaq"].update(
+        burned_in=False,
+        stable_since_ms=None,
+        clock_ms=V1_START_MS + 100_000,
+        window=[[V1_START_MS + 100_000, 150_000.0]],
+    )
+    host.now_ms = V1_START_MS + 103_000
+    module.State().restore(json.dumps(burning).encode())
+    assert module._estimator.baseline_ohm is None and module._poll_count == 400
+
+
+def test_a_changed_humidity_slope_restores_like_a_stale_snapshot(app: tuple[Any, Host]) -> None:
+    module, host = app
+    module.Settings().configure(json.dumps({"burn_in_s": 30}))
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    assert poll_for(module, host, 150)[-1].iaq_accuracy == 3
+    data = module.State().snapshot()
+    same = another_instance({"burn_in_s": 30})
+    same.State().restore(data)
+    assert poll_for(same, host, 3)[-1].iaq_accuracy == 3
+    steeper = another_instance({"burn_in_s": 30, "humidity_slope": 0.05})
+    steeper.State().restore(data)
+    assert steeper._estimator.baseline_ohm == module._estimator.baseline_ohm
+    assert poll_for(steeper, host, 3)[-1].iaq_accuracy == 1
+
+
+def test_air_estimates_follow_the_gas_part_of_the_iaq(app: tuple[Any, Host]) -> None:
+    module, host = app
+    module.Settings().configure(json.dumps({"burn_in_s": 30}))
+    assert module.air_estimates() == (400.0, 0.5)  # nothing measured yet: clean air
+    host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
+    poll_for(module, host, 60)
+    co2, bvoc = module.air_estimates()
+    assert 400.0 <= co2 < 450.0 and 0.5 <= bvoc < 0.55
+    host.chip.set_environment(21.0, 40.0, 1005.0, 75_000.0)  # half the baseline
+    poll_for(module, host, 3)
+    co2, bvoc = module.air_estimates()
+    assert bvoc == pytest.approx(2.0, rel=0.05) and co2 == pytest.approx(2494.0, rel=0.05)
+    snapshot = json.loads(module.State().snapshot())
+    assert snapshot["last_gas_iaq"] == pytest.approx(187.5, rel=0.02)
+    new = another_instance({"burn_in_s": 30})
+    new.State().restore(json.dumps(snapshot).encode())
+    assert new.air_estimates() == module.air_estimates()
+
+
 def _good_snapshot(module: Any, host: Host) -> dict[str, Any]:
     module.Settings().configure(json.dumps({"burn_in_s": 30}))
     host.chip.set_environment(21.0, 40.0, 1005.0, 150_000.0)
@@ -1067,7 +1268,7 @@ SNAPSHOT_DAMAGE: list[tuple[str, Callable[[dict[str, Any]], bytes]]] = [
     ("list", lambda d: b"[]"),
     ("deep nesting", lambda d: b"[" * 60_000),  # would overflow the wasm stack in json
     ("too large", lambda d: json.dumps({**d, "pad": " " * 70_000}).encode()),
-    ("version 2", lambda d: json.dumps({**d, "v": 2}).encode()),
+    ("version 3", lambda d: json.dumps({**d, "v": 3}).encode()),
     ("version true", lambda d: json.dumps({**d, "v": True}).encode()),
     ("no version", lambda d: json.dumps({k: v for k, v in d.items() if k != "v"}).encode()),
     ("missing iaq", lambda d: json.dumps({k: v for k, v in d.items() if k != "iaq"}).encode()),
@@ -1087,6 +1288,26 @@ SNAPSHOT_DAMAGE: list[tuple[str, Callable[[dict[str, Any]], bytes]]] = [
         lambda d: json.dumps({**d, "iaq": {**d["iaq"], "baseline_ohm": -1.0}}).encode(),
     ),
     ("iaq not an object", lambda d: json.dumps({**d, "iaq": None}).encode()),
+    ("last_gas_iaq range", lambda d: json.dumps({**d, "last_gas_iaq": 376.0}).encode()),
+    ("last_gas_iaq bool", lambda d: json.dumps({**d, "last_gas_iaq": True}).encode()),
+    (
+        "no last_gas_iaq",
+        lambda d: json.dumps({k: v for k, v in d.items() if k != "last_gas_iaq"}).encode(),
+    ),
+    (
+        "version 1 with version 2 keys",  # a v1 snapshot has neither new key
+        lambda d: json.dumps({**d, "v": 1}).encode(),
+    ),
+    (
+        "no humidity_slope",
+        lambda d: json.dumps(
+            {**d, "iaq": {k: v for k, v in d["iaq"].items() if k != "humidity_slope"}}
+        ).encode(),
+    ),
+    (
+        "humidity_slope range",
+        lambda d: json.dumps({**d, "iaq": {**d["iaq"], "humidity_slope": 0.5}}).encode(),
+    ),
 ]
 
 
@@ -1112,7 +1333,7 @@ def test_restore_turns_any_unexpected_failure_into_err(
     module, host = app
     data = json.dumps(_good_snapshot(module, host)).encode()
 
-    def broken(*args: Any) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("bug")
 
     monkeypatch.setattr(module.IaqEstimator, "from_state", broken)
