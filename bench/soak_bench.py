@@ -23,6 +23,18 @@ process wrote (/proc/self/io: ``write_bytes`` counts what it sent to the
 block layer, page-cache writes the kernel flushes to the card later;
 ``wchar`` every byte passed to write(), cached or not).
 
+Each sample also splits RSS in two: the pages resident inside each plugin's
+guest linear memory (read from /proc/self/smaps within the memory wasmtime
+reserved for its current instance) and everything else, the host's own
+(Python's heap, wasmtime, SQLite, thread stacks). Drift is reported after a
+warm-up (the first ``WARMUP`` of the cycles: start-up allocations, the
+first commits, SQLite's page cache filling to its ``cache_size``), for the
+whole run too, and per fifth of the run, so a plateau can be told from a
+slope. ``WASIHOST_SOAK_TRACE=1`` also traces the host's Python allocations
+from the end of the warm-up (tracemalloc, much slower) and prints the ten
+call sites whose live memory grew most between the sample after the warm-up
+and the end.
+
 ``WASIHOST_SOAK_CYCLES`` sets the number of cycles (a full run otherwise
 runs for ``FULL_SECONDS`` of real time, a quick one ``QUICK_CYCLES``):
 ``WASIHOST_SOAK_CYCLES=400000 python -m bench.run --only soak`` is two
@@ -33,11 +45,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 import sqlite3
 import tempfile
 import threading
 import time
+import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,12 +61,17 @@ from bench.common import ROOT, Figure, figure, progress
 from wasihost.boards.sim import SimBoard
 from wasihost.config import parse_config
 from wasihost.host import PRUNE_INTERVAL_SECONDS, Host
+from wasihost.runtime.guest_memory import Memory
 
 INTERVAL_S = 2.0  # [polling] interval_seconds, the default
 COMMIT_INTERVAL_S = 60.0  # [history] commit_interval_seconds, the Pi's default
 QUICK_CYCLES = 20_000
 FULL_SECONDS = 300.0
 SAMPLE_EVERY = 500
+WARMUP = 0.2  # drift counts from this fraction of the run's cycles
+PHASES = 5  # RSS drift reported per fifth of the run
+TRACE_FRAMES = 4
+TRACE_TOP = 10
 START_MS = 1_780_000_000_000  # 2026-05-28: a synced clock
 DAY_S = 86_400.0
 YEAR_DAYS = 365.0
@@ -95,11 +115,48 @@ class Sample:
     wchar: int
     guest: dict[str, int | None] = field(default_factory=dict)
     recycles: dict[str, int] = field(default_factory=dict)
+    # MB resident inside each plugin's guest linear memory (its current instance).
+    guest_rss: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def host_rss_mb(self) -> float:
+        """RSS outside the guests' linear memories: the host's own."""
+        return self.rss_mb - sum(self.guest_rss.values())
 
 
 def _proc(name: str) -> dict[str, str]:
     lines = Path(f"/proc/self/{name}").read_text().splitlines()
     return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def _guest_resident(host: Host) -> dict[str, float]:
+    """MB resident in each plugin's guest linear memory, from /proc/self/smaps.
+
+    A memory is the mappings from its base up to the end of its reservation
+    (``guest_memory.Memory``); what is resident there is guest heap the guest
+    has touched (its memory image is mapped copy-on-write from the compiled
+    file, so pages it only read count too). The instance is the plugin's
+    current one: a recycle moves to a new one. A bench-only peek at
+    ``Plugin._instance``.
+    """
+    memories: list[tuple[str, Memory]] = []
+    for name, plugin in host.plugins.items():
+        instance = plugin._instance
+        if instance is not None:
+            memories += [(name, m) for m in instance.memories]
+    found = {name: 0.0 for name, _ in memories}
+    if not memories:
+        return found
+    owner: str | None = None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split(maxsplit=1)[0]
+            if not head.endswith(":"):  # a mapping: "start-end perms ..."
+                start = int(head.split("-")[0], 16)
+                owner = next((n for n, m in memories if m.base <= start < m.end), None)
+            elif head == "Rss:" and owner is not None:
+                found[owner] += int(line.split()[1]) / 1024
+    return found
 
 
 def _sample(host: Host, cycle: int, started: float, clock: SimClock, db: Path) -> Sample:
@@ -119,7 +176,13 @@ def _sample(host: Host, cycle: int, started: float, clock: SimClock, db: Path) -
         wchar=int(io["wchar"]),
         guest={n: s.get("guest_memory_bytes") for n, s in statuses.items()},
         recycles={n: int(s.get("recycles") or 0) for n, s in statuses.items()},
+        guest_rss=_guest_resident(host),
     )
+
+
+def _at(samples: list[Sample], cycle: float) -> Sample:
+    """The first sample at or after ``cycle`` (the last one if none)."""
+    return next((s for s in samples if s.cycle >= cycle), samples[-1])
 
 
 def _slope(xs: list[float], ys: list[float]) -> float:
@@ -166,6 +229,8 @@ async def _soak(workdir: Path, cycles: int | None, seconds: float) -> dict[str, 
     assert host.history is not None
     samples: list[Sample] = []
     prune_every = max(1, int(PRUNE_INTERVAL_SECONDS / INTERVAL_S))
+    trace = os.environ.get("WASIHOST_SOAK_TRACE") == "1"
+    traced: list[tracemalloc.Snapshot] = []  # after the warm-up, at the end
     started = time.perf_counter()
     samples.append(_sample(host, 0, started, clock, db))
     cycle = 0
@@ -183,6 +248,16 @@ async def _soak(workdir: Path, cycles: int | None, seconds: float) -> dict[str, 
                 await asyncio.to_thread(host.history.prune, clock.wall_ms())
             if cycle % SAMPLE_EVERY == 0:
                 samples.append(_sample(host, cycle, started, clock, db))
+                if trace and tracemalloc.is_tracing() and not traced:
+                    traced.append(tracemalloc.take_snapshot())
+                warm = cycle >= cycles * WARMUP if cycles is not None else (
+                    samples[-1].real_s >= seconds * WARMUP)  # fmt: skip
+                if trace and warm and not tracemalloc.is_tracing():
+                    progress(
+                        f"tracing Python allocations from cycle {cycle}: far slower, and "
+                        "RSS from here on includes tracemalloc's own tables"
+                    )
+                    tracemalloc.start(TRACE_FRAMES)
                 if cycle % (SAMPLE_EVERY * 20) == 0:
                     s = samples[-1]
                     progress(
@@ -190,6 +265,9 @@ async def _soak(workdir: Path, cycles: int | None, seconds: float) -> dict[str, 
                         f"{cycle / s.real_s:.0f} cycles/s, RSS {s.rss_mb:.1f} MB, "
                         f"db {s.db_bytes / MB:.1f} MB"
                     )
+        if traced:
+            traced.append(tracemalloc.take_snapshot())
+        tracemalloc.stop()
         host.flush_history()
         samples.append(_sample(host, cycle, started, clock, db))
         stats = {n: dataclasses.replace(p.stats) for n, p in host.plugins.items()}
@@ -212,7 +290,30 @@ async def _soak(workdir: Path, cycles: int | None, seconds: float) -> dict[str, 
         "stats": stats,
         "statuses": statuses,
         "retention_days": retention_days,
+        "traced": traced,
     }
+
+
+def _traced_growth(traced: list[tracemalloc.Snapshot]) -> Figure | None:
+    """The host's Python allocations that grew between the two snapshots: the
+    top ``TRACE_TOP`` call sites printed, their total as a figure."""
+    if len(traced) < 2:
+        return None
+    mine = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    first, last = (snap.filter_traces(mine) for snap in traced)
+    stats = last.compare_to(first, "traceback")
+    growth = sum(s.size_diff for s in stats)
+    progress(f"tracemalloc, after the warm-up to the end: {growth / 1024:+.1f} KiB in all; "
+             f"top {TRACE_TOP} by growth:")  # fmt: skip
+    for stat in stats[:TRACE_TOP]:
+        site, *callers = reversed(stat.traceback)  # the allocation, then who called it
+        progress(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  "
+                 f"{site.filename}:{site.lineno}")  # fmt: skip
+        for frame in callers[:3]:
+            progress(f"        via {frame.filename}:{frame.lineno}")
+    return figure("soak", "Python heap growth after warm-up (tracemalloc)", "KiB",
+                  [growth / 1024], f"live memory allocated after the warm-up, net; "
+                  f"top site {stats[0].size_diff / 1024:+.1f} KiB" if stats else "")  # fmt: skip
 
 
 def _figures(result: dict[str, Any]) -> list[Figure]:
@@ -221,26 +322,58 @@ def _figures(result: dict[str, Any]) -> list[Figure]:
     end = samples[-1]
     cycles = end.cycle
     polls = cycles * len(sensors)
-    # Warm-up: the first tenth of the run (at least one sample in), so start-up
-    # allocations, the first commit and the caches filling do not count as drift.
-    warm = next((s for s in samples if s.cycle >= max(SAMPLE_EVERY, cycles // 10)), samples[0])
+    # Warm-up: the first WARMUP of the run (at least one sample in), so start-up
+    # allocations, the first commits and the caches filling do not count as drift.
+    warm = _at(samples, max(SAMPLE_EVERY, int(cycles * WARMUP)))
     after = [s for s in samples if s.cycle >= warm.cycle]
-    half = next(s for s in samples if s.cycle >= cycles // 2)
+    half = _at(samples, cycles // 2)
+    second = [s for s in samples if s.cycle >= half.cycle]
     sim_days = (end.sim_s - warm.sim_s) / DAY_S or 1e-9
     sim_hours = sim_days * 24
     group = "soak"
-    rss_slope = _slope([s.cycle * len(sensors) for s in after], [s.rss_mb for s in after])
+
+    def trend(of: list[Sample], value: Callable[[Sample], float]) -> float:
+        """MB per million polls, least squares over the samples ``of``."""
+        return _slope([s.cycle * len(sensors) for s in of], [value(s) for s in of]) * 1e6
+
+    def rss(s: Sample) -> float:
+        return s.rss_mb
+
+    def host_rss(s: Sample) -> float:
+        return s.host_rss_mb
+
+    def guest_rss(s: Sample) -> float:
+        return sum(s.guest_rss.values())
+
+    bounds = [_at(samples, cycles * i // PHASES) for i in range(PHASES + 1)]
+    pairs = list(itertools.pairwise(bounds))
+    phases = [b.rss_mb - a.rss_mb for a, b in pairs]
     down = ", ".join(f"{n} {s}" for n, s in result["not_running"].items())
     figures = [
         figure(group, "cycles per second", "1/s", [cycles / end.real_s],
                f"{cycles} cycles, {polls} polls of {len(sensors)} sensor plugins, "
                f"{end.sim_s / DAY_S:.2f} simulated days in {end.real_s:.0f} s"
                + (f"; not running after load: {down}" if down else "")),
-        figure(group, "RSS drift, warm-up to end", "MB", [end.rss_mb - warm.rss_mb],
-               f"from {warm.rss_mb:.1f} MB at cycle {warm.cycle}; target < 2 over 2,000,000 "
-               f"polls; trend {rss_slope * 1e6:+.2f} MB per million polls"),
-        figure(group, "RSS drift, second half of the run", "MB", [end.rss_mb - half.rss_mb],
-               f"from cycle {half.cycle}: does it level off?"),
+        figure(group, f"RSS drift, after warm-up ({WARMUP:.0%} to end)", "MB",
+               [end.rss_mb - warm.rss_mb],
+               f"{warm.rss_mb:.1f} MB at cycle {warm.cycle} -> {end.rss_mb:.1f}; target < 2 "
+               f"over 2,000,000 polls; trend {trend(after, rss):+.2f} MB per million polls, "
+               f"{trend(second, rss):+.2f} in the second half"),
+        figure(group, "RSS drift, whole run", "MB", [end.rss_mb - samples[0].rss_mb],
+               f"from {samples[0].rss_mb:.1f} MB after loading, warm-up included"),
+        figure(group, "RSS drift per fifth of the run", "MB", phases,
+               "; ".join(f"cycles {a.cycle}-{b.cycle}: {b.rss_mb - a.rss_mb:+.2f}"
+                         for a, b in pairs)),
+        figure(group, "RSS drift outside guest memory, after warm-up", "MB",
+               [end.host_rss_mb - warm.host_rss_mb],
+               f"the host's own (Python, wasmtime, SQLite, stacks): {warm.host_rss_mb:.1f} -> "
+               f"{end.host_rss_mb:.1f} MB; trend {trend(after, host_rss):+.2f} MB per million "
+               f"polls, {trend(second, host_rss):+.2f} in the second half"),
+        figure(group, "RSS drift inside guest memory, after warm-up", "MB",
+               [guest_rss(end) - guest_rss(warm)],
+               f"pages the guests touched: {guest_rss(warm):.1f} -> {guest_rss(end):.1f} MB; "
+               f"trend {trend(after, guest_rss):+.2f} MB per million polls; bounded by each "
+               "plugin's recycle at 85% of max_memory_mb"),
         figure(group, "RSS over the run", "MB", [s.rss_mb for s in after], "per sample"),
     ]  # fmt: skip
     for name in result["statuses"]:
@@ -253,6 +386,17 @@ def _figures(result: dict[str, Any]) -> list[Figure]:
                    f"{last / MB:.1f} MB at the end; {recycles} recycles after warm-up, "
                    f"{end.recycles.get(name, 0)} in all; target: no trap from growth")
         )  # fmt: skip
+        touched = (end.guest_rss.get(name, 0.0), warm.guest_rss.get(name, 0.0))
+        if recycles == 0:  # across a recycle the two instances are not comparable
+            figures.append(
+                figure(group, f"guest memory resident drift: {name}", "MB",
+                       [touched[0] - touched[1]],
+                       f"{touched[1]:.1f} -> {touched[0]:.1f} MB resident of its "
+                       f"{last / MB:.1f} MB linear memory")
+            )  # fmt: skip
+    traced = _traced_growth(result["traced"])
+    if traced is not None:
+        figures.append(traced)
     figures += [
         figure(group, "open file descriptors drift", "count", [float(end.fds - warm.fds)],
                f"{warm.fds} -> {end.fds}"),
