@@ -45,8 +45,8 @@ UNAVAILABLE = "unavailable"
 
 class Filter:
     """One filter's state. ``new_value`` takes a value and returns what goes on
-    down the chain, or None to drop it; ``tick`` is called once per cycle
-    before any new value and returns what a timer emits now, or None.
+    down the chain, or None to drop it; ``tick`` is called once per cycle,
+    after that cycle's value, and returns what a timer emits now, or None.
 
     The base passes every value on and has no timer.
     """
@@ -811,19 +811,23 @@ class FilterChain:
         self.filters = [spec.build() for spec in specs]
 
     def step(self, value: float | None, now: float) -> float | None:
-        """One cycle: first every filter's timer (what one emits goes on through
-        the filters after it), then ``value`` (None: the measurement had no value
-        this cycle). Returns the chain's last output of the cycle, or None when
-        nothing came out; NaN means unavailable."""
+        """One cycle: first ``value`` (None: the measurement had no value this
+        cycle), then every filter's timer, in order (what one emits goes on
+        through the filters after it). Returns the chain's last output of the
+        cycle, or None when nothing came out; NaN means unavailable.
+
+        The value goes first so that a timer due in the same cycle sees it: a
+        heartbeat sends the newest value, and a timeout reset by it stays quiet
+        rather than send unavailable just before the value.
+        """
         out: float | None = None
+        if value is not None:
+            out = self._feed(0, value, now)
         for i, filter_ in enumerate(self.filters):
             fired = filter_.tick(now)
             if fired is not None:
                 passed = self._feed(i + 1, fired, now)
                 out = passed if passed is not None else out
-        if value is not None:
-            passed = self._feed(0, value, now)
-            out = passed if passed is not None else out
         return out
 
     def _feed(self, start: int, value: float, now: float) -> float | None:
