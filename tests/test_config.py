@@ -236,3 +236,82 @@ def test_a_plugin_of_another_name_gets_no_sensor_key() -> None:
     plugins = {"x": {"world": "dht22-plugin"}}
     specs = _specs(parse_config({"sensors": {"dht22": {"gpio_pin": 17}}, "plugins": plugins}))
     assert specs["x"] == (Grants(buzzer=True), "{}")  # the buzzer: its world imports it
+
+
+FILTERS_TOML = """
+[[plugins.dht22.filters.temperature]]
+offset = -0.5
+
+[[plugins.dht22.filters.temperature]]
+median = { window_size = 5, send_every = 1 }
+
+[plugins.bme680.filters]
+gas_resistance = [{ median = {} }, { throttle_average = "1min" }]
+iaq = [{ filter_out = [nan, 500.0] }, { timeout = { timeout = 30, value = "last" } }]
+"""
+
+
+def test_filters_are_ordered_lists_per_measurement_in_either_toml_form() -> None:
+    from wasihost.filters import FilterOut, Median, Offset, ThrottleAverage, Timeout
+
+    config = parse_config(tomllib.loads(FILTERS_TOML), Path("host.toml"))
+    assert config.plugins["dht22"].filters == {
+        "temperature": (Offset(-0.5), Median(window_size=5, send_every=1)),
+    }
+    bme680 = config.plugins["bme680"].filters
+    assert bme680["gas_resistance"] == (Median(), ThrottleAverage(60.0))
+    (out, timeout) = bme680["iaq"]
+    assert isinstance(out, FilterOut) and out.values[1] == 500.0
+    assert timeout == Timeout(30.0, None)
+    assert parse_config({"plugins": {"dht22": {}}}).plugins["dht22"].filters == {}
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (
+            {"temperature": [{"offset": -0.5}, {"median": {"window_size": 0}}]},
+            "plugins.dht22.filters.temperature[1].median.window_size: must be at least 1 (got 0)",
+        ),
+        (
+            {"temperature": [{"smooth": 3}]},
+            "plugins.dht22.filters.temperature[0].smooth: unknown filter (expected one of: offset,",
+        ),
+        (
+            {"humidity": [{"exponential_moving_average": {"alpha": 2}}]},
+            "plugins.dht22.filters.humidity[0].exponential_moving_average.alpha: must be above 0 "
+            "and at most 1 (got 2.0)",
+        ),
+        (
+            {"t": [{"calibrate_linear": ["20 -> 21"]}]},
+            "plugins.dht22.filters.t[0].calibrate_linear.datapoints: needs at least 2 datapoints",
+        ),
+        (
+            {"t": [{"calibrate_linear": ["20 -> 21", "twenty -> 22"]}]},
+            "plugins.dht22.filters.t[0].calibrate_linear.datapoints[1]: expected a datapoint like",
+        ),
+        (
+            {"t": [{"clamp": {"min_value": 10, "max_value": 0}}]},
+            "plugins.dht22.filters.t[0].clamp.min_value: must not be above max_value (0) (got 10)",
+        ),
+        (
+            {"t": [{"throttle": "a while"}]},
+            'plugins.dht22.filters.t[0].throttle: expected seconds, or a duration like "30s"',
+        ),
+        ({"t": {"offset": 1}}, "plugins.dht22.filters.t: expected a list of filters"),
+        ({"t": [{"offset": 1, "round": 1}]}, "plugins.dht22.filters.t[0]: expected one filter"),
+        ([1], "plugins.dht22.filters: expected a table of measurement name = list of filters"),
+    ],
+)
+def test_a_bad_filter_names_its_entry_and_the_file(filters: object, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"plugins": {"dht22": {"filters": filters}}}, Path("config/host.toml"))
+    assert str(info.value).startswith(f"config/host.toml: {expected}")
+
+
+def test_filters_of_a_plugin_written_with_underscores_reach_its_normalised_name() -> None:
+    data = {"plugins": {"pi_monitor": {"filters": {"cpu_load": [{"round": 0}]}}}}
+    config = parse_config(data)
+    assert set(config.plugins["pi-monitor"].filters) == {"cpu_load"}
+    with pytest.raises(ConfigError, match=r"plugins\.pi_monitor\.filters\.cpu_load\[0\]\.round"):
+        parse_config({"plugins": {"pi_monitor": {"filters": {"cpu_load": [{"round": 1.5}]}}}})
