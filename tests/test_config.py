@@ -315,3 +315,13 @@ def test_filters_of_a_plugin_written_with_underscores_reach_its_normalised_name(
     assert set(config.plugins["pi-monitor"].filters) == {"cpu_load"}
     with pytest.raises(ConfigError, match=r"plugins\.pi_monitor\.filters\.cpu_load\[0\]\.round"):
         parse_config({"plugins": {"pi_monitor": {"filters": {"cpu_load": [{"round": 1.5}]}}}})
+
+
+def test_the_documented_filter_examples_are_valid() -> None:
+    text = (ROOT / "docs" / "CONFIG.md").read_text(encoding="utf-8")
+    section = text.split("## Sensor filters", 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("```toml\n")[1:]
+    assert len(blocks) >= 6
+    for block in blocks:
+        config = parse_config(tomllib.loads(block.split("```", 1)[0]), Path("CONFIG.md"))
+        assert any(plugin.filters for plugin in config.plugins.values())
