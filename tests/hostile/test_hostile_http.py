@@ -226,8 +226,8 @@ def tamper(path: Path, rows: list[tuple[int, object]]) -> None:
             "SELECT id FROM series WHERE plugin = 'dht22' AND field = 'temperature'"
         ).fetchone()
         db.executemany(
-            "INSERT OR REPLACE INTO samples (series_id, ts_ms, value) VALUES (?, ?, ?)",
-            [(series_id, ts, value) for ts, value in rows],
+            "INSERT OR REPLACE INTO timeline (id, series_id, value) VALUES ((? << 12) | ?, ?, ?)",
+            [(ts, series_id, series_id, value) for ts, value in rows],
         )
 
 

@@ -51,7 +51,7 @@ def test_only_finite_numbers_leave_a_tampered_database(tmp_path: Path) -> None:
     history.write([reading(1_000, 20.0)])
     with sqlite3.connect(tmp_path / "h.sqlite3") as db:
         db.executemany(
-            "INSERT INTO samples (series_id, ts_ms, value) VALUES (1, ?, ?)",
+            "INSERT INTO timeline (id, series_id, value) VALUES ((? << 12) | 1, 1, ?)",
             [
                 (2_000, float("inf")),
                 (3_000, "text"),
@@ -279,3 +279,47 @@ def test_the_commit_interval_defaults_to_a_minute_on_a_pi_only(
     """A Pi writes to an SD card: a commit a minute, not one a cycle (docs/CONFIG.md)."""
     host = make_host(make_config({}, board={"kind": kind}))  # on the simulated board
     assert host._commit_interval_s == seconds
+
+
+def test_a_database_keyed_by_series_first_is_moved_to_the_timeline(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database from before the timeline (samples keyed by series, then time)
+    opens with every sample in the timeline, in one step, said in the log."""
+    path = tmp_path / "h.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """
+            CREATE TABLE series (id INTEGER PRIMARY KEY, plugin TEXT NOT NULL,
+                field TEXT NOT NULL, unit TEXT NOT NULL, device_class TEXT NOT NULL,
+                UNIQUE (plugin, field));
+            CREATE TABLE samples (series_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
+                value REAL NOT NULL, PRIMARY KEY (series_id, ts_ms)) WITHOUT ROWID;
+            CREATE INDEX samples_by_time ON samples (ts_ms);
+            INSERT INTO series VALUES (1, 'dht22', 'temperature', '°C', 'temperature');
+            INSERT INTO series VALUES (2, 'dht22', 'humidity', '%', 'humidity');
+            """
+        )
+        db.executemany(
+            "INSERT INTO samples VALUES (?, ?, ?)",
+            [(s, T0 + i * 1000, float(i + s)) for i in range(100) for s in (1, 2)],
+        )
+    with caplog.at_level("INFO", "wasihost.history"):
+        history = History(path)
+    assert "moving 200 samples to the time-ordered layout" in caplog.text
+    series = history.query("dht22", "humidity", T0, T0 + 99_000, 1000)
+    assert series.points == [(T0 + i * 1000, float(i + 2)) for i in range(100)]
+    history.write([reading(T0 + 100_000, 99.0)])  # and it goes on
+    assert history.query("dht22", "temperature", T0 + 99_000, T0 + 100_000).points == [
+        (T0 + 99_000, 100.0),
+        (T0 + 100_000, 99.0),
+    ]
+    # The moved samples get their statistics although a write came first (2 buckets).
+    assert history.compile_missing() == 2
+    hour = history.query("dht22", "temperature", T0, T0 + 100_000, 10, "1h")
+    assert [(lo, hi) for lo, hi in hour.extents] == [(1.0, 100.0)]
+    assert history.compile_missing() == 0  # once
+    history.close()
+    with sqlite3.connect(path) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert "samples" not in tables and "samples_by_time" not in tables

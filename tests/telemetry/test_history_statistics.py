@@ -100,22 +100,31 @@ def test_statistics_are_pruned_by_recorded_time(tmp_path: Path) -> None:
     history.close()
 
 
-@pytest.mark.parametrize(
-    ("span_ms", "expected"),
-    [
-        (HOUR_MS, "raw"),
-        (DAY_MS, "raw"),
-        (2 * DAY_MS, "raw"),
-        (7 * DAY_MS, "1h"),
-        (365 * DAY_MS, "1h"),
-    ],
-)
-def test_auto_resolution_on_a_young_host(tmp_path: Path, span_ms: int, expected: str) -> None:
-    """On a host started an hour ago, a day's chart shows the raw samples, not two
-    5-minute rows: statistics reach no further back than they do."""
+@pytest.mark.parametrize("span_ms", [HOUR_MS, DAY_MS, 7 * DAY_MS, 365 * DAY_MS])
+def test_auto_resolution_on_a_young_host(tmp_path: Path, span_ms: int) -> None:
+    """On a host started an hour ago, a day's chart shows the raw samples, not twelve
+    5-minute rows: an hour of samples is quick to read, and statistics reach no
+    further back than they do."""
     history = History(tmp_path / "h.sqlite3")
     history.write([reading(T0 + i * 2_000, 20.0) for i in range(1800)])
     now = T0 + HOUR_MS
+    series = history.query("dht22", "temperature", now - span_ms, now, 300, "auto")
+    assert series.resolution == "raw"
+    assert series.points
+    history.close()
+
+
+@pytest.mark.parametrize(
+    ("span_ms", "expected"),
+    [(HOUR_MS, "raw"), (6 * HOUR_MS, "raw"), (DAY_MS, "5m"), (7 * DAY_MS, "1h")],
+)
+def test_auto_resolution_on_a_host_that_ran_for_days(
+    tmp_path: Path, span_ms: int, expected: str
+) -> None:
+    """Raw samples while the range's samples are quick to scan (6 h), then statistics."""
+    history = History(tmp_path / "h.sqlite3")
+    history.write([reading(T0 + i * 60_000, 20.0) for i in range(3 * 24 * 60)])
+    now = T0 + 3 * DAY_MS
     series = history.query("dht22", "temperature", now - span_ms, now, 300, "auto")
     assert series.resolution == expected
     assert series.points

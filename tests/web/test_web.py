@@ -173,6 +173,17 @@ async def test_history_endpoint_returns_the_series(
         ({"plugin": "dht22", "field": "temperature", "points": "1"}, 400, "points:"),
         ({"plugin": "dht22", "field": "temperature", "since": "10", "until": "5"}, 400, "after"),
         ({"plugin": "dht22", "field": "temperature", "resolution": "1d"}, 400, "resolution must"),
+        (
+            {
+                "plugin": "dht22",
+                "field": "temperature",
+                "since": "0",
+                "until": str(49 * 3_600_000),
+                "resolution": "raw",
+            },
+            400,
+            "raw samples are served for ranges up to 48 h",
+        ),
     ],
 )
 async def test_history_endpoint_rejects_bad_queries(
@@ -186,15 +197,15 @@ async def test_history_endpoint_rejects_bad_queries(
 async def test_history_endpoint_serves_statistics(
     client: TestClient, seed_host: Host, board: SimBoard
 ) -> None:
-    """An hourly row is ``[bucket start, mean, min, max]``; a range of a day with
-    nothing older than the raw samples is answered from them, ``[t, value]``."""
+    """An hourly row is ``[bucket start, mean, min, max]``; a range of a day holding
+    only seconds of samples is answered from them, ``[t, value]``."""
     assert seed_host.history is not None
     for value in (18.0, 19.0, 23.0):
         board.set_dht22(value, 50.0)
         await seed_host.after_cycle(await seed_host.cycle.run_once())
     now = max(t for t, _ in seed_host.history.query("dht22", "temperature", 0, 2**52).points)
     params = {"plugin": "dht22", "field": "temperature", "until": str(now)}
-    year = {**params, "since": str(now - 365 * 86_400_000)}
+    year = {**params, "since": str(now - 365 * 86_400_000), "resolution": "1h"}
     body = await (await client.get("/api/history", params=year)).json()
     assert body["resolution"] == "1h"
     [[start, mean, low, high]] = body["points"]

@@ -24,7 +24,7 @@ from aiohttp.typedefs import Handler
 from wasihost.clock import wall_clock_ms
 from wasihost.errors import ConfigError, PluginError
 from wasihost.runtime.plugin import PluginState
-from wasihost.telemetry.history import Resolution
+from wasihost.telemetry.history import RAW_LIMIT_RANGE_MS, Resolution
 from wasihost.web import edge, operator, shell
 from wasihost.web.node import Node
 
@@ -284,6 +284,12 @@ async def history(request: web.Request) -> web.Response:
             raise BadRequest(f"since ({since}) is after until ({until})")
         if until - since > MAX_HISTORY_RANGE_MS:
             raise BadRequest(f"the range is longer than {MAX_HISTORY_RANGE_MS // DAY_MS} days")
+        if resolution == "raw" and until - since > RAW_LIMIT_RANGE_MS:
+            # Reading one series' raw samples scans every series' in the range.
+            raise BadRequest(
+                f"raw samples are served for ranges up to {RAW_LIMIT_RANGE_MS // 3_600_000} h; "
+                "ask for resolution=5m or 1h (or auto)"
+            )
     except BadRequest as exc:
         return operator.error(400, str(exc))
     # A series with no samples yet is an empty 200, not a 404: a dashboard
