@@ -277,7 +277,7 @@ async def _soak(workdir: Path, cycles: int | None, seconds: float) -> dict[str, 
     # The database as it stays: WAL checkpointed into the file, then its size and rows.
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        rows = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+        rows = conn.execute("SELECT count(*) FROM timeline").fetchone()[0]
         series = conn.execute("SELECT count(*) FROM series").fetchone()[0]
     conn.close()
     return {
