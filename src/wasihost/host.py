@@ -57,7 +57,7 @@ HISTORY_RETRY_MAX_S = 300.0
 # oldest first: a backlog drains over a few cycles, never in one long transaction.
 HISTORY_DRAIN_READINGS = 1_000
 # [history] commit_interval_seconds and [mqtt] outbox_write_interval_seconds
-# when unset: a Pi writes to an SD card (docs/PERFORMANCE.md#disk).
+# when unset: a Pi writes to an SD card (docs/PERFORMANCE.md, "Disk").
 PI_COMMIT_INTERVAL_S = 60.0
 
 
@@ -176,7 +176,9 @@ class Host:
         self._history_failing_since = 0.0  # monotonic, from the first of them
         self._history_dropped_at_failure = 0  # history_dropped when they started
         self._history_dropping = False  # the backlog is full: logged once until a commit
-        self.snapshots = SnapshotStore(Path(config.state.dir), config.state.save_interval_seconds)
+        self.snapshots = SnapshotStore(
+            Path(config.state.dir), config.state.save_interval_seconds, clock=monotonic
+        )
         self.reloader = Reloader(self.plugins, self.snapshots)
         # Grants and worlds never change while the host runs.
         self._devices = {name: self._devices_of(p) for name, p in self.plugins.items()}
@@ -217,6 +219,8 @@ class Host:
                 on_message=self.fleet.handle if self.fleet else None,
                 clock_ms=clock_ms,
                 monotonic=monotonic,
+                board_kind=self.board.kind,  # HA's device model and "Visit" link
+                web_bind=(config.web.host, config.web.port) if config.web.enabled else None,
             )
 
     @property

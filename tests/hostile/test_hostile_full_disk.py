@@ -244,7 +244,6 @@ def full_host(
     mqtt = {"enabled": True, "outbox_path": str(tmp_path / "outbox.sqlite3")}
     state = {"dir": str(tmp_path / "state"), "save_interval_seconds": 10}
     host = make_host(make_config({"bme680": {}}, mqtt=mqtt, state=state))
-    host.snapshots._clock = monotonic  # the host's own clock, as the store's default is
     return host
 
 

@@ -67,6 +67,24 @@ def test_buzzer_chatter_is_rate_limited(
     assert host.statuses()["chatter"]["refused_by_kind"] == {"buzzer-rate": 2}
 
 
+def test_the_rate_limit_counts_on_the_hosts_clock(
+    make_config: MakeConfig, make_host: MakeHost, board: SimBoard, monotonic: Any
+) -> None:
+    """A minute of the host's clock frees the limit, whatever the real time: the soak
+    benchmark's simulated minutes, and any test, see what a Pi would."""
+    host = make_host(
+        make_config({"chatter": {**chaos(mode="beep"), "max_actuator_changes_per_minute": 3}})
+    )
+    plugin = host.plugins["chatter"]
+    for _ in range(3):
+        plugin.call()
+    with pytest.raises(GuestError, match="limited to 3 per minute"):
+        plugin.call()
+    monotonic.advance(60.0)
+    plugin.call()  # a minute later on the host's clock
+    assert len(board.beeps) == 4
+
+
 def test_print_flood_is_capped(
     make_config: MakeConfig, make_host: MakeHost, caplog: pytest.LogCaptureFixture
 ) -> None:

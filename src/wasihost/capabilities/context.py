@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ class CapabilityContext:
     grants: Grants
     clock_ms: Callable[[], int] = wall_clock_ms  # injectable so tests need not sleep
     actuator_changes_per_minute: int = 6
+    # The host's monotonic clock, which rate limits count on (simulated in tests and benches).
+    monotonic: Callable[[], float] = time.monotonic
     refusals: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _limits: dict[str, RateLimit] = field(default_factory=dict, repr=False)
@@ -40,7 +43,9 @@ class CapabilityContext:
         with self._lock:
             limit = self._limits.get(actuator)
             if limit is None:
-                limit = self._limits[actuator] = RateLimit(self.actuator_changes_per_minute)
+                limit = self._limits[actuator] = RateLimit(
+                    self.actuator_changes_per_minute, clock=self.monotonic
+                )
         if not limit.allow():
             raise self.refuse(
                 f"{actuator}-rate",

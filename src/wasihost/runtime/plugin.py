@@ -188,10 +188,11 @@ class Plugin:
             spec.grants,
             clock_ms,
             actuator_changes_per_minute=spec.max_actuator_changes_per_minute,
+            monotonic=monotonic,
         )
         # Output limits outlive instances: a plugin that traps and restarts in
         # a loop must not get a fresh log budget each time.
-        log_limit = RateLimit(spec.max_log_lines_per_minute)
+        log_limit = RateLimit(spec.max_log_lines_per_minute, clock=monotonic)
         self.output = (
             GuestOutput(spec.name, "stdout", log_limit),
             GuestOutput(spec.name, "stderr", log_limit),
