@@ -73,3 +73,24 @@ def write_results(figures: Sequence[Figure], command: str) -> Path:
     }  # fmt: skip
     RESULTS.write_text(json.dumps(document, indent=2) + "\n")
     return RESULTS
+
+
+# name: (folder, led, extra plugin config), as config/host.toml gives them.
+SEED: dict[str, tuple[str, int | None, dict[str, Any]]] = {
+    "pi_monitor": ("pi-monitor", 0, {}),
+    "dht22": ("dht22", 1, {"grants": {"gpio_pins": [4]}, "settings": {"gpio_pin": 4}}),
+    "bme680": ("bme680", 2, {"grants": {"i2c_addresses": ["0x77"]},
+                             "settings": {"i2c_address": 0x77}}),
+    "dashboard": ("dashboard", None, {}),
+    "sht31": ("sht31", 3, {"world": "sensor-plugin", "grants": {"i2c_addresses": ["0x44"]}}),
+}  # fmt: skip
+
+
+def seed_plugin_tables() -> dict[str, dict[str, Any]]:
+    """The seed plugins' ``[plugins.*]`` tables, as source plugins from this checkout."""
+    plugins: dict[str, dict[str, Any]] = {}
+    for name, (folder, led, extra) in SEED.items():
+        plugins[name] = {"source": str(ROOT / "plugins" / folder), **extra}
+        if led is not None:
+            plugins[name]["led"] = led
+    return plugins

@@ -67,7 +67,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Figure, figure, progress
+from bench.common import ROOT, Figure, figure, progress, seed_plugin_tables
 
 INTERVAL_S = 2.0  # [polling] interval_seconds, the default
 DAY_S = 86_400.0
@@ -83,16 +83,6 @@ DRAIN_BATCH = 100  # mqtt.BATCH
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"  # as wasihost run
 MB = 1_000_000
 MARKER_FD = 987_654  # never open: fsync() fails with EBADF
-
-# name: (folder, led, extra plugin config), as config/host.toml gives them.
-SEED: dict[str, tuple[str, int | None, dict[str, Any]]] = {
-    "pi_monitor": ("pi-monitor", 0, {}),
-    "dht22": ("dht22", 1, {"grants": {"gpio_pins": [4]}, "settings": {"gpio_pin": 4}}),
-    "bme680": ("bme680", 2, {"grants": {"i2c_addresses": ["0x77"]},
-                             "settings": {"i2c_address": 0x77}}),
-    "dashboard": ("dashboard", None, {}),
-    "sht31": ("sht31", 3, {"world": "sensor-plugin", "grants": {"i2c_addresses": ["0x44"]}}),
-}  # fmt: skip
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -233,11 +223,7 @@ def _measured(
 def _seed_config(workdir: Path, show_sensor_data: bool) -> Any:
     from wasihost.config import parse_config
 
-    plugins: dict[str, Any] = {}
-    for name, (folder, led, extra) in SEED.items():
-        plugins[name] = {"source": str(ROOT / "plugins" / folder), **extra}
-        if led is not None:
-            plugins[name]["led"] = led
+    plugins: dict[str, Any] = seed_plugin_tables()
     return parse_config({
         "polling": {"interval_seconds": INTERVAL_S},
         "logging": {"show_sensor_data": show_sensor_data},

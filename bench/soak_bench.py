@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Figure, figure, progress
+from bench.common import ROOT, Figure, figure, progress, seed_plugin_tables
 from wasihost.boards.sim import SimBoard
 from wasihost.config import parse_config
 from wasihost.host import PRUNE_INTERVAL_SECONDS, Host
@@ -76,16 +76,6 @@ START_MS = 1_780_000_000_000  # 2026-05-28: a synced clock
 DAY_S = 86_400.0
 YEAR_DAYS = 365.0
 MB = 1024 * 1024
-
-# name: (folder, led, extra plugin config), as config/host.toml gives them.
-SEED: dict[str, tuple[str, int | None, dict[str, Any]]] = {
-    "pi_monitor": ("pi-monitor", 0, {}),
-    "dht22": ("dht22", 1, {"grants": {"gpio_pins": [4]}, "settings": {"gpio_pin": 4}}),
-    "bme680": ("bme680", 2, {"grants": {"i2c_addresses": ["0x77"]},
-                             "settings": {"i2c_address": 0x77}}),
-    "dashboard": ("dashboard", None, {}),
-    "sht31": ("sht31", 3, {"world": "sensor-plugin", "grants": {"i2c_addresses": ["0x44"]}}),
-}  # fmt: skip
 
 
 class SimClock:
@@ -196,11 +186,7 @@ def _slope(xs: list[float], ys: list[float]) -> float:
 
 async def _soak(workdir: Path, cycles: int | None, seconds: float) -> dict[str, Any]:
     db = workdir / "history.sqlite3"
-    plugins: dict[str, Any] = {}
-    for name, (folder, led, extra) in SEED.items():
-        plugins[name] = {"source": str(ROOT / "plugins" / folder), **extra}
-        if led is not None:
-            plugins[name]["led"] = led
+    plugins: dict[str, Any] = seed_plugin_tables()
     plugins["generic"] = {
         "wasm": str(ROOT / "build" / "test-plugins" / "generic.wasm"),
         "world": "sensor-plugin",

@@ -81,6 +81,17 @@ log = logging.getLogger("wasihost.history")
 # so a running host's gaps all count; a clock step shorter than this counts as time.
 MAX_GAP_MS = 2 * 3_600_000
 
+# Statistics per bucket and series: the 5-minute and the hourly table.
+_STATS_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
+    bucket_ms INTEGER NOT NULL,
+    series_id INTEGER NOT NULL REFERENCES series(id),
+    n INTEGER NOT NULL,
+    mean REAL NOT NULL,
+    min REAL NOT NULL,
+    max REAL NOT NULL,
+    PRIMARY KEY (bucket_ms, series_id)
+) WITHOUT ROWID;"""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
@@ -95,30 +106,16 @@ CREATE TABLE IF NOT EXISTS timeline (
     series_id INTEGER NOT NULL REFERENCES series(id),
     value REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS stats_5m (
-    bucket_ms INTEGER NOT NULL,
-    series_id INTEGER NOT NULL REFERENCES series(id),
-    n INTEGER NOT NULL,
-    mean REAL NOT NULL,
-    min REAL NOT NULL,
-    max REAL NOT NULL,
-    PRIMARY KEY (bucket_ms, series_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stats_1h (
-    bucket_ms INTEGER NOT NULL,
-    series_id INTEGER NOT NULL REFERENCES series(id),
-    n INTEGER NOT NULL,
-    mean REAL NOT NULL,
-    min REAL NOT NULL,
-    max REAL NOT NULL,
-    PRIMARY KEY (bucket_ms, series_id)
-) WITHOUT ROWID;
+{stats_5m}
+{stats_1h}
 CREATE INDEX IF NOT EXISTS stats_1h_by_series ON stats_1h (series_id, bucket_ms);
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-"""
+""".format(
+    stats_5m=_STATS_TABLE.format(name="stats_5m"), stats_1h=_STATS_TABLE.format(name="stats_1h")
+)
 
 # A sample's key in the timeline: its stamp, then its series in the low bits.
 SERIES_BITS = 12
