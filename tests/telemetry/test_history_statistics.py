@@ -115,19 +115,26 @@ def test_auto_resolution_on_a_young_host(tmp_path: Path, span_ms: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("span_ms", "expected"),
-    [(HOUR_MS, "raw"), (6 * HOUR_MS, "raw"), (DAY_MS, "5m"), (7 * DAY_MS, "1h")],
+    ("span_ms", "expected", "points"),
+    [
+        (HOUR_MS, "raw", 60),
+        (6 * HOUR_MS, "raw", 240),
+        (DAY_MS, "5m", 144),  # the dashboard's day: 288 five-minute rows merged in pairs
+        (3 * DAY_MS, "5m", 216),  # 864 rows merged in fours (whole buckets per point)
+        (7 * DAY_MS, "1h", 72),  # three days recorded
+    ],
 )
 def test_auto_resolution_on_a_host_that_ran_for_days(
-    tmp_path: Path, span_ms: int, expected: str
+    tmp_path: Path, span_ms: int, expected: str, points: int
 ) -> None:
-    """Raw samples while the range's samples are quick to scan (6 h), then statistics."""
+    """Raw samples while the range's samples are quick to scan (6 h), then the finest
+    statistics that are at most four times the points asked for, merged to them."""
     history = History(tmp_path / "h.sqlite3")
     history.write([reading(T0 + i * 60_000, 20.0) for i in range(3 * 24 * 60)])
     now = T0 + 3 * DAY_MS
-    series = history.query("dht22", "temperature", now - span_ms, now, 300, "auto")
+    series = history.query("dht22", "temperature", now - span_ms, now, 240, "auto")
     assert series.resolution == expected
-    assert series.points
+    assert len(series.points) == points
     history.close()
 
 

@@ -50,8 +50,9 @@ tables are keyed by bucket first, like the timeline: a commit rewrites the
 one or two pages holding the current buckets of every series. Only the
 hourly table has a per-series index, written once per new hour; 5-minute
 rows are read only for ranges short enough to scan. ``query`` picks the
-resolution a range needs: raw samples up to ``RAW_MAX_RANGE_MS``, then the
-finest statistics with at most the points asked for. Statistics are pruned
+resolution a range needs: raw samples while they span up to ``RAW_MAX_RANGE_MS``,
+then the finest statistics with at most four times the points asked for
+(merged to those points). Statistics are pruned
 by recorded time, like samples.
 
 The connection is shared by worker threads under a lock; callers run
@@ -129,6 +130,9 @@ HOUR_MS = 3_600_000
 # commit's samples to a few pages), 10 ms for 16 series over 6 h here.
 RAW_MAX_RANGE_MS = 6 * HOUR_MS
 RAW_LIMIT_RANGE_MS = 48 * HOUR_MS
+# Statistics at a resolution up to this many times the points asked for are
+# read and merged; beyond, the next coarser resolution.
+STATISTICS_OVERSAMPLE = 4
 
 Resolution = Literal["raw", "5m", "1h"]
 RESOLUTIONS: tuple[Resolution, ...] = ("raw", "5m", "1h")
@@ -379,7 +383,8 @@ class History:
         ``RAW_MAX_RANGE_MS`` (what scanning them costs; a young host's day is an
         hour of samples) and no statistics reach further back in the range than
         this series' samples do (older than the raw retention); otherwise the
-        finest statistics with at most ``max_points`` buckets."""
+        finest statistics with at most ``STATISTICS_OVERSAMPLE * max_points``
+        buckets."""
         low, high = _first_key(since_ms), _last_key(until_ms)
         (first_any,) = self._db.execute(
             "SELECT MIN(id) FROM timeline WHERE id BETWEEN ? AND ?", (low, high)
@@ -402,8 +407,10 @@ class History:
             )
             if older is None:
                 return "raw"
+        # Finer buckets merged server-side beat coarser ones: a day's chart of 240
+        # points is 288 five-minute rows merged in pairs, not 24 hours.
         span = until_ms - since_ms
-        return "5m" if span <= max_points * FIVE_MINUTES_MS else "1h"
+        return "5m" if span <= STATISTICS_OVERSAMPLE * max_points * FIVE_MINUTES_MS else "1h"
 
     def query(
         self,
