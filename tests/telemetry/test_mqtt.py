@@ -29,6 +29,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.telemetry.ha_rules import VERSIONS, validate
 from wasihost.boards.sim import SimBoard
 from wasihost.config import MqttConfig
 from wasihost.host import Host
@@ -153,6 +154,7 @@ def reading(t_ms: int, temperature: float = 21.5, plugin: str = "dht22") -> Read
 def statuses(polls: int, plugin: str = "dht22") -> dict[str, dict[str, Any]]:
     return {
         plugin: {
+            "world": "dht22-plugin",
             "state": "running",
             "polls": polls,
             "errors": 0,
@@ -209,11 +211,15 @@ async def test_publishes_state_health_availability_and_discovery(
         await sub.wait(lambda: bool(sub.on(temp_config) and sub.on(traps_config)), "discovery")
         assert sub.on(f"{base}/availability") == [b"online"]
 
+        # A fresh publisher (as after a restart) whose first reading lacks two of
+        # the world's fields: they are there, null, so HA's templates resolve.
         (state,) = sub.json_on(f"{base}/dht22/state")
         assert state == {
             "timestamp_ms": 1000,
             "temperature": 21.5,
             "humidity": 45.0,
+            "dew_point": None,
+            "heat_index": None,
             "units": {"temperature": "°C", "humidity": "%"},
             "status": {"alarm": False},
         }
@@ -222,15 +228,23 @@ async def test_publishes_state_health_availability_and_discovery(
 
         # Discovery: retained, valid JSON, every key HA needs, templates that resolve.
         configs = {t: p for t, p, _ in sub.messages if t.startswith("homeassistant/")}
+        keys = ("temperature", "humidity", "dew_point", "heat_index")
+        keys += ("health_state", "health_traps", "health_reloads")
         assert set(configs) == {
-            f"homeassistant/sensor/wasihost_n1/dht22_{key}/config"
-            for key in ("temperature", "humidity", "health_state", "health_traps", "health_reloads")
+            f"homeassistant/sensor/wasihost_n1/dht22_{key}/config" for key in keys
+        } | {
+            "homeassistant/sensor/wasihost_n1/uptime/config",
+            "homeassistant/binary_sensor/wasihost_n1/connectivity/config",
         }
         for topic, payload in configs.items():
             config = json.loads(payload)
-            for key in ("name", "unique_id", "object_id", "state_topic", "value_template"):
+            platform = topic.split("/")[1]
+            for version in VERSIONS:
+                assert validate(platform, config, version) == [], (topic, version)
+            for key in ("name", "unique_id", "object_id", "default_entity_id", "state_topic"):
                 assert config[key], (topic, key)
-            assert config["availability_topic"] == f"{base}/availability"
+            if platform == "sensor":
+                assert config["availability_topic"] == f"{base}/availability"
             assert config["device"]["identifiers"] == ["wasihost_n1"]
             assert config["device"]["model"] == "wasihost"
             assert "sw_version" in config["device"]
@@ -241,12 +255,17 @@ async def test_publishes_state_health_availability_and_discovery(
         assert temp["unit_of_measurement"] == "°C"
         assert temp["state_class"] == "measurement"
         assert temp["expire_after"] == 60
-        field = re.fullmatch(r"\{\{ value_json\.(\w+) \}\}", temp["value_template"])
+        field = re.fullmatch(
+            r"\{\{ value_json\.(\w+) \| default\(None\) \}\}", temp["value_template"]
+        )
         assert field is not None and state[field.group(1)] == 21.5
         traps = json.loads(configs[traps_config])
         assert traps["entity_category"] == "diagnostic"
         assert traps["state_topic"] == f"{base}/dht22/health"
-        assert traps["value_template"] == "{{ value_json.traps }}"
+        assert traps["value_template"] == "{{ value_json.traps | default(None) }}"
+        # The node's uptime, published on connect
+        (node,) = sub.json_on(f"{base}/node")
+        assert node["uptime_s"] >= 0 and node["version"]
 
         # Home Assistant restarting announces itself: discovery goes out again.
         before = len(sub.on(temp_config))
@@ -526,3 +545,25 @@ async def test_three_hosts_and_a_hub_through_the_host_wiring(
         await asyncio.gather(*tasks.values(), return_exceptions=True)
         for h in everyone.values():
             h.close()
+
+
+async def test_reconnect_backoff_is_capped_and_jittered(tmp_path: Path) -> None:
+    """Nothing listens on the port: every attempt fails at once and waits the
+    backoff, recorded instead of slept. The defaults: doubling from 0.5 s, capped
+    at 10 s (a node is back at most 12 s after its broker), each wait ±20 %."""
+    delays: list[float] = []
+    stop = asyncio.Event()
+
+    async def record(seconds: float) -> None:
+        delays.append(seconds)
+        if len(delays) == 8:
+            stop.set()
+
+    outbox = Outbox(tmp_path / "outbox.sqlite3", 10)
+    publisher = MqttPublisher(settings(free_port()), "n1", 2.0, outbox, sleep=record)
+    await asyncio.wait_for(publisher.run(stop), DEADLINE)
+    outbox.close()
+    nominal = [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+    assert len(delays) == len(nominal)
+    for delay, expected in zip(delays, nominal, strict=True):
+        assert 0.8 * expected <= delay <= 1.2 * expected

@@ -39,12 +39,14 @@ import contextlib
 import logging
 import math
 import random
+import socket
 import sqlite3
 import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -60,13 +62,35 @@ from wasihost.telemetry.outbox import Outbox, OutboxMessage
 
 log = logging.getLogger("wasihost.mqtt")
 
-BATCH = 100  # messages published concurrently before one ack transaction
-MAX_INFLIGHT = 20  # QoS 1/2 messages awaiting acknowledgement (paho's default)
+# Messages published concurrently before one ack transaction, and QoS 1/2
+# messages awaiting acknowledgement at once. Measured by
+# ``python -m bench.run --only mqtt`` (docs/MQTT.md): 100 and paho's default
+# 20 drained about 1,600 messages/s on loopback, 500 and 100 about 5,000.
+BATCH = 500
+MAX_INFLIGHT = 100
 STOP_GRACE_SECONDS = 5.0  # how long a stop waits for the batch in flight
 OPERATION_TIMEOUT_SECONDS = 10.0
+# Reconnect backoff: doubling from the first to the cap, each wait ±20 %
+# (a fleet that lost its broker together spreads out). The cap bounds how long
+# a node stays away once the broker is back: 12 s at most.
+BACKOFF_INITIAL_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 10.0
+# A connection that lasted this long was a success: the backoff starts over.
+# A shorter one (a broker that accepts, then drops us) keeps doubling it.
+STABLE_SESSION_SECONDS = 30.0
+DEVICETREE_MODEL = Path("/proc/device-tree/model")
 
 MessageHandler = Callable[[str, bytes, bool], None]  # topic, payload, retained
 Sleep = Callable[[float], Awaitable[None]]
+
+
+def _board_model() -> str | None:
+    """The Pi's model (``Raspberry Pi 4 Model B Rev 1.4``), for HA's device page."""
+    try:
+        text = DEVICETREE_MODEL.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    return text.rstrip("\0\n").strip()[:64] or None
 
 
 def _check_tls(ca_file: str | None) -> None:
@@ -108,8 +132,10 @@ class MqttPublisher:
         *,
         subscriptions: Sequence[str] = (),
         on_message: MessageHandler | None = None,
-        backoff_initial_seconds: float = 1.0,
-        backoff_max_seconds: float = 60.0,
+        backoff_initial_seconds: float = BACKOFF_INITIAL_SECONDS,
+        backoff_max_seconds: float = BACKOFF_MAX_SECONDS,
+        board_kind: str = "",
+        web_bind: tuple[str, int] | None = None,
         sleep: Sleep = asyncio.sleep,
         clock_ms: Callable[[], int] = wall_clock_ms,
         monotonic: Callable[[], float] = time.monotonic,
@@ -131,6 +157,14 @@ class MqttPublisher:
         self._clock_ms = clock_ms
         self._monotonic = monotonic  # how long the outbox has failed: a clock step must not move it
         self._ha_status_topic = f"{settings.discovery_prefix}/status"
+        self.device = discovery.Device(
+            node_id,
+            __version__,
+            discovery.device_model(board_kind, _board_model() if board_kind == "pi" else None),
+            discovery.dashboard_url(*web_bind, socket.gethostname()) if web_bind else None,
+        )
+        self._started = monotonic()
+        self._node_due = 0.0  # monotonic time <base>/node is next published
         # Entities seen so far, by plugin; read on the loop, written by enqueue_cycle.
         self._lock = threading.Lock()
         self._entities: dict[str, dict[str, Entity]] = {}
@@ -162,6 +196,8 @@ class MqttPublisher:
         now = self._clock_ms()
         qos = self.settings.qos
         messages = []
+        for plugin, status in statuses.items():
+            self._declare(plugin, status)
         for reading in readings:
             fields = self._register(reading)
             try:
@@ -171,10 +207,6 @@ class MqttPublisher:
                 continue
             messages.append(OutboxMessage(self.topics.state(reading.plugin), payload, qos))
         for plugin, status in statuses.items():
-            with self._lock:
-                if plugin not in self._plugins:
-                    self._plugins.add(plugin)
-                    self._discovery_due = True
             payload = discovery.health_payload(status, now)
             messages.append(OutboxMessage(self.topics.health(plugin), payload, qos))
         if not messages:
@@ -233,9 +265,25 @@ class MqttPublisher:
         )
         self._enqueue_error = None
 
+    def _declare(self, plugin: str, status: Mapping[str, Any]) -> None:
+        """Note the plugin and the measurements it declares (its world's table or
+        its describe()), so its first state after a restart already carries
+        every field, null until measured, and discovery is complete at once. A
+        reading's own unit or class wins over the declaration (``_register``)."""
+        declared = discovery.declared_entities(plugin, status.get("world"), status.get("info"))
+        with self._lock:
+            if plugin not in self._plugins:
+                self._plugins.add(plugin)
+                self._discovery_due = True
+            known = self._entities.setdefault(plugin, {})
+            for entity in declared:
+                if entity.field not in known:
+                    known[entity.field] = entity
+                    self._discovery_due = True
+
     def _register(self, reading: Reading) -> list[str]:
         """Note the reading's entities (discovery is due when one is new or
-        changed); returns every field this plugin has reported so far."""
+        changed); returns every field this plugin declares or has reported."""
         with self._lock:
             known = self._entities.setdefault(reading.plugin, {})
             for m in reading.measurements:
@@ -248,7 +296,7 @@ class MqttPublisher:
                             m.name,
                         )
                     continue
-                entity = Entity(m.plugin, m.name, m.unit, m.device_class)
+                entity = Entity(m.plugin, m.name, m.unit, m.device_class, reading.world)
                 if known.get(m.name) != entity:
                     known[m.name] = entity
                     self._discovery_due = True
@@ -289,6 +337,9 @@ class MqttPublisher:
             ),
             timeout=OPERATION_TIMEOUT_SECONDS,
             max_inflight_messages=MAX_INFLIGHT,
+            # Small packets go out at once: with Nagle's algorithm each burst of
+            # publishes waited for the peer's delayed ACK (tens of ms).
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
         # aiomqtt warns above 10 pending publishes; a drained batch is BATCH by design.
         client.pending_calls_threshold = BATCH + 10
@@ -303,11 +354,12 @@ class MqttPublisher:
         delay = self.backoff_initial
         down_since: float | None = None
         while not stop.is_set():
+            connected_at: float | None = None
             try:
                 async with self.client() as client:
+                    connected_at = self._monotonic()
                     self.connected = True
                     self.connects += 1
-                    delay = self.backoff_initial
                     if down_since is not None:
                         log.info(
                             "MQTT broker %s:%d reachable again after %.0f s; %d messages queued",
@@ -329,6 +381,11 @@ class MqttPublisher:
                 # sqlite3.Error: the outbox could not be read or acked (disk
                 # failure); nothing is lost, so it is retried like a broker loss.
                 self.connected = False
+                if (
+                    connected_at is not None
+                    and self._monotonic() - connected_at >= STABLE_SESSION_SECONDS
+                ):
+                    delay = self.backoff_initial  # it worked for a while: a new outage
                 if down_since is None:
                     down_since = time.monotonic()
                     what = "outbox" if isinstance(exc, sqlite3.Error) else "broker"
@@ -364,6 +421,7 @@ class MqttPublisher:
             await client.subscribe(topic, qos=1)
         with self._lock:
             self._discovery_due = True
+        self._node_due = 0.0
         receiver = asyncio.create_task(self._receive(client))
         drainer = asyncio.create_task(self._drain(client, stop))
         stopper = asyncio.create_task(stop.wait())
@@ -395,6 +453,7 @@ class MqttPublisher:
                     log.info("Home Assistant is online; re-publishing discovery")
                     with self._lock:
                         self._discovery_due = True
+                    self._node_due = 0.0  # its uptime too, rather than in a minute
                     assert self._wake is not None
                     self._wake.set()
             elif self.on_message is not None:
@@ -410,6 +469,8 @@ class MqttPublisher:
             self._wake.clear()
             if self.settings.discovery and self._take_discovery_due():
                 await self._publish_discovery(client)
+            if self._monotonic() >= self._node_due:
+                await self._publish_node(client)
             batch = await asyncio.to_thread(self.outbox.peek, BATCH)
             if not batch:
                 await self._wake.wait()
@@ -434,6 +495,16 @@ class MqttPublisher:
                     raise failure
                 raise aiomqtt.MqttError(f"publish failed: {failure!r}")
 
+    async def _publish_node(self, client: aiomqtt.Client) -> None:
+        """The node's uptime, on connect and then about once a minute (checked
+        each cycle): often enough for HA's duration entity, rarely enough that
+        its recorder keeps one row a minute, not one a cycle. Not queued: an old
+        uptime is of no use after an outage."""
+        now = self._monotonic()
+        payload = discovery.node_payload(self._clock_ms(), now - self._started, __version__)
+        await client.publish(self.topics.node, payload, self.settings.qos)
+        self._node_due = now + discovery.NODE_STATE_INTERVAL_S
+
     def _take_discovery_due(self) -> bool:
         with self._lock:
             due, self._discovery_due = self._discovery_due, False
@@ -445,12 +516,11 @@ class MqttPublisher:
             plugins = sorted(self._plugins)
         messages = discovery.discovery_messages(
             self.settings.discovery_prefix,
-            self.node_id,
             self.topics,
             entities,
             plugins,
             self.expire_after,
-            __version__,
+            self.device,
         )
         try:
             for topic, payload in messages:
