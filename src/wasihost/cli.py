@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wasihost import __version__
+from wasihost.boards import platform_check
 from wasihost.config import DEFAULT_CONFIG_PATH, HostConfig, load_config
 from wasihost.errors import WasihostError
 
@@ -232,8 +233,20 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+# Exit status when wasmtime cannot run on this machine (a 32-bit OS, issue 20).
+EXIT_PLATFORM = 3
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Before any command imports wasmtime (every import of it is lazy, in a
+    # handler): on a 32-bit OS it raises a bare RuntimeError. doctor reports
+    # this itself, as its first finding.
+    if args.command != "doctor":
+        problem = platform_check.problem()
+        if problem is not None:
+            print(problem.render(), end="", file=sys.stderr)
+            return EXIT_PLATFORM
     try:
         code: int = args.handler(args)
     except WasihostError as exc:

@@ -198,3 +198,140 @@ def test_call_plans_without_the_compiled_module_only_warn(
     assert code == 0, report  # the host runs fine on the Python plans
     assert "warn  call plans: compiled ones not built (no compiler)" in report
     assert "apt install gcc python3-dev" in report
+
+
+# -- one actionable fix per problem (issue 20) ------------------------------------
+
+
+def no_gpio_chip(pi: FakePi) -> None:
+    """Off a Pi (or a kernel without GPIO character devices): no /dev/gpiochip* at all."""
+    pi.remove("dev/gpiochip0")
+    pi.chip_labels = {}
+
+
+def half_set_up(pi: FakePi) -> None:
+    """Interfaces off, the DHT overlay missing, a BME280 where the BME680 should be."""
+    pi.remove("dev/i2c-1")
+    pi.remove("dev/spidev0.0")
+    pi.remove("sys/bus/iio/devices/iio:device0")
+    (pi.root / "boot/firmware/config.txt").write_text("dtparam=i2c_arm=on\ndtparam=spi=on\n")
+
+
+def off_a_pi(pi: FakePi) -> None:
+    no_gpio_chip(pi)
+    for relative in (
+        "dev/i2c-1",
+        "dev/spidev0.0",
+        "sys/bus/iio/devices/iio:device0",
+        "sys/firmware/devicetree/base/model",
+        "sys/class/thermal/thermal_zone0/temp",
+        "boot/firmware/config.txt",
+    ):
+        pi.remove(relative)
+
+
+def wrong_chip(pi: FakePi) -> None:
+    (pi.dev / "gpiochip4").touch()
+    pi.chip_labels = {"gpiochip0": "gpio-brcmstb@107d508500", "gpiochip4": "pinctrl-rp1"}
+
+
+def unknown_chip(pi: FakePi) -> None:
+    pi.chip_labels = {"gpiochip0": "some-future-soc"}
+
+
+BREAKAGES = {
+    "no GPIO chip": no_gpio_chip,
+    "half set up": half_set_up,
+    "off a Pi": off_a_pi,
+    "the wrong GPIO chip": wrong_chip,
+    "an unknown GPIO chip": unknown_chip,
+}
+
+
+def findings_and_report(pi: FakePi, cfg: HostConfig | None = None, **hardware: Any) -> Any:
+    from wasihost.boards.pi.doctor import diagnose, render
+
+    checked = cfg or config(pi)
+    seams = {**pi.hardware(), **hardware}
+    findings = diagnose(checked, lambda: doctor_facts(checked), pi.machine(), **seams)
+    return findings, render(findings)
+
+
+def assert_one_fix_each(findings: Any, report: str) -> None:
+    problems = [f for f in findings if not f.ok]
+    assert problems, report
+    for finding in problems:
+        assert finding.fix, f"{finding.subject}: no fix\n{report}"
+        assert "wasihost doctor" not in finding.fix, report
+    fixes = [line for line in report.splitlines() if line.strip().startswith("fix:")]
+    assert len(fixes) == len(problems), report
+    assert len(set(fixes)) == len(fixes), f"a fix printed twice\n{report}"
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES.values(), ids=BREAKAGES.keys())
+def test_every_problem_has_one_actionable_fix(pi: FakePi, breakage: Any) -> None:
+    breakage(pi)
+    findings, report = findings_and_report(pi)
+    assert_one_fix_each(findings, report)
+
+
+def test_without_a_gpio_chip_the_relays_are_one_finding_with_one_fix(pi: FakePi) -> None:
+    no_gpio_chip(pi)
+    findings, report = findings_and_report(pi)
+    assert "relay on GPIO" not in report, report
+    (chip,) = [f for f in findings if f.subject == "GPIO chip"]
+    assert not chip.ok and "does not exist" in chip.detail
+    assert "buzzer (GPIO 17) and fan (GPIO 27) relays cannot start" in chip.detail
+    assert chip.fix is not None and "run wasihost on the Raspberry Pi" in chip.fix
+
+
+def test_the_wrong_chip_is_said_once_with_the_header_chip(pi: FakePi) -> None:
+    wrong_chip(pi)
+    _findings, report = findings_and_report(pi)
+    assert report.count(f'set gpio_chip = "{pi.dev / "gpiochip4"}"') == 1, report
+
+
+def test_without_gpiod_both_relays_are_one_finding(
+    pi: FakePi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wasihost.boards.pi import relay
+
+    monkeypatch.setattr(relay, "load_gpiod", lambda: None)
+    cfg = config(pi)
+    lines: list[str] = []
+    hardware = {k: v for k, v in pi.hardware().items() if k != "gpiod"}
+    run_doctor(cfg, lambda: doctor_facts(cfg), pi.machine(), lines.append, **hardware)
+    report = "\n".join(lines)
+    assert "FAIL  buzzer and fan relays on GPIO 17, 27: the gpiod package" in report
+    assert report.count("fix: pip install 'wasihost[pi]'") == 1, report
+
+
+def test_config_txt_that_enables_an_interface_replaces_the_enable_fix(pi: FakePi) -> None:
+    half_set_up(pi)
+    findings, _report = findings_and_report(pi)
+    i2c = next(f for f in findings if f.subject == "I2C bus 1")
+    leds = next(f for f in findings if f.subject == "LED strip")
+    assert i2c.fix is not None and i2c.fix.startswith("config.txt enables I2C")
+    assert leds.fix == "config.txt enables SPI: sudo reboot"
+
+
+def test_a_shared_pin_says_which_keys_to_change(pi: FakePi) -> None:
+    findings, report = findings_and_report(pi, config(pi, fan_pin=4))
+    shared = next(f for f in findings if f.subject == "GPIO pins")
+    assert shared.fix is not None and "fan_pin" in shared.fix
+    assert_one_fix_each(findings, report)
+
+
+def test_a_dht22_read_failure_has_one_fix(pi: FakePi) -> None:
+    import errno
+
+    pi.fail_dht(errno.ETIMEDOUT, 3)
+    findings, report = findings_and_report(pi)
+    assert_one_fix_each(findings, report)
+
+
+def test_a_bme680_address_that_does_not_answer_has_one_fix(tmp_path: Path) -> None:
+    pi = FakePi(tmp_path, devices={})
+    findings, report = findings_and_report(pi)
+    assert_one_fix_each(findings, report)
+    assert "i2cdetect -y 1" in report and 'i2c_address = "0x76"' in report

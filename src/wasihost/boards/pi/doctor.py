@@ -17,9 +17,15 @@ layer: what it needs to know about the plugins and the runtime (the
 devices and I2C addresses the enabled plugins' grants use, whether the
 compiled call plans load) comes in as ``HostFacts``, plain data that
 ``wasihost.cli`` computes. The doctor asks for them only once it knows the
-board is a Pi and has built it, so a check that must run before anything
-imports the runtime (the OS and CPU, issue 20) has its place at the head
-of ``diagnose``.
+board is a Pi and has built it. The OS and CPU come first, before anything
+imports wasmtime (``boards.platform_check``, issue 20): on a 32-bit OS that
+is the only finding, since wasmtime cannot load and reinstalling the OS
+resets ``config.txt`` and the groups anyway.
+
+Every finding that is not ok carries exactly one ``fix``: a command or a
+config line, never "see wasihost doctor" (the board's own fixes say that for
+``/api/plugins``; here the doctor says what it found instead). A problem
+that several devices share (no GPIO chip, no ``gpiod``) is one finding.
 """
 
 from __future__ import annotations
@@ -29,10 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wasihost.boards import platform_check
 from wasihost.boards.pi import BoardProblem, PiBoard
 from wasihost.boards.pi.dht22 import overlay_line
+from wasihost.boards.pi.relay import CHIP_FIX
 from wasihost.boards.pi.setup import HEADER_CHIPS, BootConfig, Machine
 from wasihost.boards.pi.ws2812 import SPI_HZ, frame_size
+from wasihost.boards.platform_check import PlatformFacts
 from wasihost.config import HostConfig
 from wasihost.errors import BoardError
 
@@ -47,8 +56,8 @@ class Finding:
     ok: bool
     subject: str
     detail: str
-    fixes: tuple[str, ...] = ()
-    warning: bool = False  # shown with its fixes, but not a failure
+    fix: str | None = None  # one, for every finding that is not ok
+    warning: bool = False  # shown with its fix, but not a failure
 
 
 @dataclass(frozen=True)
@@ -81,17 +90,21 @@ class _Doctor:
         self.findings: list[Finding] = []
         self.problems = {p.device: p for p in board.problems()}
 
-    def add(self, ok: bool, subject: str, detail: str, *fixes: str, warn: bool = False) -> None:
-        self.findings.append(Finding(ok, subject, detail, tuple(fixes), warn))
+    def add(
+        self, ok: bool, subject: str, detail: str, fix: str | None = None, warn: bool = False
+    ) -> None:
+        self.findings.append(Finding(ok, subject, detail, fix, warn))
 
-    def fail(self, device: str, subject: str, detail: str, *fixes: str) -> None:
-        """A failure, or only a warning when no enabled plugin uses the device."""
-        unused = device not in self.used
+    def fail(self, devices: str | tuple[str, ...], subject: str, detail: str, fix: str) -> None:
+        """A failure, or only a warning when no enabled plugin uses the device(s)."""
+        unused = not set((devices,) if isinstance(devices, str) else devices) & self.used
         if unused:
             detail += " (no enabled plugin uses it)"
-        self.add(False, subject, detail, *fixes, warn=unused)
+        self.add(False, subject, detail, fix, warn=unused)
 
-    def accessible(self, device: str, subject: str, path: Path, group: str) -> bool:
+    def accessible(
+        self, device: str | tuple[str, ...], subject: str, path: Path, group: str
+    ) -> bool:
         """False (with a finding) when ``path`` exists but this user may not use it."""
         if not path.exists() or self.machine.access(path):
             return True
@@ -110,18 +123,53 @@ class _Doctor:
         self.fail(device, subject, f"{path} is not readable and writable by {user}", fix)
         return False
 
-    def boot_fix(self, dtparams: tuple[str, ...], present_fix: str) -> tuple[str, ...]:
+    def boot_fix(self, dtparams: tuple[str, ...], present_fix: str) -> str | None:
         """``present_fix`` when config.txt turns one of ``dtparams`` on yet the device
-        is missing (otherwise the board's own fix already says to add the line)."""
+        is missing (otherwise the board's own fix, to add the line, is the one)."""
         if self.boot is not None and self.boot.dtparam_on(*dtparams):
-            return (present_fix,)
-        return ()
+            return present_fix
+        return None
 
-    def problem(self, problem: BoardProblem, subject: str, *extra: str) -> None:
+    def own_fix(self, fix: str) -> str:
+        """A board fix as the doctor gives it: one that defers to the doctor
+        (meant for ``/api/plugins``) is replaced by what the doctor can say."""
+        if fix == CHIP_FIX:
+            return self.chip_fix()
+        if "wasihost doctor" in fix:
+            return "dmesg | tail shows the kernel's reason; sudo reboot clears most driver faults"
+        return fix
+
+    def problem(self, problem: BoardProblem, subject: str, fix: str | None = None) -> None:
+        """``problem`` as a finding, with ``fix`` instead of the board's when given."""
+        chosen = self.own_fix(fix or problem.fix)
         if problem.busy:
-            self.add(False, subject, problem.what, problem.fix, warn=True)
+            self.add(False, subject, problem.what, chosen, warn=True)
         else:
-            self.fail(problem.device, subject, problem.what, problem.fix, *extra)
+            self.fail(problem.device, subject, problem.what, chosen)
+
+    def chips(self) -> dict[Path, str | None]:
+        """Every GPIO chip in /dev, with its label."""
+        return {
+            path: self.machine.chip_label(path)
+            for path in sorted(self.machine.dev_root.glob("gpiochip*"))
+        }
+
+    def chip_fix(self) -> str:
+        """How to point ``gpio_chip`` at the 40-pin header's chip, from what /dev holds."""
+        chips = self.chips()
+        header = next((path for path, label in chips.items() if label in HEADER_CHIPS), None)
+        if header is not None:
+            return f'set gpio_chip = "{header}" under [board.pi] (it is {chips[header]})'
+        if not chips:
+            return (
+                f"no {self.machine.dev_root}/gpiochip* here: run wasihost on the Raspberry Pi "
+                "(in a container, pass the chip through: --device /dev/gpiochip0)"
+            )
+        return (
+            "gpiodetect (sudo apt install gpiod) lists the chips and their labels: set "
+            '[board.pi] gpio_chip to the one labelled "pinctrl-rp1" (Pi 5) or '
+            '"pinctrl-bcm2711" (Pi 4)'
+        )
 
     # -- checks ---------------------------------------------------------------
     def model(self) -> None:
@@ -129,7 +177,14 @@ class _Doctor:
         try:
             model = path.read_text(encoding="ascii", errors="replace").rstrip("\0\n")
         except OSError:
-            self.add(False, "machine", "not a Raspberry Pi (no devicetree model)", warn=True)
+            self.add(
+                False,
+                "machine",
+                "not a Raspberry Pi (no devicetree model)",
+                f'run wasihost on the Raspberry Pi, or set [board] kind = "sim" in '
+                f"{self.config.path} to simulate one",
+                warn=True,
+            )
             return
         self.add(True, "machine", model)
 
@@ -140,14 +195,14 @@ class _Doctor:
             return
         problem = self.problems.get("i2c")
         if problem is not None:
-            extra: tuple[str, ...] = ()
+            fix = None
             if not path.exists() and self.pi.i2c_bus == 1:
-                extra = self.boot_fix(
+                fix = self.boot_fix(
                     ("i2c_arm", "i2c"),
                     "config.txt enables I2C but the device is missing: sudo modprobe "
                     "i2c-dev, and add i2c-dev to /etc/modules",
                 )
-            self.problem(problem, subject, *extra)
+            self.problem(problem, subject, fix)
             return
         self.add(True, subject, f"{path} open")
         self.i2c_addresses()
@@ -165,24 +220,25 @@ class _Doctor:
                 else:
                     self.board.i2c_transfer(address, b"", 1)
             except BoardError as exc:
-                fixes = [
-                    "check wiring: SDA to GPIO 2 (pin 3), SCL to GPIO 3 (pin 5), 3.3 V and GND",
-                    f"i2cdetect -y {self.pi.i2c_bus} lists the addresses that answer",
-                ]
+                fix = (
+                    "check wiring: SDA to GPIO 2 (pin 3), SCL to GPIO 3 (pin 5), 3.3 V and GND; "
+                    f"i2cdetect -y {self.pi.i2c_bus} lists the addresses that answer"
+                )
                 if is_bme680:
                     other = 0x76 if address == 0x77 else 0x77
-                    fixes.append(
-                        f"a BME680 with SDO to {'GND' if other == 0x76 else '3.3 V'} answers at "
+                    fix += (
+                        f"; a BME680 with SDO to {'GND' if other == 0x76 else '3.3 V'} answers at "
                         f'0x{other:02x}: set [sensors.bme680] i2c_address = "0x{other:02x}"'
                     )
-                self.fail("i2c", subject, str(exc), *fixes)
+                self.fail("i2c", subject, str(exc), fix)
                 continue
             if is_bme680 and chip_id != BME680_CHIP_ID:
                 self.fail(
                     "i2c",
                     subject,
                     f"a chip answers but its id is 0x{chip_id:02x}, not the BME680's 0x61",
-                    "is another chip (a BME280 is 0x60) at this address?",
+                    "put a BME680 at this address (a BME280 answers 0x60 and is another chip: "
+                    "it needs a plugin of its own, granted this address)",
                 )
             else:
                 self.add(True, subject, "answers" + (" (chip id 0x61)" if is_bme680 else ""))
@@ -213,8 +269,8 @@ class _Doctor:
                 "dht22",
                 subject,
                 str(exc),
-                f"check wiring: data to GPIO {pin}, a 10 kΩ pull-up from data to 3.3 V, power",
-                "one failed read can happen: run wasihost doctor again",
+                f"check wiring: data to GPIO {pin}, a 10 kΩ pull-up from data to 3.3 V, power "
+                "(a single failed read can happen: one good read in a second run is fine)",
             )
             return
         self.add(True, subject, f"{reading.temperature_c} °C, {reading.humidity_percent} %RH")
@@ -226,10 +282,10 @@ class _Doctor:
             return
         problem = self.problems.get("leds")
         if problem is not None:
-            extra: tuple[str, ...] = ()
+            fix = None
             if not path.exists():
-                extra = self.boot_fix(("spi",), "config.txt enables SPI: sudo reboot")
-            self.problem(problem, subject, *extra)
+                fix = self.boot_fix(("spi",), "config.txt enables SPI: sudo reboot")
+            self.problem(problem, subject, fix)
         else:
             count = self.config.board.led_count
             self.add(
@@ -251,25 +307,34 @@ class _Doctor:
 
     def gpio(self) -> None:
         chip = Path(self.pi.gpio_chip)
-        if not self.accessible("fan", "GPIO chip", chip, "gpio"):
+        relays = (
+            (self.board.buzzer.relay, self.pi.buzzer_active_low),
+            (self.board.fan, self.pi.fan_active_low),
+        )
+        devices = tuple(relay.device for relay, _ in relays)
+        if not self.accessible(devices, "GPIO chip", chip, "gpio"):
             return
-        labels = {
-            path: self.machine.chip_label(path)
-            for path in sorted(self.machine.dev_root.glob("gpiochip*"))
-        }
-        header = next((path for path, label in labels.items() if label in HEADER_CHIPS), None)
+        # A relay that cannot start because of the chip is said once, here.
+        on_chip = [relay for relay, _ in relays if (p := relay.problem()) and p.fix == CHIP_FIX]
         label = self.machine.chip_label(chip) if chip.exists() else None
         if label in HEADER_CHIPS:
             self.add(True, "GPIO chip", f"{chip} is {label} ({HEADER_CHIPS[label]})")
-        elif header is not None:
-            self.fail(
-                "fan",
-                "GPIO chip",
-                f"{chip} is {label or 'missing'}, not the 40-pin header's chip",
-                f'set gpio_chip = "{header}" under [board.pi] (it is {labels[header]})',
+        elif chip.exists() and not on_chip and not set(self.chips().values()) & set(HEADER_CHIPS):
+            # An unknown label and no header chip elsewhere, yet the relays start.
+            detail = f"{chip} is {label}, not a chip labelled pinctrl-rp1/-bcm2711"
+            self.add(False, "GPIO chip", detail, self.chip_fix(), warn=True)
+        else:
+            detail = (
+                f"{chip} is {label}, not the 40-pin header's chip"
+                if chip.exists()
+                else f"{chip} does not exist"
             )
-        elif labels:
-            self.add(False, "GPIO chip", "no chip labelled pinctrl-rp1/-bcm2711 found", warn=True)
+            if on_chip:
+                names = " and ".join(f"{r.label} (GPIO {r.pin})" for r in on_chip)
+                detail += f": the {names} relay{'s' if len(on_chip) > 1 else ''} cannot start"
+            self.fail(
+                tuple(r.device for r in on_chip) or devices, "GPIO chip", detail, self.chip_fix()
+            )
         pins = {
             "buzzer": self.pi.buzzer_pin,
             "fan": self.pi.fan_pin,
@@ -277,19 +342,41 @@ class _Doctor:
         }
         if len(set(pins.values())) < len(pins):
             shown = ", ".join(f"{name} GPIO {pin}" for name, pin in pins.items())
-            self.add(False, "GPIO pins", f"two devices share a pin: {shown}", "give each its own")
-        for relay, active_low in (
-            (self.board.buzzer.relay, self.pi.buzzer_active_low),
-            (self.board.fan, self.pi.fan_active_low),
-        ):
-            subject = f"{relay.label} relay on GPIO {relay.pin}"
+            self.add(
+                False,
+                "GPIO pins",
+                f"two devices share a pin: {shown}",
+                "give each its own pin: [board.pi] buzzer_pin and fan_pin, "
+                "[sensors.dht22] gpio_pin (and the dtoverlay=dht11 line's gpiopin)",
+            )
+        # Relays that fail the same way (no gpiod, no permission) are one finding.
+        failing: dict[tuple[str, str, bool], list[Any]] = {}
+        for relay, active_low in relays:
             problem = relay.problem()
-            if problem is not None:
-                self.problem(problem, subject)
-                continue
-            state = "on" if relay.get() else "off"
-            polarity = "active-low" if active_low else "active-high"
-            self.add(True, subject, f"{polarity}, reads back {state}")
+            if problem is None:
+                state = "on" if relay.get() else "off"
+                polarity = "active-low" if active_low else "active-high"
+                self.add(
+                    True,
+                    f"{relay.label} relay on GPIO {relay.pin}",
+                    f"{polarity}, reads back {state}",
+                )
+            elif relay in on_chip and label not in HEADER_CHIPS:
+                continue  # in the GPIO chip finding
+            else:
+                failing.setdefault((problem.what, problem.fix, problem.busy), []).append(relay)
+        for (what, fix, busy), group in failing.items():
+            subject = (
+                " and ".join(r.label for r in group) + " relay" + ("s" if len(group) > 1 else "")
+            )
+            subject += " on GPIO " + ", ".join(str(r.pin) for r in group)
+            if fix == CHIP_FIX:  # on the header's chip, yet the pin is not on it
+                fix = "set [board.pi] buzzer_pin and fan_pin to pins of the 40-pin header (2-27)"
+            fix = self.own_fix(fix)
+            if busy:
+                self.add(False, subject, what, fix, warn=True)
+            else:
+                self.fail(tuple(r.device for r in group), subject, what, fix)
 
     def call_plans(self) -> None:
         reason = self.facts.call_plans
@@ -305,12 +392,21 @@ class _Doctor:
         )
 
     def system(self) -> None:
+        problem = self.problems.get("cpu-temperature")
+        if problem is not None:
+            self.problem(problem, "CPU and memory")
+            return
         try:
             temperature = self.board.read_cpu_temperature()
             memory = self.board.memory()
             load = self.board.cpu_load_percent()
         except BoardError as exc:
-            self.fail("system", "CPU and memory", str(exc))
+            self.fail(
+                "system",
+                "CPU and memory",
+                str(exc),
+                f"is /proc (and /sys) mounted? mount -t proc proc {self.machine.proc_root}",
+            )
             return
         self.add(
             True,
@@ -320,14 +416,31 @@ class _Doctor:
         )
 
 
+def os_and_cpu(platform: PlatformFacts) -> Finding:
+    """The first finding: can wasmtime run on this OS and CPU at all?"""
+    problem = platform_check.problem(platform)
+    if problem is None:
+        return Finding(True, "OS and CPU", platform.describe())
+    return Finding(
+        False, "OS and CPU", f"{problem.what}; {problem.why}; check: {problem.check}", problem.fix
+    )
+
+
 def diagnose(
     config: HostConfig,
     facts: Callable[[], HostFacts],
     machine: Machine | None = None,
+    platform: PlatformFacts | None = None,
     **seams: Any,
 ) -> list[Finding]:
-    """Every finding for ``config``'s Pi board; ``facts`` is asked once, after the
-    board is built; ``seams`` reach ``PiBoard`` (tests)."""
+    """Every finding for ``config``'s Pi board, the OS and CPU first; ``facts`` is
+    asked once, after the board is built; ``seams`` reach ``PiBoard`` (tests).
+
+    When wasmtime cannot run here (a 32-bit OS) that is the only finding:
+    ``facts`` would import it, and the OS must be reinstalled anyway."""
+    first = os_and_cpu(platform or PlatformFacts.current())
+    if not first.ok:
+        return [first]
     machine = machine or Machine()
     board = PiBoard.from_config(
         config,
@@ -338,6 +451,7 @@ def diagnose(
     )
     try:
         doctor = _Doctor(config, machine, board, facts())
+        doctor.findings.append(first)
         for check in (doctor.model, doctor.i2c, doctor.dht22, doctor.leds, doctor.gpio):
             check()
         doctor.system()
@@ -352,7 +466,8 @@ def render(findings: list[Finding]) -> str:
     for finding in findings:
         tag = "ok  " if finding.ok else "warn" if finding.warning else "FAIL"
         lines.append(f"  {tag}  {finding.subject}: {finding.detail}")
-        lines.extend(f"          fix: {fix}" for fix in finding.fixes)
+        if finding.fix is not None:
+            lines.append(f"          fix: {finding.fix}")
     failures = sum(1 for f in findings if not f.ok and not f.warning)
     warnings = sum(1 for f in findings if f.warning)
     summary = f"{failures} problem{'s' if failures != 1 else ''} found"
@@ -365,17 +480,29 @@ def run_doctor(
     facts: Callable[[], HostFacts],
     machine: Machine | None = None,
     echo: Callable[[str], None] = print,
+    platform: PlatformFacts | None = None,
     **seams: Any,
 ) -> int:
     """Print the report; 0 when nothing is wrong, 1 otherwise. ``facts`` gives
     what only the layers above the board know (``wasihost.cli.doctor_facts``);
-    it is not asked for a simulated board."""
+    it is not asked for a simulated board, nor on an OS wasmtime cannot run on."""
+    platform = platform or PlatformFacts.current()
     kind = config.board.kind
     if kind != "pi":
-        echo(f'wasihost doctor: board "{kind}" ({config.path}) is simulated: nothing to check.')
-        return 0
+        first = os_and_cpu(platform)
+        if first.ok:
+            echo(f'wasihost doctor: board "{kind}" ({config.path}) is simulated: nothing to check.')
+            return 0
+        echo(f'wasihost doctor: board "{kind}" ({config.path}) is simulated; this machine:\n')
+        echo(render([first]))
+        return 1
     machine = machine or Machine()
     echo(f'wasihost doctor: board "pi" ({config.path}), checked as user {machine.user}\n')
-    findings = diagnose(config, facts, machine, **seams)
+    findings = diagnose(config, facts, machine, platform, **seams)
     echo(render(findings))
+    if len(findings) == 1 and not findings[0].ok:
+        echo(
+            "The devices are checked once the OS is 64-bit "
+            "(a new image resets config.txt and the groups anyway)."
+        )
     return 1 if any(not f.ok and not f.warning for f in findings) else 0
