@@ -193,9 +193,9 @@ async def test_filtered_values_reach_the_state_history_and_mqtt(
     assert len(host.history.query("dht22", "humidity", 0, 2**62).points) == 1  # throttled
     states = _state_messages(host, "dht22")
     assert [s["temperature"] for s in states] == expected
-    # A held-back value is absent from the reading; the state payload carries every
-    # field the plugin has reported, null where a reading lacks it (discovery.py).
-    assert [s["humidity"] for s in states] == [45.0, None, None]
+    # A held-back value is not stored again, but MQTT carries it at the value last let
+    # out: null would make Home Assistant show "unknown" between two throttled values.
+    assert [s["humidity"] for s in states] == [45.0, 45.0, 45.0]
 
 
 async def test_a_reload_keeps_the_filters_window(

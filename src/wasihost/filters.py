@@ -856,7 +856,7 @@ class Filtered:
     """A plugin's cycle after its filters.
 
     ``passed``: the reading for history and MQTT (only what the filters let out
-    this cycle); ``shown``: the reading for the app state and the dashboard, in
+    this cycle, with what they held back in its ``held``); ``shown``: the reading for the app state and the dashboard, in
     which a value the filters held back keeps its last one and an unavailable
     one is absent; both None when nothing changed. ``unreported``: measurement
     names with filters that the plugin's first reading lacked (to warn about once).
@@ -914,9 +914,12 @@ class FilterBank:
             if m.name not in chains:
                 passed.append(m)
         changed = False
+        held: list[Measurement] = []
         for name, out in outputs.items():
             tracked = chains[name]
             if out is None:
+                if reading is not None and tracked.shown is not None:
+                    held.append(tracked.shown)
                 continue
             changed = True
             if not math.isfinite(out):
@@ -932,7 +935,7 @@ class FilterBank:
         order = self._order(plugin, reading, chains)
         passed.sort(key=lambda m: order.get(m.name, len(order)))
         base = reading if reading is not None else self._shown.get(plugin)
-        out_reading = Reading(plugin, world, stamp, tuple(passed), status)
+        out_reading = Reading(plugin, world, stamp, tuple(passed), status, tuple(held))
         shown_measurements = [
             m for m in (base.measurements if base is not None else ()) if m.name not in chains
         ] + [t.shown for t in chains.values() if t.shown is not None]

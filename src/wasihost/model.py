@@ -46,6 +46,10 @@ class Reading:
     timestamp_ms: int
     measurements: tuple[Measurement, ...]
     status: Mapping[str, StatusValue] = field(default_factory=dict)
+    # Values a host-side filter held back this cycle, at the value it last let out:
+    # MQTT publishes them again (a missing field reads as "unknown" in Home
+    # Assistant), history does not store them twice.
+    held: tuple[Measurement, ...] = ()
 
     def value(self, name: str) -> float | None:
         """The value of measurement ``name``, or None when absent."""

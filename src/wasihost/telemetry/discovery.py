@@ -272,11 +272,12 @@ def value_template(field: str) -> str:
 
 def state_payload(reading: Reading, fields: Iterable[str]) -> bytes:
     """The state JSON for one reading; ``fields`` (every field this plugin
-    declares or has reported) are all present, null where this reading lacks them."""
+    declares or has reported) are all present, null where this reading lacks them.
+    A value a host-side filter held back this cycle goes out at its last value."""
     doc: dict[str, Any] = {"timestamp_ms": reading.timestamp_ms}
     doc.update(dict.fromkeys(f for f in fields if publishable(f)))
     units: dict[str, str] = {}
-    for m in reading.measurements:
+    for m in (*reading.held, *reading.measurements):
         if publishable(m.name):
             doc[m.name] = m.value
             units[m.name] = m.unit
