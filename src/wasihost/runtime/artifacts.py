@@ -1,10 +1,22 @@
 """Precompiled components: ``build/<name>.cwasm`` next to ``build/<name>.wasm``.
 
-Compiling a componentize-py component takes seconds; loading its serialised
-native code takes milliseconds. An artifact is used only when its tag
-matches this engine (wasmtime version, engine settings, CPU) and the sha256
-of the ``.wasm`` beside it, so a changed ``.wasm`` or an upgraded wasmtime
-silently falls back to compiling.
+Compiling a componentize-py component takes seconds (minutes on a Pi);
+loading its serialised native code takes milliseconds. An artifact is used
+only when its tag matches this engine (wasmtime version, engine settings,
+CPU architecture: ``uname -m``) and the sha256 of the ``.wasm`` beside it.
+The tag does not name CPU features: wasmtime itself checks the features the
+code was compiled for against this CPU when it loads it, and refuses an
+artifact that uses one this CPU lacks (``"has_lse" is enabled, but not
+available on the host``: Pi 5 code on a Pi 4). Every refusal is logged with
+its reason and the ``.wasm`` is compiled instead.
+
+So artifacts travel, ``precompile`` compiles for the architecture's
+baseline (``Config.target`` set to this machine's triple, which turns off
+wasmtime's detection of this CPU's features, and no feature enabled): code
+every CPU of the architecture runs, so an artifact built on a Pi 5 or a
+workstation of the same architecture loads on a Pi 4 (or a Pi 3). wasmtime
+cannot compile for another architecture here: build aarch64 artifacts on an
+aarch64 machine.
 
 Trust: a ``.cwasm`` is native code that wasmtime loads without validation.
 Only load artifacts produced by ``wasihost build`` on a machine you trust;
@@ -13,8 +25,12 @@ the tag guards against staleness, not against tampering.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
+import platform
+import sys
 from pathlib import Path
 
 import wasmtime
@@ -23,6 +39,15 @@ from wasmtime import component
 from wasihost.atomic import write_atomically
 from wasihost.errors import BuildError
 from wasihost.runtime.engine import Engine
+
+log = logging.getLogger("wasihost.runtime")
+
+# What the tag says of the code: compiled for the architecture's baseline. A tag
+# without it is older (code for the CPU that built it); it still loads where wasmtime
+# accepts it, so the artifacts on a machine are not all rebuilt at once.
+CODE = "baseline"
+# wasmtime's name for this machine's architecture, when it differs from uname -m.
+TRIPLE_ARCH = {"arm64": "aarch64", "amd64": "x86_64"}
 
 
 def artifact_path(wasm: Path) -> Path:
@@ -42,28 +67,78 @@ def write_precompiled(engine: Engine, comp: component.Component, wasm: Path, sha
     target = artifact_path(wasm)
     _tag_path(wasm).unlink(missing_ok=True)
     write_atomically(target, comp.serialize())
-    tag = json.dumps({"engine": engine.tag, "wasm_sha256": sha256}) + "\n"
+    tag = json.dumps({"engine": engine.tag, "code": CODE, "wasm_sha256": sha256}) + "\n"
     write_atomically(_tag_path(wasm), tag.encode())
     return target
 
 
-def has_matching_artifact(engine: Engine, wasm: Path, sha256: str) -> bool:
-    """Whether the tag beside ``wasm`` vouches for this engine and these bytes."""
+def baseline_target() -> str | None:
+    """The triple to compile travelling artifacts for (this architecture, no
+    CPU features), or None where wasihost leaves wasmtime its default."""
+    if not sys.platform.startswith("linux"):
+        return None
+    machine = platform.machine().lower()
+    arch = TRIPLE_ARCH.get(machine, machine)
+    return f"{arch}-unknown-linux-gnu" if arch in {"x86_64", "aarch64"} else None
+
+
+@functools.cache
+def baseline_engine() -> wasmtime.Engine:
+    """An engine with the settings ``Engine`` tags, compiling for the baseline."""
+    config = wasmtime.Config()
+    config.cache = True
+    config.epoch_interruption = True
+    config.max_wasm_stack = Engine.MAX_WASM_STACK
+    target = baseline_target()
+    if target is not None:
+        config.target = target
+    return wasmtime.Engine(config)
+
+
+def tag_mismatch(engine: Engine, wasm: Path, sha256: str) -> str | None:
+    """Why the tag beside ``wasm`` does not vouch for this engine and these
+    bytes, or None when it does."""
     try:
         tag = json.loads(_tag_path(wasm).read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(tag == {"engine": engine.tag, "wasm_sha256": sha256})
+    except OSError:
+        return "no tag beside it"
+    except ValueError:
+        return "its tag is not JSON"
+    if not isinstance(tag, dict):
+        return "its tag is not an object"
+    if tag.get("engine") != engine.tag:
+        return f"built by {tag.get('engine')}, this host is {engine.tag}"
+    if tag.get("wasm_sha256") != sha256:
+        return f"built from another {wasm.name} (it changed since)"
+    return None
+
+
+def has_matching_artifact(engine: Engine, wasm: Path, sha256: str) -> bool:
+    """Whether the tag beside ``wasm`` vouches for this engine and these bytes."""
+    return tag_mismatch(engine, wasm, sha256) is None
 
 
 def load_precompiled(engine: Engine, wasm: Path, sha256: str) -> component.Component | None:
-    """The precompiled component for ``wasm`` if there is a matching one, else None."""
-    if not has_matching_artifact(engine, wasm, sha256):
+    """The precompiled component for ``wasm`` if there is a matching one, else
+    None; an artifact that is there but refused is logged with the reason."""
+    artifact = artifact_path(wasm)
+    if not artifact.exists():
         return None
-    try:
-        return component.Component.deserialize_file(engine.wasmtime, str(artifact_path(wasm)))
-    except (OSError, wasmtime.WasmtimeError):
-        return None
+    reason = tag_mismatch(engine, wasm, sha256)
+    if reason is None:
+        try:
+            return component.Component.deserialize_file(engine.wasmtime, str(artifact))
+        except (OSError, wasmtime.WasmtimeError) as exc:
+            reason = f"wasmtime refuses it: {str(exc).strip().splitlines()[0]}"
+    log.warning(
+        "%s not used (%s): compiling %s instead (minutes on a Pi); `wasihost build` on this "
+        "version writes artifacts for the %s baseline, which every such CPU loads",
+        artifact,
+        reason,
+        wasm.name,
+        platform.machine(),
+    )
+    return None
 
 
 def precompile(engine: Engine, wasm: Path, data: bytes | None = None) -> bool:
@@ -76,7 +151,7 @@ def precompile(engine: Engine, wasm: Path, data: bytes | None = None) -> bool:
     if has_matching_artifact(engine, wasm, sha256):
         return False
     try:
-        comp = component.Component(engine.wasmtime, data)
+        comp = component.Component(baseline_engine(), data)
     except wasmtime.WasmtimeError as exc:
         raise BuildError(f"{wasm}: built, but wasmtime cannot compile it: {exc}") from None
     write_precompiled(engine, comp, wasm, sha256)
