@@ -856,10 +856,11 @@ class Filtered:
     """A plugin's cycle after its filters.
 
     ``passed``: the reading for history and MQTT (only what the filters let out
-    this cycle, with what they held back in its ``held``); ``shown``: the reading for the app state and the dashboard, in
-    which a value the filters held back keeps its last one and an unavailable
-    one is absent; both None when nothing changed. ``unreported``: measurement
-    names with filters that the plugin's first reading lacked (to warn about once).
+    this cycle, with what they held back in its ``held``); ``shown``: the
+    reading for the app state and the dashboard, in which a value the filters
+    held back keeps its last one and an unavailable one is absent; both None
+    when nothing changed. ``unreported``: measurement names with filters that
+    the plugin's first reading lacked (to warn about once).
     """
 
     passed: Reading | None
