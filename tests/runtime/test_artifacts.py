@@ -104,3 +104,56 @@ def test_artifacts_are_compiled_for_this_architectures_baseline(engine: Engine) 
     assert target in {"x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"}
     data = component.Component(artifacts.baseline_engine(), WAT).serialize()
     assert component.Component.deserialize(engine.wasmtime, data) is not None
+
+
+def _reads_of(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record every read_bytes of ``path``."""
+    reads: list[Path] = []
+    real = Path.read_bytes
+
+    def counting(self: Path) -> bytes:
+        if self == path:
+            reads.append(self)
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    return reads
+
+
+def test_an_untouched_wasm_is_loaded_from_its_artifact_without_reading_it(
+    engine: Engine, wasm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load path's trim: the tag recorded the file's inode, mtime, ctime and size
+    when it hashed it; unchanged, the 18 MB of the shared runtime are not read again."""
+    expected = sha(wasm)
+    reads = _reads_of(wasm, monkeypatch)
+    compiled = compile_file("tiny", engine, wasm)
+    assert reads == []
+    assert compiled.precompiled and compiled.sha256 == expected
+
+
+def test_a_rewritten_wasm_is_read_and_hashed_again(
+    tmp_path: Path, wasm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same bytes or not, a write moves the file's ctime: the tag no longer vouches."""
+    other = Engine()  # a fresh engine: nothing remembered from the fixture's compile
+    try:
+        wasm.write_bytes(wasm.read_bytes())
+        reads = _reads_of(wasm, monkeypatch)
+        compiled = compile_file("tiny", other, wasm)
+        assert reads == [wasm]
+        assert compiled.precompiled  # the artifact matches the bytes, so it is still used
+    finally:
+        other.close()
+
+
+def test_an_older_tag_gains_the_files_identity_at_the_next_build(
+    engine: Engine, wasm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tag_path = wasm.with_suffix(".cwasm.tag")
+    tag = json.loads(tag_path.read_text())
+    del tag["wasm_identity"]
+    tag_path.write_text(json.dumps(tag))
+    assert artifacts.vouched_sha256(engine, wasm, artifacts.file_identity(wasm)) is None
+    assert not artifacts.precompile(engine, wasm)  # nothing compiled, the tag completed
+    assert artifacts.vouched_sha256(engine, wasm, artifacts.file_identity(wasm)) == sha(wasm)

@@ -18,6 +18,13 @@ workstation of the same architecture loads on a Pi 4 (or a Pi 3). wasmtime
 cannot compile for another architecture here: build aarch64 artifacts on an
 aarch64 machine.
 
+The tag also records the ``.wasm``'s identity on disk when it was hashed
+(inode, mtime, ctime and size, ``file_identity``): while those are unchanged,
+``vouched_sha256`` takes the tag's sha256 instead of reading and hashing the
+file again (18 MB for the shared runtime: 29 ms here, several times that on a
+Pi, at every start). Any write to the file moves its ctime, which no tool can
+set back, so a changed file is always read and hashed.
+
 Trust: a ``.cwasm`` is native code that wasmtime loads without validation.
 Only load artifacts produced by ``wasihost build`` on a machine you trust;
 the tag guards against staleness, not against tampering.
@@ -58,8 +65,21 @@ def _tag_path(wasm: Path) -> Path:
     return wasm.with_suffix(".cwasm.tag")
 
 
-def write_precompiled(engine: Engine, comp: component.Component, wasm: Path, sha256: str) -> Path:
-    """Serialise ``comp`` (compiled from ``wasm``) beside it.
+def file_identity(path: Path) -> list[int]:
+    """What identifies ``path``'s content without reading it: inode, mtime, ctime, size."""
+    stat = path.stat()
+    return [stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size]
+
+
+def write_precompiled(
+    engine: Engine,
+    comp: component.Component,
+    wasm: Path,
+    sha256: str,
+    identity: list[int] | None = None,
+) -> Path:
+    """Serialise ``comp`` (compiled from ``wasm``) beside it; ``identity``: the
+    file's ``file_identity`` taken before it was read and hashed, if known.
 
     The old tag goes first and the new one comes last, so at no moment does
     a tag vouch for an artifact it was not written for.
@@ -67,9 +87,28 @@ def write_precompiled(engine: Engine, comp: component.Component, wasm: Path, sha
     target = artifact_path(wasm)
     _tag_path(wasm).unlink(missing_ok=True)
     write_atomically(target, comp.serialize())
-    tag = json.dumps({"engine": engine.tag, "code": CODE, "wasm_sha256": sha256}) + "\n"
-    write_atomically(_tag_path(wasm), tag.encode())
+    _write_tag(engine, wasm, sha256, identity)
     return target
+
+
+def _write_tag(engine: Engine, wasm: Path, sha256: str, identity: list[int] | None) -> None:
+    fields: dict[str, object] = {"engine": engine.tag, "code": CODE, "wasm_sha256": sha256}
+    if identity is not None:
+        fields["wasm_identity"] = identity
+    write_atomically(_tag_path(wasm), (json.dumps(fields) + "\n").encode())
+
+
+def vouched_sha256(engine: Engine, wasm: Path, identity: list[int]) -> str | None:
+    """The sha256 the tag beside ``wasm`` recorded, when the tag is this engine's
+    and the file is the very one it hashed (same ``file_identity``); else None."""
+    try:
+        tag = json.loads(_tag_path(wasm).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(tag, dict) or tag.get("engine") != engine.tag:
+        return None
+    sha256 = tag.get("wasm_sha256")
+    return sha256 if tag.get("wasm_identity") == identity and isinstance(sha256, str) else None
 
 
 def baseline_target() -> str | None:
@@ -144,15 +183,22 @@ def load_precompiled(engine: Engine, wasm: Path, sha256: str) -> component.Compo
 def precompile(engine: Engine, wasm: Path, data: bytes | None = None) -> bool:
     """Write ``wasm``'s precompiled artifact unless a matching one exists;
     returns whether it compiled. ``data``, when given, is ``wasm``'s content
-    already in hand, so the file is not read again."""
+    already in hand (just written by this process), so the file is not read again."""
+    identity = file_identity(wasm)  # before reading: a later write moves its ctime
     if data is None:
         data = wasm.read_bytes()
+    elif identity[3] != len(data):
+        identity = []  # not the bytes in hand: nothing to vouch for
     sha256 = hashlib.sha256(data).hexdigest()
     if has_matching_artifact(engine, wasm, sha256):
+        if identity and vouched_sha256(engine, wasm, identity) is None:
+            # An older tag, or the file copied since: record what it is now, so
+            # loading need not hash it.
+            _write_tag(engine, wasm, sha256, identity)
         return False
     try:
         comp = component.Component(baseline_engine(), data)
     except wasmtime.WasmtimeError as exc:
         raise BuildError(f"{wasm}: built, but wasmtime cannot compile it: {exc}") from None
-    write_precompiled(engine, comp, wasm, sha256)
+    write_precompiled(engine, comp, wasm, sha256, identity or None)
     return True
