@@ -103,6 +103,15 @@ _STALE_AFTER_MIN_S = 5.0
 _NOSCRIPT_REFRESH_MIN_S = 5
 _ERROR_PAGE_REFRESH_S = 10
 
+# The CSS class of each plugin health the host reports (`Host.statuses`).
+_HEALTH_CLASSES = {"ok": "ok", "failing": "bad", "unavailable": "bad"}
+
+# Words written in capitals in a label made from a key or a plugin's slug; so are
+# words of letters and digits, sensor names such as dht22 or bme680.
+_ACRONYMS = frozenset(
+    ("cpu", "gpu", "iaq", "co2", "eco2", "voc", "tvoc", "led", "rssi", "ip", "id", "uv", "rh")
+)
+
 
 class _Snapshot(NamedTuple):
     """Page-wide facts every card needs: the LED strip and the host's clock."""
@@ -152,7 +161,10 @@ def render_page(state: JsonObject) -> str:
         interval_s=interval if interval is not None and interval > 0 else _DEFAULT_INTERVAL_S,
     )
     if readings:
-        cards = "".join(_card(name, reading, snapshot) for name, reading in readings.items())
+        cards = "".join(
+            _card(name, reading, snapshot, _dict(plugins.get(name)))
+            for name, reading in readings.items()
+        )
     else:
         cards = '<p class="muted">No readings yet.</p>'
     body = (
@@ -246,7 +258,7 @@ def _guarded(what: str, render: Callable[..., str], *args: object) -> str:
         return _error_notice(f"Cannot render {what}: {type(exc).__name__}: {exc}")
 
 
-def _card(name: str, reading: object, snapshot: _Snapshot) -> str:
+def _card(name: str, reading: object, snapshot: _Snapshot, info: JsonObject) -> str:
     """Render one plugin's card, or a card holding only an error notice.
 
     The fallback still carries `data-plugin`: the script reloads the page when
@@ -254,7 +266,7 @@ def _card(name: str, reading: object, snapshot: _Snapshot) -> str:
     look missing, or the page would keep reloading.
     """
     try:
-        return _reading_card(name, reading, snapshot)
+        return _reading_card(name, reading, snapshot, info)
     except Exception as exc:  # deliberately broad: an escape would trap the guest
         notice = _error_notice(f"Cannot render the {name!r} card: {type(exc).__name__}: {exc}")
         return f'<section class="card" data-plugin="{_esc(name)}">{notice}</section>'
@@ -314,24 +326,50 @@ def _range_control() -> str:
 
 
 def _problems(readings: JsonObject, plugins: JsonObject) -> list[str]:
-    """List raised alarms and failed plugins, in the words the script also uses."""
+    """List raised alarms and plugins that are not healthy, in the words the script uses."""
     problems = []
     for name, reading in readings.items():
         alarm = _dict(_dict(reading).get("status")).get("alarm")
         if _alarm_raised(alarm):
-            problems.append(f"{name}: alarm {_format_value(alarm)}")
+            title = _plugin_title(name, _dict(plugins.get(name)))
+            problems.append(f"{title}: alarm {_format_value(alarm)}")
     for name, info in plugins.items():
-        state = _text(_dict(info).get("state"))
-        if _state_class(state) == "bad":
-            problems.append(f"{name}: {state}")
+        health, word = _health(_dict(info))
+        if health != "ok":
+            problems.append(f"{_plugin_title(name, _dict(info))}: {word}")
     return problems
 
 
-def _reading_card(name: str, reading: object, snapshot: _Snapshot) -> str:
-    """Render one plugin's latest reading as a card.
+def _health(info: JsonObject) -> tuple[str, str]:
+    """A plugin's health and the word the page shows for it.
+
+    The host computes ``health`` (ok, failing, unavailable) by the rule /healthz
+    uses too; a state without it (an older host) is ok only while running. A
+    plugin that is not ok never shows a green "running": failing says so, and an
+    unavailable one shows its state (quarantined, backoff, failed...).
+    """
+    state = _text(info.get("state"))
+    health = info.get("health")
+    if health not in _HEALTH_CLASSES:
+        health = "ok" if state == "running" else "unavailable" if state else ""
+    if health == "failing":
+        return health, "failing"
+    return health, state or _MISSING
+
+
+def _plugin_title(name: str, info: JsonObject) -> str:
+    """The name a person reads: the plugin's own from describe(), else its slug made
+    readable ("DHT22", "Pi monitor")."""
+    described = _text(_dict(info.get("info")).get("name")).strip()
+    return described or _label(name)
+
+
+def _reading_card(name: str, reading: object, snapshot: _Snapshot, info: JsonObject) -> str:
+    """Render one plugin's latest reading as a card, titled by its readable name.
 
     Badges and the error block are always present (hidden when not needed)
-    so the script can show them without creating elements.
+    so the script can show them without creating elements. A plugin that is
+    not healthy (`_health`: failing, or not running) says so in a badge.
     """
     data = _dict(reading)
     status = dict(_dict(data.get("status")))
@@ -352,16 +390,22 @@ def _reading_card(name: str, reading: object, snapshot: _Snapshot) -> str:
         f"{_esc(stale_text or 'stale')}</span>"
     )
 
+    health, word = _health(info) if info else ("ok", "")
+    badges += (
+        f'<span class="badge bad" data-health-badge{"" if health not in ("", "ok") else " hidden"}>'
+        f"{_esc(word if health not in ('', 'ok') else 'failing')}</span>"
+    )
+
     accuracy = _accuracy_text(status["iaq_accuracy"]) if "iaq_accuracy" in status else None
     measurements, accuracy_shown = _measurements(_list(data.get("measurements")), accuracy)
     if accuracy_shown:
         del status["iaq_accuracy"]
 
-    world = _text(data.get("world"))
+    title = _plugin_title(name, info)
+    slug = f'<span class="world">{_esc(name)}</span>' if title.lower() != name.lower() else ""
     parts = [
-        f'<div class="card-title"><h2>{_esc(name)}</h2><div class="badges">{badges}</div>'
-        + (f'<span class="world">{_esc(world)}</span>' if world else "")
-        + "</div>",
+        f'<div class="card-title"><h2>{_esc(title)}</h2><div class="badges">{badges}</div>'
+        f"{slug}</div>",
         measurements,
     ]
     error = data.get("error")
@@ -379,8 +423,13 @@ def _reading_card(name: str, reading: object, snapshot: _Snapshot) -> str:
         f"{_card_leds(_list(data.get('leds')), snapshot.strip)}"
         f'<span class="updated" data-updated>{_esc(updated)}</span></div>'
     )
-    css_class = "card alarmed" if alarmed else "card"
-    return f'<section class="{css_class}" data-plugin="{_esc(name)}">{"".join(parts)}</section>'
+    css_class = (
+        "card alarmed" if alarmed else "card unhealthy" if health not in ("", "ok") else "card"
+    )
+    return (
+        f'<section class="{css_class}" data-plugin="{_esc(name)}" data-title="{_esc(title)}">'
+        f"{''.join(parts)}</section>"
+    )
 
 
 def _staleness(
@@ -420,10 +469,13 @@ def _measurements(items: list[Any], accuracy: str | None) -> tuple[str, bool]:
         unit = _text(measurement.get("unit"))
         value = measurement.get("value")
         is_iaq = name.lower() == "iaq" or unit.upper() == "IAQ"
-        decimals = 0 if is_iaq or measurement.get("device_class") == "duration" else 1
+        kind = _unit_kind(unit, measurement.get("device_class"))
+        decimals = 0 if is_iaq or kind == "duration" else 1
         number = jsonguard.number(value)
         # float() so that the page and the script (which cannot tell 3 from 3.0) agree.
-        shown = _format_number(float(number), decimals) if number is not None else None
+        shown, shown_unit = (
+            _display(float(number), unit, kind, decimals) if number is not None else (None, unit)
+        )
         detail = ""
         if is_iaq and number is not None:
             label, css_class = iaq_band(number)
@@ -434,14 +486,15 @@ def _measurements(items: list[Any], accuracy: str | None) -> tuple[str, bool]:
                 )
                 accuracy_shown = True
             detail = f'<div class="iaq-detail">{"".join(extras)}</div>'
-        unit_html = f'<span class="unit">{_esc(unit)}</span>' if unit else ""
         text = shown if shown is not None else _format_value(value)
         label_text = _label(name) or "?"
         (leading if is_iaq else blocks).append(
-            f'<div class="measure" data-measure="{_esc(name)}" data-decimals="{decimals}">'
+            f'<div class="measure" data-measure="{_esc(name)}" data-decimals="{decimals}"'
+            f' data-unit="{_esc(unit)}" data-kind="{kind}">'
             '<div class="m-head">'
             f'<div><span class="m-label">{_esc(label_text)}</span>{detail}</div>'
-            f'<span><span class="value" data-value>{_esc(text)}</span>{unit_html}</span></div>'
+            f'<span><span class="value" data-value>{_esc(text)}</span>'
+            f'<span class="unit" data-unit-text>{_esc(shown_unit)}</span></span></div>'
             f"{_charts(label_text)}</div>"
         )
     if not leading + blocks:
@@ -457,16 +510,35 @@ def _charts(label: str) -> str:
     value (or each bucket's mean), the area below it, or the band between each
     bucket's minimum and maximum when the history carries statistics. The long
     chart (`data-long`) takes the span the page's range control chooses.
+
+    The axes are text beside the plot, not in the SVG (which would stretch it):
+    three y ticks (bottom, middle, top: the script picks round numbers and maps
+    the plot onto them, so the three grid lines drawn here are theirs) and three
+    x ticks (first point, middle, now). The plot takes the keyboard focus and the
+    pointer: a crosshair, a dot and a tooltip with the time and the value (the
+    mean and min-max of a statistics bucket).
     """
+    y_ticks = "".join("<span data-y-tick></span>" for _ in range(3))
+    x_ticks = "".join("<span data-x-tick></span>" for _ in range(3))
     figures = "".join(
         f'<figure class="chart" data-window-ms="{window_ms}" data-label="{span}"'
         f"{' data-long' if index == _LONG_CHART else ''}>"
         f'<figcaption><span data-span title="last {span}">{span}</span>'
         '<span data-range title="minimum – maximum"></span></figcaption>'
-        f'<div class="plot"><svg viewBox="0 0 300 60" preserveAspectRatio="none" role="img" '
+        '<div class="chart-body">'
+        f'<div class="y-axis" aria-hidden="true">{y_ticks}</div>'
+        '<div class="plot" tabindex="0" data-plot>'
+        f'<svg viewBox="0 0 300 60" preserveAspectRatio="none" role="img" '
         f'aria-label="{_esc(label)}, last {span}">'
+        '<path class="gridlines" d="M0 0.5H300M0 30H300M0 59.5H300"></path>'
         '<path class="area" data-area d=""></path><path class="line" data-line d=""></path>'
-        '</svg><span class="chart-empty" data-empty>no history yet</span></div></figure>'
+        '<path class="cursor" data-cursor d=""></path>'
+        '</svg><span class="dot" data-dot hidden></span>'
+        '<span class="chart-empty" data-empty>no history yet</span>'
+        '<div class="tip" data-tip hidden><span data-tip-time></span>'
+        "<span data-tip-value></span></div></div>"
+        f'<div class="x-axis" aria-hidden="true">{x_ticks}</div>'
+        "</div></figure>"
         for index, (span, window_ms) in enumerate(_CHART_WINDOWS)
     )
     return f'<div class="charts">{figures}</div>'
@@ -678,44 +750,49 @@ def _health_table(plugins: JsonObject) -> str:
 def _health_row(name: str, info: JsonObject) -> str:
     """Render one plugin's health row, highlighting failures and non-zero counters.
 
-    The loaded version is the hash of the plugin's `.wasm`: the script reloads
-    the page when the dashboard plugin's own hash changes.
+    The state cell shows the plugin's health (`_health`): green "running" only
+    while it is ok. The loaded version is the hash of the plugin's `.wasm`: the
+    script reloads the page when the dashboard plugin's own hash changes. Each
+    cell carries its column's name (`data-label`) for the phone layout, where
+    every row is a small block of labelled values.
     """
-    state = _text(info.get("state"))
+    health, word = _health(info)
+    reason = _text(info.get("health_reason"))
     poll_ms = jsonguard.number(info.get("last_poll_ms"))
     poll_text = f"{_format_number(poll_ms, 2)} ms" if poll_ms is not None else _MISSING
     loaded_hash = _format_value(info.get("loaded_hash"))
     last_error = info.get("last_error")
     error_class = ' class="bad"' if last_error is not None else ""
+    title = _plugin_title(name, info)
+    slug = f' <span class="muted">{_esc(name)}</span>' if title.lower() != name.lower() else ""
     cells = [
-        f"<td>{_esc(name)}</td>",
-        f'<td class="{_state_class(state)}" data-col="state">{_esc(state or _MISSING)}</td>',
+        f'<th scope="row" class="plugin-name">{_esc(title)}{slug}</th>',
+        f'<td class="{_HEALTH_CLASSES.get(health, "")}" data-col="state" data-label="State"'
+        f"{f' title={_quote(reason)}' if reason else ''}>{_esc(word)}</td>",
         _count_cell("polls", info.get("polls"), alert=False),
         _count_cell("errors", info.get("errors"), alert=True),
         _count_cell("traps", info.get("traps"), alert=True),
-        f'<td class="num" data-col="last_poll_ms">{_esc(poll_text)}</td>',
-        f'<td><code data-col="loaded_hash">{_esc(loaded_hash)}</code></td>',
-        f'<td{error_class} data-col="last_error">{_esc(_format_value(last_error))}</td>',
+        f'<td class="num" data-col="last_poll_ms" data-label="Last poll">{_esc(poll_text)}</td>',
+        f'<td class="hash" data-label="Loaded version"><code data-col="loaded_hash">'
+        f"{_esc(loaded_hash)}</code></td>",
+        f'<td{error_class} data-col="last_error" data-label="Last error">'
+        f"{_esc(_format_value(last_error))}</td>",
     ]
     world = _esc(_text(info.get("world")))
-    return f'<tr data-health="{_esc(name)}" data-world="{world}">{"".join(cells)}</tr>'
+    return (
+        f'<tr data-health="{_esc(name)}" data-title="{_esc(title)}" data-world="{world}">'
+        f"{''.join(cells)}</tr>"
+    )
 
 
 def _count_cell(key: str, value: object, alert: bool) -> str:
     """Render a counter cell; with `alert`, a positive count is shown in red."""
     number = jsonguard.number(value)
     css_class = "num bad" if alert and number is not None and number > 0 else "num"
-    return f'<td class="{css_class}" data-col="{key}">{_esc(_format_value(value))}</td>'
-
-
-def _state_class(state: str) -> str:
-    """Map a plugin state to a CSS class from a fixed set (never from the data)."""
-    lowered = state.lower()
-    if lowered == "running":
-        return "ok"
-    if any(word in lowered for word in ("fail", "trap", "error", "crash", "hung")):
-        return "bad"
-    return "warn" if lowered else ""
+    return (
+        f'<td class="{css_class}" data-col="{key}" data-label="{key.capitalize()}">'
+        f"{_esc(_format_value(value))}</td>"
+    )
 
 
 def _alarm_raised(alarm: object) -> bool:
@@ -786,6 +863,51 @@ def _format_number(value: float, decimals: int = 1) -> str:
     return f"{round(value, decimals) + 0.0:,.{decimals}f}"
 
 
+def _unit_kind(unit: str, device_class: object) -> str:
+    """How a measurement's values are scaled for display: "duration" (seconds as
+    "3 h 12 min"), "ohm" (kΩ, MΩ), "bytes" (KB, MB, GB), or "" (as they come).
+    The page tags each measurement with it (`data-kind`) for the script."""
+    if unit == "s" or (device_class == "duration" and unit in ("", "s")):
+        return "duration"
+    if unit in ("Ω", "ohm", "ohms", "Ohm"):
+        return "ohm"
+    if unit in ("B", "bytes"):
+        return "bytes"
+    return ""
+
+
+# (kind, factor, unit) from the largest: a value is shown in the first unit it
+# reaches at least 1 of. The script's SCALES is the same table.
+_SCALES = {
+    "ohm": ((1e6, "MΩ"), (1e3, "kΩ")),
+    "bytes": ((1024.0**3, "GB"), (1024.0**2, "MB"), (1024.0, "KB")),
+}
+
+
+def _display(value: float, unit: str, kind: str, decimals: int) -> tuple[str, str]:
+    """A measurement's value and unit as the card shows them: 108,134 Ω is
+    "108.1" "kΩ", 3,636 s is "1 h 0 min" with no unit. The script's `display` agrees."""
+    if kind == "duration":
+        return _format_duration(value), ""
+    for factor, scaled_unit in _SCALES.get(kind, ()):
+        if abs(value) >= factor:
+            return _format_number(value / factor, 1), scaled_unit
+    return _format_number(value, decimals), unit
+
+
+def _format_duration(seconds: float) -> str:
+    """Seconds as a person says them: "42 s", "3 min 12 s", "3 h 12 min", "1 d 2 h"."""
+    if not math.isfinite(seconds):
+        return _MISSING
+    whole = int(max(0.0, seconds))
+    steps = ((86_400, "d", 3600, "h"), (3600, "h", 60, "min"), (60, "min", 1, "s"))
+    for size, name, smaller, smaller_name in steps:
+        if whole >= size:
+            rest = (whole % size) // smaller
+            return f"{whole // size} {name}" + (f" {rest} {smaller_name}" if rest else "")
+    return f"{whole} s"
+
+
 def _rgb(value: object) -> tuple[int, int, int] | None:
     """Validate an `[r, g, b]` triple, clamping each channel to 0-255."""
     if not isinstance(value, list) or len(value) != 3:
@@ -800,8 +922,26 @@ def _rgb(value: object) -> tuple[int, int, int] | None:
 
 
 def _label(key: str) -> str:
-    """Turn a snake_case key into a readable label."""
-    return key.replace("_", " ")
+    """Turn a snake_case key or a plugin's slug into a label a person reads:
+    "gas_resistance" is "Gas resistance", "cpu_temperature" "CPU temperature",
+    "pi-monitor" "Pi monitor" and "dht22" "DHT22". The script's `label` agrees."""
+    words = key.replace("_", " ").replace("-", " ").split()
+    shown = []
+    for index, word in enumerate(words):
+        lowered = word.lower()
+        letters = any(c.isalpha() for c in word)
+        if lowered in _ACRONYMS or (letters and any(c.isdigit() for c in word)):
+            shown.append(word.upper())
+        elif index == 0:
+            shown.append(word[:1].upper() + word[1:])
+        else:
+            shown.append(word)
+    return " ".join(shown)
+
+
+def _quote(value: str) -> str:
+    """An attribute value, escaped and in double quotes."""
+    return f'"{_esc(value)}"'
 
 
 def _text(value: object) -> str:

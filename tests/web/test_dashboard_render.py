@@ -150,8 +150,11 @@ def test_full_state_renders_a_complete_page() -> None:
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
     for text in ("raspberrypi", "sim", "22:13:20 UTC", '<b data-meta="interval">2.0 s</b>'):
         assert text in page
-    for name in ("dht22", "pi-monitor", "bme680", "dashboard", "bme680-plugin"):
+    for name in ("dht22", "pi-monitor", "bme680", "dashboard"):
         assert name in page
+    # Cards and rows are titled by readable names, the slug beside them where it differs.
+    for title in ("<h2>DHT22</h2>", "<h2>Pi monitor</h2>", "<h2>BME680</h2>"):
+        assert title in page
     assert "21.3" in page and "45.1" in page and "°C" in page
     assert "Cannot render" not in page
 
@@ -178,7 +181,10 @@ def test_live_values_carry_the_data_attributes_the_script_updates() -> None:
         "gas_resistance",
     ]
     # The script formats like the page: IAQ and durations as integers, the rest with a decimal.
-    assert attribute_values(elements, "data-decimals") == ["1", "1", "1", "1", "0", "1", "1"]
+    assert attribute_values(elements, "data-decimals") == ["1", "1", "1", "0", "0", "1", "1"]
+    # How the script scales each live value, as the page did (seconds, ohms).
+    assert attribute_values(elements, "data-kind") == ["", "", "", "duration", "", "", "ohm"]
+    assert attribute_values(elements, "data-unit")[-1] == "Ω"
     assert len(attribute_values(elements, "data-value")) == 7
     assert attribute_values(elements, "data-status") == [
         "poll_count",
@@ -204,7 +210,15 @@ def test_every_measurement_gets_an_hour_and_a_day_chart() -> None:
     assert page.count(">no history yet</span>") == 14  # until the script has points
     svgs = [attrs for tag, attrs in elements if tag == "svg"]
     assert {attrs["viewbox"] for attrs in svgs} == {"0 0 300 60"}
-    assert "temperature, last 24 h" in attribute_values(elements, "aria-label")
+    assert "Temperature, last 24 h" in attribute_values(elements, "aria-label")
+    # The axes the script labels: three y and three x ticks a chart, a plot the
+    # keyboard can focus, and the crosshair, dot and tooltip of the pointer.
+    assert len(attribute_values(elements, "data-y-tick")) == 3 * 14
+    assert len(attribute_values(elements, "data-x-tick")) == 3 * 14
+    plots = [attrs for tag, attrs in elements if "data-plot" in attrs]
+    assert len(plots) == 14 and all(attrs["tabindex"] == "0" for attrs in plots)
+    for marker in ("data-cursor", "data-dot", "data-tip"):
+        assert len(attribute_values(elements, marker)) == 14, marker
     # The second chart of each measurement is the long one, which the range control switches.
     figures = [attrs for tag, attrs in elements if tag == "figure"]
     assert ["data-long" in attrs for attrs in figures] == [False, True] * 7
@@ -281,8 +295,12 @@ def test_script_gets_the_iaq_bands_from_python() -> None:
 def test_values_are_rounded_by_size_and_kind() -> None:
     page = render.render_page(full_state())
 
-    assert "123,456" in page  # integer uptime
-    assert "123,457" in page  # large float loses its decimals
+    # Uptime in seconds reads as a duration, with no unit after it.
+    assert (
+        '<span class="value" data-value>1 d 10 h</span><span class="unit" data-unit-text>' in page
+    )
+    # Gas resistance in ohms is scaled to kΩ.
+    assert 'data-value>123.5</span><span class="unit" data-unit-text>kΩ</span>' in page
     assert "1,013.3" in page  # pressure keeps its decimal
     assert ">88<" in page  # IAQ is shown as an integer
     assert "0.41 ms" in page
@@ -294,7 +312,7 @@ def test_raised_alarm_is_prominent_and_quiet_alarm_is_calm() -> None:
     assert page.count('class="card alarmed"') == 1
     assert '<span class="badge alarm" data-alarm>alarm high</span>' in page
     assert page.count('<span class="badge ok" data-alarm>no alarm</span>') == 2
-    assert '<span class="pill bad" data-summary>pi-monitor: alarm high · dashboard: failed' in page
+    assert '<span class="pill bad" data-summary>Pi monitor: alarm high · Dashboard: failed' in page
 
 
 def test_alarm_badge_is_hidden_for_plugins_without_an_alarm() -> None:
@@ -420,7 +438,7 @@ def test_accuracy_without_iaq_measurement_stays_in_the_status_list() -> None:
 
     page = render.render_page(state)
 
-    assert '<dt>iaq accuracy</dt><dd data-status="iaq_accuracy">0/3</dd>' in page
+    assert '<dt>IAQ accuracy</dt><dd data-status="iaq_accuracy">0/3</dd>' in page
 
 
 @pytest.mark.parametrize(
@@ -527,10 +545,13 @@ def test_health_table_lists_plugins_and_highlights_failures() -> None:
 
     assert "<th>Loaded version</th>" in page
     assert '<code data-col="loaded_hash">ab12cd34</code>' in page
-    assert '<td class="ok" data-col="state">running</td>' in page
-    assert '<td class="bad" data-col="state">failed</td>' in page
-    assert '<td class="num bad" data-col="errors">2</td>' in page
-    assert '<td class="bad" data-col="last_error">wasm trap: unreachable</td>' in page
+    assert '<td class="ok" data-col="state" data-label="State">running</td>' in page
+    assert '<td class="bad" data-col="state" data-label="State">failed</td>' in page
+    assert '<td class="num bad" data-col="errors" data-label="Errors">2</td>' in page
+    assert (
+        '<td class="bad" data-col="last_error" data-label="Last error">wasm trap: unreachable</td>'
+        in page
+    )
 
 
 @pytest.mark.parametrize(
@@ -595,10 +616,10 @@ def test_render_json_escapes_the_error_message() -> None:
 def test_a_failing_card_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
     real_card = render._reading_card
 
-    def card(name: str, reading: object, snapshot: Any) -> str:
+    def card(name: str, reading: object, snapshot: Any, info: Any) -> str:
         if name == "dht22":
             raise ValueError(HOSTILE_TAG)
-        return real_card(name, reading, snapshot)
+        return real_card(name, reading, snapshot, info)
 
     monkeypatch.setattr(render, "_reading_card", card)
 
@@ -606,7 +627,7 @@ def test_a_failing_card_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert "Cannot render the &#x27;dht22&#x27; card: ValueError" in page
     assert HOSTILE_TAG not in page
-    assert "bme680-plugin" in page  # the other cards still render
+    assert "<h2>BME680</h2>" in page  # the other cards still render
     # Still tagged, or the script would take the card for missing and reload forever.
     assert '<section class="card" data-plugin="dht22"><p class="error"' in page
 
@@ -921,4 +942,68 @@ def test_a_hung_plugin_is_shown_as_a_fault() -> None:
     state = full_state()
     state["plugins"]["dashboard"]["state"] = "hung"
     page = render.render_page(state)
-    assert '<td class="bad" data-col="state">hung</td>' in page
+    assert '<td class="bad" data-col="state" data-label="State">hung</td>' in page
+
+
+def test_a_running_plugin_that_never_worked_is_failing_not_green() -> None:
+    """The host's health (Host.statuses: the rule /healthz uses) decides the state
+    cell and the card's badge: a running plugin that is failing is never a green
+    "running", and the reason is the cell's title."""
+    state = full_state()
+    state["readings"]["dht22"].update(timestamp_ms=None, measurements=[], error="no device")
+    state["plugins"]["dht22"].update(
+        health="failing", health_reason="has not produced a reading: no device"
+    )
+    page = render.render_page(state)
+    assert (
+        '<td class="bad" data-col="state" data-label="State" '
+        'title="has not produced a reading: no device">failing</td>'
+    ) in page
+    assert '<span class="badge bad" data-health-badge>failing</span>' in page
+    assert 'class="card unhealthy" data-plugin="dht22"' in page
+    assert "DHT22: failing" in page  # in the summary
+    # An ok plugin's badge is there for the script, hidden.
+    assert '<span class="badge bad" data-health-badge hidden>' in page
+
+
+@pytest.mark.parametrize(
+    ("key", "label"),
+    [
+        ("dht22", "DHT22"),
+        ("bme680", "BME680"),
+        ("pi-monitor", "Pi monitor"),
+        ("gas_resistance", "Gas resistance"),
+        ("cpu_temperature", "CPU temperature"),
+        ("iaq", "IAQ"),
+        ("", ""),
+    ],
+)
+def test_keys_and_slugs_read_as_names(key: str, label: str) -> None:
+    assert render._label(key) == label
+
+
+def test_a_plugin_is_titled_by_its_described_name() -> None:
+    assert render._plugin_title("sht31", {"info": {"name": "SHT31 sensor"}}) == "SHT31 sensor"
+    assert render._plugin_title("sht31", {"info": {"name": " "}}) == "SHT31"
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "kind", "shown"),
+    [
+        (42.0, "s", "duration", ("42 s", "")),
+        (192.0, "s", "duration", ("3 min 12 s", "")),
+        (11_520.0, "s", "duration", ("3 h 12 min", "")),
+        (93_600.0, "s", "duration", ("1 d 2 h", "")),
+        (86_400.0, "s", "duration", ("1 d", "")),
+        (950.0, "Ω", "ohm", ("950.0", "Ω")),
+        (108_134.0, "Ω", "ohm", ("108.1", "kΩ")),
+        (2_500_000.0, "Ω", "ohm", ("2.5", "MΩ")),
+        (3 * 1024.0**2, "B", "bytes", ("3.0", "MB")),
+        (21.34, "°C", "", ("21.3", "°C")),
+    ],
+)
+def test_values_are_shown_in_a_unit_that_suits_them(
+    value: float, unit: str, kind: str, shown: tuple[str, str]
+) -> None:
+    assert render._unit_kind(unit, None) == kind
+    assert render._display(value, unit, kind, 1) == shown

@@ -6,6 +6,7 @@
   const W = 300;
   const H = 60;
   const STATE_CLASSES = ["ok", "warn", "bad"];
+  const HEALTH_CLASSES = new Map([["ok", "ok"], ["failing", "bad"], ["unavailable", "bad"]]);
   const IAQ_CLASSES = IAQ.bands.map((band) => band[2]).concat([IAQ.worst[1]]);
   const body = document.body;
   let intervalMs = (Number(body.dataset.interval) || 2) * 1000;
@@ -55,6 +56,39 @@
     new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
   const fmtDay = (ms) => new Date(ms).toLocaleDateString([], { day: "numeric", month: "short" });
   const fmtTime = (v) => (num(v) === null ? MISSING : fmtClock(v));
+  function fmtDuration(seconds) {
+    // render.py's _format_duration: "42 s", "3 min 12 s", "3 h 12 min", "1 d 2 h".
+    if (!Number.isFinite(seconds)) return MISSING;
+    const whole = Math.trunc(Math.max(0, seconds));
+    for (const [size, name, smaller, smallerName] of [[86400, "d", 3600, "h"],
+      [3600, "h", 60, "min"], [60, "min", 1, "s"]]) {
+      if (whole >= size) {
+        const rest = Math.floor((whole % size) / smaller);
+        return Math.floor(whole / size) + " " + name + (rest ? " " + rest + " " + smallerName : "");
+      }
+    }
+    return whole + " s";
+  }
+  // render.py's _SCALES: [factor, unit] from the largest, per kind (data-kind).
+  const SCALES = new Map([
+    ["ohm", [[1e6, "M\u03a9"], [1e3, "k\u03a9"]]],
+    ["bytes", [[1024 ** 3, "GB"], [1024 ** 2, "MB"], [1024, "KB"]]],
+  ]);
+  function display(v, kind, unit, decimals) {
+    // [text, unit] as render.py's _display: 108,134 Ω is ["108.1", "kΩ"].
+    if (kind === "duration") return [fmtDuration(v), ""];
+    for (const [factor, scaled] of SCALES.get(kind) || []) {
+      if (Math.abs(v) >= factor) return [fmtNumber(v / factor, 1), scaled];
+    }
+    return [fmtNumber(v, decimals), unit];
+  }
+  function health(info) {
+    // [health, word] as render.py's _health: green "running" only while ok.
+    const state = typeof info.state === "string" ? info.state : "";
+    let h = HEALTH_CLASSES.has(info.health) ? info.health : "";
+    if (!h) h = state === "running" ? "ok" : state ? "unavailable" : "";
+    return [h, h === "failing" ? "failing" : state || MISSING];
+  }
   function fmtAge(seconds) {
     if (seconds < 60) return fmtNumber(seconds, 1) + " s";
     if (seconds < 3600) return Math.round(seconds / 60) + " min";
@@ -67,12 +101,6 @@
   }
   const alarmRaised = (a) => ![undefined, null, "none", "", false].includes(a);
   const accuracyText = (v) => (Number.isInteger(v) ? v + "/" + IAQ.accuracyMax : fmtValue(v));
-  function stateClass(state) {
-    const lowered = state.toLowerCase();
-    if (lowered === "running") return "ok";
-    if (["fail", "trap", "error", "crash", "hung"].some((w) => lowered.includes(w))) return "bad";
-    return lowered ? "warn" : "";
-  }
 
   // The shell (the parent window, at this host's origin) relays the stream and history.
   const toShell = (message) => parent.postMessage(message, location.origin);
@@ -106,25 +134,46 @@
   const RELOAD_LONG_MS = 5 * 60000;
   // The bucket width of each resolution /api/history answers with ("raw" has none).
   const BUCKET_MS = new Map([["5m", 300000], ["1h", 3600000]]);
+  // A chart's values are shown in one unit, chosen by its largest: durations in
+  // s, min, h or d; ohms and bytes as on the card.
+  const DURATION_SCALES = [[86400 * 2, 86400, "d"], [7200, 3600, "h"], [120, 60, "min"]];
+  function chartScale(kind, unit, magnitude) {
+    // [divisor, unit, decimals or null (the measurement's own)]
+    if (kind === "duration") {
+      for (const [from, size, name] of DURATION_SCALES) {
+        if (magnitude >= from) return [size, name, 1];
+      }
+      return [1, "s", 0];
+    }
+    for (const [factor, scaled] of SCALES.get(kind) || []) {
+      if (magnitude >= factor) return [factor, scaled, 1];
+    }
+    return [1, unit, null];
+  }
   const charts = [];
   for (const card of all(document, "[data-plugin]")) {
     for (const measure of all(card, "[data-measure]")) {
       for (const fig of all(measure, "[data-window-ms]")) {
-        const unitEl = measure.querySelector(".unit");
         const nameEl = measure.querySelector(".m-label");
         charts.push({
           plugin: card.dataset.plugin, field: measure.dataset.measure,
           name: nameEl ? nameEl.textContent : measure.dataset.measure,
           decimals: Number(measure.dataset.decimals) || 0,
-          unit: unitEl ? unitEl.textContent : "",
+          unit: measure.dataset.unit || "", kind: measure.dataset.kind || "",
           windowMs: Number(fig.dataset.windowMs), label: fig.dataset.label || "",
           long: "long" in fig.dataset, fig, svg: fig.querySelector("svg"),
           line: fig.querySelector("[data-line]"), area: fig.querySelector("[data-area]"),
           range: fig.querySelector("[data-range]"), span: fig.querySelector("[data-span]"),
           empty: fig.querySelector("[data-empty]"), points: [],
+          plot: fig.querySelector("[data-plot]"), cursor: fig.querySelector("[data-cursor]"),
+          dot: fig.querySelector("[data-dot]"), tip: fig.querySelector("[data-tip]"),
+          yTicks: all(fig, "[data-y-tick]"), xTicks: all(fig, "[data-x-tick]"),
           // banded: the history carried min and max; bucketMs: its resolution's width;
           // generation: bumped when the span changes, so a late answer is dropped.
           banded: false, bucketMs: 0, generation: 0,
+          // view: what the last drawing mapped (for the pointer); hover: the pointer's
+          // place across the plot (0-1), or the index the keyboard chose.
+          view: null, hover: null,
         });
       }
     }
@@ -150,6 +199,49 @@
     }
   }
 
+  function niceStep(raw) {
+    // The smallest of 1, 2, 2.5 or 5 times a power of ten that is at least `raw`.
+    const power = 10 ** Math.floor(Math.log10(raw));
+    for (const m of [1, 2, 2.5, 5]) if (m * power >= raw * (1 - 1e-9)) return m * power;
+    return 10 * power;
+  }
+  function yAxis(lo, hi, decimals) {
+    // [bottom, step]: three round ticks (bottom, +step, +2 steps) around lo..hi.
+    if (!(hi > lo)) {
+      const step = niceStep(Math.max(Math.abs(hi) * 0.01, 10 ** -decimals));
+      return [(Math.round(lo / step) - 1) * step, step];
+    }
+    let step = niceStep((hi - lo) / 2);
+    for (let i = 0; i < 20; i += 1) {
+      const bottom = Math.floor(lo / step) * step;
+      if (bottom + 2 * step >= hi - step * 1e-9) return [bottom, step];
+      step = niceStep(step * 1.01);
+    }
+    return [lo, (hi - lo) / 2];
+  }
+  function decimalsOf(step) {
+    let d = 0;
+    while (d < 6 && Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) > 1e-6) d += 1;
+    return d;
+  }
+  function fmtSpan(ms) {
+    // How long the host has drawn for, roughly: "40 s", "12 min", "5 h", "3 d".
+    const minutes = ms / 60000;
+    if (minutes < 1) return Math.max(1, Math.round(ms / 1000)) + " s";
+    if (minutes < 90) return Math.max(1, Math.round(minutes)) + " min";
+    if (minutes < 48 * 60) return Math.round(minutes / 60) + " h";
+    return Math.round(minutes / 1440) + " d";
+  }
+  function fmtAxisTime(t, spanMs) {
+    // Times of day, or dates beyond a day and a half; a span of minutes counts back
+    // from now ("-12 min"), which minutes of a clock would repeat.
+    if (spanMs < 20 * 60000) {
+      const ago = (nowMs - t) / 1000;
+      return "\u2212" + (ago < 90 ? Math.round(ago) + " s" : Math.round(ago / 60) + " min");
+    }
+    return spanMs <= 1.5 * DAY_MS ? fmtHourMinute(t) : fmtDay(t);
+  }
+
   function drawChart(chart) {
     const from = nowMs - chart.windowMs;
     // A statistics bucket is stamped with its start: the one holding `from` is kept.
@@ -163,6 +255,9 @@
       chart.area.setAttribute("d", "");
       setText(chart.range, "");
       setText(chart.span, chart.label);
+      for (const el of chart.yTicks.concat(chart.xTicks)) setText(el, "");
+      chart.view = null;
+      showCursor(chart);
       return;
     }
     const t0 = pts[0][0];
@@ -173,8 +268,17 @@
       lo = Math.min(lo, p[2]);
       hi = Math.max(hi, p[3]);
     }
-    const pad = hi - lo > 0 ? (hi - lo) * 0.1 : Math.max(Math.abs(hi) * 0.01, 0.5);
-    const y = (v) => (H - ((v - lo + pad) / (hi - lo + 2 * pad)) * H).toFixed(1);
+    // The y axis: the chart's unit (kΩ, h...), then three round ticks the plot spans.
+    const [div, unit, scaledDecimals] = chartScale(chart.kind, chart.unit,
+      Math.max(Math.abs(lo), Math.abs(hi)));
+    const decimals = scaledDecimals === null ? chart.decimals : scaledDecimals;
+    const [bottom, step] = yAxis(lo / div, hi / div, decimals);
+    const tickDecimals = decimalsOf(step);
+    chart.yTicks.forEach((el, i) => {
+      // Top first, as on the page.
+      setText(el, fmtNumber(bottom + (2 - i) * step, tickDecimals));
+    });
+    const y = (v) => (H - ((v / div - bottom) / (2 * step)) * H).toFixed(1);
     const x = (t) => (((t - t0) / Math.max(t1 - t0, 1)) * W).toFixed(1);
     // A gap much longer than a poll interval (host down) or than a statistics
     // bucket breaks the line; adjacent buckets are one line, not dots.
@@ -196,13 +300,115 @@
         "L" + x(seg[0][0]) + " " + H + "Z"));
     chart.line.setAttribute("d", line.join(""));
     chart.area.setAttribute("d", area.join(""));
-    const unit = chart.unit ? " " + chart.unit : "";
-    const range = fmtNumber(lo, chart.decimals) + "\u2013" + fmtNumber(hi, chart.decimals);
-    setText(chart.range, range + unit);
-    // Until the host has run for a whole window the x axis starts at the first point.
+    const unitText = unit ? " " + unit : "";
+    const range = fmtNumber(lo / div, decimals) + "\u2013" + fmtNumber(hi / div, decimals);
+    setText(chart.range, range + unitText);
+    // Until the host has run for a whole window the x axis starts at the first
+    // point, and the caption says how long that is.
     const partial = t0 - from > Math.max(chart.windowMs / CHART_POINTS, chart.bucketMs);
-    const start = chart.windowMs > DAY_MS ? fmtDay(t0) : fmtHourMinute(t0);
-    setText(chart.span, partial ? "from " + start : chart.label);
+    setText(chart.span, partial ? "last " + fmtSpan(t1 - t0) : chart.label);
+    const spanMs = t1 - t0;
+    setText(chart.xTicks[0], fmtAxisTime(t0, spanMs));
+    setText(chart.xTicks[1], spanMs > 0 ? fmtAxisTime(t0 + spanMs / 2, spanMs) : "");
+    setText(chart.xTicks[2], "now");
+    chart.view = { t0, t1, div, unit: unitText, decimals, bottom, step };
+    showCursor(chart);
+  }
+
+  // ---- the crosshair and tooltip ----------------------------------------
+  function nearest(pts, t) {
+    let lo = 0;
+    let hi = pts.length - 1;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (pts[mid][0] <= t) lo = mid;
+      else hi = mid;
+    }
+    return Math.abs(pts[hi][0] - t) < Math.abs(pts[lo][0] - t) ? hi : lo;
+  }
+  function fmtWhen(chart, t) {
+    const v = chart.view;
+    if (chart.bucketMs >= 3600000 || v.t1 - v.t0 > 1.5 * DAY_MS) {
+      return fmtDay(t) + " " + fmtHourMinute(t);
+    }
+    return chart.windowMs <= 3600000 ? fmtClock(t) : fmtHourMinute(t);
+  }
+  function showCursor(chart) {
+    const v = chart.view;
+    const pts = chart.points;
+    const on = chart.hover !== null && v !== null && pts.length > 0;
+    show(chart.tip, on);
+    show(chart.dot, on);
+    if (!on) {
+      chart.cursor.setAttribute("d", "");
+      return;
+    }
+    const index = chart.hover.index !== undefined
+      ? Math.min(Math.max(chart.hover.index, 0), pts.length - 1)
+      : nearest(pts, v.t0 + chart.hover.at * (v.t1 - v.t0));
+    chart.hover.shown = index;
+    const p = pts[index];
+    const fx = (p[0] - v.t0) / Math.max(v.t1 - v.t0, 1);
+    const fy = 1 - (p[1] / v.div - v.bottom) / (2 * v.step);
+    chart.cursor.setAttribute("d", "M" + (fx * W).toFixed(1) + " 0V" + H);
+    chart.dot.style.left = (fx * 100).toFixed(2) + "%";
+    chart.dot.style.top = (fy * 100).toFixed(2) + "%";
+    const fmt = (value) => fmtNumber(value / v.div, v.decimals);
+    const band = chart.banded && p[2] !== p[3]
+      ? " (" + fmt(p[2]) + "\u2013" + fmt(p[3]) + ")" : "";
+    setText(chart.tip.querySelector("[data-tip-time]"), fmtWhen(chart, p[0]));
+    setText(chart.tip.querySelector("[data-tip-value]"),
+      (band ? "mean " : "") + fmt(p[1]) + band + v.unit);
+    // Above the point, slid along so that it never leaves the plot: its left edge
+    // at the left end, its right edge at the right end (no layout is measured).
+    chart.tip.style.left = (fx * 100).toFixed(2) + "%";
+    chart.tip.style.transform = "translate(" + (-fx * 100).toFixed(2) + "%, -100%)";
+  }
+  for (const chart of charts) {
+    const plot = chart.plot;
+    const at = (event) => {
+      const box = plot.getBoundingClientRect();
+      return Math.min(Math.max((event.clientX - box.left) / Math.max(box.width, 1), 0), 1);
+    };
+    plot.addEventListener("pointermove", (event) => {
+      chart.hover = { at: at(event) };
+      showCursor(chart);
+    });
+    plot.addEventListener("pointerdown", (event) => {
+      chart.hover = { at: at(event) };
+      showCursor(chart);
+    });
+    plot.addEventListener("pointerleave", () => {
+      if (document.activeElement === plot) return;
+      chart.hover = null;
+      showCursor(chart);
+    });
+    plot.addEventListener("focus", () => {
+      chart.hover = { index: chart.points.length - 1 };
+      showCursor(chart);
+    });
+    plot.addEventListener("blur", () => {
+      chart.hover = null;
+      showCursor(chart);
+    });
+    plot.addEventListener("keydown", (event) => {
+      const moves = { ArrowLeft: -1, ArrowRight: 1, PageUp: -10, PageDown: 10 };
+      const from = chart.hover && chart.hover.shown !== undefined
+        ? chart.hover.shown : chart.points.length - 1;
+      let index = null;
+      if (event.key in moves) index = from + moves[event.key];
+      else if (event.key === "Home") index = 0;
+      else if (event.key === "End") index = chart.points.length - 1;
+      else if (event.key === "Escape") {
+        chart.hover = null;
+        showCursor(chart);
+        return;
+      }
+      if (index === null) return;
+      event.preventDefault();
+      chart.hover = { index };
+      showCursor(chart);
+    });
   }
 
   const historyWaiting = new Map();
@@ -298,7 +504,14 @@
     setText(alarmEl, raised ? "alarm " + fmtValue(alarm) : "no alarm");
     setClass(alarmEl, ["alarm", "ok"], raised ? "alarm" : "ok");
     card.classList.toggle("alarmed", raised);
-    if (raised) context.problems.push(name + ": alarm " + fmtValue(alarm));
+    const title = card.dataset.title || name;
+    if (raised) context.problems.push(title + ": alarm " + fmtValue(alarm));
+    const [h, word] = health(obj(context.plugins[name]));
+    const unhealthy = h !== "" && h !== "ok";
+    const healthEl = card.querySelector("[data-health-badge]");
+    show(healthEl, unhealthy);
+    if (unhealthy) setText(healthEl, word);
+    card.classList.toggle("unhealthy", unhealthy && !raised);
 
     const taken = num(reading.timestamp_ms);
     const hostAge = taken === null ? null : Math.max(0, nowMs - taken) / 1000;
@@ -320,8 +533,11 @@
       }
       const value = num(m.value);
       const decimals = Number(el.dataset.decimals) || 0;
-      const text = value === null ? fmtValue(m.value) : fmtNumber(value, decimals);
+      const [text, unit] = value === null
+        ? [fmtValue(m.value), el.dataset.unit || ""]
+        : display(value, el.dataset.kind || "", el.dataset.unit || "", decimals);
       setText(el.querySelector("[data-value]"), text);
+      setText(el.querySelector("[data-unit-text]"), unit);
       const bandEl = el.querySelector("[data-iaq-band]");
       if (bandEl && value !== null) {
         const [label, cls] = iaqBand(value);
@@ -353,11 +569,17 @@
 
   function updateHealthRow(row, info, context) {
     const cells = byData(row, "[data-col]", "col");
-    const state = typeof info.state === "string" ? info.state : "";
+    const [h, word] = health(info);
     const stateCell = cells.get("state");
-    setText(stateCell, state || MISSING);
-    setClass(stateCell, STATE_CLASSES, stateClass(state));
-    if (stateClass(state) === "bad") context.problems.push(row.dataset.health + ": " + state);
+    setText(stateCell, word);
+    setClass(stateCell, STATE_CLASSES, HEALTH_CLASSES.get(h) || "");
+    if (stateCell) {
+      const reason = typeof info.health_reason === "string" ? info.health_reason : "";
+      stateCell.setAttribute("title", reason);
+    }
+    if (h !== "" && h !== "ok") {
+      context.problems.push((row.dataset.title || row.dataset.health) + ": " + word);
+    }
     for (const [key, alert] of [["polls", false], ["errors", true], ["traps", true]]) {
       const cell = cells.get(key);
       setText(cell, fmtValue(info[key]));
@@ -470,7 +692,7 @@
 
     // Stale after 3 intervals but at least 5 s: the rule of render.py's _Snapshot.
     const context = {
-      problems: [], missing: false,
+      problems: [], missing: false, plugins: obj(state.plugins),
       staleAfter: Math.max(3 * intervalMs, 5000) / 1000,
     };
     const cards = byData(document, "[data-plugin]", "plugin");
