@@ -342,21 +342,111 @@ def test_dashboard_is_live_and_draws_charts(host_url: str, browser: Any) -> None
         frame.page.context.close()
 
 
-def test_dashboard_fits_a_phone_screen(host_url: str, browser: Any) -> None:
-    frame, console = open_dashboard(browser, host_url, 390, 844)
-    try:
-        frame.wait_for_function(
-            IS_LIVE,
-            timeout=LIVE_TIMEOUT_MS,
-        )
-        # Only the health table may scroll sideways, inside its own wrapper.
-        overflow = frame.evaluate(
-            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow <= 0
-        assert console.errors == []
-    finally:
-        frame.page.context.close()
+# What a person would check by eye, measured in the page: nothing wider than the
+# screen, the grid's columns filled without a hole a card would fit in, every chart's
+# axes labelled, and the health table not scrolling sideways.
+LAYOUT_FACTS = """() => {
+    const doc = document.scrollingElement;
+    const wide = [...document.querySelectorAll("body *")].filter((el) => {
+        const box = el.getBoundingClientRect();
+        return box.width > 0 && (box.right > innerWidth + 0.5 || box.left < -0.5);
+    }).map((el) => el.tagName + "." + el.className);
+    const cards = [...document.querySelectorAll("main.grid > .card")].map((el) => {
+        const box = el.getBoundingClientRect();
+        return [Math.round(box.left), box.top, box.bottom];
+    });
+    const columns = new Map();
+    for (const [left, top, bottom] of cards) {
+        columns.set(left, (columns.get(left) || []).concat([[top, bottom]]));
+    }
+    const stacks = [...columns.values()].map((c) => c.sort((a, b) => a[0] - b[0]));
+    const holes = stacks.flatMap((c) => c.slice(1).map((card, i) => card[0] - c[i][1]));
+    const bottoms = stacks.map((c) => c[c.length - 1][1]);
+    const shortest = Math.min(...cards.map(([, top, bottom]) => bottom - top));
+    const ticks = (selector) => [...document.querySelectorAll(selector)]
+        .filter((el) => el.textContent.trim() !== "").length;
+    const table = document.querySelector(".table-wrap");
+    return {
+        scrollWidth: doc.scrollWidth, innerWidth, wide, columns: columns.size,
+        cards: cards.length, largestHole: Math.max(0, ...holes),
+        bottomGap: Math.max(...bottoms) - Math.min(...bottoms), shortest,
+        charts: document.querySelectorAll("[data-plot]").length,
+        yTicks: ticks("[data-y-tick]"), xTicks: ticks("[data-x-tick]"),
+        tableOverflow: table.scrollWidth - table.clientWidth,
+    };
+}"""
+ALL_DRAWN = """() => [...document.querySelectorAll('[data-line]')]
+    .every((line) => (line.getAttribute('d') || '').startsWith('M'))"""
+SCREENSHOTS = Path(os.environ.get("WASIHOST_SCREENSHOT_DIR", "/tmp/wasihost-dashboard"))
+
+
+def check_layout(frame: Any, name: str) -> dict[str, Any]:
+    """Take the page's layout facts (LAYOUT_FACTS) and a screenshot of the whole page
+    into SCREENSHOTS; fail on any fact a person would see as broken."""
+    frame.wait_for_function(ALL_DRAWN, timeout=LIVE_TIMEOUT_MS)
+    facts: dict[str, Any] = frame.evaluate(LAYOUT_FACTS)
+    assert facts["scrollWidth"] <= facts["innerWidth"], facts
+    assert facts["wide"] == [], facts
+    assert facts["tableOverflow"] <= 0, facts
+    # Cards stack in their columns (no gap beyond the grid's 1rem), and no column is
+    # left short by more than a card would fill.
+    assert facts["largestHole"] <= 17, facts
+    assert facts["bottomGap"] < facts["shortest"], facts
+    # Every chart has its y ticks and its x ticks.
+    assert facts["yTicks"] == 3 * facts["charts"], facts
+    assert facts["xTicks"] == 3 * facts["charts"], facts
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    height = frame.evaluate("document.scrollingElement.scrollHeight")
+    width = frame.page.viewport_size["width"]
+    frame.page.set_viewport_size({"width": width, "height": height})
+    frame.wait_for_function(ALL_DRAWN, timeout=LIVE_TIMEOUT_MS)
+    frame.page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}.png"))
+    return facts
+
+
+def hover_tooltip(frame: Any, chart: str) -> str:
+    """Move the pointer over the middle of `chart`'s plot; return the tooltip's text."""
+    box = frame.locator(f"{chart} [data-plot]").bounding_box()
+    assert box is not None
+    frame.page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    frame.wait_for_function(
+        "(selector) => !document.querySelector(selector + ' [data-tip]').hidden",
+        arg=chart,
+        timeout=LIVE_TIMEOUT_MS,
+    )
+    return text(frame, f"{chart} [data-tip]")
+
+
+def test_dashboard_layout_at_desktop_and_phone_widths(host_url: str, browser: Any) -> None:
+    """The page as a person sees it, at a desktop's and a phone's width: nothing
+    cut off or scrolling sideways, cards without holes (three columns on the
+    desktop, one on the phone), labelled axes, a tooltip under the pointer and the
+    keyboard, values in readable units. Screenshots go to SCREENSHOTS."""
+    chart = f'{DHT22_TEMPERATURE} [data-window-ms="3600000"]'
+    for name, width, height in (("desktop", 1280, 800), ("phone", 390, 844)):
+        frame, console = open_dashboard(browser, host_url, width, height, color_scheme="dark")
+        try:
+            frame.wait_for_function(IS_LIVE, timeout=LIVE_TIMEOUT_MS)
+            tip = hover_tooltip(frame, chart)
+            assert re.fullmatch(r"\d\d:\d\d:\d\d-?\d+\.\d °C", tip), tip
+            assert frame.get_attribute(f"{chart} [data-cursor]", "d", timeout=1000)
+            # Friendly names and units: a duration, kΩ.
+            assert text(frame, '[data-plugin="pi-monitor"] h2') == "Pi monitor"
+            assert text(frame, '[data-plugin="dht22"] h2') == "DHT22"
+            uptime = text(frame, '[data-plugin="pi-monitor"] [data-measure="uptime"] [data-value]')
+            assert re.fullmatch(r"\d+ (s|min|h|d)( \d+ (s|min|h))?", uptime), uptime
+            gas = '[data-plugin="bme680"] [data-measure="gas_resistance"]'
+            assert text(frame, f"{gas} [data-unit-text]") in ("kΩ", "MΩ")
+            facts = check_layout(frame, name)
+            assert facts["columns"] == (3 if name == "desktop" else 1), facts
+            # The keyboard: focus a plot, step back along the line.
+            frame.page.mouse.move(0, 0)
+            frame.focus(f"{chart} [data-plot]")
+            frame.page.keyboard.press("Home")
+            assert not frame.is_hidden(f"{chart} [data-tip]")
+            assert console.errors == []
+        finally:
+            frame.page.context.close()
 
 
 def history_asked(urls: list[str], plugin: str, field: str) -> list[dict[str, int]]:
@@ -427,7 +517,7 @@ def test_long_charts_show_a_week_and_a_year_of_statistics(host_url: str, browser
             assert answer["points"] and all(len(p) == 4 for p in answer["points"])
 
             svg = f"{DHT22_LONG_CHART} svg"
-            assert frame.get_attribute(svg, "aria-label") == f"temperature, last {label}"
+            assert frame.get_attribute(svg, "aria-label") == f"Temperature, last {label}"
             assert frame.get_attribute(f"{DHT22_LONG_CHART} [data-span]", "title") == (
                 f"last {label}"
             )
@@ -671,7 +761,7 @@ def test_long_charts_follow_the_history_contract(browser: Any) -> None:
             assert len(points_in(band_d)) == 2 * len(line)
             assert text(frame, f"{chart} [data-range]") == "-7.5–33.3 °C"
             assert frame.get_attribute(f"{chart} svg", "aria-label") == (
-                f"temperature, last {label}"
+                f"Temperature, last {label}"
             )
         # Another state, handed to the page from the shell's window as the shell does:
         # at 1 y its value is not appended (at 24 h it was, above).
@@ -688,7 +778,7 @@ def test_long_charts_follow_the_history_contract(browser: Any) -> None:
         assert len(line) == answered(365 * DAY_MS) and line[-1][0] < 300 * (1 - 1 / 365) + 1
         # The 1 h chart kept its span.
         assert frame.get_attribute('[data-window-ms="3600000"] svg', "aria-label") == (
-            "temperature, last 1 h"
+            "Temperature, last 1 h"
         )
         assert console.errors == []
     finally:
