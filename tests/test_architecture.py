@@ -21,6 +21,7 @@ LAYERS = {
     "host": 4,
     "cycle": 4,
     "runtime": 3,
+    "bundle": 3,  # signed plugin bundles: read plugin folders as runtime/ does; no wasmtime
     "capabilities": 2,
     "boards": 1,
     "filters": 0,  # pure logic on model values; the cycle applies it

@@ -325,3 +325,40 @@ def test_the_documented_filter_examples_are_valid() -> None:
     for block in blocks:
         config = parse_config(tomllib.loads(block.split("```", 1)[0]), Path("CONFIG.md"))
         assert any(plugin.filters for plugin in config.plugins.values())
+
+
+# -- [trust] keys and [plugins.<name>] pin (docs/BUNDLES.md) -----------------------
+KEY = "ed25519:" + "A" * 43 + "="  # 32 bytes of base64
+
+
+def test_trusted_keys_and_a_pin_are_read_as_written() -> None:
+    pin = "sha256:" + "0123456789abcdef" * 4
+    config = parse_config({"trust": {"keys": [KEY]}, "plugins": {"sht31": {"pin": pin}}})
+    assert config.trust.keys == [KEY]
+    assert config.plugins["sht31"].pin == pin
+    assert parse_config({}).trust.keys == []  # by default: no key, every bundle refused
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"trust": {"keys": ["AAAA"]}}, 'trust.keys.0: expected "ed25519:<base64 of 32 bytes>"'),
+        ({"trust": {"keys": ["ed25519:not base64!"]}}, "trust.keys.0: not base64"),
+        ({"trust": {"keys": [KEY, "ed25519:AAAA"]}}, "trust.keys.1: 3 bytes, not 32"),
+        ({"trust": {"keys": ["ed25519-private:" + "A" * 43 + "="]}}, "that is a private key"),
+        ({"trust": {"keys": [KEY, KEY]}}, "trust: keys[1]: ed25519:AAAAAAAAAAAA… is listed twice"),
+        ({"trust": {"keys": KEY}}, "trust.keys: Input should be a valid list"),
+        ({"trust": {"key": [KEY]}}, "trust.key: unknown key"),
+        ({"plugins": {"x": {"pin": "abc"}}}, 'plugins.x.pin: expected "sha256:<64 lower-case hex'),
+        ({"plugins": {"x": {"pin": "sha256:" + "A" * 64}}}, "plugins.x.pin: expected"),
+        ({"plugins": {"x": {"pin": 1}}}, "plugins.x.pin: Input should be a valid string"),
+    ],
+)
+def test_bad_trust_keys_and_pins_are_refused_naming_the_key(
+    data: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, Path("node.toml"))
+    message = str(caught.value)
+    assert message.startswith("node.toml: invalid configuration")
+    assert expected in message, message

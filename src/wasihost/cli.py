@@ -1,4 +1,4 @@
-"""The ``wasihost`` command: ``run`` the host, ``build`` plugins."""
+"""The ``wasihost`` command: ``run`` the host, ``build`` plugins, sign ``bundle``s."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wasihost import __version__
 from wasihost.boards import platform_check
@@ -149,6 +149,76 @@ def _doctor(args: argparse.Namespace) -> int:
     return run_doctor(config, lambda: doctor_facts(config))
 
 
+def _bundle(args: argparse.Namespace) -> int:
+    """``wasihost bundle keygen|create|verify|inspect|hash`` (docs/BUNDLES.md)."""
+    from wasihost.bundle import commands
+
+    def echo(line: str) -> None:
+        print(line, flush=True)
+
+    if args.bundle_command == "keygen":
+        return commands.keygen(args.out, echo)
+    if args.bundle_command == "create":
+        # The grants it needs default to what this config gives a plugin of its name.
+        config = load_config(args.config) if args.config.exists() else None
+        return commands.create(
+            args.plugin,
+            args.key,
+            args.version,
+            args.output,
+            args.grant,
+            config,
+            echo,
+            name=args.name,
+            world=args.world,
+        )
+    if args.bundle_command == "verify":
+        return commands.verify(args.bundle, load_config(args.config), echo)
+    if args.bundle_command == "inspect":
+        return commands.inspect(args.bundle, echo)
+    return commands.hash_(args.plugin, echo)
+
+
+def _bundle_parser(commands: Any) -> None:
+    bundle = commands.add_parser(
+        "bundle", help="signed plugin bundles: make keys, create, verify, inspect, hash"
+    )
+    sub = bundle.add_subparsers(dest="bundle_command", required=True)
+    keygen = sub.add_parser("keygen", help="a new Ed25519 signing key (OUT, OUT.pub)")
+    keygen.add_argument("out", type=Path, help="the private key file to create (mode 0600)")
+    create = sub.add_parser("create", help="sign a bundle of a plugin folder or .wasm")
+    create.add_argument("plugin", type=Path, help="a source plugin's folder or a .wasm component")
+    create.add_argument("--key", type=Path, required=True, help="the private key file")
+    create.add_argument("--version", required=True, help="the plugin's version, e.g. 1.2.0")
+    create.add_argument("-o", "--output", type=Path, help="default: NAME-VERSION.bundle")
+    create.add_argument(
+        "--grant",
+        action="append",
+        default=[],
+        metavar="KEY=VALUES",
+        help="a grant the plugin needs, e.g. i2c_addresses=0x44 or buzzer=yes (repeatable; "
+        "default: what --config grants a plugin of its name)",
+    )
+    create.add_argument("--name", help="the plugin's name (default: the folder's or file's)")
+    create.add_argument("--world", help="a component's world (default: NAME-plugin)")
+    create.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
+    verify = sub.add_parser(
+        "verify", help="whether a node would install a bundle: exit 0 valid, 1 refused, 4 held"
+    )
+    verify.add_argument("bundle", type=Path)
+    verify.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help=f"the node's configuration, with its [trust] keys (default: {DEFAULT_CONFIG_PATH})",
+    )
+    inspect = sub.add_parser("inspect", help="show a bundle's manifest and files (unverified)")
+    inspect.add_argument("bundle", type=Path)
+    hash_ = sub.add_parser("hash", help="a plugin's content hash, as [plugins.<name>] pin takes it")
+    hash_.add_argument("plugin", type=Path, help="a source plugin's folder or a .wasm component")
+    bundle.set_defaults(handler=_bundle)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="wasihost", description=__doc__)
     top.add_argument("--version", action="version", version=f"wasihost {__version__}")
@@ -230,6 +300,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"configuration file (default: {DEFAULT_CONFIG_PATH})",
     )
     doctor.set_defaults(handler=_doctor)
+    _bundle_parser(commands)
     return top
 
 

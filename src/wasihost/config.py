@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -30,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from wasihost import content
+from wasihost.bundle.keys import parse_public_key
 from wasihost.errors import ConfigError
 from wasihost.filters import FilterConfigError, FilterSpec, parse_filter
 from wasihost.grants import GPIO_PINS, GRANTS, I2C_ADDRESSES, LEDS, Grant
@@ -56,6 +59,27 @@ def _bounds(grant: Grant) -> Any:
 
 I2cAddress = Annotated[int, BeforeValidator(_parse_i2c_address), _bounds(I2C_ADDRESSES)]
 GpioPin = Annotated[int, _bounds(GPIO_PINS)]
+
+
+def _pin(value: str) -> str:
+    """A content hash as ``wasihost bundle hash`` prints it (``wasihost.content``)."""
+    if not content.PATTERN.match(value):
+        raise ValueError(
+            'expected "sha256:<64 lower-case hex digits>", the content hash '
+            f"wasihost bundle hash PLUGIN prints (got {value!r})"
+        )
+    return value
+
+
+def _public_key(value: str) -> str:
+    """A trusted key as ``wasihost bundle keygen`` prints it; checked here so a
+    typo stops the host rather than silently trusting nothing."""
+    parse_public_key(value)  # its ValueError says what is wrong
+    return value
+
+
+ContentHash = Annotated[str, AfterValidator(_pin)]
+PublicKeyText = Annotated[str, AfterValidator(_public_key)]
 
 
 class _Section(BaseModel):
@@ -149,6 +173,8 @@ class PluginConfig(_Section):
     # [[plugins.<name>.filters.<measurement>]]: measurement name -> its filter chain,
     # in order (wasihost.filters; docs/CONFIG.md#sensor-filters).
     filters: dict[str, tuple[FilterSpec, ...]] = Field(default_factory=dict)
+    # Load (and hot-reload to) only this content (docs/BUNDLES.md#pinning).
+    pin: ContentHash | None = None
 
 
 class SupervisionConfig(_Section):
@@ -275,6 +301,22 @@ class FleetConfig(_Section):
     offline_after_seconds: float = Field(60.0, gt=0, le=86_400)
 
 
+class TrustConfig(_Section):
+    """``[trust]``: the public keys whose signed plugin bundles this node accepts
+    (docs/BUNDLES.md). None by default: every bundle is refused."""
+
+    keys: list[PublicKeyText] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _each_key_once(self) -> TrustConfig:
+        seen: set[str] = set()
+        for i, key in enumerate(self.keys):
+            if key in seen:
+                raise ValueError(f"keys[{i}]: {key[:20]}… is listed twice")
+            seen.add(key)
+        return self
+
+
 class RuntimeConfig(_Section):
     # "compiled": each call goes through a plan built once per function, converting
     # in C (fastest; "typed" where the C module is not built); "typed": the same
@@ -302,6 +344,7 @@ class _HostFile(_Section):
     mqtt: MqttConfig = MqttConfig()
     fleet: FleetConfig = FleetConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    trust: TrustConfig = TrustConfig()
 
 
 @dataclass(frozen=True)
@@ -324,6 +367,7 @@ class HostConfig:
     mqtt: MqttConfig
     fleet: FleetConfig
     runtime: RuntimeConfig
+    trust: TrustConfig
     plugin_keys: dict[str, str]  # normalised name -> key as written in the file
 
     @property

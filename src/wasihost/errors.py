@@ -11,6 +11,7 @@ what was expected.
     ├── BoardError         a hardware (or simulated) device failed
     ├── CapabilityError    a capability call was refused or failed; its
     │                      message goes back to the guest as the WIT error
+    ├── BundleError        a plugin bundle or a signing key that cannot be used
     └── PluginError        anything about one plugin
         ├── PluginLoadError    bad .wasm, forbidden import, missing export
         ├── GuestError         the guest returned its WIT error case
@@ -38,6 +39,11 @@ class BoardError(WasihostError):
 
 class CapabilityError(WasihostError):
     """A capability call is refused (outside the grant) or failed on the board."""
+
+
+class BundleError(WasihostError):
+    """A plugin bundle (or a key to sign or check one) that cannot be used; the
+    message says which file, which entry or key, and why."""
 
 
 class PluginError(WasihostError):

@@ -23,6 +23,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from wasihost.content import folder_hash
+
 ENTRY = "app"
 LIBRARY = "_shared"  # <plugins>/_shared/: the shared guest library's import path
 GUEST_LIBRARY = "wasihost_guest"  # the package in it
@@ -122,37 +124,76 @@ def _imports_of(path: Path) -> frozenset[str] | None:
     return _IMPORTS[key]
 
 
-def _text(path: Path, what: str) -> str:
+def _decode(data: bytes, path: Path, what: str) -> str:
     try:
-        return path.read_bytes().decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         where = f"{exc.reason} at byte {exc.start}"
         raise SourceError(f"{path}: not UTF-8 text ({where}); {what}") from None
 
 
-def assets_module(plugin_dir: Path) -> str | None:
-    """The source of the module ``_embedded_assets`` for the plugin's
-    ``assets/`` files (None without any): ``FILES``, each file's path in the
-    folder to its text, read as UTF-8 with no newline translation."""
+def _text(path: Path, what: str) -> str:
+    return _decode(path.read_bytes(), path, what)
+
+
+def _assets_source(plugin_dir: Path, texts: list[tuple[Path, str]]) -> str | None:
+    """The module ``_embedded_assets`` for the asset files' (path, text)."""
     folder = plugin_dir / ASSETS
-    entries = []
-    for path in asset_files(plugin_dir):
-        _refuse_outside(path, plugin_dir)
-        text = _text(path, "assets are embedded as text")
-        entries.append(f"    {path.relative_to(folder).as_posix()!r}: {text!r},\n")
+    entries = [f"    {path.relative_to(folder).as_posix()!r}: {text!r},\n" for path, text in texts]
     if not entries:
         return None
     docstring = f"{plugin_dir.name}/{ASSETS}/, embedded by wasihost (generated)."
     return f'"""{docstring}"""\n\nFILES = {{\n{"".join(entries)}}}\n'
 
 
+def assets_module(plugin_dir: Path) -> str | None:
+    """The source of the module ``_embedded_assets`` for the plugin's
+    ``assets/`` files (None without any): ``FILES``, each file's path in the
+    folder to its text, read as UTF-8 with no newline translation."""
+    texts = []
+    for path in asset_files(plugin_dir):
+        _refuse_outside(path, plugin_dir)
+        texts.append((path, _text(path, "assets are embedded as text")))
+    return _assets_source(plugin_dir, texts)
+
+
+def _own(modules: list[Path], assets: list[Path], manifest: Path) -> list[Path]:
+    paths = {*modules, *assets, *([manifest] if manifest.is_file() else [])}
+    return sorted(paths, key=lambda path: path.as_posix().encode())
+
+
+def own_files(plugin_dir: Path) -> list[Path]:
+    """The files that are the plugin itself, as the host reads them: its
+    modules (not its tests), ``assets/`` and ``plugin.toml``. Its content hash
+    (``wasihost.content``) and a bundle of it cover exactly these; the shared
+    guest library beside it is the node's, not the plugin's."""
+    return _own(module_files(plugin_dir), asset_files(plugin_dir), plugin_dir / "plugin.toml")
+
+
+def read_own_files(plugin_dir: Path) -> list[tuple[str, bytes]]:
+    """``own_files`` as (path in the folder, bytes), each refused if it is a
+    link or too large, as loading refuses it."""
+    found = own_files(plugin_dir)
+    if len(found) > MAX_FILES:
+        raise SourceError(f"{plugin_dir}: {len(found)} files, more than {MAX_FILES}")
+    files = []
+    for path in found:
+        _refuse_outside(path, plugin_dir)
+        files.append((path.relative_to(plugin_dir).as_posix(), path.read_bytes()))
+    if sum(len(data) for _, data in files) > MAX_BYTES:
+        raise SourceError(f"{plugin_dir}: files larger than {MAX_BYTES // 1024} KiB in all")
+    return files
+
+
 @dataclass(frozen=True)
 class Sources:
-    """The text of every module of one plugin version, and that version's hash."""
+    """The text of every module of one plugin version, that version's hash,
+    and the plugin's content hash (what a pin names), both from the same bytes."""
 
     folder: Path
     files: tuple[tuple[str, str], ...]  # (module path, e.g. "app.py", text)
-    sha256: str
+    sha256: str  # of the modules as loaded, the shared library's included
+    content: str  # ``sha256:...`` of the plugin's own files (wasihost.content)
 
     @property
     def size(self) -> int:
@@ -173,31 +214,54 @@ def _refuse_outside(path: Path, root: Path) -> None:
 
 
 def read_sources(plugin_dir: Path) -> Sources:
-    """A source plugin's modules, the library's if it uses it, and its assets."""
+    """A source plugin's modules, the library's if it uses it, and its assets.
+
+    Each file is read once: the text handed to the guest and the content hash
+    a pin is checked against come from the same bytes, so a file replaced
+    while the plugin loads cannot pass the pin as one version and load as another.
+    """
     if not (plugin_dir / f"{ENTRY}.py").is_file():
         raise SourceError(f"{plugin_dir}: no {ENTRY}.py (a source plugin's entry module)")
-    found = [(plugin_dir, p) for p in module_files(plugin_dir)]
+    modules, assets = module_files(plugin_dir), asset_files(plugin_dir)
+    manifest = plugin_dir / "plugin.toml"
+    found = [(plugin_dir, p) for p in modules]
     library = library_for(plugin_dir)
     if library is not None:
         found += [(library, p) for p in module_files(library)]
     if len(found) > MAX_FILES:
         raise SourceError(f"{plugin_dir}: {len(found)} modules, more than {MAX_FILES}")
+    read: dict[Path, bytes] = {}
+
+    def data(path: Path, base: Path) -> bytes:
+        if path not in read:
+            _refuse_outside(path, base)
+            read[path] = path.read_bytes()
+        return read[path]
+
     files: list[tuple[str, str]] = []
     for base, path in found:
-        _refuse_outside(path, base)
-        files.append((path.relative_to(base).as_posix(), _text(path, "a module must be UTF-8")))
-    assets = assets_module(plugin_dir)
-    if assets is not None:
-        files.append((f"{EMBEDDED_ASSETS}.py", assets))
+        text = _decode(data(path, base), path, "a module must be UTF-8")
+        files.append((path.relative_to(base).as_posix(), text))
+    texts = [(p, _decode(data(p, plugin_dir), p, "assets are embedded as text")) for p in assets]
+    embedded = _assets_source(plugin_dir, texts)
+    if embedded is not None:
+        files.append((f"{EMBEDDED_ASSETS}.py", embedded))
     if sum(len(text) for _, text in files) > MAX_BYTES:
         raise SourceError(f"{plugin_dir}: modules larger than {MAX_BYTES // 1024} KiB in all")
     digest = hashlib.sha256()
     for name, text in files:
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
-    manifest = plugin_dir / "plugin.toml"
     if manifest.is_file():
-        digest.update(b"plugin.toml\0" + manifest.read_bytes())
-    return Sources(plugin_dir, tuple(files), digest.hexdigest())
+        digest.update(b"plugin.toml\0" + data(manifest, plugin_dir))
+    own = [
+        (p.relative_to(plugin_dir).as_posix(), data(p, plugin_dir))
+        for p in _own(modules, assets, manifest)
+    ]
+    try:
+        content = folder_hash(own)
+    except ValueError as exc:  # a file name no listing can hold
+        raise SourceError(f"{plugin_dir}: {exc}") from None
+    return Sources(plugin_dir, tuple(files), digest.hexdigest(), content)
 
 
 def folder_signature(plugin_dir: Path) -> tuple[tuple[str, int, int], ...] | None:
