@@ -77,6 +77,7 @@ def plugin_specs(config: HostConfig, contract: Contract) -> list[PluginSpec]:
                 supervision=supervision,
                 source=source,
                 state=state,
+                pin=plugin.pin,
             )
         )
     return specs

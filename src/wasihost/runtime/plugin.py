@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from wasihost import content
 from wasihost.boards.base import Board
 from wasihost.capabilities import CapabilityContext, Grants
 from wasihost.clock import wall_clock_ms
@@ -89,6 +90,7 @@ class PluginSpec:
     supervision: SupervisionPolicy = field(default_factory=SupervisionPolicy)
     source: Path | None = None  # a source plugin's folder, run in the shared runtime
     state: bool = False  # a source plugin exports ``state`` (its plugin.toml says so)
+    pin: str | None = None  # the only content hash it may load (``[plugins.<name>] pin``)
 
     def signature(self) -> Signature | None:
         """What the reload fallback compares each cycle: the component file's,
@@ -123,6 +125,14 @@ class PluginStats:
     recycle_error: str | None = None  # why the last recycle kept the old instance
     guest_memory_bytes: int | None = None  # at the last check; None where unmeasurable
     restore_error: str | None = None  # why it runs without its saved state; None once restored
+
+
+def content_of_checked(checked: CheckedComponent) -> str:
+    """The content hash (``wasihost.content``) of a checked version: a source
+    plugin's own files, else the component's bytes."""
+    if checked.sources is not None:
+        return checked.sources.content
+    return content.of_sha256(checked.sha256)
 
 
 @dataclass
@@ -414,6 +424,7 @@ class Plugin:
                 self.spec.wasm,
                 self.spec.source,
             )
+        self._check_pin(checked)
         linker = build_linker(self._engine, self._contract, self.ctx, checked)
 
         def build(guest: GuestThread) -> tuple[Instance, dict[str, Any] | None]:
@@ -424,6 +435,22 @@ class Plugin:
         return Candidate(
             checked, linker, instance, signature, (time.perf_counter() - started) * 1000, info
         )
+
+    def _check_pin(self, checked: CheckedComponent) -> None:
+        """Refuse a version whose content is not the pinned one. Every load goes
+        through ``prepare`` (start, reset, hot reload), so this is the one place;
+        the hash is of the bytes just read for loading (a component's as
+        compiled, a source plugin's as handed to the guest), before any of its
+        code runs. A refused reload leaves the live version running."""
+        if self.spec.pin is None:
+            return
+        actual = content_of_checked(checked)
+        if actual != self.spec.pin:
+            raise PluginLoadError(
+                self.name,
+                f"{self.spec.watched}: content {actual} is not the pinned {self.spec.pin} "
+                f"([plugins.{self.name}] pin)",
+            )
 
     def _on_new_thread(self, work: Callable[[GuestThread], T]) -> T:
         """Run guest calls on a version that is not live yet, on a thread of
