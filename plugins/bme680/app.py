@@ -221,12 +221,15 @@ def _measure_and_report() -> Bme680Data:
         _alarm = False
     rgb = CALIBRATING_RGB if accuracy == 0 else BAND_RGB[band(iaq)]
     led_controller.set_led(_config.led, *rgb)
+    co2_equivalent, breath_voc = air_estimates()
     return Bme680Data(
         temperature_c=reading.temperature_c,
         humidity_percent=reading.humidity_percent,
         pressure_hpa=reading.pressure_hpa,
         gas_resistance_ohm=reading.gas_resistance_ohm,
         iaq=iaq,
+        co2_equivalent_ppm=co2_equivalent,
+        breath_voc_ppm=breath_voc,
         iaq_accuracy=accuracy,
         alarm=Alarm.HIGH if _alarm else Alarm.NONE,
         poll_count=_poll_count,

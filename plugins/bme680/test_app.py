@@ -137,6 +137,31 @@ def test_damp_air_is_not_read_as_pollution(mode: Mode, board: SimBoard, slope: f
         plugin.close()
 
 
+def test_co2_and_breath_voc_estimates_follow_the_gas_signal(mode: Mode, board: SimBoard) -> None:
+    """In the poll record: 400 ppm CO2eq and 0.5 ppm bVOC in clean air, both rising
+    when the gas resistance falls (docs/IAQ.md: estimates, not measurements)."""
+    clock = [1_700_000_000_000]
+    plugin = plugin_under_test(
+        HERE, mode, board=board, grants=GRANTS, clock_ms=lambda: clock[0],
+        settings={"burn_in_s": 30},
+    )  # fmt: skip
+    try:
+        board.set_bme680(21.0, 40.0, 1005.0, 150_000.0)
+        for _ in range(30):
+            clock[0] += 3000
+            clean = plugin.poll()
+        assert clean["co2_equivalent_ppm"] == pytest.approx(400.0, abs=5.0)
+        assert clean["breath_voc_ppm"] == pytest.approx(0.5, abs=0.01)
+        board.set_bme680(21.0, 40.0, 1005.0, 50_000.0)  # a third of the resistance: VOCs
+        for _ in range(3):
+            clock[0] += 3000
+            smelly = plugin.poll()
+        assert smelly["co2_equivalent_ppm"] > 1000.0
+        assert smelly["breath_voc_ppm"] > clean["breath_voc_ppm"]
+    finally:
+        plugin.close()
+
+
 # What the plugin saved before humidity compensation (snapshot version 1).
 V1_SNAPSHOT = {
     "v": 1,

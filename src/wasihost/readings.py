@@ -44,6 +44,10 @@ MEASUREMENTS: dict[str, dict[str, Field]] = {
         "pressure_hpa": Field("pressure", "hPa", "pressure"),
         "gas_resistance_ohm": Field("gas_resistance", "Ω", "voc"),
         "iaq": Field("iaq", "IAQ", "aqi"),
+        # Estimates from the gas signal (docs/IAQ.md): not HA's carbon_dioxide, which
+        # automations take for a real CO2 sensor.
+        "co2_equivalent_ppm": Field("co2_equivalent", "ppm", "none"),
+        "breath_voc_ppm": Field("breath_voc", "ppm", "volatile_organic_compounds_parts"),
     },
 }
 

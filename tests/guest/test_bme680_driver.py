@@ -836,6 +836,8 @@ class FakeData:
     pressure_hpa: float
     gas_resistance_ohm: float
     iaq: float
+    co2_equivalent_ppm: float
+    breath_voc_ppm: float
     iaq_accuracy: int
     alarm: Any
     poll_count: int

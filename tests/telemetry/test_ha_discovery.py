@@ -58,7 +58,7 @@ def all_messages(configuration_url: str | None = "http://attic.local:3000/") -> 
 
 def test_every_config_follows_home_assistant_rules() -> None:
     messages = all_messages()
-    assert len(messages) == 2 + 13 + 5 + 5 * 3  # node, seed fields, generic fields, diagnostics
+    assert len(messages) == 2 + 15 + 5 + 5 * 3  # node, seed fields, generic fields, diagnostics
     unique_ids = [config["unique_id"] for config in messages.values()]
     assert len(set(unique_ids)) == len(unique_ids)
     for topic, config in messages.items():

@@ -69,6 +69,8 @@ def test_declared_fields_come_from_the_world_table_or_describe() -> None:
         "pressure",
         "gas_resistance",
         "iaq",
+        "co2_equivalent",
+        "breath_voc",
     ]
     info = {
         "measurements": [

@@ -100,6 +100,8 @@ PRECISION: dict[str, dict[str, int]] = {
         "pressure": 1,
         "gas_resistance": 0,
         "iaq": 0,
+        "co2_equivalent": 0,
+        "breath_voc": 1,
     },
 }
 # Any other plugin (a generic sensor-plugin's describe() has no precision): by unit.
@@ -115,6 +117,7 @@ FIELD_ICONS: dict[str, str] = {
     "gas_resistance": "mdi:air-filter",
     "cpu_load": "mdi:cpu-64-bit",
     "memory_used": "mdi:memory",
+    "co2_equivalent": "mdi:molecule-co2",
 }
 DEFAULT_ICON = "mdi:gauge"
 
