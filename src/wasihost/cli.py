@@ -1,4 +1,4 @@
-"""The ``wasihost`` command: ``run`` the host, ``build`` plugins, sign ``bundle``s."""
+"""The ``wasihost`` command: ``run`` the host, ``build`` plugins, sign and ``deploy`` bundles."""
 
 from __future__ import annotations
 
@@ -219,6 +219,109 @@ def _bundle_parser(commands: Any) -> None:
     bundle.set_defaults(handler=_bundle)
 
 
+def _deploy(args: argparse.Namespace) -> int:
+    """``wasihost deploy BUNDLE ...`` and ``wasihost deploy --status`` (docs/BUNDLES.md)."""
+    from wasihost.config import parse_config
+    from wasihost.deploy import deployer_mqtt as io
+    from wasihost.deploy.deployer import Target
+
+    def echo(line: str) -> None:
+        print(line, flush=True)
+
+    config_given = args.config is not None
+    path = args.config if config_given else DEFAULT_CONFIG_PATH
+    config = load_config(path) if config_given or path.exists() else parse_config({})
+    settings = io.with_broker(config.mqtt, args.broker)
+    if args.status:
+        if args.bundle is not None or args.node or args.label or args.all:
+            raise io.DeployError("--status takes no bundle and no targets (only --plugin)")
+        return asyncio.run(io.status(settings, args.plugin, echo))
+    if args.bundle is None:
+        raise io.DeployError("give a BUNDLE to deploy (or --status)")
+    chosen = [bool(args.node), args.label is not None, args.all]
+    if sum(chosen) != 1:
+        raise io.DeployError("give exactly one of --node ID..., --label L or --all")
+    if args.canary and args.canary_label is not None:
+        raise io.DeployError("give --canary ID... or --canary-label L, not both")
+    if args.timeout <= 0:
+        raise io.DeployError(f"--timeout {args.timeout:g}: expected seconds above 0")
+    if args.plugin is not None:
+        raise io.DeployError("--plugin is for --status; a bundle names its plugin")
+    if args.node:
+        target = Target("node", tuple(dict.fromkeys(args.node)))
+    elif args.label is not None:
+        target = Target("label", label=args.label)
+    else:
+        target = Target("all")
+    canary = None
+    if args.canary:
+        canary = Target("node", tuple(dict.fromkeys(args.canary)))
+    elif args.canary_label is not None:
+        canary = Target("label", label=args.canary_label)
+    keys = [(key, f"[trust] keys in {config.path}") for key in config.trust.keys]
+    for pub in args.key_pub:
+        try:
+            keys.append((pub.read_text(encoding="utf-8"), f"--key-pub {pub}"))
+        except OSError as exc:
+            raise io.DeployError(f"--key-pub {pub}: {exc.strerror}") from None
+    manifest = io.check_bundle(args.bundle, io.trusted_keys(keys))
+    return asyncio.run(
+        io.deploy(
+            settings,
+            manifest,
+            args.bundle.read_bytes(),
+            target,
+            canary,
+            args.timeout,
+            echo,
+            settle_seconds=args.settle,
+        )
+    )
+
+
+def _deploy_parser(commands: Any) -> None:
+    deploy = commands.add_parser(
+        "deploy",
+        help="deliver a signed bundle to nodes over MQTT, canaries first; or --status",
+        description="exit 0 every online target healthy, 1 stopped (a node rolled back, "
+        "failed or refused it), 2 bad input, 5 timed out",
+    )
+    deploy.add_argument("bundle", type=Path, nargs="?", help="the .bundle file")
+    deploy.add_argument("--status", action="store_true", help="show every node's versions")
+    deploy.add_argument("--plugin", help="with --status: only this plugin")
+    deploy.add_argument("--node", nargs="+", default=[], metavar="ID", help="target nodes")
+    deploy.add_argument("--label", help="target the nodes with this [node] label")
+    deploy.add_argument("--all", action="store_true", help="target every node")
+    deploy.add_argument("--canary", nargs="+", default=[], metavar="ID", help="canary nodes")
+    deploy.add_argument("--canary-label", help="the nodes with this label are the canaries")
+    deploy.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds for the whole rollout (900)"
+    )
+    deploy.add_argument(
+        "--settle",
+        type=float,
+        default=None,
+        help="a label stage ends this many seconds after its last new node reported (5)",
+    )
+    deploy.add_argument(
+        "--key-pub",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a trusted public key (the signer's .pub), besides --config's [trust] keys",
+    )
+    deploy.add_argument("--broker", metavar="HOST[:PORT]", help="overrides [mqtt] host and port")
+    deploy.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"[mqtt] (address, credentials, TLS) and [trust] from here "
+        f"(default: {DEFAULT_CONFIG_PATH} if it exists)",
+    )
+    deploy.set_defaults(handler=_deploy)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="wasihost", description=__doc__)
     top.add_argument("--version", action="version", version=f"wasihost {__version__}")
@@ -301,6 +404,7 @@ def parser() -> argparse.ArgumentParser:
     )
     doctor.set_defaults(handler=_doctor)
     _bundle_parser(commands)
+    _deploy_parser(commands)
     return top
 
 

@@ -1,0 +1,427 @@
+"""The deployer's side of a rollout over MQTT, as a state machine without I/O.
+
+``Rollout`` is fed what the broker says (nodes' availability and their
+rollout reports) and the time; it answers with the retained messages to
+publish and the progress lines to print. ``deployer_mqtt`` does the network
+and the terminal. The protocol (v1) is in docs/MQTT.md; what the deployer
+does with it is in docs/BUNDLES.md ("Deploying with ``wasihost deploy``").
+
+The stages:
+
+1. Canaries (``--canary ID ...`` or ``--canary-label L``), when given: the
+   bundle goes to their delivery topics. Every canary must report this
+   content hash ``healthy`` before the rollout goes on; a canary that reports
+   ``rolled-back``, ``failed``, ``refused`` or ``needs-grants`` stops it, and so
+   does the timeout. A stopped canary stage clears the canaries' deliveries
+   (an empty retained payload), so no node is handed the version again when
+   it reconnects.
+2. The targets (node topics, a label topic or the all topic): the rollout is
+   done when every target that is online has reached a final state. A node
+   that is offline does not hold the rollout up: the retained delivery
+   reaches it when it comes back, and the summary counts it as offline. When
+   a target rolls back or fails, the deliveries that could hand the version
+   to more nodes are cleared: that node's own topic, or the shared label or
+   all topic (nodes that already run it keep running it; the node decides
+   that, by its health gate). ``refused`` and ``needs-grants`` are about one
+   node's config and clear nothing shared.
+
+Which nodes carry a label is not published (protocol v1), so a label stage
+counts the nodes that report this content hash: it is done once at least one
+has, every one that has is final, and no new one appeared for
+``settle_seconds``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from wasihost.deploy.protocol import (
+    STATES,
+    all_topic,
+    label_topic,
+    node_topic,
+)
+
+BAD = frozenset({"refused", "needs-grants", "rolled-back", "failed"})
+SPREADS = frozenset({"rolled-back", "failed"})  # a version that broke, not a config mismatch
+FINAL = BAD | {"healthy"}
+LABEL_SETTLE_SECONDS = 5.0
+
+# Exit codes of ``wasihost deploy`` (2 is any bad input, from the CLI).
+EXIT_HEALTHY, EXIT_STOPPED, EXIT_TIMEOUT = 0, 1, 5
+
+Kind = Literal["node", "label", "all"]
+Outcome = Literal["healthy", "stopped", "timeout"]
+Echo = Callable[[str], None]
+
+
+def availability_topic(node: str) -> str:
+    return f"wasihost/{node}/availability"
+
+
+def node_of(topic: str, suffix: str) -> str | None:
+    """The node id in ``wasihost/<node>/<suffix...>``, else None."""
+    parts = topic.split("/")
+    tail = suffix.split("/")
+    if len(parts) != 2 + len(tail) or parts[0] != "wasihost" or parts[2:] != tail:
+        return None
+    return parts[1] if parts[1] and parts[1] != "deploy" else None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a stage delivers: node topics, one label's topic, or the all topic."""
+
+    kind: Kind
+    nodes: tuple[str, ...] = ()
+    label: str = ""
+
+    def topics(self, plugin: str) -> list[str]:
+        if self.kind == "node":
+            return [node_topic(node, plugin) for node in self.nodes]
+        if self.kind == "label":
+            return [label_topic(self.label, plugin)]
+        return [all_topic(plugin)]
+
+    def describe(self) -> str:
+        if self.kind == "node":
+            return "node " + ", ".join(self.nodes)
+        if self.kind == "label":
+            return f"label {self.label}"
+        return "all nodes"
+
+
+@dataclass(frozen=True)
+class Report:
+    """One node's retained ``wasihost/<node>/rollout/<plugin>`` message."""
+
+    node: str
+    plugin: str
+    version: str
+    content_hash: str
+    state: str
+    reason: str = ""
+    previous: dict[str, Any] | None = None
+    polls_ok: int = 0
+    since_ms: int = 0
+    timestamp_ms: int = 0
+    source: str = ""
+
+
+def parse_report(node: str, payload: bytes) -> Report | None:
+    """A report, or None for an empty (cleared) or unreadable payload: a node
+    that publishes nonsense is shown as not reporting, never trusted."""
+    if not payload:
+        return None
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    state, plugin, content = data.get("state"), data.get("plugin"), data.get("content_hash")
+    if state not in STATES or not isinstance(plugin, str) or not isinstance(content, str):
+        return None
+    previous = data.get("previous")
+
+    def number(key: str) -> int:
+        value = data.get(key)
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+    return Report(
+        node=node,
+        plugin=plugin,
+        version=str(data.get("version") or ""),
+        content_hash=content,
+        state=state,
+        reason=str(data.get("reason") or ""),
+        previous=previous if isinstance(previous, dict) else None,
+        polls_ok=number("polls_ok"),
+        since_ms=number("since_ms"),
+        timestamp_ms=number("timestamp_ms"),
+        source=str(data.get("source") or ""),
+    )
+
+
+def short(content_hash: str) -> str:
+    return content_hash.removeprefix("sha256:")[:12]
+
+
+@dataclass
+class NodeView:
+    """What the deployer knows of one node: online, and its state for this version."""
+
+    online: bool | None = None  # None: no availability seen
+    state: str | None = None  # of this content hash; None until it reports it
+    reason: str = ""
+    other: str = ""  # the version it reports while not (yet) on this one
+    first_report_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Publish:
+    topic: str
+    payload: bytes  # b"": clear the retained delivery
+
+
+@dataclass
+class Rollout:
+    """One rollout of one bundle. Feed it ``availability``, ``report`` and
+    ``tick``; each returns the messages to publish (retained, QoS 1)."""
+
+    plugin: str
+    version: str
+    content_hash: str
+    bundle: bytes
+    target: Target
+    canary: Target | None
+    timeout_seconds: float
+    echo: Echo
+    settle_seconds: float = LABEL_SETTLE_SECONDS
+    nodes: dict[str, NodeView] = field(default_factory=dict)
+    stage: Literal["new", "canary", "target", "done"] = "new"
+    outcome: Outcome | None = None
+    why: str = ""
+    cleared: set[str] = field(default_factory=set)
+    _deadline: float = 0.0
+    _stage_started: float = 0.0
+    _last_new_reporter: float = 0.0
+    _stage_reporters: set[str] = field(default_factory=set)
+    _published: list[str] = field(default_factory=list)  # topics this rollout delivered on
+
+    # -- inputs ---------------------------------------------------------------
+    def availability(self, node: str, online: bool, now: float) -> list[Publish]:
+        view = self.nodes.setdefault(node, NodeView())
+        if view.online is not None and view.online != online and self.stage != "new":
+            self.echo(f"  {node}: {'online' if online else 'offline'}")
+        view.online = online
+        return self._advance(now)
+
+    def report(self, report: Report, now: float) -> list[Publish]:
+        if report.plugin != self.plugin:
+            return []
+        view = self.nodes.setdefault(report.node, NodeView())
+        if report.content_hash != self.content_hash:
+            # Another version (the one it runs, or an older rollout's): shown, not counted.
+            view.other = f"{report.version} ({short(report.content_hash)}) {report.state}"
+            return []
+        if view.state == report.state:
+            return []
+        if view.first_report_at is None:
+            view.first_report_at = now
+        if report.node not in self._stage_reporters and self.stage in ("canary", "target"):
+            self._stage_reporters.add(report.node)
+            self._last_new_reporter = now
+        view.state, view.reason = report.state, report.reason
+        if self.stage != "new":
+            self.echo(self._line(report))
+        return self._advance(now)
+
+    def start(self, now: float) -> list[Publish]:
+        """The first deliveries: the canaries', else the targets'."""
+        # Retained reports seen before the start count: a node already on this
+        # version says so.
+        self._deadline = now + self.timeout_seconds
+        if self.canary is not None:
+            self.echo(f"canary: {self.canary.describe()}")
+            out = self._enter("canary", self.canary, now)
+        else:
+            self.echo(f"deploying to {self.target.describe()}")
+            out = self._enter("target", self.target, now)
+        for node, view in sorted(self.nodes.items()):
+            if view.state is not None and self._counts(node):
+                self.echo(f"  {node}: already {view.state} on {self.version}")
+        return out + self._advance(now)
+
+    def tick(self, now: float) -> list[Publish]:
+        return self._advance(now)
+
+    # -- the stages -------------------------------------------------------------
+    def _enter(
+        self, stage: Literal["canary", "target"], target: Target, now: float
+    ) -> list[Publish]:
+        self.stage = stage
+        self._stage_started = now
+        self._last_new_reporter = now
+        self._stage_reporters = {n for n, v in self.nodes.items() if v.state is not None}
+        topics = target.topics(self.plugin)
+        if stage == "target" and self.canary is not None and target.kind == "node":
+            # A canary that is also a target already has it on its node topic.
+            done = set(self.canary.topics(self.plugin))
+            topics = [t for t in topics if t not in done]
+        self._published += topics
+        return [Publish(topic, self.bundle) for topic in topics]
+
+    def _stage_target(self) -> Target:
+        if self.stage == "canary":
+            assert self.canary is not None
+            return self.canary
+        return self.target
+
+    def _counts(self, node: str) -> bool:
+        """Whether ``node`` is one the current stage waits for."""
+        target = self._stage_target()
+        if target.kind == "node":
+            return node in target.nodes
+        if target.kind == "label":
+            return node in self._stage_reporters
+        view = self.nodes[node]
+        return view.online is True or view.state is not None
+
+    def waited_for(self) -> list[str]:
+        target = self._stage_target()
+        if target.kind == "node":
+            return list(target.nodes)
+        return sorted(n for n in self.nodes if self._counts(n))
+
+    def _advance(self, now: float) -> list[Publish]:
+        if self.stage in ("new", "done"):
+            return []
+        out: list[Publish] = []
+        waited = self.waited_for()
+        views = {node: self.nodes.setdefault(node, NodeView()) for node in waited}
+        bad = sorted(n for n, v in views.items() if v.state in BAD)
+        if self.stage == "canary":
+            if bad:
+                what = "; ".join(f"{n} {views[n].state}: {views[n].reason}" for n in bad)
+                return self._stop(f"canary {what}", self._published, now)
+            if self._complete(views, now, blocking_offline=True):
+                self.echo(f"canaries healthy: promoting to {self.target.describe()}")
+                out += self._enter("target", self.target, now)
+                waited = self.waited_for()
+                views = {node: self.nodes.setdefault(node, NodeView()) for node in waited}
+            elif now >= self._deadline:
+                return self._finish("timeout", "the canaries did not all report healthy", now)
+            else:
+                return out
+        # The target stage.
+        spread = sorted(n for n, v in views.items() if v.state in SPREADS)
+        if spread:
+            out += self._clear_spreading(spread)
+        if self._complete(views, now, blocking_offline=False):
+            bad = sorted(n for n, v in views.items() if v.state in BAD)
+            if bad:
+                what = "; ".join(f"{n} {views[n].state}" for n in bad)
+                self._finish("stopped", what, now)
+            else:
+                # Promoted from canaries to a shared topic: their node deliveries
+                # would outrank the next all/label delivery, so they go.
+                out += self._clear_canaries_after_promotion()
+                self._finish("healthy", "", now)
+        elif now >= self._deadline:
+            bad = sorted(n for n, v in views.items() if v.state in BAD)
+            if bad:
+                self._finish("stopped", "; ".join(f"{n} {views[n].state}" for n in bad), now)
+            else:
+                self._finish("timeout", "not every online target reported healthy", now)
+        return out
+
+    def _complete(self, views: dict[str, NodeView], now: float, *, blocking_offline: bool) -> bool:
+        target = self._stage_target()
+        pending = [
+            n
+            for n, v in views.items()
+            if v.state not in FINAL and (blocking_offline or v.online is not False)
+        ]
+        if pending:
+            return False
+        if target.kind == "label":
+            settled = now - max(self._stage_started, self._last_new_reporter) >= self.settle_seconds
+            return bool(views) and settled
+        if target.kind == "all":
+            return any(v.state is not None for v in views.values()) or not views
+        return True
+
+    def _clear_spreading(self, nodes: list[str]) -> list[Publish]:
+        target = self.target
+        if target.kind == "node":
+            topics = [node_topic(n, self.plugin) for n in nodes if n in target.nodes]
+        else:
+            topics = target.topics(self.plugin)
+        return self._clear([t for t in topics if t in self._published])
+
+    def _clear_canaries_after_promotion(self) -> list[Publish]:
+        if self.canary is None or self.target.kind == "node":
+            return []
+        return self._clear(self.canary.topics(self.plugin))
+
+    def _clear(self, topics: Iterable[str]) -> list[Publish]:
+        out = []
+        for topic in topics:
+            if topic not in self.cleared:
+                self.cleared.add(topic)
+                out.append(Publish(topic, b""))
+        return out
+
+    def _stop(self, why: str, topics: list[str], now: float) -> list[Publish]:
+        out = self._clear(topics)
+        self._finish("stopped", why, now)
+        return out
+
+    def _finish(self, outcome: Outcome, why: str, now: float) -> list[Publish]:
+        if outcome == "timeout" and self.stage == "canary":
+            # Nothing was promoted: clear the canaries so none takes it up later.
+            out = self._clear(self._published)
+        else:
+            out = []
+        self.stage = "done"
+        self.outcome = outcome
+        self.why = why
+        return out
+
+    # -- output -----------------------------------------------------------------
+    def _line(self, report: Report) -> str:
+        line = f"  {report.node}: {report.state}"
+        if report.state == "healthy" and report.polls_ok:
+            line += f" ({report.polls_ok} polls)"
+        if report.reason:
+            line += f": {report.reason}"
+        return line
+
+    @property
+    def exit_code(self) -> int:
+        return {"healthy": EXIT_HEALTHY, "stopped": EXIT_STOPPED}.get(
+            self.outcome or "timeout", EXIT_TIMEOUT
+        )
+
+    def summary(self) -> list[str]:
+        """The end: what happened, then the counts over every node involved."""
+        involved = set(self.waited_for())
+        if self.canary is not None and self.canary.kind == "node":
+            involved |= set(self.canary.nodes)
+        if self.target.kind == "node":
+            involved |= set(self.target.nodes)
+        involved |= {n for n, v in self.nodes.items() if v.state is not None}
+        if self.target.kind == "all" and self.stage == "done" and self.outcome != "stopped":
+            involved |= set(self.nodes)
+        counts: dict[str, list[str]] = {}
+        for node in sorted(involved):
+            view = self.nodes.get(node, NodeView())
+            if view.state == "healthy":
+                key = "healthy"
+            elif view.state in ("rolled-back", "failed"):
+                key = "rolled back"
+            elif view.state in ("refused", "needs-grants"):
+                key = "refused"
+            elif view.online is False or view.online is None:
+                key = "offline"
+            elif view.state is None:
+                key = "not reporting"
+            else:
+                key = "in progress"
+            counts.setdefault(key, []).append(node)
+        head = {
+            "healthy": f"{self.plugin} {self.version} is healthy on every online target",
+            "stopped": f"stopped: {self.why}",
+            "timeout": f"timed out after {self.timeout_seconds:g} s: {self.why}",
+        }[self.outcome or "timeout"]
+        lines = [head]
+        if self.cleared:
+            lines.append("cleared deliveries: " + ", ".join(sorted(self.cleared)))
+        order = ("healthy", "rolled back", "refused", "in progress", "offline", "not reporting")
+        parts = [f"{len(counts[k])} {k} ({', '.join(counts[k])})" for k in order if k in counts]
+        lines.append("summary: " + ("; ".join(parts) if parts else "no node reported"))
+        return lines

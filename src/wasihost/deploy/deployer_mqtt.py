@@ -1,0 +1,360 @@
+"""``wasihost deploy``: the bundle check, the broker and the terminal around ``Rollout``.
+
+The deployer connects with the ``[mqtt]`` settings of ``--config`` (host,
+port, credentials, TLS; ``--broker host:port`` overrides the address), reads
+what the broker retains (every node's availability and rollout reports),
+then runs the rollout: publishing retained deliveries, printing one line per
+node and state change, and a summary. Bad input (a bundle that fails its
+checks, an untrusted signer, a canary that is offline, an unreachable broker)
+is a ``DeployError``: the CLI prints it and exits 2.
+
+To know it has seen every retained message before it decides anything, the
+deployer publishes one message to ``wasihost/deploy/sync/<client id>`` (not
+retained; no node subscribes to it) after subscribing: the broker delivers
+the retained messages of a subscription before a later publish on the same
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+
+from wasihost.bundle import archive
+from wasihost.bundle.keys import SIGNATURE_BYTES, PublicKey, parse_public_key
+from wasihost.bundle.manifest import BundleManifest, parse_manifest, signed_message
+from wasihost.config import MqttConfig
+from wasihost.deploy.deployer import (
+    Echo,
+    NodeView,
+    Publish,
+    Report,
+    Rollout,
+    Target,
+    availability_topic,
+    node_of,
+    parse_report,
+    short,
+)
+from wasihost.deploy.protocol import PREFIX, report_topic, versions_topic
+from wasihost.errors import BundleError, WasihostError
+
+SYNC_WAIT_SECONDS = 5.0  # a broker that drops the sync message (an ACL): go on after this
+TICK_SECONDS = 0.2
+OPERATION_TIMEOUT_SECONDS = 30.0  # a component bundle is ~20 MB
+
+
+class DeployError(WasihostError):
+    """A deploy that cannot start: bad bundle, untrusted signer, bad target, no broker."""
+
+
+# -- the bundle -------------------------------------------------------------------
+def trusted_keys(texts: Iterable[tuple[str, str]]) -> dict[str, tuple[PublicKey, str]]:
+    """key id -> (key, where it came from) for each (text, where) given."""
+    keys: dict[str, tuple[PublicKey, str]] = {}
+    for text, where in texts:
+        try:
+            key = parse_public_key(text.strip())
+        except (ValueError, BundleError) as exc:
+            raise DeployError(f"{where}: not a public key: {exc}") from None
+        keys.setdefault(key.key_id, (key, where))
+    return keys
+
+
+def check_bundle(path: Path, keys: dict[str, tuple[PublicKey, str]]) -> BundleManifest:
+    """What a node checks before its config: archive, signature, trust, content.
+    ``DeployError`` naming the first failure, as a node would name it."""
+    from wasihost.bundle.verify import check_content
+
+    if not keys:
+        raise DeployError(
+            "no trusted key to check the bundle's signature with: give --key-pub FILE "
+            "(the signer's .pub) or [trust] keys in --config"
+        )
+    try:
+        parts = archive.read_archive(path)
+        if parts.signature is None:
+            raise BundleError(f"unsigned: no {archive.SIGNATURE} in the bundle")
+        manifest = parse_manifest(parts.manifest)
+        if manifest.signer not in keys:
+            given = ", ".join(f"{kid} ({where})" for kid, (_, where) in sorted(keys.items()))
+            raise BundleError(f"signed by key {manifest.signer}, which is not trusted: {given}")
+        key, where = keys[manifest.signer]
+        try:
+            raw = base64.b64decode(parts.signature.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != SIGNATURE_BYTES or not key.verifies(signed_message(parts.manifest), raw):
+            raise BundleError(
+                f"the signature does not match key {manifest.signer} ({where}): "
+                f"{archive.MANIFEST} was changed after signing, or another key signed it"
+            )
+        check_content(manifest, parts.files)
+    except BundleError as exc:
+        raise DeployError(f"{path}: refused: {exc}") from None
+    return manifest
+
+
+# -- the broker -------------------------------------------------------------------
+def with_broker(settings: MqttConfig, broker: str | None) -> MqttConfig:
+    """``settings`` with ``--broker host[:port]`` applied."""
+    if not broker:
+        return settings
+    host, sep, port = broker.rpartition(":")
+    if not sep:
+        host, port = broker, str(settings.port)
+    try:
+        number = int(port)
+    except ValueError:
+        raise DeployError(f"--broker {broker}: expected HOST or HOST:PORT") from None
+    if not host or not 1 <= number <= 65535:
+        raise DeployError(f"--broker {broker}: expected HOST or HOST:PORT")
+    return settings.model_copy(update={"host": host, "port": number})
+
+
+def client_for(settings: MqttConfig) -> aiomqtt.Client:
+    tls = aiomqtt.TLSParameters(ca_certs=settings.ca_file) if settings.tls else None
+    return aiomqtt.Client(
+        settings.host,
+        settings.port,
+        identifier=f"wasihost-deploy-{socket.gethostname()[:20]}-{os.getpid()}",
+        username=settings.username,
+        password=settings.password,
+        keepalive=settings.keepalive_seconds,
+        tls_params=tls,
+        timeout=OPERATION_TIMEOUT_SECONDS,
+    )
+
+
+@dataclass
+class Connection:
+    """One client and a queue of (topic, payload) every subscription fills."""
+
+    client: aiomqtt.Client
+    queue: asyncio.Queue[tuple[str, bytes]]
+    sync_topic: str
+
+    async def synced(self, handle: Callable[[str, bytes], None]) -> None:
+        """Hand every retained message to ``handle``, up to the sync message."""
+        await self.client.subscribe(self.sync_topic, qos=1)
+        await self.client.publish(self.sync_topic, b"sync", qos=1)
+        deadline = time.monotonic() + SYNC_WAIT_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                topic, payload = await asyncio.wait_for(self.queue.get(), left)
+            except TimeoutError:
+                break
+            if topic == self.sync_topic:
+                return
+            handle(topic, payload)
+
+    async def publish(self, messages: Iterable[Publish]) -> None:
+        for message in messages:
+            await self.client.publish(message.topic, message.payload, qos=1, retain=True)
+
+
+@contextlib.asynccontextmanager
+async def connected(settings: MqttConfig, topics: Iterable[str]) -> AsyncIterator[Connection]:
+    client = client_for(settings)
+    where = f"{settings.host}:{settings.port}"
+    try:
+        await client.__aenter__()
+    except aiomqtt.MqttError as exc:
+        raise DeployError(f"cannot connect to the broker at {where}: {exc}") from None
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+
+    async def collect() -> None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            async for m in client.messages:
+                payload = m.payload if isinstance(m.payload, bytes) else b""
+                queue.put_nowait((m.topic.value, payload))
+
+    task = asyncio.create_task(collect())
+    try:
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+        yield Connection(client, queue, f"{PREFIX}/sync/{client.identifier}")
+    except aiomqtt.MqttError as exc:
+        raise DeployError(f"the broker at {where}: {exc}") from None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.__aexit__(None, None, None)
+
+
+# -- wasihost deploy BUNDLE --------------------------------------------------------
+async def deploy(
+    settings: MqttConfig,
+    manifest: BundleManifest,
+    bundle: bytes,
+    target: Target,
+    canary: Target | None,
+    timeout_seconds: float,
+    echo: Echo,
+    *,
+    settle_seconds: float | None = None,
+) -> int:
+    """Run one rollout to its end; the exit code (deployer.EXIT_*)."""
+    plugin = manifest.name
+    rollout = Rollout(
+        plugin=plugin,
+        version=manifest.version,
+        content_hash=manifest.content,
+        bundle=bundle,
+        target=target,
+        canary=canary,
+        timeout_seconds=timeout_seconds,
+        echo=echo,
+    )
+    if settle_seconds is not None:
+        rollout.settle_seconds = settle_seconds
+    topics = [availability_topic("+"), report_topic("+", plugin)]
+
+    def handle(topic: str, payload: bytes, now: float) -> list[Publish]:
+        node = node_of(topic, "availability")
+        if node is not None:
+            return rollout.availability(node, payload.strip() == b"online", now)
+        node = node_of(topic, f"rollout/{plugin}")
+        if node is not None:
+            report = parse_report(node, payload)
+            if report is not None:
+                return rollout.report(report, now)
+        return []
+
+    async with connected(settings, topics) as conn:
+
+        def retained(topic: str, payload: bytes) -> None:
+            handle(topic, payload, time.monotonic())  # before the start: nothing to publish
+
+        await conn.synced(retained)
+        _preflight(rollout, echo)
+        echo(
+            f"{plugin} {manifest.version} ({short(manifest.content)}, signed by key "
+            f"{manifest.signer}), {len(bundle)} bytes"
+        )
+        await conn.publish(rollout.start(time.monotonic()))
+        while rollout.stage != "done":
+            try:
+                topic, payload = await asyncio.wait_for(conn.queue.get(), TICK_SECONDS)
+            except TimeoutError:
+                await conn.publish(rollout.tick(time.monotonic()))
+                continue
+            await conn.publish(handle(topic, payload, time.monotonic()))
+    for line in rollout.summary():
+        echo(line)
+    return rollout.exit_code
+
+
+def _preflight(rollout: Rollout, echo: Echo) -> None:
+    """Say which nodes the broker knows; refuse a canary that cannot report."""
+    nodes = rollout.nodes
+    online = sorted(n for n, v in nodes.items() if v.online)
+    offline = sorted(n for n, v in nodes.items() if v.online is False)
+    echo(
+        f"broker: {len(online)} node(s) online ({', '.join(online) or '-'}), "
+        f"{len(offline)} offline ({', '.join(offline) or '-'})"
+    )
+    if rollout.canary is not None and rollout.canary.kind == "node":
+        for node in rollout.canary.nodes:
+            view = nodes.get(node, NodeView())
+            if view.online is None:
+                raise DeployError(f"canary {node}: never seen on this broker (no availability)")
+            if not view.online:
+                raise DeployError(f"canary {node} is offline: a canary must be online to report")
+    if rollout.target.kind == "node":
+        for node in rollout.target.nodes:
+            view = nodes.get(node, NodeView())
+            if view.online is None:
+                echo(f"  {node}: never seen on this broker; it gets the bundle when it connects")
+            elif not view.online:
+                echo(f"  {node}: offline; it gets the bundle when it comes back")
+
+
+# -- wasihost deploy --status ------------------------------------------------------
+def _ago(since_ms: int, now_ms: int) -> str:
+    if since_ms <= 0:
+        return "-"
+    seconds = max(0, (now_ms - since_ms) // 1000)
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    if seconds < 172800:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+async def status(settings: MqttConfig, plugin: str | None, echo: Echo) -> int:
+    """Print every node's versions and rollout states, from retained messages."""
+    online: dict[str, str] = {}
+    versions: dict[str, dict[str, tuple[str, str]]] = {}
+    reports: dict[tuple[str, str], Report] = {}
+
+    def handle(topic: str, payload: bytes) -> None:
+        node = node_of(topic, "availability")
+        if node is not None:
+            online[node] = payload.decode("utf-8", "replace").strip() or "?"
+            return
+        node = node_of(topic, "versions")
+        if node is not None:
+            try:
+                data = json.loads(payload) if payload else {}
+            except ValueError:
+                data = {}
+            table = versions.setdefault(node, {})
+            for name, entry in data.items() if isinstance(data, dict) else ():
+                if isinstance(entry, dict):
+                    table[str(name)] = (
+                        str(entry.get("version") or "?"),
+                        str(entry.get("content_hash") or ""),
+                    )
+            return
+        parts = topic.split("/")
+        if len(parts) == 4 and parts[0] == "wasihost" and parts[2] == "rollout":
+            report = parse_report(parts[1], payload)
+            if report is not None:
+                reports[(parts[1], parts[3])] = report
+
+    topics = [availability_topic("+"), versions_topic("+"), report_topic("+", plugin or "+")]
+    async with connected(settings, topics) as conn:
+        await conn.synced(handle)
+    now_ms = int(time.time() * 1000)
+    rows: list[tuple[str, ...]] = []
+    for node in sorted(set(online) | set(versions) | {n for n, _ in reports}):
+        names = set(versions.get(node, {})) | {p for n, p in reports if n == node}
+        if plugin is not None:
+            names &= {plugin}
+        if not names:
+            rows.append((node, online.get(node, "?"), "-", "-", "-", "-", "-"))
+        for name in sorted(names):
+            version, content = versions.get(node, {}).get(name, ("-", ""))
+            report = reports.get((node, name))
+            state, since = "-", "-"
+            if report is not None:
+                state = report.state
+                if report.content_hash != content:
+                    state += f" {report.version} ({short(report.content_hash)})"
+                since = _ago(report.since_ms, now_ms)
+            rows.append(
+                (node, online.get(node, "?"), name, version, short(content) or "-", state, since)
+            )
+    head = ("NODE", "ONLINE", "PLUGIN", "VERSION", "CONTENT", "ROLLOUT", "SINCE")
+    if not rows:
+        echo(f"no node has published on {settings.host}:{settings.port}")
+        return 0
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for row in [head, *rows]:
+        echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
