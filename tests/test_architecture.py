@@ -21,6 +21,7 @@ LAYERS = {
     "host": 4,
     "cycle": 4,
     "runtime": 3,
+    "deploy": 4,  # bundles over MQTT: the node side drives runtime/ and bundle/
     "bundle": 3,  # signed plugin bundles: read plugin folders as runtime/ does; no wasmtime
     "capabilities": 2,
     "boards": 1,

@@ -268,6 +268,11 @@ class NodeConfig(_Section):
     # The node's name in MQTT topics, Home Assistant and the fleet view;
     # default: the host name, lower-cased with anything but [a-z0-9_-] replaced.
     id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    # Groups this node belongs to for deliveries (``wasihost/deploy/label/<label>/...``):
+    # a label is one MQTT topic level, so only [a-z0-9_-].
+    labels: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]] = Field(
+        default_factory=list
+    )
 
 
 class MqttConfig(_Section):
@@ -299,6 +304,19 @@ class FleetConfig(_Section):
     role: Literal["node", "hub"] = "node"
     # A node whose last message is older than this shows as offline on the hub.
     offline_after_seconds: float = Field(60.0, gt=0, le=86_400)
+
+
+class DeployConfig(_Section):
+    """``[deploy]``: plugin bundles delivered over MQTT (docs/MQTT.md, "Deploying
+    plugins"). Off by default: a node installs nothing it was not configured with."""
+
+    enabled: bool = False
+    # Where delivered versions live (<dir>/<plugin>/current, previous).
+    dir: str = Field("data/deploy", min_length=1)
+    # A new version is healthy after gate_polls successful polls with no trap
+    # within gate_seconds; otherwise the node rolls it back by itself.
+    gate_polls: int = Field(10, ge=1, le=100_000)
+    gate_seconds: float = Field(120.0, gt=0, le=86_400)
 
 
 class TrustConfig(_Section):
@@ -345,6 +363,7 @@ class _HostFile(_Section):
     fleet: FleetConfig = FleetConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     trust: TrustConfig = TrustConfig()
+    deploy: DeployConfig = DeployConfig()
 
 
 @dataclass(frozen=True)
@@ -368,6 +387,7 @@ class HostConfig:
     fleet: FleetConfig
     runtime: RuntimeConfig
     trust: TrustConfig
+    deploy: DeployConfig
     plugin_keys: dict[str, str]  # normalised name -> key as written in the file
 
     @property
@@ -485,6 +505,19 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
         plugins[name] = _spelled_out(name, plugin, raw.sensors)
         keys[name] = key
     sensors = _sensors(raw.sensors, plugins)
+    if raw.deploy.enabled:
+        # Deliveries come over the broker and are installed only if a trusted key
+        # signed them: without either, "enabled" would silently do nothing.
+        if not raw.mqtt.enabled:
+            raise ConfigError(
+                f"{path}: deploy.enabled = true needs mqtt.enabled = true "
+                "(bundles are delivered over the broker)"
+            )
+        if not raw.trust.keys:
+            raise ConfigError(
+                f"{path}: deploy.enabled = true needs at least one key in trust.keys "
+                "(a node that trusts no key refuses every bundle)"
+            )
     # A pydantic model iterates as (field, value) pairs, sub-models kept as they are:
     # every section of the file becomes the HostConfig field of the same name.
     return HostConfig(

@@ -27,6 +27,7 @@ from wasihost.boards.base import Board, BoardProblem
 from wasihost.clock import wall_clock_ms
 from wasihost.config import HostConfig, WebConfig
 from wasihost.cycle import PollCycle
+from wasihost.deploy.node import DeployNode, deployed_spec
 from wasihost.errors import ConfigError, PluginError
 from wasihost.leds import LedBuffer
 from wasihost.model import Reading
@@ -115,6 +116,8 @@ class Host:
         self.config = config
         self.contract = load_contract()
         specs = plugin_specs(config, self.contract)
+        configured = {spec.name: spec for spec in specs}
+        specs = [deployed_spec(config, spec) for spec in specs]  # deployed code wins
         self.board = board if board is not None else create_board(config)
         self.engine = Engine(call_path=config.runtime.call_path)
         self.leds = LedBuffer(self.board.led_count)
@@ -198,6 +201,7 @@ class Host:
             )
         self.outbox: Outbox | None = None
         self.mqtt: MqttPublisher | None = None
+        self.deploy: DeployNode | None = None
         if config.mqtt.enabled:
             self.outbox = Outbox(
                 Path(config.mqtt.outbox_path),
@@ -210,18 +214,36 @@ class Host:
                 ),
                 monotonic=monotonic,
             )
+            if config.deploy.enabled:
+                self.deploy = DeployNode(
+                    config, self.plugins, self.reloader, configured, self._publish_retained
+                )
             self.mqtt = MqttPublisher(
                 config.mqtt,
                 config.node_id,
                 config.polling.interval_seconds,
                 self.outbox,
-                subscriptions=self.fleet.subscriptions if self.fleet else (),
-                on_message=self.fleet.handle if self.fleet else None,
+                subscriptions=[
+                    *(self.fleet.subscriptions if self.fleet else ()),
+                    *(self.deploy.subscriptions if self.deploy else ()),
+                ],
+                on_message=self._on_message,
                 clock_ms=clock_ms,
                 monotonic=monotonic,
                 board_kind=self.board.kind,  # HA's device model and "Visit" link
                 web_bind=(config.web.host, config.web.port) if config.web.enabled else None,
             )
+
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        """Messages on the shared connection: deliveries to the deploy side, the rest to the hub."""
+        if self.deploy is not None and self.deploy.handle(topic, payload, retained):
+            return
+        if self.fleet is not None:
+            self.fleet.handle(topic, payload, retained)
+
+    def _publish_retained(self, topic: str, payload: bytes) -> None:
+        if self.mqtt is not None:
+            self.mqtt.enqueue_retained(topic, payload)
 
     @property
     def history_unsaved(self) -> int:
@@ -379,6 +401,8 @@ class Host:
         self._published = (self.state.cycle, published)
         self.stream.publish(published)
         await self.save_snapshots()
+        if self.deploy is not None:
+            self.deploy.after_cycle()  # the health gate of versions on probation
         if self.config.reload.enabled:
             self.reloader.check_files()
 
@@ -568,6 +592,8 @@ class Host:
             tasks.append(asyncio.create_task(web(self, stop)))
         if self.history is not None:
             tasks.append(asyncio.create_task(self._prune_history(stop)))
+        if self.deploy is not None:
+            await self.deploy.start()
         if self.mqtt is not None:
             tasks.append(asyncio.create_task(self.mqtt.run(stop)))
         if self.config.reload.enabled or dev:  # --dev is pointless without reloading
@@ -582,6 +608,8 @@ class Host:
         finally:
             stop.set()
             await asyncio.gather(*tasks)
+            if self.deploy is not None:
+                await self.deploy.wait_idle()
             await self.reloader.wait_idle()
             await self.save_snapshots(force=True)
 

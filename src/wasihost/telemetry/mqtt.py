@@ -220,6 +220,19 @@ class MqttPublisher:
             self._enqueue_worked()
         self._notify()  # the messages wait in memory even when the disk failed
 
+    def enqueue_retained(self, topic: str, payload: bytes) -> None:
+        """Queue one retained node-level message of another module (the deploy
+        reports and versions), in order with the cycle's; from a worker thread
+        or the loop (an outbox write is a short SQLite commit at most)."""
+        lost_before = self.outbox.lost
+        try:
+            self.outbox.put_many([OutboxMessage(topic, payload, self.settings.qos, retain=True)])
+        except Exception as exc:  # sqlite3.Error, OSError: as for a cycle's messages
+            self._enqueue_failed(exc, self.outbox.lost - lost_before)
+        else:
+            self._enqueue_worked()
+        self._notify()
+
     def _enqueue_failed(self, exc: Exception, lost: int) -> None:
         """Count a cycle whose messages the outbox could not write to disk (they
         wait in memory; ``lost``: the oldest that no longer fit there); log when

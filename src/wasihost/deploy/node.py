@@ -1,0 +1,482 @@
+"""A node's side of deploying plugins over MQTT: verify, install, reload, gate, roll back.
+
+Why it is built this way:
+
+- Deliveries are retained messages, re-delivered at every connect, in no
+  particular order. So a delivery is acted on only after its plugin's topics
+  have been quiet for ``settle_seconds`` (the node's own topic may arrive
+  after the "all" one), and a bundle whose content is already running is
+  only reported again: reconnecting installs nothing twice.
+- A deployed version's code lives under ``[deploy] dir``/<plugin>/current (a
+  source plugin's folder, or ``plugin.wasm``); the host loads from there when
+  it exists, else from the configured source (``deployed_spec``). The version
+  it replaced is kept in previous/ (or, for the first deployment, is the
+  configured source itself), so a rollback needs nothing from the network.
+- Installing is the hot-reload path (``Reloader.reload``: prepare off the
+  loop, swap between polls, state carried), so no other plugin misses a poll.
+  Everything blocking (verify, extract, moves) runs in ``asyncio.to_thread``.
+- The health gate is judged from the plugin's own counters after each cycle:
+  gate_polls successful polls with no trap within gate_seconds is healthy; a
+  trap, a failed restart or the time running out rolls back by itself,
+  without a deployer, so a node that lost the broker still recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wasihost.bundle import archive
+from wasihost.bundle.create import hash_plugin
+from wasihost.bundle.manifest import BundleManifest
+from wasihost.bundle.verify import Verdict, extract, verify_bundle
+from wasihost.clock import wall_clock_ms
+from wasihost.config import HostConfig
+from wasihost.deploy import protocol
+from wasihost.deploy.protocol import Source, State
+from wasihost.runtime.manifest import ManifestError, read_manifest
+from wasihost.runtime.plugin import Plugin, PluginSpec, PluginState
+from wasihost.runtime.reload import Reloader
+from wasihost.runtime.source import LIBRARY
+
+log = logging.getLogger("wasihost.deploy.node")
+
+CURRENT = "current"
+PREVIOUS = "previous"
+INCOMING = "incoming"
+RECORD = "deployed.json"  # {"current": {version, content_hash}, "previous": ... | null}
+SETTLE_SECONDS = 0.3
+
+Publish = Callable[[str, bytes], None]  # topic, payload: queue a retained QoS 1 message
+
+
+def plugin_dir(config: HostConfig, name: str) -> Path:
+    return Path(config.deploy.dir) / name
+
+
+def _deployed_code(folder: Path) -> tuple[Path | None, Path | None]:
+    """(source folder, wasm file) of a deployed version in ``folder``; (None, None)."""
+    if (folder / archive.WASM).is_file():
+        return None, folder / archive.WASM
+    if (folder / "plugin.toml").is_file():
+        return folder, None
+    return None, None
+
+
+def deployed_spec(config: HostConfig, spec: PluginSpec) -> PluginSpec:
+    """``spec`` pointing at the deployed version, if there is one of the same kind.
+
+    Called at start for every plugin: a node that restarts runs what was
+    deployed to it, not what its config names."""
+    if not config.deploy.enabled:
+        return spec
+    return _pointed(spec, plugin_dir(config, spec.name) / CURRENT) or spec
+
+
+def _pointed(spec: PluginSpec, folder: Path) -> PluginSpec | None:
+    source, wasm = _deployed_code(folder)
+    if source is not None and spec.source is not None:
+        try:
+            state = read_manifest(source).state
+        except ManifestError:
+            return None
+        return dataclasses.replace(spec, source=source, state=state)
+    if wasm is not None and spec.source is None:
+        return dataclasses.replace(spec, wasm=wasm)
+    return None
+
+
+@dataclass
+class Gate:
+    """A new version on probation: its counters when it went live."""
+
+    started: float
+    polls: int
+    errors: int
+    traps: int
+    restarts: int
+
+
+@dataclass
+class Rollout:
+    """What the node reports for one plugin (the report topic's payload)."""
+
+    plugin: str
+    version: str | None = None
+    content_hash: str | None = None
+    state: State = "received"
+    reason: str | None = None
+    previous: dict[str, str | None] | None = None
+    polls_ok: int = 0
+    since_ms: int = 0
+    timestamp_ms: int = 0
+    source: Source = "node"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _Plugin:
+    """What the node holds per plugin: deliveries by topic, the last acted-on
+    bundle, the rollout report, the gate, and the spec from the config."""
+
+    configured: PluginSpec
+    deliveries: dict[tuple[Source, str], bytes] = field(default_factory=dict)
+    acted: bytes | None = None
+    rollout: Rollout | None = None
+    gate: Gate | None = None
+    timer: asyncio.TimerHandle | None = None
+
+
+class DeployNode:
+    """Listens for this node's deliveries on the shared MQTT connection and
+    installs what verifies, reporting each step on the report topic."""
+
+    def __init__(
+        self,
+        config: HostConfig,
+        plugins: dict[str, Plugin],
+        reloader: Reloader,
+        configured: dict[str, PluginSpec],
+        publish: Publish,
+        *,
+        settle_seconds: float = SETTLE_SECONDS,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.labels = tuple(config.node.labels)
+        self.plugins = plugins
+        self.reloader = reloader
+        self.publish = publish
+        self.settle_seconds = settle_seconds
+        self._clock_ms = clock_ms
+        self._monotonic = monotonic
+        self._held = {name: _Plugin(spec) for name, spec in configured.items()}
+        self._unknown: dict[str, dict[tuple[Source, str], bytes]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.versions: dict[str, dict[str, str | None]] = {}
+
+    @property
+    def subscriptions(self) -> list[str]:
+        return protocol.subscriptions(self.node_id, self.labels)
+
+    # -- receiving -------------------------------------------------------------
+    def handle(self, topic: str, payload: bytes, retained: bool) -> bool:
+        """A message from the shared connection; True when it was a delivery for us."""
+        parsed = protocol.parse_delivery(topic)
+        if parsed is None:
+            return False
+        source, audience, name = parsed
+        if source == "node" and audience != self.node_id:
+            return False
+        if source == "label" and audience not in self.labels:
+            return False
+        held = self._held.get(name)
+        deliveries = held.deliveries if held is not None else self._unknown.setdefault(name, {})
+        key = (source, audience)
+        if not payload:  # a cleared delivery: forget it, leave the plugin alone
+            deliveries.pop(key, None)
+            return True
+        deliveries[key] = payload
+        loop = asyncio.get_running_loop()
+        if held is None:
+            self._spawn(self._refuse_unknown(name, source, payload))
+            return True
+        if held.timer is not None:
+            held.timer.cancel()
+        held.timer = loop.call_later(self.settle_seconds, self._settled, name)
+        return True
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _settled(self, name: str) -> None:
+        self._held[name].timer = None
+        self._spawn(self._act(name))
+
+    def _effective(self, held: _Plugin) -> tuple[Source, bytes] | None:
+        """The most specific delivery present: node, then a label (in the
+        config's order), then all."""
+        for source in protocol.PRECEDENCE:
+            audiences = {"node": [self.node_id], "label": list(self.labels), "all": [""]}[source]
+            for audience in audiences:
+                payload = held.deliveries.get((source, audience))
+                if payload is not None:
+                    return source, payload
+        return None
+
+    async def _refuse_unknown(self, name: str, source: Source, payload: bytes) -> None:
+        verdict = await asyncio.to_thread(verify_bundle, payload, self.config)
+        manifest = verdict.manifest
+        self._report(
+            Rollout(
+                plugin=name,
+                version=manifest.version if manifest else None,
+                content_hash=manifest.content if manifest else None,
+                state="refused",
+                reason="not configured on this node",
+                source=source,
+            )
+        )
+
+    # -- installing ------------------------------------------------------------
+    async def _act(self, name: str) -> None:
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            held = self._held[name]
+            chosen = self._effective(held)
+            if chosen is None:
+                return
+            source, payload = chosen
+            if payload == held.acted:
+                if held.rollout is not None:
+                    self._report(held.rollout)  # re-delivered at a reconnect: say where we are
+                return
+            held.acted = payload
+            await self._deliver(name, held, source, payload)
+
+    async def _deliver(self, name: str, held: _Plugin, source: Source, payload: bytes) -> None:
+        verdict: Verdict = await asyncio.to_thread(verify_bundle, payload, self.config)
+        manifest = verdict.manifest
+        running = self.versions.get(name) or {"version": None, "content_hash": None}
+        base = Rollout(
+            plugin=name,
+            version=manifest.version if manifest else None,
+            content_hash=manifest.content if manifest else None,
+            source=source,
+        )
+        if manifest is not None and manifest.name != name:
+            verdict = Verdict(
+                "refused",
+                f"the bundle is plugin {manifest.name}, delivered on the topic of {name}",
+                manifest,
+            )
+        if verdict.status != "valid" or manifest is None:
+            state: State = "needs-grants" if verdict.status == "needs-grants" else "refused"
+            log.warning("[%s] delivery %s: %s", name, state, verdict.reason)
+            # The running version's report stays what it was; this one says why not.
+            self._report(dataclasses.replace(base, state=state, reason=verdict.reason))
+            return
+        plugin = self.plugins.get(name)
+        if plugin is None:  # configured but disabled: the host does not run it
+            self._report(dataclasses.replace(base, state="refused", reason="not running here"))
+            return
+        if manifest.content == running["content_hash"]:
+            if held.rollout is not None and held.rollout.content_hash == manifest.content:
+                self._report(held.rollout)
+            else:
+                self._report(dataclasses.replace(base, state="healthy", reason="already running"))
+            return
+        kind = "source" if held.configured.source is not None else "component"
+        if manifest.kind != kind:
+            reason = f"the bundle is a {manifest.kind}; plugins.{name} is a {kind} on this node"
+            self._report(dataclasses.replace(base, state="refused", reason=reason))
+            return
+        base.previous = dict(running)
+        self._report(dataclasses.replace(base, state="received"))
+        await self._install(name, held, plugin, payload, manifest, base)
+
+    async def _install(
+        self,
+        name: str,
+        held: _Plugin,
+        plugin: Plugin,
+        payload: bytes,
+        manifest: BundleManifest,
+        base: Rollout,
+    ) -> None:
+        folder = plugin_dir(self.config, name)
+        running = dict(base.previous or {})
+        try:
+            await asyncio.to_thread(self._stage_files, folder, payload, manifest, running)
+        except OSError as exc:
+            self._report(dataclasses.replace(base, state="failed", reason=f"install: {exc}"))
+            return
+        self._report(dataclasses.replace(base, state="staging"))
+        spec = _pointed(held.configured, folder / CURRENT)
+        if spec is None:
+            self._report(dataclasses.replace(base, state="failed", reason="unreadable install"))
+            return
+        plugin.spec = spec
+        if not await self._reload(plugin):
+            reason = plugin.stats.reload_error or "the new version did not go live"
+            log.error("[%s] %s %s did not go live: %s", name, name, manifest.version, reason)
+            await self._restore(name, held, plugin)
+            self._report(dataclasses.replace(base, state="failed", reason=reason))
+            return
+        self.versions[name] = {"version": manifest.version, "content_hash": manifest.content}
+        self._publish_versions()
+        stats = plugin.stats
+        held.gate = Gate(self._monotonic(), stats.polls, stats.errors, stats.traps, stats.restarts)
+        live = dataclasses.replace(base, state="live", since_ms=self._clock_ms())
+        log.info("[%s] %s live; health gate started", name, manifest.version)
+        self._report(live)
+
+    def _stage_files(
+        self, folder: Path, payload: bytes, manifest: BundleManifest, running: dict[str, Any]
+    ) -> None:
+        """Unpack into incoming/, move current/ to previous/, incoming/ to current/."""
+        parts = archive.unpack(payload)
+        folder.mkdir(parents=True, exist_ok=True)
+        incoming = folder / INCOMING
+        shutil.rmtree(incoming, ignore_errors=True)
+        if manifest.kind == "component":
+            incoming.mkdir()
+            (incoming / archive.WASM).write_bytes(parts.files[archive.WASM])
+        else:
+            extract(parts.files, incoming)
+            library = Path(self.config.runtime.plugins_dir).resolve() / LIBRARY
+            link = folder / LIBRARY  # the node's shared guest library, beside the plugin
+            if library.is_dir() and not link.exists():
+                link.symlink_to(library, target_is_directory=True)
+        current, previous = folder / CURRENT, folder / PREVIOUS
+        shutil.rmtree(previous, ignore_errors=True)
+        had_current = current.is_dir()
+        if had_current:
+            current.rename(previous)
+        incoming.rename(current)
+        record = {
+            "current": {"version": manifest.version, "content_hash": manifest.content},
+            "previous": running if had_current else None,  # None: the configured source
+        }
+        (folder / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+
+    def _restore_files(self, folder: Path) -> None:
+        """Undo ``_stage_files``: previous/ back to current/, or no deployed version."""
+        current, previous = folder / CURRENT, folder / PREVIOUS
+        shutil.rmtree(current, ignore_errors=True)
+        record_path = folder / RECORD
+        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        if previous.is_dir():
+            previous.rename(current)
+            record = {"current": record.get("previous"), "previous": None}
+            record_path.write_text(json.dumps(record, indent=2) + "\n")
+        else:
+            record_path.unlink(missing_ok=True)
+
+    async def _restore(self, name: str, held: _Plugin, plugin: Plugin) -> bool:
+        """Back to the version before the delivery, on disk and (if it was
+        replaced) live; True when the previous version is running again."""
+        folder = plugin_dir(self.config, name)
+        await asyncio.to_thread(self._restore_files, folder)
+        plugin.spec = _pointed(held.configured, folder / CURRENT) or held.configured
+        return await self._reload(plugin)
+
+    async def _reload(self, plugin: Plugin) -> bool:
+        """Through the reloader (one reload of a plugin at a time); True when the
+        spec's files are the live version, even if the file watcher got there first."""
+        if await self.reloader.reload(plugin.name):
+            return True
+        return plugin.stats.reload_error is None and plugin.signature == (
+            await asyncio.to_thread(plugin.spec.signature)
+        )
+
+    # -- the health gate -------------------------------------------------------
+    def after_cycle(self) -> None:
+        """Judge each version on probation; called after every poll cycle."""
+        for name, held in self._held.items():
+            gate, plugin, rollout = held.gate, self.plugins.get(name), held.rollout
+            if gate is None or plugin is None or rollout is None:
+                continue
+            stats = plugin.stats
+            polls_ok = max(0, (stats.polls - gate.polls) - (stats.errors - gate.errors))
+            traps = stats.traps - gate.traps
+            if traps:
+                reason = f"trapped: {stats.last_error}" if stats.last_error else "trapped"
+                self._start_rollback(name, held, reason)
+            elif plugin.state is PluginState.FAILED:
+                self._start_rollback(name, held, f"failed: {stats.last_error}")
+            elif polls_ok >= self.config.deploy.gate_polls:
+                held.gate = None
+                log.info("[%s] %s healthy after %d polls", name, rollout.version, polls_ok)
+                self._report(dataclasses.replace(rollout, state="healthy", polls_ok=polls_ok))
+            elif self._monotonic() - gate.started > self.config.deploy.gate_seconds:
+                reason = (
+                    f"only {polls_ok} of {self.config.deploy.gate_polls} polls succeeded "
+                    f"within {self.config.deploy.gate_seconds:g} s"
+                )
+                self._start_rollback(name, held, reason)
+            elif polls_ok != rollout.polls_ok:
+                rollout.polls_ok = polls_ok
+                self._report(rollout)
+
+    def _start_rollback(self, name: str, held: _Plugin, reason: str) -> None:
+        held.gate = None
+        self._spawn(self._rollback(name, held, reason))
+
+    async def _rollback(self, name: str, held: _Plugin, reason: str) -> None:
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            rollout, plugin = held.rollout, self.plugins[name]
+            assert rollout is not None
+            log.error("[%s] %s rolled back: %s", name, rollout.version, reason)
+            ok = await self._restore(name, held, plugin)
+            previous = rollout.previous or {"version": None, "content_hash": None}
+            if ok:
+                self.versions[name] = dict(previous)
+                self._publish_versions()
+            else:
+                reason += f"; the previous version did not load: {plugin.stats.reload_error}"
+            self._report(dataclasses.replace(rollout, state="rolled-back", reason=reason))
+
+    # -- reporting -------------------------------------------------------------
+    def _report(self, rollout: Rollout) -> None:
+        now = self._clock_ms()
+        if rollout.since_ms == 0:
+            rollout.since_ms = now
+        rollout.timestamp_ms = now
+        held = self._held.get(rollout.plugin)
+        if held is not None and rollout.state not in ("refused", "needs-grants"):
+            held.rollout = rollout
+        payload = json.dumps(rollout.to_json(), sort_keys=True).encode()
+        self.publish(protocol.report_topic(self.node_id, rollout.plugin), payload)
+
+    def _publish_versions(self) -> None:
+        payload = json.dumps(self.versions, sort_keys=True).encode()
+        self.publish(protocol.versions_topic(self.node_id), payload)
+
+    async def start(self) -> None:
+        """Learn what runs now (content hashes: file reads, off the loop) and
+        publish it; retained, so the broker has it from the first connect."""
+
+        def read() -> dict[str, dict[str, str | None]]:
+            found: dict[str, dict[str, str | None]] = {}
+            for name, plugin in self.plugins.items():
+                record = plugin_dir(self.config, name) / RECORD
+                deployed = plugin.spec.watched.resolve().is_relative_to(
+                    plugin_dir(self.config, name).resolve()
+                )
+                if deployed and record.is_file():
+                    found[name] = dict(json.loads(record.read_text())["current"])
+                    continue
+                try:
+                    found[name] = {
+                        "version": None,
+                        "content_hash": hash_plugin(plugin.spec.watched),
+                    }
+                except Exception:  # unreadable: the plugin failed to load too
+                    found[name] = {"version": None, "content_hash": None}
+            return found
+
+        self.versions = await asyncio.to_thread(read)
+        self._publish_versions()
+
+    async def wait_idle(self) -> None:
+        """Wait for deliveries and rollbacks in flight (tests and shutdown)."""
+        while self._tasks or any(h.timer is not None for h in self._held.values()):
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            else:
+                await asyncio.sleep(0.01)
