@@ -362,3 +362,38 @@ def test_bad_trust_keys_and_pins_are_refused_naming_the_key(
     message = str(caught.value)
     assert message.startswith("node.toml: invalid configuration")
     assert expected in message, message
+
+
+KEY = "ed25519:" + "A" * 43 + "="  # 32 zero bytes: a well-formed public key
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"node": {"labels": ["Canary"]}}, "node.labels.0"),
+        ({"node": {"labels": ["a/b"]}}, "node.labels.0"),
+        ({"deploy": {"gate_polls": 0}}, "deploy.gate_polls"),
+        ({"deploy": {"gate_seconds": 0}}, "deploy.gate_seconds"),
+        ({"deploy": {"enabled": True}, "trust": {"keys": [KEY]}}, "mqtt.enabled"),
+        ({"deploy": {"enabled": True}, "mqtt": {"enabled": True}}, "trust.keys"),
+    ],
+)
+def test_deploy_and_labels_are_checked_naming_the_key(data: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, Path("x.toml"))
+    assert expected in str(info.value)
+
+
+def test_deploy_with_mqtt_and_a_trusted_key_is_accepted() -> None:
+    config = parse_config(
+        {
+            "node": {"labels": ["canary", "attic_2"]},
+            "mqtt": {"enabled": True},
+            "trust": {"keys": [KEY]},
+            "deploy": {"enabled": True, "gate_polls": 3, "gate_seconds": 30},
+        },
+        Path("x.toml"),
+    )
+    assert config.node.labels == ["canary", "attic_2"]
+    assert config.deploy.enabled and config.deploy.gate_polls == 3
+    assert config.deploy.dir == "data/deploy" and config.deploy.gate_seconds == 30
