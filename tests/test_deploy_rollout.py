@@ -52,7 +52,9 @@ def test_a_healthy_canary_is_promoted_to_the_targets_and_then_cleared() -> None:
     # The canary's own delivery would outrank the next all delivery: cleared.
     assert out == [Publish(node_topic("pi1", "sht31"), b"")]
     assert r.outcome == "healthy" and r.exit_code == EXIT_HEALTHY
-    assert "  pi1: healthy (3 polls)" in lines and "canaries healthy: promoting to all nodes" in lines
+    assert (
+        "  pi1: healthy (3 polls)" in lines and "canaries healthy: promoting to all nodes" in lines
+    )
     assert r.summary()[-1] == "summary: 2 healthy (pi1, pi2); 1 offline (pi3)"
 
 
@@ -91,7 +93,7 @@ def test_a_canary_that_never_reports_times_out_and_is_cleared() -> None:
 
 
 def test_without_canaries_the_targets_are_followed_to_the_end() -> None:
-    r, lines = rollout(Target("node", ("pi1", "pi2", "pi9")), pi1=True, pi2=True, pi9=False)
+    r, _ = rollout(Target("node", ("pi1", "pi2", "pi9")), pi1=True, pi2=True, pi9=False)
     out = r.start(0.0)
     assert [p.topic for p in out] == [node_topic(n, "sht31") for n in ("pi1", "pi2", "pi9")]
     r.report(report("pi1", "healthy"), 1.0)
