@@ -68,6 +68,7 @@ def test_a_plugin_is_a_source_plugin_only_where_its_folder_says_so(
         ({"web": {"port": 70000}}, "web.port"),
         ({"plugins": {"dht22": {"led": 11}}}, "plugins.dht22.led: LED index 11"),
         ({"mystery": {}}, "mystery: unknown key"),
+        ({"node": {"id": "deploy"}}, "node.id: 'deploy' is reserved"),
     ],
 )
 def test_invalid_config_names_the_key(data: dict, expected: str) -> None:

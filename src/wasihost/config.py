@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     ValidationError,
     create_model,
+    field_validator,
     model_validator,
 )
 
@@ -264,6 +265,10 @@ class StateConfig(_Section):
     save_interval_seconds: float = Field(60.0, ge=1, le=86_400)
 
 
+# Topic levels under wasihost/ that are not nodes: a node of that name could write them.
+RESERVED_NODE_IDS = frozenset({"deploy"})
+
+
 class NodeConfig(_Section):
     # The node's name in MQTT topics, Home Assistant and the fleet view;
     # default: the host name, lower-cased with anything but [a-z0-9_-] replaced.
@@ -273,6 +278,17 @@ class NodeConfig(_Section):
     labels: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]] = Field(
         default_factory=list
     )
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str | None) -> str | None:
+        if value in RESERVED_NODE_IDS:
+            raise ValueError(
+                f"{value!r} is reserved: wasihost/{value}/# holds the fleet's plugin deliveries, "
+                "and a broker's usual node ACL (write wasihost/<node>/#) would let this node "
+                "publish them"
+            )
+        return value
 
 
 class MqttConfig(_Section):
@@ -396,7 +412,8 @@ class HostConfig:
         if self.node.id:
             return self.node.id
         cleaned = re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-")
-        return cleaned[:64] or "wasihost"
+        cleaned = cleaned[:64] or "wasihost"
+        return f"{cleaned[:59]}-node" if cleaned in RESERVED_NODE_IDS else cleaned
 
     def world_of(self, name: str) -> str:
         """The configured world, else a source plugin's own (its plugin.toml),
