@@ -45,7 +45,7 @@ class State(exports.State):
 
 
 def _record(value: float) -> Bme680Data:
-    return Bme680Data(value, 40.0, 1000.0, 100_000.0, 25.0, 0, Alarm.NONE, POLLS)
+    return Bme680Data(value, 40.0, 1000.0, 100_000.0, 25.0, 400.0, 0.5, 0, Alarm.NONE, POLLS)
 
 
 def _try(address: int, data: bytes, read_len: int) -> str | None:
@@ -127,8 +127,9 @@ class Bme680Logic(exports.Bme680Logic):
             raise Err(f"LED writes: {refused} of {len(attempts)} refused")
         if mode == "absurd":
             return Bme680Data(
-                F32_MAX, -F32_MAX, float("nan"), float("inf"), 1e30, 255, Alarm.HIGH, 2**32 - 1
-            )
+                F32_MAX, -F32_MAX, float("nan"), float("inf"), 1e30, -F32_MAX, F32_MAX,
+                255, Alarm.HIGH, 2**32 - 1,
+            )  # fmt: skip
         if mode == "markup_error":
             raise Err(SETTINGS["markup"])
         if mode == "snapshot":
