@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.mosquitto import Broker
 from wasihost.authoring.build import build
 from wasihost.boards.sim import SimBoard
 from wasihost.config import HostConfig, parse_config
@@ -153,3 +154,12 @@ def source_host(
 ) -> Callable[[dict[str, dict[str, Any]]], Host]:
     """A host whose plugins (each given a ``source`` folder) run in the shared runtime."""
     return lambda plugins: make_host(make_config(plugins))
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real Mosquitto on a free loopback port, stopped after the test."""
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()

@@ -20,7 +20,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from tests.telemetry.test_mqtt import Broker, Subscriber, broker  # noqa: F401  (a fixture)
+from tests.mosquitto import Broker
+from tests.telemetry.test_mqtt import Subscriber
 from wasihost.boards.sim import SimBoard
 from wasihost.bundle.create import create_bundle, hash_plugin
 from wasihost.bundle.keys import SigningKey, generate_key
@@ -126,7 +127,7 @@ class Fleet:
 
 @pytest.fixture
 async def fleet(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     make_config: Callable[..., Any],
     tmp_path: Path,
 ) -> AsyncIterator[Fleet]:

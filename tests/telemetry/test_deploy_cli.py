@@ -10,13 +10,13 @@ import asyncio
 import contextlib
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
-from tests.telemetry.test_mqtt import MOSQUITTO, Broker, until
+from tests.mosquitto import MOSQUITTO, Broker
+from tests.telemetry.test_mqtt import until
 from wasihost.bundle import archive
 from wasihost.bundle.create import create_bundle
 from wasihost.bundle.keys import write_key_pair
@@ -35,14 +35,6 @@ pytestmark = pytest.mark.skipif(
     not Path(MOSQUITTO).exists(), reason="needs mosquitto (apt-get install mosquitto)"
 )
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 class FakeNode:

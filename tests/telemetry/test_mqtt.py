@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import json
 import re
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +27,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.mosquitto import DEADLINE, MOSQUITTO, Broker, free_port
 from tests.telemetry.ha_rules import VERSIONS, validate
 from wasihost.boards.sim import SimBoard
 from wasihost.config import MqttConfig
@@ -40,59 +39,9 @@ from wasihost.telemetry.mqtt import MqttPublisher
 from wasihost.telemetry.outbox import Outbox
 from wasihost.web.server import create_app
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 pytestmark = pytest.mark.skipif(
     not Path(MOSQUITTO).exists(), reason="needs mosquitto (apt-get install mosquitto)"
 )
-DEADLINE = 15.0  # seconds any single wait may take before the test fails
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Broker:
-    """A real mosquitto process on a fixed loopback port, restartable."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.config = folder / "mosquitto.conf"
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
-        self.log = folder / "mosquitto.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.log.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(DEADLINE)
-        self.process = None
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
