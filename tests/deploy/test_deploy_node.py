@@ -20,6 +20,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from tests.conftest import SteppedClock
 from tests.mosquitto import Broker
 from tests.telemetry.test_mqtt import Subscriber
 from wasihost.boards.sim import SimBoard
@@ -75,7 +76,14 @@ class Fleet:
         self.stops: dict[str, asyncio.Event] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
-    def host(self, node: str, labels: tuple[str, ...] = (), trust: bool = True) -> Host:
+    def host(
+        self,
+        node: str,
+        labels: tuple[str, ...] = (),
+        trust: bool = True,
+        gate_polls: int = 3,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> Host:
         folder = counter(self.tmp_path / node / "plugins" / "counter", "1.0.0")
         where = self.tmp_path / node
         config = self.make_config(
@@ -93,10 +101,10 @@ class Fleet:
             state={"dir": str(where / "state")},
             reload={"enabled": False},
             trust={"keys": [self.key.public.text if trust else generate_key().public.text]},
-            deploy={"enabled": True, "dir": str(where / "deploy"), "gate_polls": 3},
+            deploy={"enabled": True, "dir": str(where / "deploy"), "gate_polls": gate_polls},
             runtime={"plugins_dir": str(where / "plugins")},
         )
-        host = Host(config, board=SimBoard(seed=len(node)))
+        host = Host(config, board=SimBoard(seed=len(node)), monotonic=monotonic)
         host.load_plugins()
         assert host.deploy is not None
         host.deploy.settle_seconds = 0.05
@@ -210,6 +218,75 @@ async def test_a_version_that_traps_is_rolled_back_by_the_node_and_others_miss_n
     # The dht22 polled in every cycle, rollout or not.
     assert host.plugins["dht22"].stats.polls - dht_before == host.state.cycle - cycles_before
     assert host.plugins["dht22"].stats.traps == 0
+
+
+async def test_a_bundle_needing_grants_the_node_does_not_give_is_held_naming_them(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    host = fleet.host("n1")
+    await fleet.start("n1")
+    await until(lambda: polls(host) == 2.0, "two polls", (host,))
+    folder = counter(tmp_path / "bundles" / "2.0.0" / "counter", "2.0.0")
+    needs = {"i2c_addresses": [0x45], "leds": [4]}  # the config grants counter neither
+    data = create_bundle(folder, fleet.key, version="2.0.0", grants=needs)
+    async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+        await fleet.publish("wasihost/deploy/node/n1/counter", data)
+        await until(lambda: bool(states(sub, "n1")), "a report", (host,))
+        assert host.deploy is not None
+        await host.deploy.wait_idle()
+        assert states(sub, "n1") == ["needs-grants"]
+        report = last(sub, "n1")
+    assert report["version"] == "2.0.0"
+    assert "LEDs 4" in report["reason"] and "I2C 0x45" in report["reason"], report
+    assert "plugins.counter.grants" in report["reason"], report
+    assert version(host) == "1.0.0" and host.plugins["counter"].stats.reloads == 0
+    assert not (tmp_path / "n1" / "deploy" / "counter" / "current").exists()
+    before = polls(host) or 0.0
+    await until(lambda: (polls(host) or 0) >= before + 2, "polls go on", (host,))
+
+
+async def test_a_version_short_of_gate_polls_when_the_gate_times_out_is_rolled_back(
+    fleet: Fleet, tmp_path: Path, monotonic: SteppedClock
+) -> None:
+    """2.0.0 polls fine but needs 1000 good polls; the host's monotonic clock
+    is stepped past gate_seconds, so the node rolls it back by itself."""
+    host = fleet.host("n1", gate_polls=1000, monotonic=monotonic)
+    assert host.deploy is not None
+    host.deploy._monotonic = monotonic  # Host does not pass its clock on yet: see below
+    await fleet.start("n1")
+    await until(lambda: polls(host) == 2.0, "two polls", (host,))
+    async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+        await until(lambda: version(host) == "2.0.0", "the new version", (host,))
+        await until(lambda: "live" in states(sub, "n1"), "live", (host,))
+        await until(lambda: last(sub, "n1")["polls_ok"] >= 2, "good polls counted", (host,))
+        assert "rolled-back" not in states(sub, "n1")
+        monotonic.advance(host.config.deploy.gate_seconds + 1)
+        await until(lambda: "rolled-back" in states(sub, "n1"), "rolled back", (host,))
+        report = last(sub, "n1")
+    seen = states(sub, "n1")
+    assert seen[:3] == ["received", "staging", "live"] and seen[-1] == "rolled-back", seen
+    assert "healthy" not in seen
+    assert report["version"] == "2.0.0"
+    assert report["reason"].startswith("only "), report
+    assert "of 1000 polls succeeded within 120 s" in report["reason"], report
+    await until(
+        lambda: host.plugins["counter"].state is PluginState.RUNNING and version(host) == "1.0.0",
+        "the previous version running",
+        (host,),
+    )
+    assert not (tmp_path / "n1" / "deploy" / "counter" / "current").exists()
+    before = polls(host) or 0.0
+    await until(lambda: (polls(host) or 0) >= before + 2, "the previous version polls", (host,))
+
+
+@pytest.mark.xfail(strict=True, reason="Host builds DeployNode without its monotonic clock")
+def test_the_deploy_node_gates_on_the_hosts_monotonic_clock(
+    fleet: Fleet, monotonic: SteppedClock
+) -> None:
+    host = fleet.host("n1", monotonic=monotonic)
+    assert host.deploy is not None
+    assert host.deploy._monotonic is monotonic
 
 
 async def test_an_empty_retained_payload_changes_nothing(fleet: Fleet, tmp_path: Path) -> None:
