@@ -216,7 +216,13 @@ class Host:
             )
             if config.deploy.enabled:
                 self.deploy = DeployNode(
-                    config, self.plugins, self.reloader, configured, self._publish_retained
+                    config,
+                    self.plugins,
+                    self.reloader,
+                    configured,
+                    self._publish_retained,
+                    clock_ms=clock_ms,
+                    monotonic=monotonic,  # the health gate's window, like supervision
                 )
             self.mqtt = MqttPublisher(
                 config.mqtt,
