@@ -125,7 +125,8 @@ class PollCycle:
             if isinstance(outcome, Reading):
                 polled.add(plugin.name)
                 filtered = self.filters.apply(plugin.name, plugin.world, outcome, mono, now)
-                self._warn_unreported(outcome, filtered.unreported)
+                if filtered.unreported:  # once per measurement; not a string per cycle
+                    self._warn_unreported(outcome, filtered.unreported)
                 self.state.record_reading(filtered.shown or outcome)
                 if filtered.passed is not None:
                     readings.append(filtered.passed)

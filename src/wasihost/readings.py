@@ -98,7 +98,7 @@ def normalise(plugin: str, world: str, record: Mapping[str, Any], timestamp_ms: 
     return Reading(plugin, world, timestamp_ms, tuple(measurements), status)
 
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+MEASUREMENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 MAX_MEASUREMENTS = 64
 MAX_LABEL = 32  # unit, device class
 
@@ -121,7 +121,7 @@ def normalise_list(
         unit, device_class = item.get("unit"), item.get("device_class")
         if (
             not isinstance(name, str)
-            or not _NAME.match(name)
+            or not MEASUREMENT_NAME.match(name)
             or name in seen
             or not isinstance(value, int | float)
             or not math.isfinite(value)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from wasihost.atomic import write_atomically
 from wasihost.bundle import archive
 from wasihost.bundle.create import create_bundle, hash_plugin
 from wasihost.bundle.keys import read_signing_key, write_key_pair
@@ -83,9 +84,7 @@ def create(
     data = create_bundle(plugin, key, version=version, grants=needs, name=name, world=world)
     manifest = parse_manifest(archive.unpack(data).manifest)
     target = out or Path(f"{manifest.name}-{manifest.version}.bundle")
-    partial = target.with_name(f".{target.name}.tmp")
-    partial.write_bytes(data)
-    partial.replace(target)  # a watcher never sees half a bundle
+    write_atomically(target, data)  # a watcher never sees half a bundle
     echo(f"wrote {target} ({len(data)} bytes)")
     echo(f"  {manifest.name} {manifest.version}, {manifest.kind}, world {manifest.world}")
     files = f"{len(manifest.files)} file" + ("s" if len(manifest.files) != 1 else "")

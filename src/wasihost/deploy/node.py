@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wasihost.atomic import write_atomically
 from wasihost.bundle import archive
 from wasihost.bundle.create import hash_plugin
 from wasihost.bundle.manifest import BundleManifest
@@ -69,6 +70,11 @@ def _deployed_code(folder: Path) -> tuple[Path | None, Path | None]:
     if (folder / "plugin.toml").is_file():
         return folder, None
     return None, None
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    """deployed.json by rename: a crash leaves the old record or the new, never half."""
+    write_atomically(path, (json.dumps(record, indent=2) + "\n").encode(), durable=True)
 
 
 def deployed_spec(config: HostConfig, spec: PluginSpec) -> PluginSpec:
@@ -352,7 +358,7 @@ class DeployNode:
             "current": {"version": manifest.version, "content_hash": manifest.content},
             "previous": running if had_current else None,  # None: the configured source
         }
-        (folder / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        _write_record(folder / RECORD, record)
 
     def _restore_files(self, folder: Path) -> None:
         """Undo ``_stage_files``: previous/ back to current/, or no deployed version."""
@@ -363,7 +369,7 @@ class DeployNode:
         if previous.is_dir():
             previous.rename(current)
             record = {"current": record.get("previous"), "previous": None}
-            record_path.write_text(json.dumps(record, indent=2) + "\n")
+            _write_record(record_path, record)
         else:
             record_path.unlink(missing_ok=True)
 
@@ -460,6 +466,10 @@ class DeployNode:
                 )
                 if deployed and record.is_file():
                     found[name] = dict(json.loads(record.read_text())["current"])
+                    continue
+                loaded = plugin.loaded_content  # hashed already, from the bytes it loaded
+                if loaded is not None:
+                    found[name] = {"version": None, "content_hash": loaded}
                     continue
                 try:
                     found[name] = {

@@ -165,10 +165,25 @@ def load_precompiled(engine: Engine, wasm: Path, sha256: str) -> component.Compo
         return None
     reason = tag_mismatch(engine, wasm, sha256)
     if reason is None:
-        try:
-            return component.Component.deserialize_file(engine.wasmtime, str(artifact))
-        except (OSError, wasmtime.WasmtimeError) as exc:
-            reason = f"wasmtime refuses it: {str(exc).strip().splitlines()[0]}"
+        return deserialize(engine, wasm)
+    _refused(artifact, wasm, reason)
+    return None
+
+
+def deserialize(engine: Engine, wasm: Path) -> component.Component | None:
+    """The artifact beside ``wasm``, whose tag the caller has matched; None (and
+    logged) when wasmtime refuses it."""
+    artifact = artifact_path(wasm)
+    if not artifact.exists():
+        return None  # a tag without its artifact: nothing to load, nothing to say
+    try:
+        return component.Component.deserialize_file(engine.wasmtime, str(artifact))
+    except (OSError, wasmtime.WasmtimeError) as exc:
+        _refused(artifact, wasm, f"wasmtime refuses it: {str(exc).strip().splitlines()[0]}")
+        return None
+
+
+def _refused(artifact: Path, wasm: Path, reason: str) -> None:
     log.warning(
         "%s not used (%s): compiling %s instead (minutes on a Pi); `wasihost build` on this "
         "version writes artifacts for the %s baseline, which every such CPU loads",
@@ -177,7 +192,6 @@ def load_precompiled(engine: Engine, wasm: Path, sha256: str) -> component.Compo
         wasm.name,
         platform.machine(),
     )
-    return None
 
 
 def precompile(engine: Engine, wasm: Path, data: bytes | None = None) -> bool:

@@ -26,7 +26,7 @@ from wasmtime import component
 
 from wasihost.errors import PluginLoadError
 from wasihost.runtime import contract as wit
-from wasihost.runtime.artifacts import load_precompiled, vouched_sha256
+from wasihost.runtime.artifacts import deserialize, load_precompiled, vouched_sha256
 from wasihost.runtime.calls import trap_reason
 from wasihost.runtime.contract import Contract
 from wasihost.runtime.engine import Engine
@@ -345,7 +345,7 @@ def compile_file(plugin: str, engine: Engine, path: Path) -> Compiled:
         refused = False  # the vouched artifact was tried and refused (logged once)
         if vouched is not None:
             with engine.compile_lock(vouched):
-                comp = engine.components.get(vouched) or load_precompiled(engine, path, vouched)
+                comp = engine.components.get(vouched) or deserialize(engine, path)  # tag matched
                 if comp is not None:
                     engine.components[vouched] = comp
                     engine.file_hashes[key] = vouched

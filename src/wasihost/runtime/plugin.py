@@ -345,6 +345,12 @@ class Plugin:
         return self._checked.version if self._checked else None
 
     @property
+    def loaded_content(self) -> str | None:
+        """The loaded version's content hash (``wasihost.content``), from the bytes
+        it was loaded from; None before a version loaded."""
+        return content_of_checked(self._checked) if self._checked is not None else None
+
+    @property
     def stateful(self) -> bool:
         return self._checked is not None and self._checked.has_state
 

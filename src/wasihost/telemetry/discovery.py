@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wasihost.model import Reading
-from wasihost.readings import MEASUREMENTS
+from wasihost.readings import MEASUREMENT_NAME, MEASUREMENTS
 
 AVAILABLE = "online"
 NOT_AVAILABLE = "offline"
@@ -128,8 +128,6 @@ _ACRONYMS = {
     "ram": "RAM", "led": "LED", "id": "ID", "ip": "IP",
 }  # fmt: skip
 _CHIP = re.compile(r"^[a-z]+[0-9][a-z0-9]*$")  # dht22, bme680, ds18b20: a part number
-# Names a generic plugin's measurements must have to be published (readings.normalise_list).
-_MEASUREMENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 # Names Jinja resolves to dict methods before keys: ``value_json.items`` is a method.
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
@@ -217,7 +215,7 @@ def declared_entities(
         if not isinstance(spec, Mapping):
             continue
         name, unit, device_class = spec.get("name"), spec.get("unit"), spec.get("device_class")
-        if isinstance(name, str) and _MEASUREMENT_NAME.match(name) and publishable(name):
+        if isinstance(name, str) and MEASUREMENT_NAME.match(name) and publishable(name):
             entities.append(
                 Entity(plugin, name, str(unit or ""), str(device_class or "none"), world)
             )

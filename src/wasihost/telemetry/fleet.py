@@ -49,8 +49,10 @@ MAX_NODES = 1000
 MAX_PLUGINS_PER_NODE = 64
 MAX_NAME = 64
 # Stamps remembered per plugin to recognise re-sent duplicates: after a broken
-# connection a node re-sends at most the batch in flight (mqtt.BATCH = 100
-# messages, a state and a health message per plugin and cycle).
+# connection a node re-sends at most the batch in flight (mqtt.BATCH, 500 since
+# issue 18: a state and a health message per plugin and cycle). 64 stamps cover a
+# plugin's states in a batch when the node has 4 plugins or more; with fewer, an old
+# duplicate can pass (sized when the batch was 100: to be revisited).
 RECENT_STAMPS = 64
 
 

@@ -176,6 +176,20 @@ _COMPILE_1H = (
 )
 
 
+def _summaries(
+    rows: Iterable[tuple[int, float, float, float]],
+) -> tuple[list[tuple[int, float]], list[tuple[float, float]]]:
+    """(points, extents) of ``(t, mean, min, max)`` rows. A mean of finite values
+    can still overflow to inf: that row is dropped."""
+    points: list[tuple[int, float]] = []
+    extents: list[tuple[float, float]] = []
+    for t, v, lo, hi in rows:
+        if math.isfinite(v):
+            points.append((int(t), float(v)))
+            extents.append((float(lo), float(hi)))
+    return points, extents
+
+
 def _bucket(t_ms: int, width_ms: int) -> int:
     return t_ms - t_ms % width_ms
 
@@ -454,11 +468,7 @@ class History:
                     f"MAX(value) {where} GROUP BY ((id >> {SERIES_BITS}) - ?) / ? ORDER BY 1",
                     (*args, since_ms, bucket),
                 )
-                # An average of finite values can still overflow to inf: that bucket is dropped.
-                for t, v, lo, hi in cursor:
-                    if math.isfinite(v):
-                        points.append((int(t), float(v)))
-                        extents.append((float(lo), float(hi)))
+                points, extents = _summaries(cursor)
             else:
                 cursor = self._db.execute(
                     f"SELECT id >> {SERIES_BITS}, value {where} ORDER BY id", args
@@ -504,13 +514,7 @@ class History:
             cursor = self._db.execute(
                 f"SELECT bucket_ms, mean, min, max {where} ORDER BY bucket_ms", args
             )
-        points: list[tuple[int, float]] = []
-        extents: list[tuple[float, float]] = []
-        for t, v, lo, hi in cursor:
-            # A weighted mean of finite values can still overflow: that point is dropped.
-            if math.isfinite(v):
-                points.append((int(t), float(v)))
-                extents.append((float(lo), float(hi)))
+        points, extents = _summaries(cursor)
         return Series(
             plugin, field, unit, since_ms, until_ms, points, downsampled, resolution, extents
         )

@@ -209,25 +209,22 @@ class MqttPublisher:
         for plugin, status in statuses.items():
             payload = discovery.health_payload(status, now)
             messages.append(OutboxMessage(self.topics.health(plugin), payload, qos))
-        if not messages:
-            return
-        lost_before = self.outbox.lost
-        try:
-            self.outbox.put_many(messages)
-        except Exception as exc:  # sqlite3.Error, OSError: disk full, SD card failure
-            self._enqueue_failed(exc, self.outbox.lost - lost_before)
-        else:
-            self._enqueue_worked()
-        self._notify()  # the messages wait in memory even when the disk failed
+        if messages:
+            self._put(messages)
 
     def enqueue_retained(self, topic: str, payload: bytes) -> None:
         """Queue one retained node-level message of another module (the deploy
         reports and versions), in order with the cycle's; from a worker thread
         or the loop (an outbox write is a short SQLite commit at most)."""
+        self._put([OutboxMessage(topic, payload, self.settings.qos, retain=True)])
+
+    def _put(self, messages: list[OutboxMessage]) -> None:
+        """Hand ``messages`` to the outbox; a failing disk is counted and logged,
+        never raised (the messages wait in memory even then), and the drain woken."""
         lost_before = self.outbox.lost
         try:
-            self.outbox.put_many([OutboxMessage(topic, payload, self.settings.qos, retain=True)])
-        except Exception as exc:  # sqlite3.Error, OSError: as for a cycle's messages
+            self.outbox.put_many(messages)
+        except Exception as exc:  # sqlite3.Error, OSError: disk full, SD card failure
             self._enqueue_failed(exc, self.outbox.lost - lost_before)
         else:
             self._enqueue_worked()
