@@ -124,14 +124,7 @@ def baseline_target() -> str | None:
 @functools.cache
 def baseline_engine() -> wasmtime.Engine:
     """An engine with the settings ``Engine`` tags, compiling for the baseline."""
-    config = wasmtime.Config()
-    config.cache = True
-    config.epoch_interruption = True
-    config.max_wasm_stack = Engine.MAX_WASM_STACK
-    target = baseline_target()
-    if target is not None:
-        config.target = target
-    return wasmtime.Engine(config)
+    return wasmtime.Engine(Engine.config(target=baseline_target()))
 
 
 def tag_mismatch(engine: Engine, wasm: Path, sha256: str) -> str | None:

@@ -56,11 +56,7 @@ class Engine:
             )
             call_path = "generic"
         self.call_path: CallPath = call_path
-        config = wasmtime.Config()
-        config.cache = cache
-        config.epoch_interruption = True
-        config.max_wasm_stack = self.MAX_WASM_STACK
-        self.wasmtime = wasmtime.Engine(config)
+        self.wasmtime = wasmtime.Engine(self.config(cache))
         # Compiled components by the sha256 of their bytes. Plugins loaded from the
         # same file share one compiled copy (tens of MB each); an entry disappears
         # when no plugin holds that version any more (e.g. after a reload).
@@ -76,6 +72,19 @@ class Engine:
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="wasihost-epoch", daemon=True)
         self._ticker.start()
+
+    @classmethod
+    def config(cls, cache: bool = True, target: str | None = None) -> wasmtime.Config:
+        """The settings ``SETTINGS`` names, in one place: the host's engine and the
+        one that compiles baseline artifacts (artifacts.py) must agree on them, or
+        the artifacts' tag would vouch for code compiled otherwise."""
+        config = wasmtime.Config()
+        config.cache = cache
+        config.epoch_interruption = True
+        config.max_wasm_stack = cls.MAX_WASM_STACK
+        if target is not None:
+            config.target = target
+        return config
 
     def _tick(self) -> None:
         while not self._stop.wait(TICK_MS / 1000):
