@@ -9,7 +9,14 @@ import pytest
 
 from wasihost.model import Measurement, Reading
 from wasihost.telemetry.discovery import state_payload
-from wasihost.telemetry.fleet import MAX_NODES, Fleet
+from wasihost.telemetry.fleet import (
+    MAX_LABELS,
+    MAX_NODES,
+    MAX_PLUGINS_PER_NODE,
+    MAX_REASON,
+    MAX_ROLLOUTS,
+    Fleet,
+)
 
 
 class Clock:
@@ -32,7 +39,12 @@ def node(fleet: Fleet, name: str) -> dict[str, Any]:
 def test_nodes_appear_and_a_silent_node_goes_offline() -> None:
     clock = Clock()
     fleet = Fleet("wasihost", offline_after_seconds=30, clock=clock)
-    assert fleet.subscriptions == ("wasihost/+/availability", "wasihost/+/+/state")
+    assert fleet.subscriptions == (
+        "wasihost/+/availability",
+        "wasihost/+/+/state",
+        "wasihost/+/versions",
+        "wasihost/+/rollout/+",
+    )
     for name in ("a", "b"):
         fleet.handle(f"wasihost/{name}/availability", b"online")
         fleet.handle(f"wasihost/{name}/dht22/state", state(1000, 21.0))
@@ -215,3 +227,299 @@ def test_hostile_messages_are_ignored_and_bounded() -> None:
     for i in range(MAX_NODES + 10):
         fleet.handle(f"wasihost/n{i}/availability", b"online")
     assert len(fleet.to_json()["nodes"]) == MAX_NODES
+
+
+# --- Versions and rollouts (issue 19) ---------------------------------------------------
+# Nodes publish, retained, wasihost/<node>/versions (their labels and what each plugin
+# runs) and wasihost/<node>/rollout/<plugin> (deploy.node.Rollout.to_json).
+
+HASH_1 = "sha256:" + "1" * 64
+HASH_2 = "sha256:" + "2" * 64
+
+
+def versions(labels: Any, plugins: Any) -> bytes:
+    return json.dumps({"labels": labels, "plugins": plugins}).encode()
+
+
+def report(plugin: str, state: str, content_hash: str | None = HASH_2, **fields: Any) -> bytes:
+    doc: dict[str, Any] = {
+        "plugin": plugin,
+        "version": "1.2.0",
+        "content_hash": content_hash,
+        "state": state,
+        "reason": None,
+        "previous": {"version": None, "content_hash": HASH_1},
+        "polls_ok": 0,
+        "since_ms": 1_700_000_000_000,
+        "timestamp_ms": 1_700_000_004_000,
+        "source": "label",
+    }
+    doc.update(fields)
+    return json.dumps(doc).encode()
+
+
+def test_versions_give_labels_and_each_plugins_version() -> None:
+    clocks = Clocks()
+    fleet = hub(clocks)
+    fleet.handle("wasihost/a/availability", b"online")
+    fleet.handle("wasihost/a/dht22/state", state(1000, 21.0))
+    fleet.handle(
+        "wasihost/a/versions",
+        versions(
+            ["greenhouse", "north"],
+            {
+                "dht22": {"version": "1.2.0", "content_hash": HASH_2},
+                "bme680": {"version": None, "content_hash": HASH_1},
+            },
+        ),
+    )
+    a = node(fleet, "a")
+    assert a["labels"] == ["greenhouse", "north"]
+    dht22 = a["plugins"]["dht22"]
+    assert (dht22["version"], dht22["content_hash"], dht22["rollout"]) == ("1.2.0", HASH_2, None)
+    assert dht22["measurements"][0]["value"] == 21.0  # the state is kept alongside
+    # A plugin the node runs but has not published a state for yet is listed too.
+    bme680 = a["plugins"]["bme680"]
+    assert (bme680["version"], bme680["content_hash"]) == (None, HASH_1)
+    assert (bme680["timestamp_ms"], bme680["age_seconds"], bme680["measurements"]) == (
+        None,
+        None,
+        [],
+    )
+    # A new versions document is the node's whole list: a plugin it no longer runs goes.
+    fleet.handle("wasihost/a/versions", versions([], {"dht22": {"version": "1.3.0"}}))
+    a = node(fleet, "a")
+    assert a["labels"] == [] and "bme680" not in a["plugins"]
+    assert (a["plugins"]["dht22"]["version"], a["plugins"]["dht22"]["content_hash"]) == (
+        "1.3.0",
+        None,
+    )
+
+
+def test_a_node_heard_only_through_retained_versions_is_not_online() -> None:
+    """Retained versions and reports are the node's last word (taken), not a sign of life."""
+    fleet = hub(Clocks())
+    fleet.handle("wasihost/a/versions", versions(["x"], {"p": {"version": "1"}}), retained=True)
+    fleet.handle("wasihost/a/rollout/p", report("p", "healthy"), retained=True)
+    a = node(fleet, "a")
+    assert not a["online"] and a["last_seen_ms"] is None
+    assert a["labels"] == ["x"] and a["plugins"]["p"]["rollout"]["state"] == "healthy"
+    fleet.handle("wasihost/a/rollout/p", report("p", "live"))  # live: a sign of life
+    assert node(fleet, "a")["online"]
+
+
+def test_a_rollout_report_is_shown_with_its_age_on_the_hubs_clock() -> None:
+    clocks = Clocks()
+    fleet = hub(clocks)
+    fleet.handle("wasihost/a/availability", b"online")
+    # The node's clock is in 1970 (no NTP yet): its stamps are shown, never used.
+    fleet.handle(
+        "wasihost/a/rollout/dht22",
+        report("dht22", "live", polls_ok=3, since_ms=5_000, timestamp_ms=9_000),
+    )
+    clocks.advance(12)
+    rollout = node(fleet, "a")["plugins"]["dht22"]["rollout"]
+    assert rollout == {
+        "state": "live",
+        "reason": None,
+        "version": "1.2.0",
+        "content_hash": HASH_2,
+        "source": "label",
+        "polls_ok": 3,
+        "since_ms": 5_000,
+        "timestamp_ms": 9_000,
+        "age_seconds": 12.0,
+    }
+    fleet.handle(
+        "wasihost/a/rollout/dht22",
+        report("dht22", "rolled-back", reason="trapped: unreachable", timestamp_ms=1),
+    )
+    rollout = node(fleet, "a")["plugins"]["dht22"]["rollout"]
+    # The last to arrive wins, whatever its stamp says (the node's clock stepped back).
+    assert (rollout["state"], rollout["reason"], rollout["age_seconds"]) == (
+        "rolled-back",
+        "trapped: unreachable",
+        0.0,
+    )
+
+
+def test_a_rollout_topic_of_a_plugin_named_rollout_is_still_its_state() -> None:
+    """wasihost/<node>/rollout/state is both a report on plugin "state" and the state of
+    plugin "rollout": the payload tells them apart."""
+    fleet = hub(Clocks())
+    fleet.handle("wasihost/a/rollout/state", state(1000, 21.0))
+    fleet.handle("wasihost/a/rollout/state", report("state", "healthy"))
+    plugins = node(fleet, "a")["plugins"]
+    assert plugins["rollout"]["measurements"][0]["value"] == 21.0
+    assert plugins["state"]["rollout"]["state"] == "healthy"
+    assert fleet.ignored == 0
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b"[]",
+        json.dumps({"labels": "x", "plugins": {}}).encode()[:-3],
+        report("p", "exploded"),  # not a state of the protocol
+        report("p", "healthy").replace(b'"plugin": "p"', b'"plugin": "q"'),  # another plugin
+        json.dumps({"plugin": "p"}).encode(),
+        b"x" * 70_000,
+        b"[" * 60_000,  # json raises RecursionError, not ValueError
+        b"\xff\xfe",
+    ],
+)
+def test_malformed_rollout_reports_are_ignored(payload: bytes) -> None:
+    fleet = hub(Clocks())
+    fleet.handle("wasihost/a/rollout/p", payload)
+    assert fleet.ignored == 1
+    assert fleet.to_json()["nodes"] == []  # nothing valid: no node made up from it
+
+
+def test_hostile_rollout_and_versions_fields_are_bounded_and_typed() -> None:
+    fleet = hub(Clocks())
+    fleet.handle(
+        "wasihost/a/rollout/p",
+        report(
+            "p",
+            "refused",
+            content_hash="<script>" * 100,
+            version=["1"],
+            reason="r" * 10_000,
+            source="everyone",
+            polls_ok=-4,
+            since_ms=True,
+            timestamp_ms=1.5,
+        ),
+    )
+    rollout = node(fleet, "a")["plugins"]["p"]["rollout"]
+    assert rollout["state"] == "refused"
+    assert rollout["content_hash"] is None and rollout["version"] is None
+    assert rollout["source"] is None and rollout["polls_ok"] is None
+    assert rollout["since_ms"] is None and rollout["timestamp_ms"] is None
+    assert len(rollout["reason"]) == MAX_REASON and rollout["reason"].endswith("…")
+
+    fleet.handle(
+        "wasihost/a/versions",
+        versions(
+            ["ok", 3, None, "x" * 100, *[f"l{i}" for i in range(100)]],
+            {
+                "p": {"version": "v" * 1000, "content_hash": "sha256:zz"},
+                "q": "1.0",
+                "r": None,
+                "s" * 100: {"version": "1"},
+                **{f"n{i}": {"version": "1"} for i in range(200)},
+            },
+        ),
+    )
+    a = node(fleet, "a")
+    assert a["labels"][0] == "ok" and len(a["labels"]) == MAX_LABELS
+    assert all(isinstance(label, str) and len(label) <= 64 for label in a["labels"])
+    p = a["plugins"]["p"]
+    assert (p["version"], p["content_hash"]) == (None, None)
+    assert (a["plugins"]["q"]["version"], a["plugins"]["r"]["version"]) == (None, None)
+    assert "s" * 100 not in a["plugins"]
+    assert len(a["plugins"]) == MAX_PLUGINS_PER_NODE  # states, versions and reports together
+
+
+def test_a_versions_document_of_another_shape_is_ignored() -> None:
+    fleet = hub(Clocks())
+    for payload in (
+        json.dumps({"dht22": {"version": "1"}}).encode(),  # the shape before issue 19
+        json.dumps({"labels": [], "plugins": []}).encode(),
+        b"null",
+    ):
+        fleet.handle("wasihost/a/versions", payload)
+    assert fleet.ignored == 3 and fleet.to_json()["nodes"] == []
+
+
+def test_rollouts_summary_counts_nodes_in_each_state_and_offline_apart() -> None:
+    """3/5 healthy, 1 rolled back, 1 offline: a node offline counts as offline whatever
+    it said last (its own entry keeps that), so the counts add up to the nodes."""
+    clocks = Clocks()
+    fleet = hub(clocks, offline_after_seconds=60)
+    for name in ("e",):  # offline: silent for longer than the timeout
+        fleet.handle(f"wasihost/{name}/availability", b"online")
+        fleet.handle(f"wasihost/{name}/rollout/dht22", report("dht22", "live"))
+    clocks.advance(120)
+    for name, said in (("a", "healthy"), ("b", "healthy"), ("c", "healthy"), ("d", "rolled-back")):
+        fleet.handle(f"wasihost/{name}/availability", b"online")
+        fleet.handle(f"wasihost/{name}/rollout/dht22", report("dht22", said))
+    # Another version of the same plugin, and another plugin: rollouts of their own.
+    fleet.handle("wasihost/f/availability", b"online")
+    fleet.handle("wasihost/f/rollout/dht22", report("dht22", "healthy", HASH_1, version="1.1.0"))
+    fleet.handle("wasihost/f/rollout/bme680", report("bme680", "needs-grants", None, version=None))
+
+    doc = fleet.to_json()
+    assert doc["rollouts"] == [
+        {
+            "plugin": "bme680",
+            "content_hash": None,
+            "version": None,
+            "nodes": 1,
+            "states": {"needs-grants": 1},
+            "offline": 0,
+        },
+        {
+            "plugin": "dht22",
+            "content_hash": HASH_1,
+            "version": "1.1.0",
+            "nodes": 1,
+            "states": {"healthy": 1},
+            "offline": 0,
+        },
+        {
+            "plugin": "dht22",
+            "content_hash": HASH_2,
+            "version": "1.2.0",
+            "nodes": 5,
+            "states": {"healthy": 3, "rolled-back": 1},
+            "offline": 1,
+        },
+    ]
+    assert node(fleet, "e")["plugins"]["dht22"]["rollout"]["state"] == "live"
+    # The last word of the offline node decides nothing more once it is back.
+    fleet.handle("wasihost/e/rollout/dht22", report("dht22", "healthy"))
+    summary = fleet.to_json()["rollouts"][2]
+    assert (summary["states"], summary["offline"]) == ({"healthy": 4, "rolled-back": 1}, 0)
+
+
+def test_a_rollouts_version_is_the_one_most_of_its_nodes_report() -> None:
+    """Nodes on the same content report the same version; a node that lies is outvoted."""
+    fleet = hub(Clocks())
+    for name, version in (("a", "1.2.0"), ("b", "1.2.0"), ("c", "<b>9</b>")):
+        fleet.handle(f"wasihost/{name}/rollout/p", report("p", "healthy", version=version))
+    assert fleet.to_json()["rollouts"][0]["version"] == "1.2.0"
+
+
+def test_the_rollouts_summary_is_bounded() -> None:
+    fleet = hub(Clocks())
+    for i in range(MAX_ROLLOUTS + 5):
+        content_hash = f"sha256:{i:064x}"
+        fleet.handle(f"wasihost/n{i}/rollout/p", report("p", "live", content_hash))
+    fleet.handle("wasihost/big/rollout/p", report("p", "live", "sha256:" + "f" * 64))
+    fleet.handle("wasihost/big2/rollout/p", report("p", "live", "sha256:" + "f" * 64))
+    doc = fleet.to_json()
+    assert len(doc["rollouts"]) == MAX_ROLLOUTS and doc["rollouts_omitted"] == 6
+    # The largest are kept.
+    assert any(r["nodes"] == 2 for r in doc["rollouts"])
+
+
+def test_cleared_versions_and_reports_are_forgotten() -> None:
+    """An empty retained payload clears a topic (mosquitto_pub -r -n): what it said goes."""
+    fleet = hub(Clocks())
+    fleet.handle("wasihost/a/versions", versions(["g"], {"p": {"version": "1"}}))
+    fleet.handle("wasihost/a/rollout/p", report("p", "healthy"))
+    fleet.handle("wasihost/a/rollout/p", b"")
+    fleet.handle("wasihost/a/versions", b"", retained=True)
+    fleet.handle("wasihost/nobody/versions", b"")
+    a = node(fleet, "a")
+    assert a["labels"] == [] and a["plugins"] == {} and fleet.to_json()["rollouts"] == []
+    assert [n["node"] for n in fleet.to_json()["nodes"]] == ["a"] and fleet.ignored == 0
+
+
+def test_a_state_nested_too_deep_for_json_is_ignored() -> None:
+    fleet = hub(Clocks())
+    fleet.handle("wasihost/a/dht22/state", b"[" * 60_000)
+    fleet.handle("wasihost/a/versions", b"{" * 60_000)
+    assert fleet.ignored == 2

@@ -21,6 +21,15 @@ a message arrived, and the newest state is the one that arrived last (the
 node's outbox publishes in order) unless it repeats a stamp the hub already
 took, which is an at-least-once re-send. The node's stamp is only shown.
 
+Deploying (issue 19): nodes also publish, retained, ``<node>/versions`` (their
+labels and what each plugin runs) and a report per plugin on
+``<node>/rollout/<plugin>``. A retained one is the node's last word on it (the
+broker keeps the newest), so unlike a state it is taken, and the one to arrive
+last wins; it is still no sign of life. ``to_json`` adds per node its labels,
+per plugin its version and rollout report, and ``rollouts``: per (plugin,
+content hash) the nodes reporting on it, counted by state, those offline
+apart, so a page can say "3/5 healthy, 1 rolled back, 1 offline".
+
 Everything received is untrusted input (any client the ACL lets write
 ``wasihost/#``): payloads are size-capped and parsed defensively, and the
 number of nodes and plugins kept is bounded.
@@ -35,11 +44,13 @@ import logging
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wasihost import content
+from wasihost.deploy import protocol
 from wasihost.telemetry.discovery import NOT_AVAILABLE
 
 log = logging.getLogger("wasihost.fleet")
@@ -54,6 +65,13 @@ MAX_NAME = 64
 # plugin's states in a batch when the node has 4 plugins or more; with fewer, an old
 # duplicate can pass (sized when the batch was 100: to be revisited).
 RECENT_STAMPS = 64
+MAX_LABELS = 32
+MAX_VERSION = 64  # a version string ("1.2.0"); longer ones are shown as unknown
+MAX_REASON = 500  # a report's reason (a load error can be long); cut with "…"
+# Rollouts listed in to_json (the most nodes first): nodes x plugins hashes at most,
+# which a hostile node could make thousands of.
+MAX_ROLLOUTS = 64
+_SOURCES = frozenset(("node", "label", "all"))
 
 
 @dataclass
@@ -85,6 +103,49 @@ class PublishedState:
         }
 
 
+def _age(
+    stamp_ms: int | None, received: float | None, wall_now: float, mono_now: float
+) -> float | None:
+    """Seconds since the hub received a message (monotonic); for a retained one, whose
+    arrival says nothing about when it was sent, by the node's stamp and the hub's wall
+    clock (shown only: a node's clock may be anywhere); None when neither is known."""
+    if received is not None:
+        return max(0.0, mono_now - received)
+    if stamp_ms is None:
+        return None
+    return max(0.0, wall_now - stamp_ms / 1000)
+
+
+@dataclass
+class RolloutReport:
+    """A node's last report on one plugin's rollout (``deploy.node.Rollout``),
+    checked field by field: what cannot be what the protocol says is None."""
+
+    state: str  # one of protocol.STATES
+    reason: str | None
+    version: str | None
+    content_hash: str | None
+    source: str | None
+    polls_ok: int | None
+    since_ms: int | None  # the node's clock: shown, never compared
+    timestamp_ms: int | None
+    received: float | None  # hub monotonic clock; None: a retained message
+
+    def to_json(self, wall_now: float, mono_now: float) -> dict[str, Any]:
+        age = _age(self.timestamp_ms, self.received, wall_now, mono_now)
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "version": self.version,
+            "content_hash": self.content_hash,
+            "source": self.source,
+            "polls_ok": self.polls_ok,
+            "since_ms": self.since_ms,
+            "timestamp_ms": self.timestamp_ms,
+            "age_seconds": None if age is None else round(age, 3),
+        }
+
+
 @dataclass
 class NodeState:
     node: str
@@ -93,6 +154,22 @@ class NodeState:
     plugins: dict[str, PublishedState] = field(default_factory=dict)
     # Per plugin, the stamps of the last RECENT_STAMPS states taken (duplicates).
     stamps: dict[str, deque[int]] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)  # from <base>/versions
+    # Per plugin, (version, content hash) from <base>/versions.
+    versions: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    rollouts: dict[str, RolloutReport] = field(default_factory=dict)
+
+    def plugin_names(self) -> set[str]:
+        """Every plugin the node is known to have, from any of its topics."""
+        return self.plugins.keys() | self.versions.keys() | self.rollouts.keys()
+
+    def admits(self, plugin: str) -> bool:
+        """Whether ``plugin`` may be kept: a name already known, or room for one
+        more (MAX_PLUGINS_PER_NODE counts states, versions and reports together)."""
+        if not plugin or len(plugin) > MAX_NAME:
+            return False
+        names = self.plugin_names()
+        return plugin in names or len(names) < MAX_PLUGINS_PER_NODE
 
 
 class Fleet:
@@ -122,7 +199,12 @@ class Fleet:
 
     @property
     def subscriptions(self) -> tuple[str, ...]:
-        return (f"{self.base_prefix}/+/availability", f"{self.base_prefix}/+/+/state")
+        return (
+            f"{self.base_prefix}/+/availability",
+            f"{self.base_prefix}/+/+/state",
+            f"{self.base_prefix}/+/versions",
+            f"{self.base_prefix}/+/rollout/+",
+        )
 
     def handle(self, topic: str, payload: bytes, retained: bool = False) -> None:
         """Take one message (the ``MqttPublisher`` ``on_message`` callback)."""
@@ -139,6 +221,32 @@ class Fleet:
                     if not retained:
                         node.last_seen = now
                     return
+            elif not payload and self._clear(parts):
+                return
+            elif len(parts) == 2 and parts[1] == "versions":
+                parsed = _parse_versions(payload)
+                node = self._node(parts[0]) if parsed is not None else None
+                if node is not None and parsed is not None:
+                    self._take_versions(node, *parsed)
+                    if not retained:
+                        node.last_seen = now
+                    return
+            elif (
+                len(parts) == 3
+                and parts[1] == "rollout"
+                and (
+                    (report := _parse_report(parts[2], payload, None if retained else now))
+                    is not None
+                )
+            ):
+                # Before the state branch: <node>/rollout/state is also the state topic
+                # of a plugin named "rollout"; a report names its plugin and a state.
+                node = self._node(parts[0])
+                if node is not None and node.admits(parts[2]):
+                    node.rollouts[parts[2]] = report
+                    if not retained:
+                        node.last_seen = now
+                    return
             elif len(parts) == 3 and parts[2] == "state":
                 node = self._node(parts[0])
                 received = None if retained else now
@@ -147,6 +255,21 @@ class Fleet:
                         node.last_seen = now
                     return
             self.ignored += 1
+
+    def _clear(self, parts: list[str]) -> bool:
+        """An empty payload on a versions or report topic: the retained message was
+        cleared (by hand, or a plugin removed), so the hub forgets what it said.
+        True when ``parts`` is such a topic; a node is never made up from one."""
+        node = self._nodes.get(parts[0])
+        if len(parts) == 2 and parts[1] == "versions":
+            if node is not None:
+                node.labels, node.versions = [], {}
+            return True
+        if len(parts) == 3 and parts[1] == "rollout":
+            if node is not None:
+                node.rollouts.pop(parts[2], None)
+            return True
+        return False
 
     def _node(self, name: str) -> NodeState | None:
         node = self._nodes.get(name)
@@ -163,17 +286,14 @@ class Fleet:
         stamp is one of the last ones taken), or retained while a live state is
         held. Arrival order decides what is newer, not the stamp: a node whose
         clock stepped back keeps being shown. ``received``: None if retained."""
-        try:
-            doc = json.loads(payload)
-        except ValueError:
-            return False
+        doc = _load(payload)
         if not isinstance(doc, dict) or not plugin or len(plugin) > MAX_NAME:
             return False
         timestamp = doc.get("timestamp_ms")
         if not isinstance(timestamp, int) or isinstance(timestamp, bool):
             return False
         held = node.plugins.get(plugin)
-        if held is None and len(node.plugins) >= MAX_PLUGINS_PER_NODE:
+        if held is None and not node.admits(plugin):
             return False
         stamps = node.stamps.setdefault(plugin, deque(maxlen=RECENT_STAMPS))
         if held is not None and (
@@ -201,6 +321,20 @@ class Fleet:
             received,
         )
         return True
+
+    @staticmethod
+    def _take_versions(
+        node: NodeState,
+        labels: list[str],
+        versions: dict[str, tuple[str | None, str | None]],
+    ) -> None:
+        """Replace the node's labels and versions: the document is its whole list,
+        so a plugin it no longer runs goes. Plugins beyond the node's cap are dropped."""
+        node.labels = labels
+        node.versions = {}
+        for plugin, version in versions.items():
+            if node.admits(plugin):
+                node.versions[plugin] = version
 
     def is_online(self, node: NodeState, now: float) -> bool:
         """Whether ``node`` counts as online at ``now`` on the monotonic clock.
@@ -232,15 +366,146 @@ class Fleet:
                         "availability": node.availability,
                         "last_seen_ms": None if age is None else int((wall - age) * 1000),
                         "last_seen_age_seconds": None if age is None else round(age, 3),
+                        "labels": list(node.labels),
                         "plugins": {
-                            p: s.to_json(wall, now) for p, s in sorted(node.plugins.items())
+                            p: self._plugin_json(node, p, wall, now)
+                            for p in sorted(node.plugin_names())
                         },
                     }
                 )
+            rollouts, omitted = self._rollouts(now)
         online = sum(1 for n in nodes if n["online"])
-        return {
+        doc: dict[str, Any] = {
             "offline_after_seconds": self.offline_after_seconds,
             "online": online,
             "offline": len(nodes) - online,
             "nodes": nodes,
+            "rollouts": rollouts,
         }
+        if omitted:
+            doc["rollouts_omitted"] = omitted
+        return doc
+
+    @staticmethod
+    def _plugin_json(node: NodeState, plugin: str, wall: float, now: float) -> dict[str, Any]:
+        """One plugin of a node: its latest state (or empty fields, for a plugin
+        known only from versions or a report), its version and its rollout."""
+        published = node.plugins.get(plugin)
+        doc = (
+            published.to_json(wall, now)
+            if published is not None
+            else {"timestamp_ms": None, "age_seconds": None, "measurements": [], "status": {}}
+        )
+        version, content_hash = node.versions.get(plugin, (None, None))
+        report = node.rollouts.get(plugin)
+        doc["version"] = version
+        doc["content_hash"] = content_hash
+        doc["rollout"] = None if report is None else report.to_json(wall, now)
+        return doc
+
+    def _rollouts(self, now: float) -> tuple[list[dict[str, Any]], int]:
+        """Per (plugin, content hash) that a node's last report names: how many nodes,
+        how many of the online ones are in each state, and how many are offline
+        (whatever they said last: nobody knows what they do now). With the count of
+        rollouts left out beyond MAX_ROLLOUTS (the ones with fewest nodes)."""
+        groups: dict[tuple[str, str | None], list[tuple[RolloutReport, bool]]] = {}
+        for node in self._nodes.values():
+            online = self.is_online(node, now)
+            for plugin, report in node.rollouts.items():
+                groups.setdefault((plugin, report.content_hash), []).append((report, online))
+        ranked = sorted(groups.items(), key=lambda g: (-len(g[1]), g[0][0], g[0][1] or ""))
+        kept = sorted(ranked[:MAX_ROLLOUTS], key=lambda g: (g[0][0], g[0][1] or ""))
+        rollouts = []
+        for (plugin, content_hash), reports in kept:
+            states = Counter(report.state for report, online in reports if online)
+            votes = Counter(report.version for report, _ in reports if report.version is not None)
+            version = min(votes, key=lambda v: (-votes[v], v)) if votes else None
+            rollouts.append(
+                {
+                    "plugin": plugin,
+                    "content_hash": content_hash,
+                    "version": version,
+                    "nodes": len(reports),
+                    "states": {state: states[state] for state in protocol.STATES if states[state]},
+                    "offline": sum(1 for _, online in reports if not online),
+                }
+            )
+        return rollouts, len(ranked) - len(kept)
+
+
+def _load(payload: bytes) -> Any:
+    """The JSON in ``payload``, or None when there is none. Deep nesting fits in
+    MAX_PAYLOAD_BYTES and makes ``json`` raise RecursionError, not ValueError."""
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _short_text(value: object, limit: int) -> str | None:
+    """``value`` if it is a string, cut to ``limit`` characters (ending in "…")."""
+    if not isinstance(value, str):
+        return None
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _version(value: object) -> str | None:
+    """A version string, or None (code from the node's config, or not one at all)."""
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_VERSION else None
+
+
+def _content_hash(value: object) -> str | None:
+    """A content hash as ``content`` writes them, or None."""
+    return value if isinstance(value, str) and content.PATTERN.match(value) else None
+
+
+def _int(value: object, minimum: int | None = None) -> int | None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    return None if minimum is not None and value < minimum else value
+
+
+def _parse_report(plugin: str, payload: bytes, received: float | None) -> RolloutReport | None:
+    """A rollout report for ``plugin`` (its topic's), or None: not JSON, not an
+    object, another plugin's, or a state the protocol does not have."""
+    doc = _load(payload)
+    if not isinstance(doc, dict) or doc.get("plugin") != plugin:
+        return None
+    state = doc.get("state")
+    if state not in protocol.STATES:
+        return None
+    source = doc.get("source")
+    return RolloutReport(
+        state=state,
+        reason=_short_text(doc.get("reason"), MAX_REASON),
+        version=_version(doc.get("version")),
+        content_hash=_content_hash(doc.get("content_hash")),
+        source=source if source in _SOURCES else None,
+        polls_ok=_int(doc.get("polls_ok"), minimum=0),
+        since_ms=_int(doc.get("since_ms")),
+        timestamp_ms=_int(doc.get("timestamp_ms")),
+        received=received,
+    )
+
+
+def _parse_versions(
+    payload: bytes,
+) -> tuple[list[str], dict[str, tuple[str | None, str | None]]] | None:
+    """(labels, {plugin: (version, content hash)}) of a versions document, or None
+    unless it is ``{"labels": [...], "plugins": {...}}``. Labels that are not short
+    strings are dropped; a plugin whose entry is malformed is kept, version unknown."""
+    doc = _load(payload)
+    if not isinstance(doc, dict):
+        return None
+    labels, plugins = doc.get("labels", []), doc.get("plugins")
+    if not isinstance(labels, list) or not isinstance(plugins, dict):
+        return None
+    kept = [label for label in labels if isinstance(label, str) and 0 < len(label) <= MAX_NAME]
+    versions: dict[str, tuple[str | None, str | None]] = {}
+    for plugin, entry in plugins.items():
+        entry = entry if isinstance(entry, dict) else {}
+        versions[plugin] = (
+            _version(entry.get("version")),
+            _content_hash(entry.get("content_hash")),
+        )
+    return kept[:MAX_LABELS], versions
