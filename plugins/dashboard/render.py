@@ -106,6 +106,34 @@ _ERROR_PAGE_REFRESH_S = 10
 # The CSS class of each plugin health the host reports (`Host.statuses`).
 _HEALTH_CLASSES = {"ok": "ok", "failing": "bad", "unavailable": "bad"}
 
+# The CSS class of each state of a plugin's rollout on a node (the deploy protocol's
+# states, `wasihost.deploy.protocol.STATES`): passed the gate, on its way, or not
+# running the new version. The script's ROLLOUT_CLASSES is the same table.
+_ROLLOUT_CLASSES = {
+    "healthy": "ok",
+    "received": "warn",
+    "staging": "warn",
+    "live": "warn",
+    "rolled-back": "bad",
+    "failed": "bad",
+    "refused": "bad",
+    "needs-grants": "bad",
+}
+# The order a rollout's summary names the states after the healthy count.
+_ROLLOUT_ORDER = (
+    "live",
+    "staging",
+    "received",
+    "rolled-back",
+    "failed",
+    "refused",
+    "needs-grants",
+)
+# A rollout's progress bar: one segment per class, offline nodes last.
+_ROLLOUT_SEGMENTS = ("ok", "warn", "bad", "off")
+# A larger node count is nonsense (a hub keeps 1,000 nodes), and would not fit a float.
+_MAX_COUNT = 1_000_000_000
+
 # Words written in capitals in a label made from a key or a plugin's slug; so are
 # words of letters and digits, sensor names such as dht22 or bme680.
 _ACRONYMS = frozenset(
@@ -611,12 +639,99 @@ def _fleet_section(fleet_doc: object) -> str:
     online = sum(1 for node in nodes if node.get("online") is True)
     offline = len(nodes) - online
     cards = "".join(_node_card(node, stale_after) for node in nodes)
+    rollouts = _guarded("the rollouts", _rollouts, fleet.get("rollouts"), fleet)
     return (
         '<section class="fleet" data-fleet><div class="fleet-head"><h2>Fleet</h2>'
         f'<span class="pill ok" data-fleet-online>{online} online</span>'
         f'<span class="pill bad" data-fleet-offline{"" if offline else " hidden"}>'
         f"{offline} offline</span></div>"
-        f'<div class="grid">{cards}</div></section>'
+        f'{rollouts}<div class="grid">{cards}</div></section>'
+    )
+
+
+def _rollouts(items: object, fleet: JsonObject) -> str:
+    """Render one line per rollout the nodes report on (`Fleet.to_json()["rollouts"]`:
+    per plugin and content hash, the nodes counted by state and offline apart),
+    each with its progress bar. A rollout stays listed while any node's last
+    report names it, so a finished one reads "5/5 healthy" until the next."""
+    lines = "".join(_rollout_line(_dict(item)) for item in _list(items) if _rollout_key(item))
+    if not lines:
+        return ""
+    omitted = _count(fleet.get("rollouts_omitted"))
+    more = f'<p class="muted">and {omitted:,} more with fewer nodes</p>' if omitted else ""
+    return f'<div class="rollouts" data-rollouts><h3>Rollouts</h3>{lines}{more}</div>'
+
+
+def _rollout_key(item: object) -> tuple[str, str] | None:
+    """(plugin, content hash or "") that tags a rollout's line, or None if unusable."""
+    data = _dict(item)
+    plugin, content_hash = data.get("plugin"), data.get("content_hash")
+    if not isinstance(plugin, str) or not (content_hash is None or isinstance(content_hash, str)):
+        return None
+    return plugin, content_hash or ""
+
+
+def rollout_counts(rollout: JsonObject) -> tuple[dict[str, int], int]:
+    """A rollout's node count per state (usable counts only) and its offline count.
+    The script's `rolloutCounts` agrees."""
+    states = {}
+    for state, count in _dict(rollout.get("states")).items():
+        number = _count(count)
+        if state in _ROLLOUT_CLASSES and number:
+            states[state] = number
+    return states, _count(rollout.get("offline"))
+
+
+def _count(value: object) -> int:
+    """A count of nodes, 0 unless it is a number from 1 to _MAX_COUNT."""
+    number = jsonguard.number(value)
+    return int(number) if number is not None and 1 <= number <= _MAX_COUNT else 0
+
+
+def rollout_summary(rollout: JsonObject) -> tuple[str, dict[str, float]]:
+    """A rollout's line ("3/5 healthy · 1 rolled back · 1 offline") and its bar's
+    segments in percent of its nodes. The total is what is counted, never more
+    than 100 %, whatever the document's own `nodes` says. The script's
+    `rolloutSummary` agrees."""
+    states, offline = rollout_counts(rollout)
+    total = sum(states.values()) + offline
+    words = [f"{states.get('healthy', 0)}/{total} healthy"]
+    words += [
+        f"{states[state]} {state.replace('-', ' ')}" for state in _ROLLOUT_ORDER if state in states
+    ]
+    if offline:
+        words.append(f"{offline} offline")
+    shares = dict.fromkeys(_ROLLOUT_SEGMENTS, 0.0)
+    for state, count in states.items():
+        shares[_ROLLOUT_CLASSES[state]] += count
+    shares["off"] += offline
+    percent = {key: (100 * count / total if total else 0.0) for key, count in shares.items()}
+    return " · ".join(words), percent
+
+
+def _rollout_line(rollout: JsonObject) -> str:
+    """One rollout: plugin, version, short content hash, the counts and the bar.
+    The segments' widths are the only style written, built from numbers."""
+    key = _rollout_key(rollout)
+    assert key is not None
+    plugin, content_hash = key
+    version = _text(rollout.get("version"))
+    text, percent = rollout_summary(rollout)
+    short = content_hash.removeprefix("sha256:")[:12] or "unknown content"
+    segments = "".join(
+        f'<span class="seg {segment}" data-seg="{segment}" style="width: {percent[segment]:.1f}%">'
+        "</span>"
+        for segment in _ROLLOUT_SEGMENTS
+    )
+    return (
+        f'<div class="rollout" data-rollout-plugin="{_esc(plugin)}"'
+        f' data-rollout-hash="{_esc(content_hash)}">'
+        f'<div class="rollout-head"><b>{_esc(plugin)}</b>'
+        + (f'<span class="rollout-version">{_esc(version)}</span>' if version else "")
+        + f"<code title={_quote(content_hash or 'content unknown')}>{_esc(short)}</code>"
+        f'<span class="rollout-text" data-rollout-text>{_esc(text)}</span></div>'
+        f'<div class="rollout-bar" role="img" aria-label={_quote(f"{plugin}: {text}")}'
+        f" data-rollout-bar>{segments}</div></div>"
     )
 
 
@@ -646,6 +761,7 @@ def _node_card_body(name: str, node: JsonObject, stale_after: float | None) -> s
     state = "online" if online else "offline"
     badge = f'<span class="badge node-{state}" data-node-online>{state}</span>'
     seen = _last_seen(node.get("last_seen_age_seconds"), node.get("last_seen_ms"))
+    labels = _labels(node.get("labels"))
     plugins = "".join(
         _guarded(f"plugin {plugin!r} of node {name!r}", _node_plugin, plugin, reading, stale_after)
         for plugin, reading in _dict(node.get("plugins")).items()
@@ -653,6 +769,8 @@ def _node_card_body(name: str, node: JsonObject, stale_after: float | None) -> s
     return (
         f'<section class="card node-card{"" if online else " offline"}" data-node="{_esc(name)}">'
         f'<div class="card-title"><h3>{_esc(name)}</h3><div class="badges">{badge}</div>'
+        f'<span class="node-labels" title="labels" data-node-labels{"" if labels else " hidden"}>'
+        f"{_esc(labels)}</span>"
         f'<span class="node-seen" data-node-seen>{_esc(seen)}</span></div>'
         f'<p class="not-live" data-node-not-live{" hidden" if online else ""}>'
         "not live: the last values received</p>"
@@ -700,11 +818,56 @@ def _node_plugin(name: str, reading: object, stale_after: float | None) -> str:
         if rows
         else '<p class="muted">No measurements.</p>'
     )
+    version_text, version_title = _plugin_version(data)
+    version = (
+        f'<span class="node-version" data-node-version title={_quote(version_title)}'
+        f"{'' if version_text else ' hidden'}>{_esc(version_text)}</span>"
+    )
+    rollout = _dict(data.get("rollout"))
+    state = _text(rollout.get("state"))
+    rollout_pill = (
+        f'<span class="pill {_ROLLOUT_CLASSES.get(state, "off")}" data-node-rollout'
+        f" title={_quote(rollout_title(rollout))}{'' if state else ' hidden'}>"
+        f"{_esc(state.replace('-', ' ') or 'rollout')}</span>"
+    )
     return (
         f'<div class="node-plugin{" node-stale" if stale else ""}" data-node-plugin="{_esc(name)}">'
-        f'<div class="node-plugin-head"><h4>{_esc(name)}</h4>{alarm_badge}'
+        f'<div class="node-plugin-head"><h4>{_esc(name)}</h4>{version}{rollout_pill}{alarm_badge}'
         f'<span class="node-age" data-node-age>{_esc(_ago(age))}</span></div>{values}</div>'
     )
+
+
+def _labels(value: object) -> str:
+    """A node's labels as one line ("greenhouse · north"); only the strings."""
+    return " · ".join(label for label in _list(value) if isinstance(label, str))
+
+
+def _plugin_version(plugin: JsonObject) -> tuple[str, str]:
+    """(text, tooltip) of the version a node runs: its version, or "configured"
+    for code from the node's own config (a null version with a content hash), the
+    content hash in the tooltip; ("", "") when the node has not said. The
+    script's `pluginVersion` agrees."""
+    version, content_hash = _text(plugin.get("version")), _text(plugin.get("content_hash"))
+    if not version and not content_hash:
+        return "", ""
+    return version or "configured", content_hash or "content unknown"
+
+
+def rollout_title(rollout: JsonObject) -> str:
+    """A rollout pill's tooltip: the reason (why it was refused or rolled back),
+    the version it is about and how long ago the hub got the report. The
+    script's `rolloutTitle` agrees."""
+    parts = []
+    reason = _text(rollout.get("reason"))
+    if reason:
+        parts.append(reason)
+    version = _text(rollout.get("version"))
+    if version:
+        parts.append(f"version {version}")
+    age = jsonguard.number(rollout.get("age_seconds"))
+    if age is not None:
+        parts.append(f"reported {_ago(age)}")
+    return " · ".join(parts)
 
 
 def _last_seen(age_s: object, seen_ms: object) -> str:

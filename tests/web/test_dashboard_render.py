@@ -689,6 +689,8 @@ def test_app_binding_delegates_to_render_json(monkeypatch: pytest.MonkeyPatch) -
 # ---- the fleet (a hub's state) --------------------------------------------
 
 HUB_NOW_S = FULL_STATE["timestamp_ms"] / 1000
+HASH_1 = "sha256:" + "1" * 64
+HASH_2 = "sha256:" + "2" * 64
 
 
 def fleet_doc() -> dict[str, Any]:
@@ -705,13 +707,37 @@ def fleet_doc() -> dict[str, Any]:
         fleet.handle(f"wasihost/{node}/availability", b"online")
         fleet.handle(f"wasihost/{node}/{plugin}/state", json.dumps(doc).encode())
 
+    def report(node: str, plugin: str, state: str, reason: str | None = None) -> None:
+        doc = {
+            "plugin": plugin,
+            "version": "1.2.0",
+            "content_hash": HASH_2,
+            "state": state,
+            "reason": reason,
+            "source": "label",
+            "since_ms": int(now[0] * 1000),
+            "timestamp_ms": int(now[0] * 1000),
+        }
+        fleet.handle(f"wasihost/{node}/rollout/{plugin}", json.dumps(doc).encode())
+
     publish("cellar", "dht22", {"temperature": 12.3, "humidity": 81.0}, {"temperature": "°C"})
+    report("cellar", "dht22", "live")
     now[0] = HUB_NOW_S - 1
     publish("attic", "dht22", {"temperature": 21.5, "humidity": 45.44}, {"temperature": "°C"})
     publish(
         "attic", "bme680", {"iaq": 87.6, "pressure": 1013.27}, {"iaq": "IAQ", "pressure": "hPa"}
     )
     publish("garage", "pi-monitor", {"cpu_temperature": 48.2}, {"cpu_temperature": "°C"})
+    versions = {
+        "labels": ["greenhouse", "north"],
+        "plugins": {
+            "dht22": {"version": "1.2.0", "content_hash": HASH_2},
+            "bme680": {"version": None, "content_hash": HASH_1},
+        },
+    }
+    fleet.handle("wasihost/attic/versions", json.dumps(versions).encode())
+    report("attic", "dht22", "healthy")
+    report("garage", "pi-monitor", "rolled-back", "trapped: unreachable")
     now[0] = HUB_NOW_S
     return fleet.to_json()
 
@@ -830,6 +856,113 @@ def test_plugin_silent_for_longer_than_the_timeout_is_greyed_on_an_online_node()
     assert '<div class="node-plugin" data-node-plugin="dht22">' in attic_card
 
 
+def test_node_cards_show_labels_versions_and_rollout_states() -> None:
+    page = render.render_page(hub_state())
+    attic = node_card(page, "attic")
+
+    assert (
+        '<span class="node-labels" title="labels" data-node-labels>greenhouse · north</span>'
+        in attic
+    )
+    assert f'<span class="node-version" data-node-version title="{HASH_2}">1.2.0</span>' in attic
+    # Code from the node's own config: no version, its content hash.
+    assert (
+        f'<span class="node-version" data-node-version title="{HASH_1}">configured</span>' in attic
+    )
+    assert (
+        '<span class="pill ok" data-node-rollout title="version 1.2.0 · reported 1.0 s ago">'
+        "healthy</span>" in attic
+    )
+    # No report on bme680: the pill is there for the script, hidden.
+    bme680 = attic[attic.index('data-node-plugin="bme680"') :]
+    assert '<span class="pill off" data-node-rollout title="" hidden>rollout</span>' in bme680
+    garage = node_card(page, "garage")
+    assert (
+        '<span class="pill bad" data-node-rollout title="trapped: unreachable · version 1.2.0'
+        ' · reported 1.0 s ago">rolled back</span>' in garage
+    )
+    assert '<span class="node-labels" title="labels" data-node-labels hidden></span>' in garage
+    assert '<span class="node-version" data-node-version title="" hidden></span>' in garage
+    cellar = node_card(page, "cellar")
+    assert (
+        '<span class="pill warn" data-node-rollout title="version 1.2.0 · reported 3 min ago">'
+        "live</span>" in cellar
+    )
+    assert "Cannot render" not in page
+
+
+def test_each_rollout_has_a_summary_line_and_a_progress_bar() -> None:
+    page = render.render_page(hub_state())
+    elements = parse(page)
+
+    assert attribute_values(elements, "data-rollout-plugin") == ["dht22", "pi-monitor"]
+    assert attribute_values(elements, "data-rollout-hash") == [HASH_2, HASH_2]
+    start = page.index('data-rollout-plugin="dht22"')
+    dht22 = page[start : page.index('data-rollout-plugin="pi-monitor"')]
+    assert f'<code title="{HASH_2}">222222222222</code>' in dht22
+    assert '<span class="rollout-version">1.2.0</span>' in dht22
+    # The attic is healthy; the cellar said "live" but is offline: it counts as offline.
+    assert '<span class="rollout-text" data-rollout-text>1/2 healthy · 1 offline</span>' in dht22
+    assert 'aria-label="dht22: 1/2 healthy · 1 offline"' in dht22
+    widths = re.findall(r'data-seg="(\w+)" style="width: ([\d.]+)%"', dht22)
+    assert widths == [("ok", "50.0"), ("warn", "0.0"), ("bad", "0.0"), ("off", "50.0")]
+    assert ">0/1 healthy · 1 rolled back</span>" in page
+    # The rollouts come before the node cards.
+    assert page.index("data-rollouts") < page.index('data-node="attic"')
+    assert "more with fewer nodes" not in page
+    state = hub_state()
+    state["fleet"]["rollouts_omitted"] = 1234
+    assert '<p class="muted">and 1,234 more with fewer nodes</p>' in render.render_page(state)
+
+
+@pytest.mark.parametrize(
+    ("rollout", "text", "shares"),
+    [
+        (
+            {"states": {"healthy": 3, "rolled-back": 1}, "offline": 1, "nodes": 5},
+            "3/5 healthy · 1 rolled back · 1 offline",
+            {"ok": 60.0, "warn": 0.0, "bad": 20.0, "off": 20.0},
+        ),
+        (
+            {"states": {"live": 2, "staging": 1, "received": 1, "needs-grants": 1, "refused": 1}},
+            "0/6 healthy · 2 live · 1 staging · 1 received · 1 refused · 1 needs grants",
+            {"ok": 0.0, "warn": 400 / 6, "bad": 200 / 6, "off": 0.0},
+        ),
+        # Counts that are not counts are left out; the total is what is counted.
+        (
+            {"states": {"healthy": "3", "failed": 1.0, "exploded": 4, "live": -1}, "nodes": 99},
+            "0/1 healthy · 1 failed",
+            {"ok": 0.0, "warn": 0.0, "bad": 100.0, "off": 0.0},
+        ),
+        (
+            {"states": None, "offline": None},
+            "0/0 healthy",
+            dict.fromkeys(["ok", "warn", "bad", "off"], 0.0),
+        ),
+    ],
+)
+def test_rollout_summary_counts_and_shares(
+    rollout: dict[str, Any], text: str, shares: dict[str, float]
+) -> None:
+    assert render.rollout_summary(rollout) == (text, pytest.approx(shares))
+
+
+def test_rollout_states_are_the_deploy_protocols() -> None:
+    """Every state a node can report has a class, here and in the script."""
+    from wasihost.deploy import protocol
+
+    assert set(render._ROLLOUT_CLASSES) == set(protocol.STATES)
+    assert set(render._ROLLOUT_ORDER) == set(protocol.STATES) - {"healthy"}
+    table = re.search(
+        r"const ROLLOUT_CLASSES = new Map\(\[(.*?)\]\);",
+        script_of(render.render_page(hub_state())),
+        re.DOTALL,
+    )
+    assert table is not None
+    pairs = dict(re.findall(r'\["([\w-]+)", "(\w+)"\]', table.group(1)))
+    assert pairs == render._ROLLOUT_CLASSES
+
+
 def test_fleet_alarm_is_shown() -> None:
     state = hub_state()
     state["fleet"]["nodes"][2]["plugins"]["pi-monitor"]["status"]["alarm"] = "high"
@@ -862,8 +995,27 @@ def test_hostile_fleet_names_and_values_are_escaped(hostile: str) -> None:
                             {"name": "t", "value": 1.0, "unit": hostile},
                         ],
                         "status": {"alarm": hostile, hostile: hostile},
+                        "version": hostile,
+                        "content_hash": hostile,
+                        "rollout": {
+                            "state": hostile,
+                            "reason": hostile,
+                            "version": hostile,
+                            "age_seconds": 1.0,
+                        },
                     }
                 },
+                "labels": [hostile, hostile],
+            }
+        ],
+        "rollouts": [
+            {
+                "plugin": hostile,
+                "content_hash": hostile,
+                "version": hostile,
+                "nodes": 1,
+                "states": {hostile: 1, "healthy": 1},
+                "offline": 0,
             }
         ],
     }
@@ -876,8 +1028,19 @@ def test_hostile_fleet_names_and_values_are_escaped(hostile: str) -> None:
     assert hostile not in page
     assert "Cannot render" not in page
     # Attribute values survive escaping intact: the script matches on them.
-    for key in ("data-node", "data-node-plugin", "data-node-measure"):
+    for key in (
+        "data-node",
+        "data-node-plugin",
+        "data-node-measure",
+        "data-rollout-plugin",
+        "data-rollout-hash",
+    ):
         assert hostile in attribute_values(elements, key), key
+    titles = attribute_values(elements, "title")
+    assert f"{hostile} · version {hostile} · reported 1.0 s ago" in titles
+    assert hostile in titles  # the version's tooltip: the content hash
+    # An unknown state gets no class of its own.
+    assert '<span class="pill off" data-node-rollout' in page
 
 
 @pytest.mark.parametrize(
@@ -900,11 +1063,37 @@ def test_hostile_fleet_names_and_values_are_escaped(hostile: str) -> None:
             }
         ],
         [{"node": "x", "last_seen_age_seconds": -5, "last_seen_ms": None}],
+        [
+            {
+                "node": "x",
+                "labels": "greenhouse",
+                "plugins": {
+                    "p": {"version": 1, "content_hash": [], "rollout": "live"},
+                    "q": {"rollout": {"state": 3, "reason": {}, "age_seconds": "1"}},
+                    "r": {"rollout": {"state": "live", "age_seconds": -1e308}},
+                },
+            }
+        ],
     ],
 )
-def test_malformed_fleet_does_not_break_the_page(nodes: list[Any]) -> None:
+@pytest.mark.parametrize(
+    "rollouts",
+    [
+        None,
+        "all",
+        [None, 1, {"plugin": None}, {"plugin": "p", "content_hash": 3}],
+        [{"plugin": "p", "content_hash": None, "states": [], "offline": "1"}],
+        [{"plugin": "p", "states": {"healthy": 1e308, "live": 1e308}, "offline": 10**400}],
+    ],
+)
+def test_malformed_fleet_does_not_break_the_page(nodes: list[Any], rollouts: object) -> None:
     state = full_state()
-    state["fleet"] = {"offline_after_seconds": "60", "nodes": nodes}
+    state["fleet"] = {
+        "offline_after_seconds": "60",
+        "nodes": nodes,
+        "rollouts": rollouts,
+        "rollouts_omitted": 1e308,
+    }
 
     page = render.render_page(state)
 

@@ -602,6 +602,61 @@
 
   // ---- the fleet (hubs only) ---------------------------------------------
   const ago = (age) => (age === null ? MISSING : fmtAge(Math.max(0, age)) + " ago");
+  const str = (v) => (typeof v === "string" ? v : "");
+  // render.py's _ROLLOUT_CLASSES, _ROLLOUT_ORDER and _ROLLOUT_SEGMENTS: a rollout
+  // state's class, the order a summary names them in, a progress bar's segments.
+  const ROLLOUT_CLASSES = new Map([
+    ["healthy", "ok"], ["received", "warn"], ["staging", "warn"], ["live", "warn"],
+    ["rolled-back", "bad"], ["failed", "bad"], ["refused", "bad"], ["needs-grants", "bad"],
+  ]);
+  const ROLLOUT_ORDER = ["live", "staging", "received", "rolled-back", "failed", "refused",
+    "needs-grants"];
+  const SEGMENTS = ["ok", "warn", "bad", "off"];
+  const MAX_COUNT = 1e9;
+  // render.py's _count: a count of nodes, 0 unless a number from 1 to MAX_COUNT.
+  const count = (v) => (num(v) !== null && v >= 1 && v <= MAX_COUNT ? Math.trunc(v) : 0);
+  function pluginVersion(plugin) {
+    // [text, tooltip] as render.py's _plugin_version.
+    const version = str(plugin.version);
+    const hash = str(plugin.content_hash);
+    if (!version && !hash) return ["", ""];
+    return [version || "configured", hash || "content unknown"];
+  }
+  function rolloutTitle(rollout) {
+    // render.py's rollout_title: the reason, the version, how long ago it was reported.
+    const parts = [];
+    if (str(rollout.reason)) parts.push(rollout.reason);
+    if (str(rollout.version)) parts.push("version " + rollout.version);
+    const age = num(rollout.age_seconds);
+    if (age !== null) parts.push("reported " + ago(age));
+    return parts.join(" \u00b7 ");
+  }
+  function rolloutSummary(rollout) {
+    // [text, Map(segment -> percent)] as render.py's rollout_summary: offline nodes
+    // apart, the total what is counted.
+    const states = new Map();
+    for (const [state, value] of Object.entries(obj(rollout.states))) {
+      const n = count(value);
+      if (ROLLOUT_CLASSES.has(state) && n) states.set(state, n);
+    }
+    const offline = count(rollout.offline);
+    const shares = new Map(SEGMENTS.map((segment) => [segment, 0]));
+    for (const [state, n] of states) {
+      const segment = ROLLOUT_CLASSES.get(state);
+      shares.set(segment, shares.get(segment) + n);
+    }
+    shares.set("off", shares.get("off") + offline);
+    let total = 0;
+    for (const n of shares.values()) total += n;
+    const words = [(states.get("healthy") || 0) + "/" + total + " healthy"];
+    for (const state of ROLLOUT_ORDER) {
+      if (states.has(state)) words.push(states.get(state) + " " + state.replaceAll("-", " "));
+    }
+    if (offline) words.push(offline + " offline");
+    const percent = new Map();
+    for (const [segment, n] of shares) percent.set(segment, total ? (100 * n) / total : 0);
+    return [words.join(" \u00b7 "), percent];
+  }
   function lastSeen(age, seenMs) {
     if (age === null) return "not heard live since the hub started";
     return "last seen " + ago(age) + (seenMs === null ? "" : " · " + fmtClock(seenMs));
@@ -617,6 +672,10 @@
     show(card.querySelector("[data-node-not-live]"), !online);
     setText(card.querySelector("[data-node-seen]"),
       lastSeen(num(node.last_seen_age_seconds), num(node.last_seen_ms)));
+    const labels = arr(node.labels).filter((label) => typeof label === "string").join(" \u00b7 ");
+    const labelsEl = card.querySelector("[data-node-labels]");
+    show(labelsEl, labels !== "");
+    setText(labelsEl, labels);
     const plugins = byData(card, "[data-node-plugin]", "nodePlugin");
     for (const [name, item] of Object.entries(obj(node.plugins))) {
       const el = plugins.get(name);
@@ -632,6 +691,18 @@
       const alarmEl = el.querySelector("[data-node-alarm]");
       show(alarmEl, alarmRaised(alarm));
       if (alarmRaised(alarm)) setText(alarmEl, "alarm " + fmtValue(alarm));
+      const [versionText, versionTitle] = pluginVersion(reading);
+      const versionEl = el.querySelector("[data-node-version]");
+      show(versionEl, versionText !== "");
+      setText(versionEl, versionText);
+      if (versionEl) versionEl.setAttribute("title", versionTitle);
+      const rollout = obj(reading.rollout);
+      const state = str(rollout.state);
+      const pill = el.querySelector("[data-node-rollout]");
+      show(pill, state !== "");
+      setText(pill, state.replaceAll("-", " ") || "rollout");
+      setClass(pill, SEGMENTS, ROLLOUT_CLASSES.get(state) || "off");
+      if (pill) pill.setAttribute("title", rolloutTitle(rollout));
       const measures = byData(el, "[data-node-measure]", "nodeMeasure");
       for (const entry of arr(reading.measurements)) {
         const m = obj(entry);
@@ -647,6 +718,35 @@
           value === null ? fmtValue(m.value) : fmtNumber(value, decimals));
       }
     }
+  }
+
+  function updateRollouts(section, rollouts, context) {
+    // A line per rollout, found by its plugin and content hash; a new one needs markup,
+    // one no node reports on any more is hidden.
+    const box = section.querySelector("[data-rollouts]");
+    const lines = box ? all(box, "[data-rollout-plugin]") : [];
+    const shown = new Set();
+    for (const item of rollouts) {
+      const rollout = obj(item);
+      const hash = rollout.content_hash;
+      if (typeof rollout.plugin !== "string") continue;
+      if (!(hash === null || hash === undefined || typeof hash === "string")) continue;
+      const line = lines.find((el) => el.dataset.rolloutPlugin === rollout.plugin &&
+        el.dataset.rolloutHash === (hash || ""));
+      if (!line) {
+        context.missing = true;
+        continue;
+      }
+      shown.add(line);
+      const [text, percent] = rolloutSummary(rollout);
+      setText(line.querySelector("[data-rollout-text]"), text);
+      const bar = line.querySelector("[data-rollout-bar]");
+      if (bar) bar.ariaLabel = rollout.plugin + ": " + text;
+      for (const seg of all(line, "[data-seg]")) {
+        seg.style.width = (percent.get(seg.dataset.seg) || 0).toFixed(1) + "%";
+      }
+    }
+    for (const line of lines) show(line, shown.has(line));
   }
 
   function updateFleet(fleet, context) {
@@ -667,6 +767,7 @@
       if (card) updateNode(card, node, staleAfter, context);
       else context.missing = true;
     }
+    updateRollouts(section, arr(obj(fleet).rollouts), context);
     setText(section.querySelector("[data-fleet-online]"), online + " online");
     const offlineEl = section.querySelector("[data-fleet-offline]");
     show(offlineEl, nodes.length > online);
