@@ -819,7 +819,8 @@ def test_the_page_ignores_messages_not_from_the_shell(browser: Any) -> None:
 
 def test_fleet_node_cards_follow_the_stream(browser: Any) -> None:
     """A hub's page: the stream's fleet changes the node cards in place (values,
-    alarm, online or not, last seen, age, the counts)."""
+    alarm, online or not, last seen, age, the counts, labels, versions, rollout
+    pills and the rollout's summary and bar)."""
     from wasihost.telemetry.fleet import Fleet
 
     now_s = time.time()
@@ -836,6 +837,23 @@ def test_fleet_node_cards_follow_the_stream(browser: Any) -> None:
         fleet.handle(f"wasihost/{node}/availability", b"online")
         fleet.handle(f"wasihost/{node}/dht22/state", json.dumps(state).encode())
 
+    content_hash = "sha256:" + "2" * 64
+
+    def deployed(node: str, labels: list[str], version: str, rollout: str, reason: str) -> None:
+        """The node's retained versions and its report on dht22, as deploy.node sends them."""
+        running = {"dht22": {"version": version, "content_hash": content_hash}}
+        versions = {"labels": labels, "plugins": running}
+        fleet.handle(f"wasihost/{node}/versions", json.dumps(versions).encode(), retained=True)
+        report = {
+            "plugin": "dht22",
+            "version": "1.2.0",
+            "content_hash": content_hash,
+            "state": rollout,
+            "reason": reason or None,
+            "timestamp_ms": int(clock[0] * 1000),
+        }
+        fleet.handle(f"wasihost/{node}/rollout/dht22", json.dumps(report).encode(), retained=True)
+
     def hub(cycle: int) -> dict[str, Any]:
         """The hub's own state: no plugins of its own, the fleet it hears."""
         return {
@@ -851,9 +869,12 @@ def test_fleet_node_cards_follow_the_stream(browser: Any) -> None:
 
     heard("attic", 21.5, "none")
     heard("cellar", 12.5, "none")
+    deployed("attic", [], "1.1.0", "live", "")
+    deployed("cellar", ["cold"], "1.1.0", "staging", "")
     page_state = hub(1)
     clock[0] = now_s  # three minutes on: the attic spoke again, the cellar did not
     heard("attic", 22.5, "high")
+    deployed("attic", ["greenhouse", HOSTILE], "1.2.0", "rolled-back", HOSTILE)
     streamed = hub(2)
 
     frame, console = open_fake_host(browser, page_state, streamed, {"points": []})
@@ -882,6 +903,34 @@ def test_fleet_node_cards_follow_the_stream(browser: Any) -> None:
         assert text(frame, "[data-fleet-online]") == "1 online"
         assert text(frame, "[data-fleet-offline]") == "1 offline"
         assert frame.is_visible("[data-fleet-offline]")
+
+        # Deployments: labels, the version running and the rollout's state, as text.
+        assert frame.is_visible(f"{attic} [data-node-labels]")
+        assert text(frame, f"{attic} [data-node-labels]") == f"greenhouse · {HOSTILE}"
+        assert text(frame, f"{attic} [data-node-version]") == "1.2.0"
+        assert frame.get_attribute(f"{attic} [data-node-version]", "title") == content_hash
+        pill = f"{attic} [data-node-rollout]"
+        assert text(frame, pill) == "rolled back"
+        assert (frame.get_attribute(pill, "class") or "").split() == ["pill", "bad"]
+        title = frame.get_attribute(pill, "title") or ""
+        assert title.startswith(f"{HOSTILE} · version 1.2.0 · reported "), title
+        assert text(frame, f"{cellar} [data-node-rollout]") == "staging"
+        assert "warn" in (frame.get_attribute(f"{cellar} [data-node-rollout]", "class") or "")
+        # The rollout's line: rendered as "0/2 healthy · 1 live · 1 staging" (both nodes
+        # online then), now the attic rolled back and the cellar is offline.
+        line = f'[data-rollout-plugin="dht22"][data-rollout-hash="{content_hash}"]'
+        assert text(frame, f"{line} [data-rollout-text]") == (
+            "0/2 healthy · 1 rolled back · 1 offline"
+        )
+        assert frame.get_attribute(f"{line} [data-rollout-bar]", "aria-label") == (
+            "dht22: 0/2 healthy · 1 rolled back · 1 offline"
+        )
+        widths = frame.eval_on_selector_all(
+            f"{line} [data-seg]", "(els) => els.map((el) => [el.dataset.seg, el.style.width])"
+        )
+        assert widths == [["ok", "0%"], ["warn", "0%"], ["bad", "50%"], ["off", "50%"]]
+        assert frame.locator("img").count() == 0
+        assert frame.evaluate("window.pwned") is None
         assert console.errors == []
     finally:
         frame.page.context.close()
