@@ -23,13 +23,22 @@ BUNDLE = b"bundle-bytes"
 
 
 def rollout(
-    target: Target, canary: Target | None = None, timeout: float = 60.0, **nodes: bool
+    target: Target,
+    canary: Target | None = None,
+    timeout: float = 60.0,
+    labels: dict[str, tuple[str, ...]] | None = None,
+    unknown: tuple[str, ...] = (),
+    **nodes: bool,
 ) -> tuple[Rollout, list[str]]:
+    """A rollout that has read the broker: each node's availability and, unless
+    it is ``unknown`` (no versions message), its versions message with ``labels``."""
     lines: list[str] = []
     r = Rollout("sht31", "1.1.0", HASH, BUNDLE, target, canary, timeout, lines.append)
     r.settle_seconds = 5.0
     for node, online in nodes.items():
         r.availability(node, online, 0.0)
+        if node not in unknown:
+            r.versions(node, (labels or {}).get(node, ()), 0.0)
     return r, lines
 
 
@@ -137,8 +146,71 @@ def test_a_target_going_offline_stops_holding_the_rollout_up() -> None:
     assert r.summary()[-1] == "summary: 1 healthy (pi1); 1 offline (pi2)"
 
 
-def test_a_label_stage_settles_on_the_nodes_that_report() -> None:
-    r, _ = rollout(Target("label", label="kitchen"), pi1=True, pi2=True)
+def test_a_label_targets_the_nodes_whose_versions_list_it() -> None:
+    kitchen = {"pi1": ("kitchen",), "pi2": ("attic", "kitchen"), "pi4": ("kitchen",)}
+    r, _ = rollout(
+        Target("label", label="kitchen"), labels=kitchen, pi1=True, pi2=True, pi3=True, pi4=False
+    )
+    assert r.start(0.0) == [Publish(label_topic("kitchen", "sht31"), BUNDLE)]
+    assert r.waited_for() == ["pi1", "pi2", "pi4"]
+    r.report(report("pi1", "healthy"), 1.0)
+    assert r.tick(39.0) == [] and r.stage == "target"  # pi2 has not answered yet
+    r.report(report("pi2", "healthy"), 40.0)  # done at once: no settling, every target is known
+    assert r.exit_code == EXIT_HEALTHY
+    # pi3 does not carry the label; pi4 does and is offline: it gets it when it connects.
+    assert r.summary()[-1] == "summary: 2 healthy (pi1, pi2); 1 offline (pi4)"
+
+
+def test_a_label_target_that_rolls_back_stops_the_label_rollout() -> None:
+    r, _ = rollout(
+        Target("label", label="kitchen"), labels={"pi1": ("kitchen",), "pi2": ("kitchen",)},
+        pi1=True, pi2=True,
+    )  # fmt: skip
+    r.start(0.0)
+    assert r.report(report("pi1", "rolled-back"), 1.0) == [
+        Publish(label_topic("kitchen", "sht31"), b"")
+    ]
+    r.report(report("pi2", "healthy"), 2.0)
+    assert r.exit_code == EXIT_STOPPED
+
+
+def test_all_targets_every_node_with_a_versions_message() -> None:
+    """A node without one (deploy disabled, or not yet published) is unknown:
+    it does not hold the rollout up, but the stage settles in case it reports."""
+    r, _ = rollout(Target("all"), unknown=("hub",), pi1=True, pi2=True, hub=True)
+    r.start(0.0)
+    assert r.waited_for() == ["pi1", "pi2"]
+    r.report(report("pi1", "healthy"), 1.0)
+    r.report(report("pi2", "healthy"), 2.0)
+    assert r.stage == "target"  # the hub might be a target: settle for 5 s after the last report
+    r.tick(7.0)
+    assert r.exit_code == EXIT_HEALTHY
+    assert r.summary()[-1] == "summary: 2 healthy (pi1, pi2)"
+
+
+def test_all_with_every_node_known_ends_with_the_last_target() -> None:
+    r, _ = rollout(Target("all"), pi1=True, pi2=True)
+    r.start(0.0)
+    r.report(report("pi1", "healthy"), 1.0)
+    r.report(report("pi2", "healthy"), 1.5)
+    assert r.exit_code == EXIT_HEALTHY
+
+
+def test_a_canary_label_with_no_healthy_carrier_does_not_promote() -> None:
+    r, _ = rollout(
+        Target("all"), Target("label", label="canary"), timeout=10.0,
+        labels={"pi1": ("canary",)}, pi1=False, pi2=True,
+    )  # fmt: skip
+    r.start(0.0)
+    assert r.tick(5.0) == [] and r.stage == "canary"  # its only carrier is offline
+    assert r.tick(10.0) == [Publish(label_topic("canary", "sht31"), b"")]
+    assert r.exit_code == EXIT_TIMEOUT
+
+
+def test_a_label_stage_settles_on_unknown_nodes_that_report() -> None:
+    """Nodes that never said which labels they carry: the stage counts the
+    ones that report this version and settles."""
+    r, _ = rollout(Target("label", label="kitchen"), unknown=("pi1", "pi2"), pi1=True, pi2=True)
     assert r.start(0.0) == [Publish(label_topic("kitchen", "sht31"), BUNDLE)]
     r.report(report("pi1", "received"), 0.5)
     r.report(report("pi1", "healthy"), 3.0)
@@ -147,8 +219,8 @@ def test_a_label_stage_settles_on_the_nodes_that_report() -> None:
     assert r.summary()[-1] == "summary: 1 healthy (pi1)"  # pi2 is not in the label
 
 
-def test_a_label_nobody_reports_on_times_out() -> None:
-    r, _ = rollout(Target("label", label="nobody"), timeout=10.0, pi1=True)
+def test_a_label_nobody_reports_on_times_out_while_an_unknown_node_might_carry_it() -> None:
+    r, _ = rollout(Target("label", label="nobody"), timeout=10.0, unknown=("pi1",), pi1=True)
     r.start(0.0)
     r.tick(9.0)
     assert r.stage == "target"

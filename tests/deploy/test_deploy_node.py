@@ -320,7 +320,7 @@ async def test_a_good_bundle_goes_live_then_healthy_with_its_state_carried(
         report = last(sub, "n1")
         await until(
             lambda: any(
-                v.get("counter", {}).get("version") == "2.0.0"
+                v["plugins"].get("counter", {}).get("version") == "2.0.0"
                 for v in sub.json_on("wasihost/n1/versions")
             ),
             "versions published",
@@ -344,8 +344,15 @@ async def test_a_good_bundle_goes_live_then_healthy_with_its_state_carried(
     assert host.deploy is not None
     async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
         host.deploy.handle("wasihost/deploy/node/n1/counter", data, True)
-        await until(lambda: bool(states(sub, "n1")), "reported again", (host,))
-        assert states(sub, "n1") == ["healthy"]
+
+        # The retained report comes on subscribing; the one published again is not retained.
+        def again() -> list[bytes]:
+            topic = "wasihost/n1/rollout/counter"
+            return [p for t, p, retained in sub.messages if t == topic and not retained]
+
+        await until(lambda: bool(again()), "reported again", (host,))
+        assert [json.loads(p)["state"] for p in again()] == ["healthy"]
+        assert set(states(sub, "n1")) == {"healthy"}
     assert host.plugins["counter"].stats.reloads == reloads
 
     # A restarted node runs the deployed version, not its configured source.
@@ -356,6 +363,21 @@ async def test_a_good_bundle_goes_live_then_healthy_with_its_state_carried(
         assert host2.plugins["counter"].info["version"] == "2.0.0"
     finally:
         host2.close()
+
+
+async def test_the_versions_message_names_the_labels_and_every_plugin(fleet: Fleet) -> None:
+    """The retained versions message says which labels the node carries, so the
+    deployer knows a label's targets instead of guessing from who reports."""
+    host = fleet.host("n1", labels=("canary", "attic"))
+    async with Subscriber(fleet.broker.port, "wasihost/+/versions") as sub:
+        await fleet.start("n1")
+        await until(lambda: bool(sub.json_on("wasihost/n1/versions")), "versions", (host,))
+        versions = sub.json_on("wasihost/n1/versions")[-1]
+    assert set(versions) == {"labels", "plugins"}
+    assert versions["labels"] == ["canary", "attic"]
+    assert set(versions["plugins"]) == {"counter", "dht22"}
+    counter_hash = hash_plugin(fleet.tmp_path / "n1" / "plugins" / "counter")
+    assert versions["plugins"]["counter"] == {"version": None, "content_hash": counter_hash}
 
 
 async def test_an_offline_node_gets_the_retained_delivery_when_it_connects(

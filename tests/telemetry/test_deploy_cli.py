@@ -28,6 +28,7 @@ from wasihost.deploy.protocol import (
     node_topic,
     report_topic,
     subscriptions,
+    versions_payload,
     versions_topic,
 )
 
@@ -56,8 +57,10 @@ class FakeNode:
     async def __aenter__(self) -> FakeNode:
         await self.client.__aenter__()
         await self.client.publish(f"wasihost/{self.node}/availability", "online", 1, retain=True)
-        versions = {"sht31": {"version": "1.0.0", "content_hash": "sha256:" + "00" * 32}}
-        await self.client.publish(versions_topic(self.node), json.dumps(versions), 1, retain=True)
+        versions = versions_payload(
+            self.labels, {"sht31": {"version": "1.0.0", "content_hash": "sha256:" + "00" * 32}}
+        )
+        await self.client.publish(versions_topic(self.node), versions, 1, retain=True)
         for topic in subscriptions(self.node, self.labels):
             await self.client.subscribe(topic, qos=1)
         self._task = asyncio.create_task(self._serve())
@@ -188,13 +191,33 @@ async def test_label_rollout_without_canaries(
     async with (
         FakeNode(broker.port, "pi1", GOOD, labels=("kitchen",)),
         FakeNode(broker.port, "pi2", GOOD) as pi2,
+        FakeNode(broker.port, "pi3", GOOD, labels=("attic", "kitchen")),
     ):
-        args = ["--label", "kitchen", "--settle", "0.5", "--key-pub", str(pub)]
+        # No --settle: every node said which labels it carries, so nothing is guessed.
+        args = ["--label", "kitchen", "--key-pub", str(pub)]
         code = await deploy(broker, str(bundle), *args)
         out = capsys.readouterr().out
         assert code == 0, out
-        assert "summary: 1 healthy (pi1)" in out and pi2.deliveries == []
+        assert "targets: pi1, pi3" in out
+        assert "summary: 2 healthy (pi1, pi3)" in out and pi2.deliveries == []
     assert await retained(broker, label_topic("kitchen", "sht31")) == bundle.read_bytes()
+
+    assert await deploy(broker, "--status") == 0
+    table = capsys.readouterr().out
+    assert "LABELS" in table and "attic,kitchen" in table
+
+
+async def test_a_label_no_node_carries_is_refused_before_anything_is_published(
+    broker: Broker, signed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle, pub = signed
+    async with FakeNode(broker.port, "pi1", GOOD, labels=("kitchen",)):
+        code = await deploy(broker, str(bundle), "--label", "kichten", "--key-pub", str(pub))
+    assert code == 2
+    assert "label kichten: no node on this broker carries it (labels nodes publish: kitchen)" in (
+        capsys.readouterr().err
+    )
+    assert await retained(broker, label_topic("kichten", "sht31")) is None
 
 
 async def test_a_silent_target_times_out_and_an_offline_one_is_counted(

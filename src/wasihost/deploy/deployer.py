@@ -16,8 +16,8 @@ The stages:
    (an empty retained payload), so no node is handed the version again when
    it reconnects.
 2. The targets (node topics, a label topic or the all topic): the rollout is
-   done when every target that is online has reached a final state. A node
-   that is offline does not hold the rollout up: the retained delivery
+   done when every known target that is online has reached a final state. A
+   node that is offline does not hold the rollout up: the retained delivery
    reaches it when it comes back, and the summary counts it as offline. When
    a target rolls back or fails, the deliveries that could hand the version
    to more nodes are cleared: that node's own topic, or the shared label or
@@ -25,10 +25,15 @@ The stages:
    that, by its health gate). ``refused`` and ``needs-grants`` are about one
    node's config and clear nothing shared.
 
-Which nodes carry a label is not published (protocol v1), so a label stage
-counts the nodes that report this content hash: it is done once at least one
-has, every one that has is final, and no new one appeared for
-``settle_seconds``.
+Who the targets are: each node publishes, retained, the labels it carries
+and its plugins' versions (``wasihost/<node>/versions``). The targets of a
+label are the nodes whose versions message lists it; of ``all``, every node
+with a versions message (a node without one does not run the deploy side, or
+has not said so yet). A node whose labels are unknown (no versions message,
+or one without labels) may still be a target: it counts once it reports this
+content hash, and while one is online a label or all stage also waits until
+no new node has reported for ``settle_seconds``, as it must when nobody says
+who the targets are.
 """
 
 from __future__ import annotations
@@ -155,6 +160,8 @@ class NodeView:
     """What the deployer knows of one node: online, and its state for this version."""
 
     online: bool | None = None  # None: no availability seen
+    known: bool = False  # a versions message seen: the node runs the deploy side
+    labels: frozenset[str] | None = None  # from its versions message; None: not said
     state: str | None = None  # of this content hash; None until it reports it
     reason: str = ""
     other: str = ""  # the version it reports while not (yet) on this one
@@ -198,6 +205,14 @@ class Rollout:
         if view.online is not None and view.online != online and self.stage != "new":
             self.echo(f"  {node}: {'online' if online else 'offline'}")
         view.online = online
+        return self._advance(now)
+
+    def versions(self, node: str, labels: Iterable[str] | None, now: float) -> list[Publish]:
+        """A node's versions message: it takes deliveries, and carries ``labels``
+        (None: the message does not say)."""
+        view = self.nodes.setdefault(node, NodeView())
+        view.known = True
+        view.labels = frozenset(labels) if labels is not None else None
         return self._advance(now)
 
     def report(self, report: Report, now: float) -> list[Publish]:
@@ -261,15 +276,27 @@ class Rollout:
             return self.canary
         return self.target
 
-    def _counts(self, node: str) -> bool:
-        """Whether ``node`` is one the current stage waits for."""
-        target = self._stage_target()
+    def carries(self, node: str, target: Target) -> bool | None:
+        """Whether ``node`` is one of ``target``'s; None when it cannot be told
+        (it never said which labels it carries, or whether it takes deliveries)."""
         if target.kind == "node":
             return node in target.nodes
+        view = self.nodes.get(node, NodeView())
         if target.kind == "label":
-            return node in self._stage_reporters
-        view = self.nodes[node]
-        return view.online is True or view.state is not None
+            return None if view.labels is None else target.label in view.labels
+        return True if view.known else None
+
+    def _counts(self, node: str) -> bool:
+        """Whether ``node`` is one the current stage waits for: a known target,
+        or an unknown node that reported this content hash in the stage."""
+        carries = self.carries(node, self._stage_target())
+        return node in self._stage_reporters if carries is None else carries
+
+    def unknown_online(self, target: Target) -> bool:
+        """Whether an online node might be one of ``target``'s without having said so."""
+        return any(
+            view.online and self.carries(node, target) is None for node, view in self.nodes.items()
+        )
 
     def waited_for(self) -> list[str]:
         target = self._stage_target()
@@ -288,7 +315,7 @@ class Rollout:
             if bad:
                 what = "; ".join(f"{n} {views[n].state}: {views[n].reason}" for n in bad)
                 return self._stop(f"canary {what}", self._published, now)
-            if self._complete(views, now, blocking_offline=True):
+            if self._complete(views, now, canary=True):
                 self.echo(f"canaries healthy: promoting to {self.target.describe()}")
                 out += self._enter("target", self.target, now)
                 waited = self.waited_for()
@@ -301,7 +328,7 @@ class Rollout:
         spread = sorted(n for n, v in views.items() if v.state in SPREADS)
         if spread:
             out += self._clear_spreading(spread)
-        if self._complete(views, now, blocking_offline=False):
+        if self._complete(views, now, canary=False):
             bad = sorted(n for n, v in views.items() if v.state in BAD)
             if bad:
                 what = "; ".join(f"{n} {views[n].state}" for n in bad)
@@ -319,8 +346,11 @@ class Rollout:
                 self._finish("timeout", "not every online target reported healthy", now)
         return out
 
-    def _complete(self, views: dict[str, NodeView], now: float, *, blocking_offline: bool) -> bool:
+    def _complete(self, views: dict[str, NodeView], now: float, *, canary: bool) -> bool:
+        """Every target the stage waits for is final (named canaries even when
+        offline, since they were online at the start; others only when online)."""
         target = self._stage_target()
+        blocking_offline = canary and target.kind == "node"
         pending = [
             n
             for n, v in views.items()
@@ -328,11 +358,15 @@ class Rollout:
         ]
         if pending:
             return False
-        if target.kind == "label":
+        if target.kind == "node":
+            return True
+        reported = any(v.state is not None for v in views.values())
+        if canary and not reported:
+            return False  # no carrier proved it: never promote on an empty canary stage
+        if self.unknown_online(target):
+            # A node that never said what it carries may be a target still to report.
             settled = now - max(self._stage_started, self._last_new_reporter) >= self.settle_seconds
-            return bool(views) and settled
-        if target.kind == "all":
-            return any(v.state is not None for v in views.values()) or not views
+            return reported and settled
         return True
 
     def _clear_spreading(self, nodes: list[str]) -> list[Publish]:
@@ -395,8 +429,6 @@ class Rollout:
         if self.target.kind == "node":
             involved |= set(self.target.nodes)
         involved |= {n for n, v in self.nodes.items() if v.state is not None}
-        if self.target.kind == "all" and self.stage == "done" and self.outcome != "stopped":
-            involved |= set(self.nodes)
         counts: dict[str, list[str]] = {}
         for node in sorted(involved):
             view = self.nodes.get(node, NodeView())

@@ -2,7 +2,8 @@
 
 The deployer connects with the ``[mqtt]`` settings of ``--config`` (host,
 port, credentials, TLS; ``--broker host:port`` overrides the address), reads
-what the broker retains (every node's availability and rollout reports),
+what the broker retains (every node's availability, versions message with
+its labels, and rollout reports),
 then runs the rollout: publishing retained deliveries, printing one line per
 node and state change, and a summary. Bad input (a bundle that fails its
 checks, an untrusted signer, a canary that is offline, an unreachable broker)
@@ -21,7 +22,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import json
 import os
 import socket
 import time
@@ -47,7 +47,7 @@ from wasihost.deploy.deployer import (
     parse_report,
     short,
 )
-from wasihost.deploy.protocol import PREFIX, report_topic, versions_topic
+from wasihost.deploy.protocol import PREFIX, parse_versions, report_topic, versions_topic
 from wasihost.errors import BundleError, WasihostError
 
 SYNC_WAIT_SECONDS = 5.0  # a broker that drops the sync message (an ACL): go on after this
@@ -220,12 +220,18 @@ async def deploy(
     )
     if settle_seconds is not None:
         rollout.settle_seconds = settle_seconds
-    topics = [availability_topic("+"), report_topic("+", plugin)]
+    topics = [availability_topic("+"), versions_topic("+"), report_topic("+", plugin)]
 
     def handle(topic: str, payload: bytes, now: float) -> list[Publish]:
         node = node_of(topic, "availability")
         if node is not None:
             return rollout.availability(node, payload.strip() == b"online", now)
+        node = node_of(topic, "versions")
+        if node is not None:
+            versions = parse_versions(payload)
+            if versions is not None:
+                return rollout.versions(node, versions.labels, now)
+            return []
         node = node_of(topic, f"rollout/{plugin}")
         if node is not None:
             report = parse_report(node, payload)
@@ -273,6 +279,13 @@ def _preflight(rollout: Rollout, echo: Echo) -> None:
                 raise DeployError(f"canary {node}: never seen on this broker (no availability)")
             if not view.online:
                 raise DeployError(f"canary {node} is offline: a canary must be online to report")
+    if rollout.canary is not None and rollout.canary.kind == "label":
+        online_carriers = [n for n in _carriers(rollout, rollout.canary) if nodes[n].online]
+        if not online_carriers and not rollout.unknown_online(rollout.canary):
+            raise DeployError(
+                f"canary label {rollout.canary.label}: no online node carries it "
+                f"({_labels_seen(rollout)}): a canary must be online to report"
+            )
     if rollout.target.kind == "node":
         for node in rollout.target.nodes:
             view = nodes.get(node, NodeView())
@@ -280,6 +293,37 @@ def _preflight(rollout: Rollout, echo: Echo) -> None:
                 echo(f"  {node}: never seen on this broker; it gets the bundle when it connects")
             elif not view.online:
                 echo(f"  {node}: offline; it gets the bundle when it comes back")
+        return
+    carriers = _carriers(rollout, rollout.target)
+    if (
+        rollout.target.kind == "label"
+        and not carriers
+        and not rollout.unknown_online(rollout.target)
+    ):
+        # Most likely a typo: a retained delivery nobody takes, and a rollout "healthy" on no node.
+        raise DeployError(
+            f"label {rollout.target.label}: no node on this broker carries it "
+            f"({_labels_seen(rollout)})"
+        )
+    shown = ", ".join(n if nodes[n].online else f"{n} (offline)" for n in carriers)
+    echo(f"targets: {shown or '-'}")
+    unknown = sorted(
+        n for n, v in nodes.items() if v.online and rollout.carries(n, rollout.target) is None
+    )
+    if unknown:
+        echo(
+            f"  {', '.join(unknown)}: online, never said which labels it carries or whether it "
+            "takes deliveries; counted if it reports"
+        )
+
+
+def _carriers(rollout: Rollout, target: Target) -> list[str]:
+    return sorted(n for n in rollout.nodes if rollout.carries(n, target))
+
+
+def _labels_seen(rollout: Rollout) -> str:
+    seen = sorted({label for v in rollout.nodes.values() for label in v.labels or ()})
+    return "labels nodes publish: " + (", ".join(seen) if seen else "none")
 
 
 # -- wasihost deploy --status ------------------------------------------------------
@@ -300,6 +344,7 @@ async def status(settings: MqttConfig, plugin: str | None, echo: Echo) -> int:
     """Print every node's versions and rollout states, from retained messages."""
     online: dict[str, str] = {}
     versions: dict[str, dict[str, tuple[str, str]]] = {}
+    labels: dict[str, str] = {}
     reports: dict[tuple[str, str], Report] = {}
 
     def handle(topic: str, payload: bytes) -> None:
@@ -309,17 +354,14 @@ async def status(settings: MqttConfig, plugin: str | None, echo: Echo) -> int:
             return
         node = node_of(topic, "versions")
         if node is not None:
-            try:
-                data = json.loads(payload) if payload else {}
-            except ValueError:
-                data = {}
-            table = versions.setdefault(node, {})
-            for name, entry in data.items() if isinstance(data, dict) else ():
-                if isinstance(entry, dict):
-                    table[str(name)] = (
-                        str(entry.get("version") or "?"),
-                        str(entry.get("content_hash") or ""),
-                    )
+            parsed = parse_versions(payload)
+            if parsed is None:
+                return
+            labels[node] = ",".join(parsed.labels) if parsed.labels else "-"
+            versions[node] = {
+                name: (version or "?", content or "")
+                for name, (version, content) in parsed.plugins.items()
+            }
             return
         parts = topic.split("/")
         if len(parts) == 4 and parts[0] == "wasihost" and parts[2] == "rollout":
@@ -336,8 +378,9 @@ async def status(settings: MqttConfig, plugin: str | None, echo: Echo) -> int:
         names = set(versions.get(node, {})) | {p for n, p in reports if n == node}
         if plugin is not None:
             names &= {plugin}
+        where = (node, online.get(node, "?"), labels.get(node, "?"))
         if not names:
-            rows.append((node, online.get(node, "?"), "-", "-", "-", "-", "-"))
+            rows.append((*where, "-", "-", "-", "-", "-"))
         for name in sorted(names):
             version, content = versions.get(node, {}).get(name, ("-", ""))
             report = reports.get((node, name))
@@ -347,10 +390,8 @@ async def status(settings: MqttConfig, plugin: str | None, echo: Echo) -> int:
                 if report.content_hash != content:
                     state += f" {report.version} ({short(report.content_hash)})"
                 since = _ago(report.since_ms, now_ms)
-            rows.append(
-                (node, online.get(node, "?"), name, version, short(content) or "-", state, since)
-            )
-    head = ("NODE", "ONLINE", "PLUGIN", "VERSION", "CONTENT", "ROLLOUT", "SINCE")
+            rows.append((*where, name, version, short(content) or "-", state, since))
+    head = ("NODE", "ONLINE", "LABELS", "PLUGIN", "VERSION", "CONTENT", "ROLLOUT", "SINCE")
     if not rows:
         echo(f"no node has published on {settings.host}:{settings.port}")
         return 0

@@ -450,7 +450,7 @@ class DeployNode:
         self.publish(protocol.report_topic(self.node_id, rollout.plugin), payload)
 
     def _publish_versions(self) -> None:
-        payload = json.dumps(self.versions, sort_keys=True).encode()
+        payload = protocol.versions_payload(self.labels, self.versions)
         self.publish(protocol.versions_topic(self.node_id), payload)
 
     async def start(self) -> None:

@@ -5,10 +5,18 @@ connects; reports are retained so a deployer that starts later sees where
 every node is. The topic layout puts the audience in the topic (one node, a
 label, everyone), so a broker's ACL can say who may publish what, and a node
 subscribes to exactly what concerns it.
+
+Each node also publishes, retained, which labels it carries and what each of
+its plugins runs (``versions_payload``): a label names a group only the
+nodes know, so without it a deployer could not tell which nodes a label
+delivery is for, nor when they have all answered.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 PREFIX = "wasihost/deploy"
@@ -75,3 +83,45 @@ def report_topic(node_id: str, plugin: str) -> str:
 
 def versions_topic(node_id: str) -> str:
     return f"wasihost/{node_id}/versions"
+
+
+Running = Mapping[str, str | None]  # {"version": ..., "content_hash": ...} of one plugin
+
+
+def versions_payload(labels: Iterable[str], plugins: Mapping[str, Running]) -> bytes:
+    """``{"labels": [...], "plugins": {"<plugin>": {"version", "content_hash"}}}``;
+    ``version`` is null for code from the node's config."""
+    body = {"labels": list(labels), "plugins": {name: dict(v) for name, v in plugins.items()}}
+    return json.dumps(body, sort_keys=True).encode()
+
+
+@dataclass(frozen=True)
+class Versions:
+    """A node's versions message as read by the other end."""
+
+    labels: tuple[str, ...] | None  # None: the message does not say
+    plugins: dict[str, tuple[str | None, str | None]]  # plugin -> (version, content hash)
+
+
+def parse_versions(payload: bytes) -> Versions | None:
+    """A versions message, or None for an empty (cleared) or unreadable one.
+    Lenient per field: a node that publishes nonsense is shown as not saying."""
+    try:
+        data = json.loads(payload) if payload else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    raw_labels, raw_plugins = data.get("labels"), data.get("plugins")
+    labels = None
+    if isinstance(raw_labels, list) and all(isinstance(x, str) for x in raw_labels):
+        labels = tuple(raw_labels)
+    plugins: dict[str, tuple[str | None, str | None]] = {}
+    for name, entry in raw_plugins.items() if isinstance(raw_plugins, dict) else ():
+        if isinstance(entry, dict):
+            version, content = entry.get("version"), entry.get("content_hash")
+            plugins[str(name)] = (
+                version if isinstance(version, str) else None,
+                content if isinstance(content, str) else None,
+            )
+    return Versions(labels, plugins)
