@@ -87,9 +87,9 @@ class PublishedState:
     def age(self, wall_now: float, mono_now: float) -> float:
         """Seconds since the hub received it; for a retained message (whose arrival
         says nothing about when it was sent) by the node's stamp and the hub's wall clock."""
-        if self.received is None:
-            return max(0.0, wall_now - self.timestamp_ms / 1000)
-        return max(0.0, mono_now - self.received)
+        age = _age(self.timestamp_ms, self.received, wall_now, mono_now)
+        assert age is not None  # a state always has its stamp
+        return age
 
     def to_json(self, wall_now: float, mono_now: float) -> dict[str, Any]:
         return {
