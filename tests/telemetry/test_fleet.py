@@ -523,3 +523,43 @@ def test_a_state_nested_too_deep_for_json_is_ignored() -> None:
     fleet.handle("wasihost/a/dht22/state", b"[" * 60_000)
     fleet.handle("wasihost/a/versions", b"{" * 60_000)
     assert fleet.ignored == 2
+
+
+def test_what_a_deploy_node_publishes_is_what_the_hub_reads() -> None:
+    """The payloads from the node's own code (deploy.protocol, deploy.node.Rollout), so a
+    change of either side's shape fails here rather than on a hub in the field."""
+    from wasihost.deploy import protocol
+    from wasihost.deploy.node import Rollout
+
+    fleet = hub(Clocks())
+    running = {"dht22": {"version": "1.2.0", "content_hash": HASH_2}}
+    fleet.handle(protocol.versions_topic("a"), protocol.versions_payload(["greenhouse"], running))
+    rollout = Rollout(
+        plugin="dht22",
+        version="1.2.0",
+        content_hash=HASH_2,
+        state="rolled-back",
+        reason="trapped",
+        previous={"version": None, "content_hash": HASH_1},
+        polls_ok=2,
+        since_ms=1,
+        timestamp_ms=2,
+        source="all",
+    )
+    fleet.handle(
+        protocol.report_topic("a", "dht22"), json.dumps(rollout.to_json(), sort_keys=True).encode()
+    )
+    a = node(fleet, "a")
+    assert a["labels"] == ["greenhouse"] and a["plugins"]["dht22"]["version"] == "1.2.0"
+    assert a["plugins"]["dht22"]["rollout"] == {
+        "state": "rolled-back",
+        "reason": "trapped",
+        "version": "1.2.0",
+        "content_hash": HASH_2,
+        "source": "all",
+        "polls_ok": 2,
+        "since_ms": 1,
+        "timestamp_ms": 2,
+        "age_seconds": 0.0,
+    }
+    assert fleet.ignored == 0
