@@ -21,6 +21,7 @@ import aiomqtt
 import pytest
 
 from tests.conftest import SteppedClock
+from tests.deploy_fleet import counter
 from tests.mosquitto import Broker
 from tests.telemetry.test_mqtt import Subscriber
 from wasihost.boards.sim import SimBoard
@@ -29,23 +30,7 @@ from wasihost.bundle.keys import SigningKey, generate_key
 from wasihost.host import Host
 from wasihost.runtime.plugin import PluginState
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "tests" / "source-plugins" / "counter_app.py.tmpl"
 DEADLINE = 30.0
-
-
-def counter(folder: Path, version: str, trap: bool = False) -> Path:
-    """The counting source plugin (state carried across versions); ``trap``: a
-    version whose every poll fails with an unhandled exception."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugin.toml").write_text('world = "sensor-plugin"\nstate = true\n')
-    text = TEMPLATE.read_text().replace("VERSION", version)
-    if trap:
-        text = text.replace(
-            "        POLLS += 1\n", "        POLLS += 1\n        raise SystemExit(3)\n"
-        )
-    (folder / "app.py").write_text(text)
-    return folder
 
 
 def bundle(tmp_path: Path, key: SigningKey, version: str, trap: bool = False) -> bytes:
