@@ -234,6 +234,7 @@ class Host:
                     *(self.deploy.subscriptions if self.deploy else ()),
                 ],
                 on_message=self._on_message,
+                on_connect=self.deploy.republish if self.deploy else None,
                 clock_ms=clock_ms,
                 monotonic=monotonic,
                 board_kind=self.board.kind,  # HA's device model and "Visit" link

@@ -449,13 +449,24 @@ class DeployNode:
         payload = json.dumps(rollout.to_json(), sort_keys=True).encode()
         self.publish(protocol.report_topic(self.node_id, rollout.plugin), payload)
 
+    def republish(self) -> None:
+        """The versions and each plugin's current report, again: called at every
+        (re)connection, since a broker restarted without persistence has lost
+        the retained ones and nothing else would publish them before a change."""
+        self._publish_versions()
+        for held in self._held.values():
+            if held.rollout is not None:
+                payload = json.dumps(held.rollout.to_json(), sort_keys=True).encode()
+                self.publish(protocol.report_topic(self.node_id, held.rollout.plugin), payload)
+
     def _publish_versions(self) -> None:
         payload = protocol.versions_payload(self.labels, self.versions)
         self.publish(protocol.versions_topic(self.node_id), payload)
 
     async def start(self) -> None:
         """Learn what runs now (content hashes: file reads, off the loop) and
-        publish it; retained, so the broker has it from the first connect."""
+        publish it; retained, so the broker has it from the first connect (and
+        ``republish`` says it again at every connect)."""
 
         def read() -> dict[str, dict[str, str | None]]:
             found: dict[str, dict[str, str | None]] = {}

@@ -30,6 +30,9 @@ announces ``<discovery_prefix>/status`` = ``online``.
 
 The hub reuses this connection: ``subscriptions`` and ``on_message`` let the
 ``Fleet`` listen on the same client instead of opening a second one.
+``on_connect`` runs at every (re)connection: retained messages of other
+modules (the deploy side's versions and reports) are queued once, so a broker
+that restarted without persistence would otherwise never have them again.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ STABLE_SESSION_SECONDS = 30.0
 DEVICETREE_MODEL = Path("/proc/device-tree/model")
 
 MessageHandler = Callable[[str, bytes, bool], None]  # topic, payload, retained
+ConnectHandler = Callable[[], None]  # on the loop, after subscribing, before the drain
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -132,6 +136,7 @@ class MqttPublisher:
         *,
         subscriptions: Sequence[str] = (),
         on_message: MessageHandler | None = None,
+        on_connect: ConnectHandler | None = None,
         backoff_initial_seconds: float = BACKOFF_INITIAL_SECONDS,
         backoff_max_seconds: float = BACKOFF_MAX_SECONDS,
         board_kind: str = "",
@@ -151,6 +156,7 @@ class MqttPublisher:
         )
         self.subscriptions = tuple(subscriptions)
         self.on_message = on_message
+        self.on_connect = on_connect
         self.backoff_initial = backoff_initial_seconds
         self.backoff_max = backoff_max_seconds
         self._sleep = sleep  # backoff waits; tests inject a gate instead of real time
@@ -429,6 +435,11 @@ class MqttPublisher:
             await client.subscribe(self._ha_status_topic, qos=1)
         for topic in self.subscriptions:
             await client.subscribe(topic, qos=1)
+        if self.on_connect is not None:
+            try:
+                self.on_connect()  # queues behind what waits, drained below
+            except Exception:
+                log.exception("MQTT on-connect handler failed")
         with self._lock:
             self._discovery_due = True
         self._node_due = 0.0
