@@ -12,6 +12,7 @@ import sys
 from bench import (
     calls_bench,
     containment_bench,
+    deploy_bench,
     disk_bench,
     mqtt_bench,
     reload_bench,
@@ -24,6 +25,7 @@ from bench.common import Figure, print_table, write_results
 SUITES = {
     "calls": calls_bench.run,
     "containment": containment_bench.run,
+    "deploy": deploy_bench.run,
     "disk": disk_bench.run,
     "mqtt": mqtt_bench.run,
     "reload": reload_bench.run,
