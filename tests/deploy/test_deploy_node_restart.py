@@ -8,15 +8,18 @@ Real Mosquitto and real hosts in-process, driven as in test_deploy_node.py.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.deploy.test_deploy_node import Fleet, bundle, states, until, version
+from tests.conftest import SteppedClock
+from tests.deploy.test_deploy_node import Fleet, bundle, last, polls, states, until, version
 from tests.mosquitto import Broker
 from tests.telemetry.test_mqtt import Subscriber
+from wasihost.host import Host
 
 
 @pytest.fixture
@@ -60,3 +63,94 @@ async def test_a_broker_restarted_without_persistence_learns_versions_and_report
     assert versions["plugins"]["counter"]["version"] == "2.0.0"
     assert report["state"] == "healthy" and report["version"] == "2.0.0"
     assert version(host) == "2.0.0"
+
+
+async def restart(fleet: Fleet, node: str, **options: Any) -> Host:
+    """Stop ``node``'s host as a service stop would, then start a new one on
+    the same folders (its deploy dir, state and outbox)."""
+    fleet.stops.pop(node).set()
+    await fleet.tasks.pop(node)
+    old = fleet.hosts.pop(node)
+    assert old.deploy is not None
+    await old.deploy.wait_idle()
+    old.close()
+    host = fleet.host(node, **options)
+    await fleet.start(node)
+    return host
+
+
+def said(sub: Subscriber, node: str = "n1") -> list[str]:
+    """The states ``node`` published while ``sub`` listened (not the retained one)."""
+    topic = f"wasihost/{node}/rollout/counter"
+    return [
+        json.loads(p)["state"] for t, p, retained in sub.messages if t == topic and not retained
+    ]
+
+
+def record(tmp_path: Path, node: str) -> dict[str, Any]:
+    path = tmp_path / node / "deploy" / "counter" / "deployed.json"
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+async def test_a_restart_during_probation_resumes_the_health_gate(
+    fleet: Fleet, tmp_path: Path, monotonic: SteppedClock
+) -> None:
+    """A node that restarts while 2.0.0 is on probation still judges it: here
+    2.0.0 never reaches its 1000 polls, and the resumed gate's window runs out
+    after the restart, so the node rolls it back. Before, the restart forgot
+    the probation and 2.0.0 stayed, never proven."""
+    host = fleet.host("n1", gate_polls=1000)
+    await fleet.start("n1")
+    async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+        await until(lambda: "live" in states(sub, "n1"), "live", (host,))
+    assert record(tmp_path, "n1")["probation"]["restarts"] == 0
+
+    host = await restart(fleet, "n1", gate_polls=1000, monotonic=monotonic)
+    assert version(host) == "2.0.0"
+    assert record(tmp_path, "n1")["probation"]["restarts"] == 1
+    async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+        await until(lambda: (polls(host) or 0) > 0, "polls", (host,))
+        monotonic.advance(host.config.deploy.gate_seconds + 1)
+        await until(lambda: "rolled-back" in states(sub, "n1"), "rolled back", (host,))
+        report = last(sub, "n1")
+    assert report["version"] == "2.0.0" and report["reason"].startswith("only "), report
+    await until(lambda: version(host) == "1.0.0", "the previous version", (host,))
+    assert not (tmp_path / "n1" / "deploy" / "counter" / "current").exists()
+
+
+async def test_a_version_on_probation_across_two_restarts_is_rolled_back_at_start(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The host keeps stopping under 2.0.0 before its gate ends: the second
+    restart on probation rolls it back before loading it, says so, and the
+    delivery still retained on the broker does not install it again."""
+    host = fleet.host("n1", gate_polls=1000)
+    await fleet.start("n1")
+    data = bundle(tmp_path, fleet.key, "2.0.0")
+    async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+        await fleet.publish("wasihost/deploy/node/n1/counter", data)
+        await until(lambda: "live" in states(sub, "n1"), "live", (host,))
+    async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+        host = await restart(fleet, "n1", gate_polls=1000)
+        assert version(host) == "2.0.0"
+        # The resumed gate says so (and the outbox has sent it before the next stop).
+        await until(lambda: "live" in said(sub), "live again", (host,))
+
+    async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+        host = await restart(fleet, "n1", gate_polls=1000)
+        assert version(host) == "1.0.0"  # the configured version loaded, never 2.0.0
+        await until(lambda: "rolled-back" in states(sub, "n1"), "rolled back", (host,))
+        report = last(sub, "n1")
+        assert host.deploy is not None
+        await until(lambda: (polls(host) or 0) >= 3, "polls", (host,))
+        await host.deploy.wait_idle()  # the retained delivery came and was acted on
+    assert report["version"] == "2.0.0", report
+    assert "on probation across 2 restarts" in report["reason"], report
+    assert version(host) == "1.0.0" and host.plugins["counter"].stats.reloads == 0
+    # (The last host's outbox may still send its own "live" first: at least once.)
+    after = said(sub)[said(sub).index("rolled-back") :]
+    assert set(after) == {"rolled-back"}, said(sub)  # never live again
+    assert "probation" not in record(tmp_path, "n1")
+    assert not (tmp_path / "n1" / "deploy" / "counter" / "current").exists()

@@ -19,12 +19,20 @@ Why it is built this way:
   gate_polls successful polls with no trap within gate_seconds is healthy; a
   trap, a failed restart or the time running out rolls back by itself,
   without a deployer, so a node that lost the broker still recovers.
+- Probation is written to deployed.json from the moment a version is
+  installed, so a restart cannot forget it: at start the gate resumes (a
+  fresh window), and a version that was on probation across more than
+  ``MAX_PROBATION_RESTARTS`` restarts (the host keeps dying under it) is
+  rolled back before it loads again. A bundle rolled back here is remembered
+  by its digest, so the delivery still retained on the broker does not
+  install it again at the next connect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import logging
 import shutil
@@ -53,8 +61,12 @@ log = logging.getLogger("wasihost.deploy.node")
 CURRENT = "current"
 PREVIOUS = "previous"
 INCOMING = "incoming"
-RECORD = "deployed.json"  # {"current": {version, content_hash}, "previous": ... | null}
+# deployed.json: {"current": {version, content_hash} | null, "previous": ... | null,
+#   "probation": {restarts, since_ms, source, previous, bundle_sha256} while gated,
+#   "rejected": {bundle_sha256, report} for the last version rolled back here}
+RECORD = "deployed.json"
 SETTLE_SECONDS = 0.3
+MAX_PROBATION_RESTARTS = 1  # one more start on probation rolls the version back
 
 Publish = Callable[[str, bytes], None]  # topic, payload: queue a retained QoS 1 message
 
@@ -77,14 +89,91 @@ def _write_record(path: Path, record: dict[str, Any]) -> None:
     write_atomically(path, (json.dumps(record, indent=2) + "\n").encode(), durable=True)
 
 
+def _read_record(folder: Path) -> dict[str, Any]:
+    """deployed.json, or {} when there is none (or it cannot be read: then
+    nothing is on probation and nothing is remembered as rejected)."""
+    try:
+        record = json.loads((folder / RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _update_record(folder: Path, **changes: Any) -> None:
+    """Set (or, given None, drop) keys of deployed.json, atomically."""
+    record = _read_record(folder)
+    for key, value in changes.items():
+        if value is None:
+            record.pop(key, None)
+        else:
+            record[key] = value
+    _write_record(folder / RECORD, record)
+
+
+def bundle_digest(payload: bytes) -> str:
+    return "sha256:" + hashlib.sha256(payload).hexdigest()
+
+
 def deployed_spec(config: HostConfig, spec: PluginSpec) -> PluginSpec:
     """``spec`` pointing at the deployed version, if there is one of the same kind.
 
-    Called at start for every plugin: a node that restarts runs what was
-    deployed to it, not what its config names."""
+    Called at start for every plugin, before any loads: a node that restarts
+    runs what was deployed to it, not what its config names, unless that
+    version has been on probation across too many restarts (``_count_restart``)."""
     if not config.deploy.enabled:
         return spec
-    return _pointed(spec, plugin_dir(config, spec.name) / CURRENT) or spec
+    folder = plugin_dir(config, spec.name)
+    _count_restart(folder, spec.name)
+    return _pointed(spec, folder / CURRENT) or spec
+
+
+def _count_restart(folder: Path, name: str) -> None:
+    """One more start while the deployed version is on probation. Past
+    ``MAX_PROBATION_RESTARTS`` the host has kept stopping before the gate
+    ended, likely under this version, so it is rolled back now, on disk,
+    before anything loads it; ``DeployNode.start`` reports it."""
+    record = _read_record(folder)
+    probation = record.get("probation")
+    if not isinstance(probation, dict):
+        return
+    restarts = int(probation.get("restarts") or 0) + 1
+    if restarts <= MAX_PROBATION_RESTARTS:
+        _update_record(folder, probation={**probation, "restarts": restarts})
+        return
+    current = record.get("current") or {}
+    reason = (
+        f"on probation across {restarts} restarts: the host kept stopping before the "
+        "health gate ended"
+    )
+    log.error("[%s] %s rolled back at start: %s", name, current.get("version"), reason)
+    report = Rollout(
+        plugin=name,
+        version=current.get("version"),
+        content_hash=current.get("content_hash"),
+        state="rolled-back",
+        reason=reason,
+        previous=probation.get("previous"),
+        since_ms=int(probation.get("since_ms") or 0),
+        source=probation.get("source") or "node",
+    )
+    rejected = {"bundle_sha256": probation.get("bundle_sha256"), "report": report.to_json()}
+    _restore_files(folder, rejected)
+
+
+def _restore_files(folder: Path, rejected: dict[str, Any] | None = None) -> None:
+    """Undo ``_stage_files``: previous/ back to current/, or no deployed version;
+    ``rejected``: the rolled-back bundle to remember, so it is not installed again."""
+    current, previous = folder / CURRENT, folder / PREVIOUS
+    shutil.rmtree(current, ignore_errors=True)
+    record = _read_record(folder)
+    restored = None
+    if previous.is_dir():
+        previous.rename(current)
+        restored = record.get("previous")
+    new: dict[str, Any] = {"current": restored, "previous": None}
+    if rejected is not None:
+        new["rejected"] = rejected
+    _write_record(folder / RECORD, new)
 
 
 def _pointed(spec: PluginSpec, folder: Path) -> PluginSpec | None:
@@ -109,6 +198,7 @@ class Gate:
     errors: int
     traps: int
     restarts: int
+    bundle: str | None = None  # the digest of the bundle on probation (None: unknown)
 
 
 @dataclass
@@ -141,6 +231,7 @@ class _Plugin:
     rollout: Rollout | None = None
     gate: Gate | None = None
     timer: asyncio.TimerHandle | None = None
+    rejected: str | None = None  # the digest of the last bundle rolled back here
 
 
 class DeployNode:
@@ -247,7 +338,8 @@ class DeployNode:
             if chosen is None:
                 return
             source, payload = chosen
-            if payload == held.acted:
+            if payload == held.acted or bundle_digest(payload) == held.rejected:
+                held.acted = payload
                 if held.rollout is not None:
                     self._report(held.rollout)  # re-delivered at a reconnect: say where we are
                 return
@@ -306,11 +398,21 @@ class DeployNode:
     ) -> None:
         folder = plugin_dir(self.config, name)
         running = dict(base.previous or {})
+        probation: dict[str, Any] = {
+            "restarts": 0,
+            "since_ms": self._clock_ms(),
+            "source": base.source,
+            "previous": base.previous,
+            "bundle_sha256": bundle_digest(payload),
+        }
         try:
-            await asyncio.to_thread(self._stage_files, folder, payload, manifest, running)
+            await asyncio.to_thread(
+                self._stage_files, folder, payload, manifest, running, probation
+            )
         except OSError as exc:
             self._report(dataclasses.replace(base, state="failed", reason=f"install: {exc}"))
             return
+        held.rejected = None  # on disk too: a new record; that bundle may come again
         self._report(dataclasses.replace(base, state="staging"))
         spec = _pointed(held.configured, folder / CURRENT)
         if spec is None:
@@ -326,15 +428,28 @@ class DeployNode:
         self.versions[name] = {"version": manifest.version, "content_hash": manifest.content}
         self._publish_versions()
         stats = plugin.stats
-        held.gate = Gate(self._monotonic(), stats.polls, stats.errors, stats.traps, stats.restarts)
+        held.gate = Gate(
+            self._monotonic(),
+            stats.polls,
+            stats.errors,
+            stats.traps,
+            stats.restarts,
+            probation["bundle_sha256"],
+        )
         live = dataclasses.replace(base, state="live", since_ms=self._clock_ms())
         log.info("[%s] %s live; health gate started", name, manifest.version)
         self._report(live)
 
     def _stage_files(
-        self, folder: Path, payload: bytes, manifest: BundleManifest, running: dict[str, Any]
+        self,
+        folder: Path,
+        payload: bytes,
+        manifest: BundleManifest,
+        running: dict[str, Any],
+        probation: dict[str, Any],
     ) -> None:
-        """Unpack into incoming/, move current/ to previous/, incoming/ to current/."""
+        """Unpack into incoming/, move current/ to previous/, incoming/ to current/;
+        the record says it is on probation from here, before it ever loads."""
         parts = archive.unpack(payload)
         folder.mkdir(parents=True, exist_ok=True)
         incoming = folder / INCOMING
@@ -357,27 +472,17 @@ class DeployNode:
         record = {
             "current": {"version": manifest.version, "content_hash": manifest.content},
             "previous": running if had_current else None,  # None: the configured source
+            "probation": probation,
         }
         _write_record(folder / RECORD, record)
 
-    def _restore_files(self, folder: Path) -> None:
-        """Undo ``_stage_files``: previous/ back to current/, or no deployed version."""
-        current, previous = folder / CURRENT, folder / PREVIOUS
-        shutil.rmtree(current, ignore_errors=True)
-        record_path = folder / RECORD
-        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-        if previous.is_dir():
-            previous.rename(current)
-            record = {"current": record.get("previous"), "previous": None}
-            _write_record(record_path, record)
-        else:
-            record_path.unlink(missing_ok=True)
-
-    async def _restore(self, name: str, held: _Plugin, plugin: Plugin) -> bool:
+    async def _restore(
+        self, name: str, held: _Plugin, plugin: Plugin, rejected: dict[str, Any] | None = None
+    ) -> bool:
         """Back to the version before the delivery, on disk and (if it was
         replaced) live; True when the previous version is running again."""
         folder = plugin_dir(self.config, name)
-        await asyncio.to_thread(self._restore_files, folder)
+        await asyncio.to_thread(_restore_files, folder, rejected)
         plugin.spec = _pointed(held.configured, folder / CURRENT) or held.configured
         return await self._reload(plugin)
 
@@ -409,6 +514,7 @@ class DeployNode:
                 held.gate = None
                 log.info("[%s] %s healthy after %d polls", name, rollout.version, polls_ok)
                 self._report(dataclasses.replace(rollout, state="healthy", polls_ok=polls_ok))
+                self._spawn(self._end_probation(name))
             elif self._monotonic() - gate.started > self.config.deploy.gate_seconds:
                 reason = (
                     f"only {polls_ok} of {self.config.deploy.gate_polls} polls succeeded "
@@ -419,23 +525,31 @@ class DeployNode:
                 rollout.polls_ok = polls_ok
                 self._report(rollout)
 
-    def _start_rollback(self, name: str, held: _Plugin, reason: str) -> None:
-        held.gate = None
-        self._spawn(self._rollback(name, held, reason))
+    async def _end_probation(self, name: str) -> None:
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            await asyncio.to_thread(_update_record, plugin_dir(self.config, name), probation=None)
 
-    async def _rollback(self, name: str, held: _Plugin, reason: str) -> None:
+    def _start_rollback(self, name: str, held: _Plugin, reason: str) -> None:
+        bundle = held.gate.bundle if held.gate is not None else None
+        held.gate = None
+        self._spawn(self._rollback(name, held, reason, bundle))
+
+    async def _rollback(self, name: str, held: _Plugin, reason: str, bundle: str | None) -> None:
         async with self._locks.setdefault(name, asyncio.Lock()):
             rollout, plugin = held.rollout, self.plugins[name]
             assert rollout is not None
             log.error("[%s] %s rolled back: %s", name, rollout.version, reason)
-            ok = await self._restore(name, held, plugin)
             previous = rollout.previous or {"version": None, "content_hash": None}
+            rolled_back = dataclasses.replace(rollout, state="rolled-back", reason=reason)
+            rejected = {"bundle_sha256": bundle, "report": rolled_back.to_json()}
+            ok = await self._restore(name, held, plugin, rejected)
+            held.rejected = bundle
             if ok:
                 self.versions[name] = dict(previous)
                 self._publish_versions()
             else:
                 reason += f"; the previous version did not load: {plugin.stats.reload_error}"
-            self._report(dataclasses.replace(rollout, state="rolled-back", reason=reason))
+            self._report(dataclasses.replace(rolled_back, reason=reason))
 
     # -- reporting -------------------------------------------------------------
     def _report(self, rollout: Rollout) -> None:
@@ -493,6 +607,55 @@ class DeployNode:
 
         self.versions = await asyncio.to_thread(read)
         self._publish_versions()
+        records = await asyncio.to_thread(
+            lambda: {name: _read_record(plugin_dir(self.config, name)) for name in self._held}
+        )
+        for name, record in records.items():
+            self._resume(name, record)
+
+    def _resume(self, name: str, record: dict[str, Any]) -> None:
+        """What deployed.json says at start: a version still on probation gets a
+        fresh gate; a version rolled back here is remembered, and its report
+        said again (the one ``_count_restart`` rolled back is reported here)."""
+        held, plugin = self._held[name], self.plugins.get(name)
+        rejected = record.get("rejected")
+        if isinstance(rejected, dict):
+            held.rejected = rejected.get("bundle_sha256")
+            try:
+                report = Rollout(**rejected.get("report") or {})
+            except TypeError:  # a record from another version of this code
+                report = None
+            if report is not None:
+                self._report(report)
+        probation, current = record.get("probation"), record.get("current")
+        if not isinstance(probation, dict) or not isinstance(current, dict) or plugin is None:
+            return
+        if not plugin.spec.watched.resolve().is_relative_to(
+            plugin_dir(self.config, name).resolve()
+        ):
+            return  # the deployed version is not what loaded (another kind): nothing to judge
+        stats = plugin.stats
+        held.gate = Gate(
+            self._monotonic(),
+            stats.polls,
+            stats.errors,
+            stats.traps,
+            stats.restarts,
+            probation.get("bundle_sha256"),
+        )
+        version = current.get("version")
+        log.info("[%s] %s on probation at a restart: health gate started again", name, version)
+        self._report(
+            Rollout(
+                plugin=name,
+                version=current.get("version"),
+                content_hash=current.get("content_hash"),
+                state="live",
+                previous=probation.get("previous"),
+                since_ms=int(probation.get("since_ms") or 0),
+                source=probation.get("source") or "node",
+            )
+        )
 
     async def wait_idle(self) -> None:
         """Wait for deliveries and rollbacks in flight (tests and shutdown)."""
