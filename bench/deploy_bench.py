@@ -7,7 +7,9 @@ reach every node of a 20-node fleet on this machine.
 (the MQTT bench's). Each run signs a new version of the counter and runs the
 real CLI as a process, ``wasihost deploy BUNDLE --all`` (then the same with
 ``--canary n00``), to its end (exit 0 required). A client on the broker
-records when each delivery and each node's report arrives; measured:
+records when each delivery arrives (about when the CLI published it) and
+each node's reports, timed by the node's own stamp (``timestamp_ms``, this
+machine's clock; their arrival can lag by an outbox drain); measured:
 
 - publish to all healthy: from the first delivery the broker hands out (the
   canary's, with a canary) to the last node's ``healthy``;
@@ -15,8 +17,9 @@ records when each delivery and each node's report arrives; measured:
   the retained messages, the rollout, the summary);
 - first node live: from the first delivery to the first ``live``;
 - per node, ``received`` to ``live`` (verify done, unpack, move, prepare the
-  new version off the loop, swap it in between two polls) and its stage's
-  delivery to its ``live`` (what 20 nodes sharing 2 cores add).
+  new version off the loop, swap it in between two polls), the same for the
+  canary alone (no other node busy), and each node's stage's delivery to its
+  ``live`` (what 20 nodes sharing this machine's cores add).
 
 The health gate dominates a real rollout: a node is ``healthy`` after
 ``gate_polls`` good polls, 10 polls of 2 s by default, 20 s per stage. Here
@@ -54,7 +57,8 @@ HANG = 180.0  # a wait longer than this is a failure, not a slow machine
 
 @dataclass
 class Recorder:
-    """Every delivery, report and availability on the broker, with its arrival time."""
+    """Every delivery, report and availability on the broker, with its arrival
+    time (wall clock: the nodes stamp their reports with it, on this machine)."""
 
     port: int
     events: list[tuple[float, str, bytes]] = field(default_factory=list)
@@ -66,7 +70,7 @@ class Recorder:
             ready.set()
             async for m in client.messages:
                 payload = m.payload if isinstance(m.payload, bytes) else b""
-                self.events.append((time.monotonic(), m.topic.value, payload))
+                self.events.append((time.time(), m.topic.value, payload))
 
     def online(self) -> set[str]:
         said: dict[str, bytes] = {}
@@ -87,6 +91,7 @@ class Run:
     to_all_healthy: float
     to_first_live: float
     canary_stage: float | None  # first delivery to the canary's healthy
+    canary_install_ms: float | None  # the canary's received to live: one node alone
     install_ms: list[float]  # per node: received to live
     delivery_to_live: list[float]  # per node: its stage's delivery to its live
 
@@ -98,13 +103,16 @@ def _measure(events: list[tuple[float, str, bytes]], content: str, canary: bool)
         raise RuntimeError("no delivery seen on the broker")
     first = deliveries[0]
     seen: dict[str, dict[str, float]] = {}  # node -> state -> first arrival
-    for t, topic, payload in events:
+    for _, topic, payload in events:
         parts = topic.split("/")
         if len(parts) != 4 or parts[2] != "rollout" or not payload:
             continue
         report = json.loads(payload)
         if report.get("content_hash") == content:
-            seen.setdefault(parts[1], {}).setdefault(report["state"], t)
+            # When the node reported it (its clock is this machine's), not when
+            # its outbox got the message to us.
+            at = report["timestamp_ms"] / 1000
+            seen.setdefault(parts[1], {}).setdefault(report["state"], at)
     healthy = [states["healthy"] for states in seen.values() if "healthy" in states]
     if len(healthy) != NODES:
         raise RuntimeError(f"{len(healthy)} of {NODES} nodes reported healthy")
@@ -116,6 +124,9 @@ def _measure(events: list[tuple[float, str, bytes]], content: str, canary: bool)
         to_all_healthy=max(healthy) - first,
         to_first_live=min(lives.values()) - first,
         canary_stage=seen["n00"]["healthy"] - first if canary else None,
+        canary_install_ms=(seen["n00"]["live"] - seen["n00"]["received"]) * 1000
+        if canary
+        else None,
         install_ms=[(s["live"] - s["received"]) * 1000 for s in seen.values()],
         delivery_to_live=[lives[node] - stage[node] for node in seen],
     )
@@ -266,6 +277,8 @@ def run(quick: bool = False) -> list[Figure]:
                [r.to_first_live for r in plain]),
         figure(group, "per node: received to live", "ms", installs,
                f"{len(installs)} installs; p90 {cuts[-1]:.0f} ms"),
+        figure(group, "the canary alone: received to live", "ms",
+               [r.canary_install_ms or 0.0 for r in canary], "no other node installing"),
         figure(group, "per node: its stage's delivery to live", "s", to_live,
                f"{len(to_live)} installs, {n} nodes on this machine's cores"),
     ]  # fmt: skip
