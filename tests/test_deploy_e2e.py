@@ -39,7 +39,13 @@ from wasihost.bundle.create import create_bundle, hash_plugin
 from wasihost.bundle.keys import SigningKey, write_key_pair
 from wasihost.bundle.manifest import BundleManifest, parse_manifest
 from wasihost.deploy.deployer import short
-from wasihost.deploy.protocol import all_topic, node_topic, report_topic, versions_topic
+from wasihost.deploy.protocol import (
+    all_topic,
+    label_topic,
+    node_topic,
+    report_topic,
+    versions_topic,
+)
 
 pytestmark = pytest.mark.skipif(
     not Path(MOSQUITTO).exists(), reason="needs mosquitto (apt-get install mosquitto)"
@@ -161,7 +167,7 @@ async def fleet(
     broker: Broker, built: dict[str, Path], tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Fleet]:
     """n1, n2, n3 running and polling; stopped (logs printed) after the test.
-    Indirect parameters: ``nodes`` (other ids), ``gate_polls``."""
+    Indirect parameters: ``nodes`` (other ids), ``gate_polls``, ``labels`` (per node)."""
     options = getattr(request, "param", {})
     key = write_key_pair(tmp_path / "signing.key")
     hosts = {
@@ -172,6 +178,7 @@ async def fleet(
             key.public.text,
             interval_seconds=INTERVAL,
             gate_polls=options.get("gate_polls", GATE_POLLS),
+            labels=options.get("labels", {}).get(node, ()),
             plugins={"dht22": {"wasm": str(built["dht22"]), "led": 1}},
         )
         for node in options.get("nodes", NODES)
@@ -406,6 +413,47 @@ async def test_an_unknown_key_or_a_tampered_bundle_is_refused_by_the_cli_and_by_
         assert_count_carried(fleet.counts(node), node)
 
 
+# -- labels: a canary label, then a label -------------------------------------------
+@pytest.mark.parametrize(
+    "fleet", [{"labels": {"n1": ("canary", "kitchen"), "n2": ("kitchen",)}}], indirect=True
+)
+async def test_a_label_rollout_with_a_canary_label_reaches_its_nodes_only(fleet: Fleet) -> None:
+    bundle = fleet.bundle("2.0.0")
+    new = manifest_of(bundle).content
+    configured = hash_plugin(fleet.hosts["n3"].source)
+    mark = fleet.count()
+    args = ("--label", "kitchen", "--canary-label", "canary", "--key-pub", str(fleet.pub))
+
+    cli = await fleet.deploy(str(bundle), *args, "--timeout", "60")
+
+    assert cli.code == 0, cli
+    assert "canaries healthy: promoting to label kitchen" in cli.out, cli.out
+    assert "cleared deliveries: wasihost/deploy/label/canary/counter" in cli.out, cli.out
+    assert cli.out.rstrip().endswith("summary: 2 healthy (n1, n2)"), cli.out
+    n1_seen, n2_seen = fleet.states("n1", new, mark), fleet.states("n2", new, mark)
+    assert n1_seen[:4] == ["received", "staging", "live", "healthy"], n1_seen
+    assert n2_seen[:3] == ["received", "staging", "live"] and n2_seen[-1] == "healthy", n2_seen
+    assert fleet.reports("n2", mark)[0]["source"] == "label"
+    for node in ("n1", "n2"):
+        await until(
+            lambda n=node: fleet.running(n)["version"] == "2.0.0",  # type: ignore[misc]
+            f"{node}'s versions",
+        )
+        assert_count_carried(fleet.counts(node), node)
+    # n3 carries neither label: never offered it, polled on.
+    assert fleet.reports("n3") == []
+    assert fleet.running("n3") == {"version": None, "content_hash": configured}
+    assert_every_cycle_polled(fleet.health("n3", "counter", mark), "n3 counter")
+    assert await retained(fleet.broker, label_topic("canary", "counter")) is None
+    assert await retained(fleet.broker, label_topic("kitchen", "counter")) == bundle.read_bytes()
+    status = table((await fleet.deploy("--status", "--plugin", "counter")).out)
+    assert {row["NODE"]: row["LABELS"] for row in status} == {
+        "n1": "canary,kitchen",
+        "n2": "kitchen",
+        "n3": "-",
+    }, status
+
+
 # -- a node that stops during its health gate ---------------------------------------
 SLOW_GATE = 25  # polls: 5 s at INTERVAL, time enough to stop the node during the gate
 
@@ -420,15 +468,8 @@ async def live_then_killed(fleet: Fleet, content: str, mark: int) -> HostProcess
     return n1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (deploy/node.py): a node restarted during a version's health gate runs the "
-    "deployed version from current/ with no gate; the retained delivery comes back, its "
-    "content is the running one and the node has no rollout in memory, so _deliver reports "
-    "it 'healthy' ('already running', polls_ok 0) unproven, and never rolls it back",
-)
 @pytest.mark.parametrize("fleet", [{"nodes": ("n1",), "gate_polls": SLOW_GATE}], indirect=True)
-async def test_a_node_restarted_during_the_health_gate_does_not_call_the_version_healthy_unproven(
+async def test_a_node_killed_during_the_health_gate_gates_the_version_again_after_restart(
     fleet: Fleet,
 ) -> None:
     bundle = fleet.bundle("2.0.0")
@@ -444,11 +485,13 @@ async def test_a_node_restarted_during_the_health_gate_does_not_call_the_version
         lambda: any(r["content_hash"] == new for r in fleet.reports("n1", restarted)),
         "n1's report after its restart",
     )
-    await fleet.cycles("n1", 3)
+    # A fresh gate after the restart: live again, healthy only once it passed.
+    await until(lambda: "healthy" in fleet.states("n1", new, restarted), "n1 healthy")
     after = [r for r in fleet.reports("n1", restarted) if r["content_hash"] == new]
-    # Healthy only once the gate passed (resumed or started again), or rolled back.
+    assert fleet.states("n1", new, restarted) == ["live", "healthy"], after
     unproven = [r for r in after if r["state"] == "healthy" and r["polls_ok"] < SLOW_GATE]
     assert unproven == [], [(r["state"], r["reason"], r["polls_ok"]) for r in after]
+    assert fleet.running("n1") == {"version": "2.0.0", "content_hash": new}
 
 
 @pytest.mark.xfail(
