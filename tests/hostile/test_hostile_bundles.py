@@ -105,6 +105,27 @@ def test_the_good_bundle_is_valid(good: bytes, key: SigningKey) -> None:
     assert verdict.manifest is not None and verdict.manifest.name == "sht31"
 
 
+def test_verifying_into_a_folder_leaves_the_checked_files_only_when_valid(
+    good: bytes, key: SigningKey, tmp_path: Path
+) -> None:
+    """A node unpacks a delivery once: the files the check read are the ones it
+    installs. A refused bundle leaves nothing behind."""
+    into = tmp_path / "incoming" / "plugin"
+    into.parent.mkdir()
+    verdict = verify_bundle(good, node(key), into=into)
+    assert verdict.status == "valid", verdict.reason
+    written = {
+        p.relative_to(into).as_posix(): p.read_bytes() for p in into.rglob("*") if p.is_file()
+    }
+    assert written == dict(verdict.files) == archive.unpack(good).files
+    tampered = repacked(
+        good, lambda a: archive.Archive(a.manifest, a.signature, {**a.files, "app.py": b"x = 2\n"})
+    )
+    other = tmp_path / "incoming" / "other"
+    assert verify_bundle(tampered, node(key), into=other).status == "refused"
+    assert not other.exists()
+
+
 # -- signatures and trust ---------------------------------------------------------
 def test_an_unsigned_bundle_is_refused(good: bytes, key: SigningKey) -> None:
     unsigned = repacked(good, lambda a: archive.Archive(a.manifest, None, a.files))

@@ -27,14 +27,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from wasihost.bundle import archive
 from wasihost.bundle.create import WASM_MAGIC, content_of
-from wasihost.bundle.keys import SIGNATURE_BYTES, parse_public_key
+from wasihost.bundle.keys import SIGNATURE_BYTES, PublicKey, parse_public_key
 from wasihost.bundle.manifest import BundleManifest, parse_manifest, signed_message
 from wasihost.config import HostConfig
 from wasihost.errors import BundleError
@@ -53,39 +55,54 @@ class Verdict:
     reason: str
     manifest: BundleManifest | None = None  # None when it could not be read
     missing: tuple[str, ...] = ()  # the grants a "needs-grants" bundle lacks, e.g. "I2C 0x45"
+    # The plugin's files as checked (path below plugin/ -> bytes): what a node
+    # installs, so it never unpacks the bundle a second time.
+    files: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
 
-def verify_bundle(bundle: Path | bytes, config: HostConfig) -> Verdict:
+def verify_bundle(bundle: Path | bytes, config: HostConfig, *, into: Path | None = None) -> Verdict:
     """Every rule above for ``bundle`` (a file or its bytes) on the node ``config``
-    describes. Never raises for a bad bundle: the verdict says why."""
+    describes. Never raises for a bad bundle: the verdict says why.
+
+    ``into`` (a folder that must not exist): where a source bundle is unpacked
+    for its check, instead of a temporary folder, and left when the verdict is
+    ``valid``: a node installs the very files that were checked, unpacked once.
+    Removed on any other verdict. A component's one file is only in ``files``."""
     manifest: BundleManifest | None = None
     try:
         parts = archive.read_archive(bundle) if isinstance(bundle, Path) else archive.unpack(bundle)
         if parts.signature is None:
             raise BundleError(f"unsigned: no {archive.SIGNATURE} in the bundle")
         manifest = parse_manifest(parts.manifest)
-        check_signature(parts.manifest, parts.signature, manifest.signer, config)
-        check_content(manifest, parts.files)
+        trusted = {key.key_id: key for key in map(parse_public_key, config.trust.keys)}
+        if not trusted:
+            raise BundleError(
+                f"this node trusts no keys ([trust] keys in {config.path} is empty): "
+                "every bundle is refused"
+            )
+        where = f"[trust] keys in {config.path}"
+        check_signature(parts.manifest, parts.signature, manifest.signer, trusted, where)
+        check_content(manifest, parts.files, into)
     except BundleError as exc:
+        if into is not None:
+            shutil.rmtree(into, ignore_errors=True)
         return Verdict("refused", str(exc), manifest)
-    return admit(manifest, config)
+    verdict = admit(manifest, config)
+    if verdict.status != "valid" and into is not None:
+        shutil.rmtree(into, ignore_errors=True)
+    return replace(verdict, files=parts.files)
 
 
-def check_signature(text: bytes, signature: bytes, signer: str, config: HostConfig) -> None:
-    """The signature is a trusted key's over ``text``; ``BundleError`` otherwise."""
-    trusted = {key.key_id: key for key in map(parse_public_key, config.trust.keys)}
-    if not trusted:
-        raise BundleError(
-            f"this node trusts no keys ([trust] keys in {config.path} is empty): "
-            "every bundle is refused"
-        )
+def check_signature(
+    text: bytes, signature: bytes, signer: str, trusted: Mapping[str, PublicKey], where: str
+) -> None:
+    """The signature is the key ``signer`` names over ``text``, and that key is
+    one of ``trusted`` (key id -> key; ``where`` says where they come from);
+    ``BundleError`` otherwise. One check for a node and for ``wasihost deploy``."""
     key = trusted.get(signer)
     if key is None:
         ids = ", ".join(sorted(trusted))
-        raise BundleError(
-            f"signed by key {signer}, which is not trusted here "
-            f"([trust] keys in {config.path}: {ids})"
-        )
+        raise BundleError(f"signed by key {signer}, which is not trusted here ({where}: {ids})")
     try:
         raw = base64.b64decode(signature.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -105,8 +122,11 @@ def _short(digest: str) -> str:
     return digest.removeprefix("sha256:")[:16]
 
 
-def check_content(manifest: BundleManifest, files: dict[str, bytes]) -> None:
-    """The files are the signed ones, and read as the host reads them; ``BundleError``."""
+def check_content(
+    manifest: BundleManifest, files: Mapping[str, bytes], into: Path | None = None
+) -> None:
+    """The files are the signed ones, and read as the host reads them (a
+    source bundle unpacked into ``into``, or a temporary folder); ``BundleError``."""
     listed = {entry.path: entry for entry in manifest.files}
     for path in sorted(set(files) - set(listed)):
         raise BundleError(f"tampered: plugin/{path} is not in the signed manifest")
@@ -131,13 +151,17 @@ def check_content(manifest: BundleManifest, files: dict[str, bytes]) -> None:
                 f"a component bundle holds one WebAssembly file, plugin/{archive.WASM}"
             )
         return
+    if into is not None:
+        extract(files, into)
+        _check_source_folder(manifest, into, set(files))
+        return
     with tempfile.TemporaryDirectory(prefix="wasihost-bundle-") as tmp:
         folder = Path(tmp) / manifest.name
         extract(files, folder)
         _check_source_folder(manifest, folder, set(files))
 
 
-def extract(files: dict[str, bytes], folder: Path) -> None:
+def extract(files: Mapping[str, bytes], folder: Path) -> None:
     """Write a checked bundle's files below ``folder`` (which must not exist):
     regular files only, mode 0644; the names were checked by ``archive``."""
     folder.mkdir(mode=0o755)

@@ -19,8 +19,6 @@ connection.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import os
 import socket
@@ -32,8 +30,8 @@ from pathlib import Path
 import aiomqtt
 
 from wasihost.bundle import archive
-from wasihost.bundle.keys import SIGNATURE_BYTES, PublicKey, parse_public_key
-from wasihost.bundle.manifest import BundleManifest, parse_manifest, signed_message
+from wasihost.bundle.keys import PublicKey, parse_public_key
+from wasihost.bundle.manifest import BundleManifest, parse_manifest
 from wasihost.config import MqttConfig
 from wasihost.deploy.deployer import (
     Echo,
@@ -75,7 +73,7 @@ def trusted_keys(texts: Iterable[tuple[str, str]]) -> dict[str, tuple[PublicKey,
 def check_bundle(path: Path, keys: dict[str, tuple[PublicKey, str]]) -> BundleManifest:
     """What a node checks before its config: archive, signature, trust, content.
     ``DeployError`` naming the first failure, as a node would name it."""
-    from wasihost.bundle.verify import check_content
+    from wasihost.bundle.verify import check_content, check_signature
 
     if not keys:
         raise DeployError(
@@ -87,19 +85,9 @@ def check_bundle(path: Path, keys: dict[str, tuple[PublicKey, str]]) -> BundleMa
         if parts.signature is None:
             raise BundleError(f"unsigned: no {archive.SIGNATURE} in the bundle")
         manifest = parse_manifest(parts.manifest)
-        if manifest.signer not in keys:
-            given = ", ".join(f"{kid} ({where})" for kid, (_, where) in sorted(keys.items()))
-            raise BundleError(f"signed by key {manifest.signer}, which is not trusted: {given}")
-        key, where = keys[manifest.signer]
-        try:
-            raw = base64.b64decode(parts.signature.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != SIGNATURE_BYTES or not key.verifies(signed_message(parts.manifest), raw):
-            raise BundleError(
-                f"the signature does not match key {manifest.signer} ({where}): "
-                f"{archive.MANIFEST} was changed after signing, or another key signed it"
-            )
+        trusted = {kid: key for kid, (key, _) in keys.items()}
+        where = "; ".join(sorted({where for _, where in keys.values()}))
+        check_signature(parts.manifest, parts.signature, manifest.signer, trusted, where)
         check_content(manifest, parts.files)
     except BundleError as exc:
         raise DeployError(f"{path}: refused: {exc}") from None

@@ -46,7 +46,7 @@ from wasihost.atomic import write_atomically
 from wasihost.bundle import archive
 from wasihost.bundle.create import hash_plugin
 from wasihost.bundle.manifest import BundleManifest
-from wasihost.bundle.verify import Verdict, extract, verify_bundle
+from wasihost.bundle.verify import Verdict, verify_bundle
 from wasihost.clock import wall_clock_ms
 from wasihost.config import HostConfig
 from wasihost.deploy import protocol
@@ -61,6 +61,7 @@ log = logging.getLogger("wasihost.deploy.node")
 CURRENT = "current"
 PREVIOUS = "previous"
 INCOMING = "incoming"
+CHECKED = "plugin"  # incoming/plugin: the delivery as verified (no _shared beside it)
 # deployed.json: {"current": {version, content_hash} | null, "previous": ... | null,
 #   "probation": {restarts, since_ms, source, previous, bundle_sha256} while gated,
 #   "rejected": {bundle_sha256, report} for the last version rolled back here}
@@ -347,7 +348,28 @@ class DeployNode:
             await self._deliver(name, held, source, payload)
 
     async def _deliver(self, name: str, held: _Plugin, source: Source, payload: bytes) -> None:
-        verdict: Verdict = await asyncio.to_thread(verify_bundle, payload, self.config)
+        incoming = plugin_dir(self.config, name) / INCOMING
+        try:
+            await self._verify_and_install(name, held, source, payload, incoming)
+        finally:  # installed (renamed away), refused or not needed: nothing stays
+            await asyncio.to_thread(shutil.rmtree, incoming, True)
+
+    def _verify_into(self, payload: bytes, incoming: Path) -> Verdict:
+        """Verify, leaving a valid source bundle's files in incoming/plugin: the
+        check reads them from there, so they are unpacked and written once."""
+        shutil.rmtree(incoming, ignore_errors=True)
+        incoming.mkdir(parents=True)
+        return verify_bundle(payload, self.config, into=incoming / CHECKED)
+
+    async def _verify_and_install(
+        self, name: str, held: _Plugin, source: Source, payload: bytes, incoming: Path
+    ) -> None:
+        try:
+            verdict = await asyncio.to_thread(self._verify_into, payload, incoming)
+        except OSError as exc:
+            base = Rollout(plugin=name, source=source, state="failed")
+            self._report(dataclasses.replace(base, reason=f"install: {exc}"))
+            return
         manifest = verdict.manifest
         running = self.versions.get(name) or {"version": None, "content_hash": None}
         base = Rollout(
@@ -385,7 +407,7 @@ class DeployNode:
             return
         base.previous = dict(running)
         self._report(dataclasses.replace(base, state="received"))
-        await self._install(name, held, plugin, payload, manifest, base)
+        await self._install(name, held, plugin, payload, verdict, manifest, base)
 
     async def _install(
         self,
@@ -393,6 +415,7 @@ class DeployNode:
         held: _Plugin,
         plugin: Plugin,
         payload: bytes,
+        verdict: Verdict,
         manifest: BundleManifest,
         base: Rollout,
     ) -> None:
@@ -407,7 +430,7 @@ class DeployNode:
         }
         try:
             await asyncio.to_thread(
-                self._stage_files, folder, payload, manifest, running, probation
+                self._stage_files, folder, verdict, manifest, running, probation
             )
         except OSError as exc:
             self._report(dataclasses.replace(base, state="failed", reason=f"install: {exc}"))
@@ -443,22 +466,19 @@ class DeployNode:
     def _stage_files(
         self,
         folder: Path,
-        payload: bytes,
+        verdict: Verdict,
         manifest: BundleManifest,
         running: dict[str, Any],
         probation: dict[str, Any],
     ) -> None:
-        """Unpack into incoming/, move current/ to previous/, incoming/ to current/;
-        the record says it is on probation from here, before it ever loads."""
-        parts = archive.unpack(payload)
-        folder.mkdir(parents=True, exist_ok=True)
-        incoming = folder / INCOMING
-        shutil.rmtree(incoming, ignore_errors=True)
+        """Move current/ to previous/ and the verified incoming/plugin/ (a
+        component's file written there now) to current/; the record says it is
+        on probation from here, before it ever loads."""
+        incoming = folder / INCOMING / CHECKED
         if manifest.kind == "component":
             incoming.mkdir()
-            (incoming / archive.WASM).write_bytes(parts.files[archive.WASM])
+            (incoming / archive.WASM).write_bytes(verdict.files[archive.WASM])
         else:
-            extract(parts.files, incoming)
             library = Path(self.config.runtime.plugins_dir).resolve() / LIBRARY
             link = folder / LIBRARY  # the node's shared guest library, beside the plugin
             if library.is_dir() and not link.exists():
