@@ -261,3 +261,13 @@ async def test_bad_input_is_refused_before_anything_is_published(
     assert await deploy(broker, str(bundle), "--all") == 2  # no key at all
     assert "no trusted key" in capsys.readouterr().err
     assert await retained(broker, all_topic("sht31")) is None
+
+
+def test_the_bundle_is_read_once_and_its_checked_bytes_are_what_is_sent(
+    signed: tuple[Path, Path],
+) -> None:
+    from wasihost.deploy.deployer_mqtt import read_bundle, trusted_keys
+
+    bundle, pub = signed
+    manifest, data = read_bundle(bundle, trusted_keys([(pub.read_text(), "--key-pub")]))
+    assert data == bundle.read_bytes() and manifest.name == "sht31"

@@ -205,6 +205,12 @@ def unpack(data: bytes) -> Archive:
 
 def read_archive(path: Path) -> Archive:
     """``unpack`` of a bundle file; one over the cap is refused before it is read."""
+    return read_file(path)[1]
+
+
+def read_file(path: Path) -> tuple[bytes, Archive]:
+    """A bundle file's bytes, read once, and their ``unpack``: for a caller
+    that sends the very bytes it checked. Over the cap: refused before reading."""
     try:
         size = path.stat().st_size
         if size > MAX_BUNDLE_BYTES:
@@ -218,6 +224,6 @@ def read_archive(path: Path) -> Archive:
     except OSError as exc:
         raise BundleError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        return unpack(data)
+        return data, unpack(data)
     except BundleError as exc:
         raise BundleError(f"{path}: {exc}") from None

@@ -73,6 +73,12 @@ def trusted_keys(texts: Iterable[tuple[str, str]]) -> dict[str, tuple[PublicKey,
 def check_bundle(path: Path, keys: dict[str, tuple[PublicKey, str]]) -> BundleManifest:
     """What a node checks before its config: archive, signature, trust, content.
     ``DeployError`` naming the first failure, as a node would name it."""
+    return read_bundle(path, keys)[0]
+
+
+def read_bundle(path: Path, keys: dict[str, tuple[PublicKey, str]]) -> tuple[BundleManifest, bytes]:
+    """``check_bundle``, and the bytes it checked, read once: what is published
+    is what was checked, even if the file changes meanwhile."""
     from wasihost.bundle.verify import check_content, check_signature
 
     if not keys:
@@ -81,7 +87,7 @@ def check_bundle(path: Path, keys: dict[str, tuple[PublicKey, str]]) -> BundleMa
             "(the signer's .pub) or [trust] keys in --config"
         )
     try:
-        parts = archive.read_archive(path)
+        data, parts = archive.read_file(path)
         if parts.signature is None:
             raise BundleError(f"unsigned: no {archive.SIGNATURE} in the bundle")
         manifest = parse_manifest(parts.manifest)
@@ -91,7 +97,7 @@ def check_bundle(path: Path, keys: dict[str, tuple[PublicKey, str]]) -> BundleMa
         check_content(manifest, parts.files)
     except BundleError as exc:
         raise DeployError(f"{path}: refused: {exc}") from None
-    return manifest
+    return manifest, data
 
 
 # -- the broker -------------------------------------------------------------------
