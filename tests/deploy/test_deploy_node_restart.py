@@ -16,10 +16,25 @@ from typing import Any
 import pytest
 
 from tests.conftest import SteppedClock
-from tests.deploy.test_deploy_node import Fleet, bundle, last, polls, states, until, version
+from tests.deploy.test_deploy_node import (
+    Fleet,
+    bundle,
+    counter,
+    last,
+    polls,
+    states,
+    until,
+    version,
+)
 from tests.mosquitto import Broker
 from tests.telemetry.test_mqtt import Subscriber
+from wasihost.bundle.create import hash_plugin
+from wasihost.bundle.keys import generate_key
+from wasihost.deploy import node as node_module
+from wasihost.deploy.node import deployed_spec
 from wasihost.host import Host
+from wasihost.runtime.contract import load_contract
+from wasihost.specs import plugin_specs
 
 
 @pytest.fixture
@@ -87,8 +102,8 @@ def said(sub: Subscriber, node: str = "n1") -> list[str]:
     ]
 
 
-def record(tmp_path: Path, node: str) -> dict[str, Any]:
-    path = tmp_path / node / "deploy" / "counter" / "deployed.json"
+def record(tmp_path: Path, node: str, deploy: Path | None = None) -> dict[str, Any]:
+    path = (deploy or tmp_path / node / "deploy") / "counter" / "deployed.json"
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 
@@ -154,3 +169,32 @@ async def test_a_version_on_probation_across_two_restarts_is_rolled_back_at_star
     assert set(after) == {"rolled-back"}, said(sub)  # never live again
     assert "probation" not in record(tmp_path, "n1")
     assert not (tmp_path / "n1" / "deploy" / "counter" / "current").exists()
+
+
+def test_a_record_that_cannot_be_written_at_start_does_not_stop_the_host(
+    make_config: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting a restart on probation writes deployed.json; on a full disk the
+    host still starts, on the deployed version, and says why it did not count."""
+    configured = counter(tmp_path / "plugins" / "counter", "1.0.0")
+    deployed = tmp_path / "deploy" / "counter"
+    counter(deployed / "current", "2.0.0")
+    current = {"version": "2.0.0", "content_hash": hash_plugin(deployed / "current")}
+    probation = {"restarts": 0, "since_ms": 1, "source": "node", "previous": None}
+    (deployed / "deployed.json").write_text(
+        json.dumps({"current": current, "previous": None, "probation": probation})
+    )
+    config = make_config(
+        {"counter": {"source": str(configured), "world": "sensor-plugin"}},
+        mqtt={"enabled": True, "outbox_path": str(tmp_path / "outbox.sqlite3")},
+        trust={"keys": [generate_key().public.text]},
+        deploy={"enabled": True, "dir": str(tmp_path / "deploy")},
+    )
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(node_module, "write_atomically", full)
+    [spec] = plugin_specs(config, load_contract())
+    assert deployed_spec(config, spec).source == deployed / "current"
+    assert "probation" in record(tmp_path, "n1", deployed.parent)

@@ -124,7 +124,10 @@ def deployed_spec(config: HostConfig, spec: PluginSpec) -> PluginSpec:
     if not config.deploy.enabled:
         return spec
     folder = plugin_dir(config, spec.name)
-    _count_restart(folder, spec.name)
+    try:
+        _count_restart(folder, spec.name)
+    except (OSError, ValueError, TypeError) as exc:  # a full disk must not stop the host
+        log.warning("[%s] %s: probation not counted at this start: %s", spec.name, RECORD, exc)
     return _pointed(spec, folder / CURRENT) or spec
 
 
@@ -547,7 +550,12 @@ class DeployNode:
 
     async def _end_probation(self, name: str) -> None:
         async with self._locks.setdefault(name, asyncio.Lock()):
-            await asyncio.to_thread(_update_record, plugin_dir(self.config, name), probation=None)
+            try:
+                await asyncio.to_thread(
+                    _update_record, plugin_dir(self.config, name), probation=None
+                )
+            except OSError as exc:  # the next start resumes a gate it passes again
+                log.warning("[%s] %s: probation not cleared: %s", name, RECORD, exc)
 
     def _start_rollback(self, name: str, held: _Plugin, reason: str) -> None:
         bundle = held.gate.bundle if held.gate is not None else None
