@@ -11,7 +11,8 @@
 5. The content is what was signed: the same set of files, each with the
    signed size and SHA-256, and the content hash recomputed by the function
    the host loads with ("tampered" otherwise). A source bundle is unpacked to
-   a temporary folder and read as the host reads a plugin folder: its
+   a folder (temporary, or on a node the one it is installed from) and read
+   as the host reads a plugin folder: its
    ``plugin.toml`` must be for the signed world, and it may hold no file the
    host would not read.
 6. This node's config: the world it configures for the plugin, its pin, and
