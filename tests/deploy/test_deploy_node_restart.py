@@ -19,13 +19,13 @@ from tests.conftest import SteppedClock
 from tests.deploy.test_deploy_node import (
     Fleet,
     bundle,
-    counter,
     last,
     polls,
     states,
     until,
     version,
 )
+from tests.deploy_fleet import counter
 from tests.mosquitto import Broker
 from tests.telemetry.test_mqtt import Subscriber
 from wasihost.bundle.create import hash_plugin
