@@ -264,12 +264,12 @@ def _deploy(args: argparse.Namespace) -> int:
             keys.append((pub.read_text(encoding="utf-8"), f"--key-pub {pub}"))
         except OSError as exc:
             raise io.DeployError(f"--key-pub {pub}: {exc.strerror}") from None
-    manifest = io.check_bundle(args.bundle, io.trusted_keys(keys))
+    manifest, data = io.read_bundle(args.bundle, io.trusted_keys(keys))
     return asyncio.run(
         io.deploy(
             settings,
             manifest,
-            args.bundle.read_bytes(),
+            data,
             target,
             canary,
             args.timeout,

@@ -70,15 +70,11 @@ def trusted_keys(texts: Iterable[tuple[str, str]]) -> dict[str, tuple[PublicKey,
     return keys
 
 
-def check_bundle(path: Path, keys: dict[str, tuple[PublicKey, str]]) -> BundleManifest:
-    """What a node checks before its config: archive, signature, trust, content.
-    ``DeployError`` naming the first failure, as a node would name it."""
-    return read_bundle(path, keys)[0]
-
-
 def read_bundle(path: Path, keys: dict[str, tuple[PublicKey, str]]) -> tuple[BundleManifest, bytes]:
-    """``check_bundle``, and the bytes it checked, read once: what is published
-    is what was checked, even if the file changes meanwhile."""
+    """What a node checks before its config (archive, signature, trust, content),
+    and the bytes it checked, read once: what is published is what was checked,
+    even if the file changes meanwhile. ``DeployError`` names the first failure
+    as a node would name it."""
     from wasihost.bundle.verify import check_content, check_signature
 
     if not keys:
