@@ -34,6 +34,15 @@ def stop_all(hosts: Sequence[HostProcess]) -> None:
         host.wait()
 
 
+def kill_all(hosts: Sequence[HostProcess]) -> None:
+    """Kill every host at once (SIGKILL, no clean stop): a test's teardown."""
+    for host in hosts:
+        if host.process is not None and host.process.poll() is None:
+            host.process.kill()
+    for host in hosts:
+        host.wait()
+
+
 def counter(folder: Path, version: str, trap: bool = False) -> Path:
     """The counting source plugin (state carried across versions); ``trap``: a
     version whose every poll fails with an unhandled exception."""

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy_fleet import HostProcess, counter, stop_all, wasihost
+from tests.deploy_fleet import HostProcess, counter, kill_all, wasihost
 from tests.mosquitto import MOSQUITTO, Broker
 from tests.telemetry.test_deploy_cli import retained
 from tests.telemetry.test_mqtt import Subscriber
@@ -166,7 +166,7 @@ def manifest_of(bundle: Path) -> BundleManifest:
 async def fleet(
     broker: Broker, built: dict[str, Path], tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Fleet]:
-    """n1, n2, n3 running and polling; stopped (logs printed) after the test.
+    """n1, n2, n3 running and polling; killed (logs printed) after the test.
     Indirect parameters: ``nodes`` (other ids), ``gate_polls``, ``labels`` (per node)."""
     options = getattr(request, "param", {})
     key = write_key_pair(tmp_path / "signing.key")
@@ -193,7 +193,7 @@ async def fleet(
             await made.ready(*hosts)
             yield made
         finally:
-            await asyncio.to_thread(stop_all, list(hosts.values()))
+            await asyncio.to_thread(kill_all, list(hosts.values()))
             for host in hosts.values():
                 print(host.log_tail())
 
@@ -454,6 +454,26 @@ async def test_a_label_rollout_with_a_canary_label_reaches_its_nodes_only(fleet:
     }, status
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug (deploy/deployer.py, Rollout.summary): after a stopped canary stage the "
+    "summary counts every target as involved (waited_for() is the target stage's once done), "
+    "so nodes that were never sent the version read 'not reporting'",
+)
+@pytest.mark.parametrize("fleet", [{"nodes": ("n1", "n2")}], indirect=True)
+async def test_a_stopped_canary_stage_does_not_call_the_nodes_never_offered_not_reporting(
+    fleet: Fleet,
+) -> None:
+    bundle = fleet.bundle("2.0.0", trap=True)
+    cli = await fleet.deploy(
+        str(bundle), "--all", "--canary", "n1", "--key-pub", str(fleet.pub), "--timeout", "60"
+    )
+    assert cli.code == 1, cli
+    summary = cli.out.rstrip().splitlines()[-1]
+    assert "1 rolled back (n1)" in summary, cli.out
+    assert "not reporting" not in summary, cli.out
+
+
 # -- a node that stops during its health gate ---------------------------------------
 SLOW_GATE = 25  # polls: 5 s at INTERVAL, time enough to stop the node during the gate
 
@@ -507,7 +527,7 @@ async def test_a_rollout_whose_target_crashed_during_its_gate_does_not_exit_heal
     bundle = fleet.bundle("2.0.0")
     new = manifest_of(bundle).content
     mark = fleet.count()
-    args = ("--node", "n1", "--key-pub", str(fleet.pub), "--timeout", "8")
+    args = ("--node", "n1", "--key-pub", str(fleet.pub), "--timeout", "5")
     cli = asyncio.create_task(fleet.deploy(str(bundle), *args))
     await live_then_killed(fleet, new, mark)
     done = await cli
