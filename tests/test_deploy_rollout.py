@@ -28,17 +28,20 @@ def rollout(
     timeout: float = 60.0,
     labels: dict[str, tuple[str, ...]] | None = None,
     unknown: tuple[str, ...] = (),
+    plugins: dict[str, tuple[str, ...]] | None = None,
     **nodes: bool,
 ) -> tuple[Rollout, list[str]]:
     """A rollout that has read the broker: each node's availability and, unless
-    it is ``unknown`` (no versions message), its versions message with ``labels``."""
+    it is ``unknown`` (no versions message), its versions message with ``labels``
+    and ``plugins`` (by default it runs sht31, the plugin deployed)."""
     lines: list[str] = []
     r = Rollout("sht31", "1.1.0", HASH, BUNDLE, target, canary, timeout, lines.append)
     r.settle_seconds = 5.0
     for node, online in nodes.items():
         r.availability(node, online, 0.0)
         if node not in unknown:
-            r.versions(node, (labels or {}).get(node, ()), 0.0)
+            runs = (plugins or {}).get(node, ("sht31",))
+            r.versions(node, (labels or {}).get(node, ()), 0.0, plugins=runs)
     return r, lines
 
 
@@ -144,6 +147,41 @@ def test_a_target_going_offline_stops_holding_the_rollout_up() -> None:
     r.availability("pi2", False, 2.0)
     assert r.exit_code == EXIT_HEALTHY and "  pi2: offline" in lines
     assert r.summary()[-1] == "summary: 1 healthy (pi1); 1 offline (pi2)"
+
+
+def test_a_target_that_goes_offline_before_it_is_final_holds_the_rollout() -> None:
+    """Gone while on probation is how a crash looks: the version is not proven."""
+    r, _ = rollout(Target("all"), timeout=30.0, pi1=True, pi2=True)
+    r.start(0.0)
+    r.report(report("pi1", "healthy"), 1.0)
+    r.report(report("pi2", "live"), 1.5)
+    r.availability("pi2", False, 2.0)
+    assert r.stage == "target"
+    r.tick(31.0)
+    assert r.exit_code == EXIT_TIMEOUT
+    assert "pi2" in r.why and "offline" in r.why
+    assert r.summary()[-1] == "summary: 1 healthy (pi1); 1 offline (pi2)"
+
+
+def test_a_target_back_after_going_offline_while_live_ends_the_rollout() -> None:
+    r, _ = rollout(Target("all"), pi1=True, pi2=True)
+    r.start(0.0)
+    r.report(report("pi1", "healthy"), 1.0)
+    r.report(report("pi2", "live"), 1.5)
+    r.availability("pi2", False, 2.0)
+    r.availability("pi2", True, 5.0)
+    r.report(report("pi2", "rolled-back", reason="trapped"), 6.0)
+    assert r.exit_code == EXIT_STOPPED
+
+
+def test_nodes_that_do_not_run_the_plugin_are_not_targets() -> None:
+    r, _ = rollout(Target("all"), plugins={"hub": ("dashboard",)}, pi1=True, pi2=True, hub=True)
+    r.start(0.0)
+    assert r.waited_for() == ["pi1", "pi2"]
+    r.report(report("pi1", "healthy"), 1.0)
+    r.report(report("pi2", "healthy"), 2.0)
+    assert r.exit_code == EXIT_HEALTHY
+    assert r.summary()[-1] == "summary: 2 healthy (pi1, pi2)"
 
 
 def test_a_label_targets_the_nodes_whose_versions_list_it() -> None:

@@ -291,6 +291,25 @@ async def test_a_plugin_not_configured_here_is_refused(fleet: Fleet, tmp_path: P
     assert report["state"] == "refused" and report["reason"] == "not configured on this node"
 
 
+async def test_a_shared_delivery_of_a_plugin_not_configured_here_is_ignored(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A fleet where only some nodes run a plugin still deploys it with --all or a
+    label: the others are not its targets, and a red "refused" from each of them
+    would stop every such rollout and show as a failure on the hub."""
+    host = fleet.host("n1")
+    await fleet.start("n1")
+    folder = counter(tmp_path / "other" / "stranger", "1.0.0")
+    async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+        await fleet.publish(
+            "wasihost/deploy/all/stranger", create_bundle(folder, fleet.key, version="1")
+        )
+        await until(lambda: (polls(host) or 0) >= 3, "polls", (host,))
+        assert host.deploy is not None
+        await host.deploy.wait_idle()
+        assert states(sub, "n1", "stranger") == []
+
+
 # -- the good path -----------------------------------------------------------------
 async def test_a_good_bundle_goes_live_then_healthy_with_its_state_carried(
     fleet: Fleet, tmp_path: Path

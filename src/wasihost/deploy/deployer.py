@@ -18,7 +18,9 @@ The stages:
 2. The targets (node topics, a label topic or the all topic): the rollout is
    done when every known target that is online has reached a final state. A
    node that is offline does not hold the rollout up: the retained delivery
-   reaches it when it comes back, and the summary counts it as offline. When
+   reaches it when it comes back, and the summary counts it as offline; but
+   one that went offline after reporting this version, before a final state,
+   does (a crash during the gate looks like that). When
    a target rolls back or fails, the deliveries that could hand the version
    to more nodes are cleared: that node's own topic, or the shared label or
    all topic (nodes that already run it keep running it; the node decides
@@ -29,11 +31,12 @@ Who the targets are: each node publishes, retained, the labels it carries
 and its plugins' versions (``wasihost/<node>/versions``). The targets of a
 label are the nodes whose versions message lists it; of ``all``, every node
 with a versions message (a node without one does not run the deploy side, or
-has not said so yet). A node whose labels are unknown (no versions message,
-or one without labels) may still be a target: it counts once it reports this
-content hash, and while one is online a label or all stage also waits until
-no new node has reported for ``settle_seconds``, as it must when nobody says
-who the targets are.
+has not said so yet); of either, only nodes whose versions message lists the
+plugin (the others ignore a shared delivery of it). A node whose labels are
+unknown (no versions message, or one without labels) may still be a target:
+it counts once it reports this content hash, and while one is online a label
+or all stage also waits until no new node has reported for
+``settle_seconds``, as it must when nobody says who the targets are.
 """
 
 from __future__ import annotations
@@ -162,6 +165,7 @@ class NodeView:
     online: bool | None = None  # None: no availability seen
     known: bool = False  # a versions message seen: the node runs the deploy side
     labels: frozenset[str] | None = None  # from its versions message; None: not said
+    plugins: frozenset[str] | None = None  # the plugins it runs, likewise
     state: str | None = None  # of this content hash; None until it reports it
     reason: str = ""
     other: str = ""  # the version it reports while not (yet) on this one
@@ -207,12 +211,19 @@ class Rollout:
         view.online = online
         return self._advance(now)
 
-    def versions(self, node: str, labels: Iterable[str] | None, now: float) -> list[Publish]:
-        """A node's versions message: it takes deliveries, and carries ``labels``
-        (None: the message does not say)."""
+    def versions(
+        self,
+        node: str,
+        labels: Iterable[str] | None,
+        now: float,
+        plugins: Iterable[str] | None = None,
+    ) -> list[Publish]:
+        """A node's versions message: it takes deliveries, carries ``labels`` and
+        runs ``plugins`` (None: the message does not say)."""
         view = self.nodes.setdefault(node, NodeView())
         view.known = True
         view.labels = frozenset(labels) if labels is not None else None
+        view.plugins = frozenset(plugins) if plugins is not None else None
         return self._advance(now)
 
     def report(self, report: Report, now: float) -> list[Publish]:
@@ -282,6 +293,9 @@ class Rollout:
         if target.kind == "node":
             return node in target.nodes
         view = self.nodes.get(node, NodeView())
+        if view.plugins is not None and self.plugin not in view.plugins:
+            # A shared delivery of a plugin it does not run: the node ignores it.
+            return False
         if target.kind == "label":
             return None if view.labels is None else target.label in view.labels
         return True if view.known else None
@@ -343,18 +357,30 @@ class Rollout:
             if bad:
                 self._finish("stopped", "; ".join(f"{n} {views[n].state}" for n in bad), now)
             else:
-                self._finish("timeout", "not every online target reported healthy", now)
+                gone = sorted(
+                    n
+                    for n, v in views.items()
+                    if v.online is False and v.state not in FINAL and v.state is not None
+                )
+                why = "not every online target reported healthy"
+                if gone:
+                    why += "; offline before a final state (a crash?): " + ", ".join(
+                        f"{n} ({views[n].state})" for n in gone
+                    )
+                self._finish("timeout", why, now)
         return out
 
     def _complete(self, views: dict[str, NodeView], now: float, *, canary: bool) -> bool:
-        """Every target the stage waits for is final (named canaries even when
-        offline, since they were online at the start; others only when online)."""
+        """Every target the stage waits for is final: named canaries even when
+        offline, since they were online at the start; others when online, or
+        when they went offline after reporting this version but before a final
+        state (gone while on probation is how a crash looks: not proven)."""
         target = self._stage_target()
         blocking_offline = canary and target.kind == "node"
         pending = [
             n
             for n, v in views.items()
-            if v.state not in FINAL and (blocking_offline or v.online is not False)
+            if v.state not in FINAL and (blocking_offline or v.online is not False or v.state)
         ]
         if pending:
             return False

@@ -220,7 +220,7 @@ async def deploy(
         if node is not None:
             versions = parse_versions(payload)
             if versions is not None:
-                return rollout.versions(node, versions.labels, now)
+                return rollout.versions(node, versions.labels, now, plugins=versions.plugins)
             return []
         node = node_of(topic, f"rollout/{plugin}")
         if node is not None:

@@ -264,7 +264,6 @@ class DeployNode:
         self._clock_ms = clock_ms
         self._monotonic = monotonic
         self._held = {name: _Plugin(spec) for name, spec in configured.items()}
-        self._unknown: dict[str, dict[tuple[Source, str], bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self.versions: dict[str, dict[str, str | None]] = {}
@@ -285,16 +284,21 @@ class DeployNode:
         if source == "label" and audience not in self.labels:
             return False
         held = self._held.get(name)
-        deliveries = held.deliveries if held is not None else self._unknown.setdefault(name, {})
+        if held is None:
+            # Not a plugin of this node. Addressed to it by name, that is a mistake
+            # worth a report; a label or all delivery is for the nodes that run the
+            # plugin (the deployer knows them from the versions message), and a
+            # refusal from every other node would stop each such rollout.
+            if payload and source == "node":
+                self._spawn(self._refuse_unknown(name, source, payload))
+            return True
+        deliveries = held.deliveries
         key = (source, audience)
         if not payload:  # a cleared delivery: forget it, leave the plugin alone
             deliveries.pop(key, None)
             return True
         deliveries[key] = payload
         loop = asyncio.get_running_loop()
-        if held is None:
-            self._spawn(self._refuse_unknown(name, source, payload))
-            return True
         if held.timer is not None:
             held.timer.cancel()
         held.timer = loop.call_later(self.settle_seconds, self._settled, name)
