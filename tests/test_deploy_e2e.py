@@ -454,12 +454,6 @@ async def test_a_label_rollout_with_a_canary_label_reaches_its_nodes_only(fleet:
     }, status
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (deploy/deployer.py, Rollout.summary): after a stopped canary stage the "
-    "summary counts every target as involved (waited_for() is the target stage's once done), "
-    "so nodes that were never sent the version read 'not reporting'",
-)
 @pytest.mark.parametrize("fleet", [{"nodes": ("n1", "n2")}], indirect=True)
 async def test_a_stopped_canary_stage_does_not_call_the_nodes_never_offered_not_reporting(
     fleet: Fleet,
@@ -532,14 +526,6 @@ async def test_a_rollout_whose_target_crashed_during_its_gate_does_not_exit_heal
 
 
 # -- the broker restarts during a rollout -------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (deploy/deployer_mqtt.py): the CLI does not notice it lost the broker (the "
-    "message task ends silently, MqttError suppressed in connected.collect; a tick publishes "
-    "nothing), so it neither reconnects nor stops: it waits out --timeout, then fails on "
-    "clearing the canary delivery ('The client is not currently connected'), exit 2, which "
-    "the docs keep for bad input with nothing published, the canary delivery left in place",
-)
 @pytest.mark.parametrize("fleet", [{"nodes": ("n1", "n2"), "gate_polls": 5}], indirect=True)
 async def test_a_rollout_goes_on_through_a_broker_restart(fleet: Fleet) -> None:
     """The nodes ride out a broker restart (they reconnect, their outbox keeps the

@@ -296,3 +296,12 @@ def test_reports_are_parsed_strictly() -> None:
     assert parse_report("pi1", b"{not json") is None
     assert parse_report("pi1", json.dumps({**good, "state": "great"}).encode()) is None
     assert parse_report("pi1", b"[1]") is None
+
+
+def test_a_stopped_canary_stage_sums_up_the_canaries_not_the_targets() -> None:
+    """The targets were never offered the version: not 'not reporting'."""
+    r, _ = rollout(Target("all"), canary=Target("node", ("pi1",)), pi1=True, pi2=True)
+    r.start(0.0)
+    r.report(report("pi1", "rolled-back", reason="trapped"), 1.0)
+    assert r.exit_code == EXIT_STOPPED
+    assert r.summary()[-1] == "summary: 1 rolled back (pi1)"

@@ -197,6 +197,8 @@ class Rollout:
     outcome: Outcome | None = None
     why: str = ""
     cleared: set[str] = field(default_factory=set)
+    ended_in: Literal["canary", "target"] | None = None  # the stage it finished in
+    ended_at: float = 0.0
     _deadline: float = 0.0
     _stage_started: float = 0.0
     _last_new_reporter: float = 0.0
@@ -282,7 +284,7 @@ class Rollout:
         return [Publish(topic, self.bundle) for topic in topics]
 
     def _stage_target(self) -> Target:
-        if self.stage == "canary":
+        if self.stage == "canary" or (self.stage == "done" and self.ended_in == "canary"):
             assert self.canary is not None
             return self.canary
         return self.target
@@ -427,6 +429,9 @@ class Rollout:
             out = self._clear(self._published)
         else:
             out = []
+        assert self.stage in ("canary", "target")
+        self.ended_in = self.stage
+        self.ended_at = now
         self.stage = "done"
         self.outcome = outcome
         self.why = why

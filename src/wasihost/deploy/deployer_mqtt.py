@@ -51,10 +51,20 @@ from wasihost.errors import BundleError, WasihostError
 SYNC_WAIT_SECONDS = 5.0  # a broker that drops the sync message (an ACL): go on after this
 TICK_SECONDS = 0.2
 OPERATION_TIMEOUT_SECONDS = 30.0  # a component bundle is ~20 MB
+# Reconnecting after the broker was lost: the delay doubles up to the cap. After
+# the rollout ended, what it still has to publish (clearing deliveries) is tried
+# for CLEAR_GRACE_SECONDS more before the deployer gives up and says what is left.
+RECONNECT_FIRST_SECONDS, RECONNECT_MAX_SECONDS = 0.5, 5.0
+CLEAR_GRACE_SECONDS = 30.0
+LOST = ("", b"")  # queued by the message task when the connection ends
 
 
 class DeployError(WasihostError):
     """A deploy that cannot start: bad bundle, untrusted signer, bad target, no broker."""
+
+
+class BrokerLost(DeployError):
+    """The connection ended after it was made: a rollout reconnects and goes on."""
 
 
 # -- the bundle -------------------------------------------------------------------
@@ -169,6 +179,7 @@ async def connected(settings: MqttConfig, topics: Iterable[str]) -> AsyncIterato
             async for m in client.messages:
                 payload = m.payload if isinstance(m.payload, bytes) else b""
                 queue.put_nowait((m.topic.value, payload))
+        queue.put_nowait(LOST)  # the loop reading the queue learns it here
 
     task = asyncio.create_task(collect())
     try:
@@ -176,7 +187,7 @@ async def connected(settings: MqttConfig, topics: Iterable[str]) -> AsyncIterato
             await client.subscribe(topic, qos=1)
         yield Connection(client, queue, f"{PREFIX}/sync/{client.identifier}")
     except aiomqtt.MqttError as exc:
-        raise DeployError(f"the broker at {where}: {exc}") from None
+        raise BrokerLost(f"the broker at {where}: {exc}") from None
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -229,28 +240,82 @@ async def deploy(
                 return rollout.report(report, now)
         return []
 
-    async with connected(settings, topics) as conn:
+    outbox: list[Publish] = []  # what the rollout said to publish and the broker has not taken
+    started = False
+    delay = RECONNECT_FIRST_SECONDS
+    while True:
+        try:
+            async with connected(settings, topics) as conn:
+                if not started:
 
-        def retained(topic: str, payload: bytes) -> None:
-            handle(topic, payload, time.monotonic())  # before the start: nothing to publish
+                    def retained(topic: str, payload: bytes) -> None:
+                        handle(topic, payload, time.monotonic())  # nothing to publish yet
 
-        await conn.synced(retained)
-        _preflight(rollout, echo)
-        echo(
-            f"{plugin} {manifest.version} ({short(manifest.content)}, signed by key "
-            f"{manifest.signer}), {len(bundle)} bytes"
-        )
-        await conn.publish(rollout.start(time.monotonic()))
-        while rollout.stage != "done":
-            try:
-                topic, payload = await asyncio.wait_for(conn.queue.get(), TICK_SECONDS)
-            except TimeoutError:
-                await conn.publish(rollout.tick(time.monotonic()))
-                continue
-            await conn.publish(handle(topic, payload, time.monotonic()))
+                    await conn.synced(retained)
+                    _preflight(rollout, echo)
+                    echo(
+                        f"{plugin} {manifest.version} ({short(manifest.content)}, signed by "
+                        f"key {manifest.signer}), {len(bundle)} bytes"
+                    )
+                    outbox += rollout.start(time.monotonic())
+                    started = True
+                else:
+                    echo("  reconnected to the broker: going on")  # retained replay follows
+                delay = RECONNECT_FIRST_SECONDS
+                await _follow(conn, rollout, handle, outbox)
+                break
+        except DeployError as exc:
+            if not started:
+                raise  # before anything was published: bad input or no broker
+            # Lost, or not back yet: the rollout's clock runs on (its timeout
+            # still ends it) and what it has to publish waits in the outbox.
+            if (
+                rollout.stage == "done"
+                and time.monotonic() > rollout.ended_at + CLEAR_GRACE_SECONDS
+            ):
+                echo(f"could not publish after the rollout ended: {exc}")
+                for message in outbox:
+                    if message.payload:
+                        echo(f"  not delivered: {message.topic}")
+                    else:  # a retained delivery nodes would still be handed
+                        echo(
+                            f"  still to clear: {message.topic} "
+                            f"(mosquitto_pub -r -n -t '{message.topic}')"
+                        )
+                break
+            if isinstance(exc, BrokerLost) or delay == RECONNECT_FIRST_SECONDS:
+                echo(f"  lost the broker ({exc}): reconnecting")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+            outbox += rollout.tick(time.monotonic())
     for line in rollout.summary():
         echo(line)
     return rollout.exit_code
+
+
+async def _follow(
+    conn: Connection,
+    rollout: Rollout,
+    handle: Callable[[str, bytes, float], list[Publish]],
+    outbox: list[Publish],
+) -> None:
+    """Feed the rollout what the broker says and publish what it answers, until it
+    is done and nothing is left to publish. ``BrokerLost`` when the connection
+    ends; ``outbox`` then holds what was not published."""
+    while True:
+        while outbox:
+            await conn.publish(outbox[:1])
+            del outbox[0]
+        if rollout.stage == "done":
+            return
+        try:
+            topic, payload = await asyncio.wait_for(conn.queue.get(), TICK_SECONDS)
+        except TimeoutError:
+            outbox += rollout.tick(time.monotonic())
+            continue
+        if (topic, payload) == LOST:
+            raise BrokerLost("the connection ended")
+        outbox += handle(topic, payload, time.monotonic())
 
 
 def _preflight(rollout: Rollout, echo: Echo) -> None:
