@@ -205,6 +205,7 @@ class Host:
                 clock_ms=clock_ms,
                 monotonic=monotonic,
                 board_kind=self.board.kind,  # HA's device model and "Visit" link
+                board_model=self.board.model(),
                 web_bind=(config.web.host, config.web.port) if config.web.enabled else None,
             )
 

@@ -321,6 +321,13 @@ def test_system_figures_are_plausible(rig: Rig) -> None:
 
 
 # -- threads ------------------------------------------------------------------------
+def test_the_model_is_the_hardware_s_own_name_or_none_when_simulated(rig: Rig) -> None:
+    """Shown as the device's model in Home Assistant: the firmware's text, without
+    its trailing NUL, on a Pi; nothing made up on the simulated board."""
+    expected = {"sim": None, "pi": "Raspberry Pi 5 Model B Rev 1.0"}[rig.kind]
+    assert rig.board.model() == expected
+
+
 def test_several_threads_may_use_the_board_at_once(rig: Rig) -> None:
     rig.set_dht22(21.5, 45.2)
 

@@ -119,6 +119,11 @@ class Board(Protocol):
 
     def uptime_seconds(self) -> int: ...
 
+    def model(self) -> str | None:
+        """The hardware's own name, for Home Assistant's device page; None when
+        the board has none to give (simulated)."""
+        ...
+
     def problems(self) -> list[BoardProblem]:
         """Devices that cannot work right now, with what is missing and the fix."""
         ...

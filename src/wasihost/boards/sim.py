@@ -191,6 +191,9 @@ class SimBoard:
         with self._lock:
             return round(self._cpu_load.advance(self._rng), 1)
 
+    def model(self) -> str | None:
+        return None
+
     def uptime_seconds(self) -> int:
         with self._lock:
             self._boot_ticks += 2

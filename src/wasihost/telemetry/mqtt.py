@@ -49,7 +49,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -81,20 +80,10 @@ BACKOFF_MAX_SECONDS = 10.0
 # A connection that lasted this long was a success: the backoff starts over.
 # A shorter one (a broker that accepts, then drops us) keeps doubling it.
 STABLE_SESSION_SECONDS = 30.0
-DEVICETREE_MODEL = Path("/proc/device-tree/model")
 
 MessageHandler = Callable[[str, bytes, bool], None]  # topic, payload, retained
 ConnectHandler = Callable[[], None]  # on the loop, after subscribing, before the drain
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def _board_model() -> str | None:
-    """The Pi's model (``Raspberry Pi 4 Model B Rev 1.4``), for HA's device page."""
-    try:
-        text = DEVICETREE_MODEL.read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    return text.rstrip("\0\n").strip()[:64] or None
 
 
 def _check_tls(ca_file: str | None) -> None:
@@ -140,6 +129,7 @@ class MqttPublisher:
         backoff_initial_seconds: float = BACKOFF_INITIAL_SECONDS,
         backoff_max_seconds: float = BACKOFF_MAX_SECONDS,
         board_kind: str = "",
+        board_model: str | None = None,
         web_bind: tuple[str, int] | None = None,
         sleep: Sleep = asyncio.sleep,
         clock_ms: Callable[[], int] = wall_clock_ms,
@@ -166,7 +156,7 @@ class MqttPublisher:
         self.device = discovery.Device(
             node_id,
             __version__,
-            discovery.device_model(board_kind, _board_model() if board_kind == "pi" else None),
+            discovery.device_model(board_kind, board_model),
             discovery.dashboard_url(*web_bind, socket.gethostname()) if web_bind else None,
         )
         self._started = monotonic()

@@ -26,6 +26,7 @@ from wasihost.boards.pi.dht22 import IioDht22
 from wasihost.boards.pi.i2c import Bus, Messages, SmbusI2c
 from wasihost.boards.pi.procfs import ProcStats
 from wasihost.boards.pi.relay import Relay
+from wasihost.boards.pi.setup import devicetree_model
 from wasihost.boards.pi.thermal import CpuThermal, read_text
 from wasihost.boards.pi.ws2812 import SpidevFile, SpiPort, Ws2812Strip
 from wasihost.config import HostConfig, PiBoardConfig
@@ -56,6 +57,7 @@ class PiBoard:
     ) -> None:
         settings = settings or PiBoardConfig()
         self.led_count = led_count
+        self.sys_root = sys_root
         self.dht22 = IioDht22(dht22_pin, sys_root, monotonic=monotonic, sleep=sleep, read=read)
         self.i2c = SmbusI2c(settings.i2c_bus, dev_root, open_i2c_bus, i2c_messages)
         self.thermal = CpuThermal(sys_root, read)
@@ -122,6 +124,9 @@ class PiBoard:
 
     def uptime_seconds(self) -> int:
         return self.proc.uptime_seconds()
+
+    def model(self) -> str | None:
+        return devicetree_model(self.sys_root)
 
     def close(self) -> None:
         """Buzzer and fan off and released, LEDs dark, bus closed."""

@@ -39,7 +39,7 @@ from wasihost.boards import platform_check
 from wasihost.boards.pi import BoardProblem, PiBoard
 from wasihost.boards.pi.dht22 import overlay_line
 from wasihost.boards.pi.relay import CHIP_FIX
-from wasihost.boards.pi.setup import HEADER_CHIPS, BootConfig, Machine
+from wasihost.boards.pi.setup import HEADER_CHIPS, BootConfig, Machine, devicetree_model
 from wasihost.boards.pi.ws2812 import SPI_HZ, frame_size
 from wasihost.boards.platform_check import PlatformFacts
 from wasihost.config import HostConfig
@@ -173,10 +173,8 @@ class _Doctor:
 
     # -- checks ---------------------------------------------------------------
     def model(self) -> None:
-        path = self.machine.sys_root / "firmware/devicetree/base/model"
-        try:
-            model = path.read_text(encoding="ascii", errors="replace").rstrip("\0\n")
-        except OSError:
+        model = devicetree_model(self.machine.sys_root)
+        if model is None:
             self.add(
                 False,
                 "machine",

@@ -25,6 +25,18 @@ GPIO_GET_CHIPINFO_IOCTL = 0x8044B401  # _IOR(0xB4, 0x01, struct gpiochip_info), 
 ON = {"", "on", "true", "yes", "okay"}
 
 
+def devicetree_model(sys_root: Path) -> str | None:
+    """The machine's own name (``Raspberry Pi 5 Model B Rev 1.0``), as its
+    firmware gives it; None off a Pi. Doctor shows it; HA shows it as the
+    device's model."""
+    path = sys_root / "firmware/devicetree/base/model"
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    return text.rstrip("\0\n").strip()[:64] or None
+
+
 def _rw_access(path: Path) -> bool:
     return os.access(path, os.R_OK | os.W_OK)
 
