@@ -127,6 +127,33 @@ def test_an_led_shared_with_a_disabled_plugin_or_repeated_by_one_is_fine() -> No
     assert config.plugins["dht22"].grants.leds == [1]
 
 
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("a/b", "lower-case letters"),  # a topic level: wasihost/<node>/a/b/state
+        ("x+", "lower-case letters"),  # an MQTT wildcard in a topic it publishes to
+        ("../etc", "lower-case letters"),  # a folder under [deploy] dir and snapshots
+        ("Big Name", "lower-case letters"),
+        ("", "lower-case letters"),
+        ("9lives", "lower-case letters"),
+        ("rollout", "reserved"),  # wasihost/<node>/rollout/<plugin> holds deploy reports
+    ],
+)
+def test_a_plugin_name_that_cannot_be_a_topic_level_or_a_folder_is_refused(
+    key: str, why: str
+) -> None:
+    with pytest.raises(ConfigError, match=why) as error:
+        parse_config({"plugins": {key: {"source": "plugins/dht22"}}})
+    assert f"plugins.{key}" in str(error.value)
+
+
+def test_plugin_names_as_written_in_the_seed_config_are_accepted() -> None:
+    config = parse_config(
+        {"plugins": {name: {"enabled": False} for name in ("dht22", "pi_monitor", "my-fan2")}}
+    )
+    assert sorted(config.plugins) == ["dht22", "my-fan2", "pi-monitor"]
+
+
 def test_plugin_configured_twice_is_refused() -> None:
     with pytest.raises(ConfigError, match="configured twice"):
         parse_config({"plugins": {"pi_monitor": {}, "pi-monitor": {}}})

@@ -472,6 +472,27 @@ def _format_errors(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+# A plugin's name is a level of its MQTT topics (wasihost/<node>/<plugin>/state),
+# a folder (snapshots, [deploy] dir) and a metric label: no "/", no wildcards, no
+# "..", one spelling. "rollout" is taken: wasihost/<node>/rollout/<plugin> holds
+# the node's deploy reports, and a plugin of that name would publish among them.
+PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,47}$")
+RESERVED_PLUGIN_NAMES = frozenset({"rollout"})
+
+
+def _check_plugin_name(path: Path, key: str) -> None:
+    if not PLUGIN_NAME.match(key):
+        raise ConfigError(
+            f"{path}: plugins.{key}: {key!r} is not a plugin name: lower-case letters, digits, "
+            "'-' and '_', starting with a letter, at most 48 (it names MQTT topics and folders)"
+        )
+    if key.replace("_", "-") in RESERVED_PLUGIN_NAMES:
+        raise ConfigError(
+            f"{path}: plugins.{key}: {key!r} is reserved: wasihost/<node>/{key}/<plugin> holds "
+            "the node's deploy reports; choose another name"
+        )
+
+
 def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> HostConfig:
     """Validate already-parsed TOML data; ``path`` is only used in messages."""
     data, filters = _filters(data, path)
@@ -485,6 +506,7 @@ def parse_config(data: dict[str, Any], path: Path = DEFAULT_CONFIG_PATH) -> Host
     # flicker between them. Disabled plugins write nothing.
     led_owners: dict[int, tuple[str, str]] = {}
     for key, plugin in raw.plugins.items():
+        _check_plugin_name(path, key)
         name = key.replace("_", "-")
         if name in plugins:
             raise ConfigError(f"{path}: plugins.{key}: plugin '{name}' is configured twice")
