@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from wasihost.deploy.protocol import MAX_LABELS
 from wasihost.model import Measurement, Reading
 from wasihost.telemetry.discovery import state_payload
 from wasihost.telemetry.fleet import (
-    MAX_LABELS,
     MAX_NODES,
     MAX_PLUGINS_PER_NODE,
     MAX_REASON,

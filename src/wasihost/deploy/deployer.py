@@ -41,7 +41,6 @@ or all stage also waits until no new node has reported for
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -50,6 +49,7 @@ from wasihost.deploy.protocol import (
     STATES,
     all_topic,
     label_topic,
+    load_json,
     node_topic,
 )
 
@@ -122,12 +122,7 @@ class Report:
 def parse_report(node: str, payload: bytes) -> Report | None:
     """A report, or None for an empty (cleared) or unreadable payload: a node
     that publishes nonsense is shown as not reporting, never trusted."""
-    if not payload:
-        return None
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    data = load_json(payload)
     if not isinstance(data, dict):
         return None
     state, plugin, content = data.get("state"), data.get("plugin"), data.get("content_hash")

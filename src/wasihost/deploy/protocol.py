@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from wasihost import content
 
 PREFIX = "wasihost/deploy"
 
@@ -95,33 +97,60 @@ def versions_payload(labels: Iterable[str], plugins: Mapping[str, Running]) -> b
     return json.dumps(body, sort_keys=True).encode()
 
 
+# What a versions message may hold: it is untrusted input to the deployer and
+# the hub (any client the ACL lets write wasihost/<node>/#), kept in memory.
+MAX_LABELS = 32
+MAX_NAME = 64  # a label or a plugin name
+MAX_VERSION = 64
+MAX_PLUGINS = 64
+
+
+def load_json(payload: bytes) -> Any:
+    """The JSON in ``payload``, or None when there is none. Deep nesting fits in a
+    small message and makes ``json`` raise RecursionError, not ValueError."""
+    try:
+        return json.loads(payload) if payload else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
 @dataclass(frozen=True)
 class Versions:
-    """A node's versions message as read by the other end."""
+    """A node's versions message as read by the other end, bounded."""
 
     labels: tuple[str, ...] | None  # None: the message does not say
     plugins: dict[str, tuple[str | None, str | None]]  # plugin -> (version, content hash)
 
 
+def _name(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME
+
+
 def parse_versions(payload: bytes) -> Versions | None:
-    """A versions message, or None for an empty (cleared) or unreadable one.
-    Lenient per field: a node that publishes nonsense is shown as not saying."""
-    try:
-        data = json.loads(payload) if payload else None
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    raw_labels, raw_plugins = data.get("labels"), data.get("plugins")
+    """A versions message, or None for an empty (cleared), unreadable or
+    otherwise shaped one.
+    Lenient per field and bounded: labels and plugin names that are not short
+    strings are dropped, a version or content hash that is not one reads as
+    unknown, and only the first MAX_LABELS labels and MAX_PLUGINS plugins count."""
+    data = load_json(payload)
+    if not isinstance(data, dict) or not isinstance(data.get("plugins"), dict):
+        return None  # not this shape (the one before labels was {<plugin>: ...})
+    raw_labels, raw_plugins = data.get("labels"), data["plugins"]
     labels = None
-    if isinstance(raw_labels, list) and all(isinstance(x, str) for x in raw_labels):
-        labels = tuple(raw_labels)
+    if isinstance(raw_labels, list):
+        labels = tuple(label for label in raw_labels if _name(label))[:MAX_LABELS]
     plugins: dict[str, tuple[str | None, str | None]] = {}
-    for name, entry in raw_plugins.items() if isinstance(raw_plugins, dict) else ():
-        if isinstance(entry, dict):
-            version, content = entry.get("version"), entry.get("content_hash")
-            plugins[str(name)] = (
-                version if isinstance(version, str) else None,
-                content if isinstance(content, str) else None,
-            )
+    for name, entry in raw_plugins.items():
+        if len(plugins) == MAX_PLUGINS:
+            break
+        if not _name(name):
+            continue
+        entry = entry if isinstance(entry, dict) else {}
+        version, content_hash = entry.get("version"), entry.get("content_hash")
+        plugins[name] = (
+            version if isinstance(version, str) and 0 < len(version) <= MAX_VERSION else None,
+            content_hash
+            if isinstance(content_hash, str) and content.PATTERN.match(content_hash)
+            else None,
+        )
     return Versions(labels, plugins)

@@ -39,7 +39,6 @@ Thread rules: ``handle`` runs on the event loop; ``to_json`` may run anywhere.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -65,8 +64,6 @@ MAX_NAME = 64
 # plugin's states in a batch when the node has 4 plugins or more; with fewer, an old
 # duplicate can pass (sized when the batch was 100: to be revisited).
 RECENT_STAMPS = 64
-MAX_LABELS = 32
-MAX_VERSION = 64  # a version string ("1.2.0"); longer ones are shown as unknown
 MAX_REASON = 500  # a report's reason (a load error can be long); cut with "…"
 # Rollouts listed in to_json (the most nodes first): nodes x plugins hashes at most,
 # which a hostile node could make thousands of.
@@ -224,10 +221,10 @@ class Fleet:
             elif not payload and self._clear(parts):
                 return
             elif len(parts) == 2 and parts[1] == "versions":
-                parsed = _parse_versions(payload)
+                parsed = protocol.parse_versions(payload)
                 node = self._node(parts[0]) if parsed is not None else None
                 if node is not None and parsed is not None:
-                    self._take_versions(node, *parsed)
+                    self._take_versions(node, list(parsed.labels or ()), parsed.plugins)
                     if not retained:
                         node.last_seen = now
                     return
@@ -286,7 +283,7 @@ class Fleet:
         stamp is one of the last ones taken), or retained while a live state is
         held. Arrival order decides what is newer, not the stamp: a node whose
         clock stepped back keeps being shown. ``received``: None if retained."""
-        doc = _load(payload)
+        doc = protocol.load_json(payload)
         if not isinstance(doc, dict) or not plugin or len(plugin) > MAX_NAME:
             return False
         timestamp = doc.get("timestamp_ms")
@@ -433,15 +430,6 @@ class Fleet:
         return rollouts, len(ranked) - len(kept)
 
 
-def _load(payload: bytes) -> Any:
-    """The JSON in ``payload``, or None when there is none. Deep nesting fits in
-    MAX_PAYLOAD_BYTES and makes ``json`` raise RecursionError, not ValueError."""
-    try:
-        return json.loads(payload)
-    except (ValueError, RecursionError):
-        return None
-
-
 def _short_text(value: object, limit: int) -> str | None:
     """``value`` if it is a string, cut to ``limit`` characters (ending in "…")."""
     if not isinstance(value, str):
@@ -451,7 +439,7 @@ def _short_text(value: object, limit: int) -> str | None:
 
 def _version(value: object) -> str | None:
     """A version string, or None (code from the node's config, or not one at all)."""
-    return value if isinstance(value, str) and 0 < len(value) <= MAX_VERSION else None
+    return value if isinstance(value, str) and 0 < len(value) <= protocol.MAX_VERSION else None
 
 
 def _content_hash(value: object) -> str | None:
@@ -468,7 +456,7 @@ def _int(value: object, minimum: int | None = None) -> int | None:
 def _parse_report(plugin: str, payload: bytes, received: float | None) -> RolloutReport | None:
     """A rollout report for ``plugin`` (its topic's), or None: not JSON, not an
     object, another plugin's, or a state the protocol does not have."""
-    doc = _load(payload)
+    doc = protocol.load_json(payload)
     if not isinstance(doc, dict) or doc.get("plugin") != plugin:
         return None
     state = doc.get("state")
@@ -486,26 +474,3 @@ def _parse_report(plugin: str, payload: bytes, received: float | None) -> Rollou
         timestamp_ms=_int(doc.get("timestamp_ms")),
         received=received,
     )
-
-
-def _parse_versions(
-    payload: bytes,
-) -> tuple[list[str], dict[str, tuple[str | None, str | None]]] | None:
-    """(labels, {plugin: (version, content hash)}) of a versions document, or None
-    unless it is ``{"labels": [...], "plugins": {...}}``. Labels that are not short
-    strings are dropped; a plugin whose entry is malformed is kept, version unknown."""
-    doc = _load(payload)
-    if not isinstance(doc, dict):
-        return None
-    labels, plugins = doc.get("labels", []), doc.get("plugins")
-    if not isinstance(labels, list) or not isinstance(plugins, dict):
-        return None
-    kept = [label for label in labels if isinstance(label, str) and 0 < len(label) <= MAX_NAME]
-    versions: dict[str, tuple[str | None, str | None]] = {}
-    for plugin, entry in plugins.items():
-        entry = entry if isinstance(entry, dict) else {}
-        versions[plugin] = (
-            _version(entry.get("version")),
-            _content_hash(entry.get("content_hash")),
-        )
-    return kept[:MAX_LABELS], versions

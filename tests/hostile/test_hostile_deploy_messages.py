@@ -1,0 +1,47 @@
+"""Hostile messages on the deploy topics: whoever the broker lets publish
+``wasihost/<node>/versions`` or ``wasihost/<node>/rollout/<plugin>`` (a
+compromised node, under the documented ACL) must not crash ``wasihost deploy``
+or the hub, nor make either keep unbounded data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wasihost.deploy.deployer import parse_report
+from wasihost.deploy.protocol import MAX_LABELS, MAX_NAME, MAX_PLUGINS, parse_versions
+
+DEEP = b"[" * 100_000 + b"]" * 100_000  # valid JSON, nested past the parser's recursion limit
+NESTED = b'{"labels": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"  # 40 KB, valid, too deep
+
+
+@pytest.mark.parametrize("payload", [DEEP, NESTED, b"\xff\xfe", b"null", b"[]", b"7"])
+def test_unparseable_or_too_deep_versions_and_reports_are_ignored(payload: bytes) -> None:
+    assert parse_versions(payload) is None
+    assert parse_report("n1", payload) is None
+
+
+def test_a_versions_message_is_bounded_whatever_it_lists() -> None:
+    payload = json.dumps(
+        {
+            "labels": [f"l{i}" for i in range(10_000)] + ["x" * 10_000, 7, None],
+            "plugins": {
+                **{f"p{i}": {"version": "1", "content_hash": None} for i in range(10_000)},
+                "p0": {"version": "v" * 10_000, "content_hash": "sha256:nothex"},
+            },
+        }
+    ).encode()
+    versions = parse_versions(payload)
+    assert versions is not None and versions.labels is not None
+    assert len(versions.labels) == MAX_LABELS
+    assert all(isinstance(label, str) and len(label) <= MAX_NAME for label in versions.labels)
+    assert len(versions.plugins) == MAX_PLUGINS
+    assert versions.plugins["p0"] == (None, None)  # a version too long, a hash not one
+
+
+def test_plugin_names_that_are_not_names_are_dropped() -> None:
+    long = "q" * (MAX_NAME + 1)
+    payload = json.dumps({"labels": [], "plugins": {long: {}, "ok": {}}}).encode()
+    versions = parse_versions(payload)
+    assert versions is not None and list(versions.plugins) == ["ok"]
