@@ -509,6 +509,38 @@ async def test_a_node_killed_during_the_health_gate_gates_the_version_again_afte
 
 
 @pytest.mark.parametrize("fleet", [{"nodes": ("n1",), "gate_polls": SLOW_GATE}], indirect=True)
+async def test_a_version_the_node_keeps_dying_under_is_rolled_back_and_the_cli_says_so(
+    fleet: Fleet,
+) -> None:
+    """Killed twice while the version is on probation (a crash loop): at the
+    second restart the node rolls it back before loading it, by itself."""
+    bundle = fleet.bundle("2.0.0")
+    new = manifest_of(bundle).content
+    configured = hash_plugin(fleet.hosts["n1"].source)
+    mark = fleet.count()
+    args = ("--node", "n1", "--key-pub", str(fleet.pub), "--timeout", "60")
+    cli = asyncio.create_task(fleet.deploy(str(bundle), *args))
+    n1 = await live_then_killed(fleet, new, mark)
+    again = fleet.count()
+    n1.start()
+    await until(lambda: "live" in fleet.states("n1", new, again), "n1 live again")
+    assert n1.process is not None
+    n1.process.kill()
+    await asyncio.to_thread(n1.wait)
+    n1.start()
+    done = await cli
+    assert done.code == 1, done
+    assert "n1: rolled-back: on probation across 2 restarts" in done.out, done.out
+    assert "cleared deliveries: wasihost/deploy/node/n1/counter" in done.out, done.out
+    assert fleet.states("n1", new, again)[-1] == "rolled-back"
+    assert "healthy" not in fleet.states("n1", new, mark)
+    await until(lambda: fleet.running("n1")["content_hash"] == configured, "n1's versions")
+    assert fleet.running("n1") == {"version": None, "content_hash": configured}
+    await fleet.cycles("n1", 2)
+    assert await retained(fleet.broker, node_topic("n1", "counter")) is None
+
+
+@pytest.mark.parametrize("fleet", [{"nodes": ("n1",), "gate_polls": SLOW_GATE}], indirect=True)
 async def test_a_rollout_whose_target_crashed_during_its_gate_does_not_exit_healthy(
     fleet: Fleet,
 ) -> None:
