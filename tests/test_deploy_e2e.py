@@ -480,7 +480,7 @@ async def test_a_stopped_canary_stage_does_not_call_the_nodes_never_offered_not_
 @pytest.mark.parametrize("fleet", [{"nodes": ("n1",)}], indirect=True)
 async def test_a_target_never_seen_does_not_hold_the_rollout_up(fleet: Fleet) -> None:
     bundle = fleet.bundle("2.0.0")
-    args = ("--node", "n1", "ghost", "--key-pub", str(fleet.pub), "--timeout", "8")
+    args = ("--node", "n1", "ghost", "--key-pub", str(fleet.pub), "--timeout", "6")
     done = await fleet.deploy(str(bundle), *args)
     assert "ghost: never seen on this broker; it gets the bundle when it connects" in done.out
     assert "  n1: healthy" in done.out, done.out
