@@ -468,15 +468,6 @@ async def test_a_stopped_canary_stage_does_not_call_the_nodes_never_offered_not_
     assert "not reporting" not in summary, cli.out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (deploy/deployer.py, Rollout._complete): a --node target never seen on the "
-    "broker (online None) counts as pending ('v.online is not False'), so it holds the rollout "
-    "until --timeout (default 900 s) and the CLI exits 5 'not every online target reported "
-    "healthy' with every online target healthy; BUNDLES.md: 'A target that is offline or never "
-    "seen does not hold the rollout up', and the CLI itself says it 'gets the bundle when it "
-    "connects'",
-)
 @pytest.mark.parametrize("fleet", [{"nodes": ("n1",)}], indirect=True)
 async def test_a_target_never_seen_does_not_hold_the_rollout_up(fleet: Fleet) -> None:
     bundle = fleet.bundle("2.0.0")

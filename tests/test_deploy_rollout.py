@@ -305,3 +305,12 @@ def test_a_stopped_canary_stage_sums_up_the_canaries_not_the_targets() -> None:
     r.report(report("pi1", "rolled-back", reason="trapped"), 1.0)
     assert r.exit_code == EXIT_STOPPED
     assert r.summary()[-1] == "summary: 1 rolled back (pi1)"
+
+
+def test_a_named_target_never_seen_does_not_hold_the_rollout_up() -> None:
+    """Its retained delivery reaches it when it first connects (BUNDLES.md)."""
+    r, _ = rollout(Target("node", ("pi1", "ghost")), pi1=True)
+    r.start(0.0)
+    r.report(report("pi1", "healthy"), 1.0)
+    assert r.exit_code == EXIT_HEALTHY
+    assert r.summary()[-1] == "summary: 1 healthy (pi1); 1 offline (ghost)"

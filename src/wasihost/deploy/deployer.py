@@ -371,13 +371,14 @@ class Rollout:
         """Every target the stage waits for is final: named canaries even when
         offline, since they were online at the start; others when online, or
         when they went offline after reporting this version but before a final
-        state (gone while on probation is how a crash looks: not proven)."""
+        state (gone while on probation is how a crash looks: not proven). One
+        offline or never seen gets its retained delivery when it connects."""
         target = self._stage_target()
         blocking_offline = canary and target.kind == "node"
         pending = [
             n
             for n, v in views.items()
-            if v.state not in FINAL and (blocking_offline or v.online is not False or v.state)
+            if v.state not in FINAL and (blocking_offline or v.online or v.state is not None)
         ]
         if pending:
             return False
