@@ -10,7 +10,7 @@ import json
 import pytest
 
 from wasihost.deploy.deployer import parse_report
-from wasihost.deploy.protocol import MAX_LABELS, MAX_NAME, MAX_PLUGINS, parse_versions
+from wasihost.deploy.protocol import MAX_LABELS, MAX_NAME, MAX_PLUGINS, load_json, parse_versions
 
 DEEP = b"[" * 100_000 + b"]" * 100_000  # valid JSON, nested past the parser's recursion limit
 NESTED = b'{"labels": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"  # 40 KB, valid, too deep
@@ -45,3 +45,21 @@ def test_plugin_names_that_are_not_names_are_dropped() -> None:
     payload = json.dumps({"labels": [], "plugins": {long: {}, "ok": {}}}).encode()
     versions = parse_versions(payload)
     assert versions is not None and list(versions.plugins) == ["ok"]
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+def test_a_message_with_a_number_json_cannot_carry_is_not_read(number: bytes) -> None:
+    """Python's json reads NaN and Infinity, and 1e400 as inf: taken, they crash
+    int() in the deployer and make the hub's own JSON invalid for every dashboard."""
+    assert load_json(b'{"x": ' + number + b"}") is None
+    assert parse_report("n1", report_with(number)) is None
+
+
+def test_a_report_s_counters_beyond_any_real_value_read_as_unknown() -> None:
+    parsed = parse_report("n1", report_with(b"9" * 400))
+    assert parsed is not None and parsed.polls_ok == 0 and parsed.since_ms == 0
+
+
+def report_with(number: bytes) -> bytes:
+    head = b'{"plugin": "p", "state": "live", "content_hash": "sha256:' + b"a" * 64
+    return head + b'", "polls_ok": ' + number + b', "since_ms": ' + number + b"}"

@@ -48,6 +48,7 @@ from typing import Any, Literal
 from wasihost.deploy.protocol import (
     STATES,
     all_topic,
+    bounded_int,
     label_topic,
     load_json,
     node_topic,
@@ -131,8 +132,7 @@ def parse_report(node: str, payload: bytes) -> Report | None:
     previous = data.get("previous")
 
     def number(key: str) -> int:
-        value = data.get(key)
-        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+        return bounded_int(data.get(key), minimum=0) or 0
 
     return Report(
         node=node,

@@ -15,6 +15,7 @@ delivery is for, nor when they have all answered.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -105,13 +106,41 @@ MAX_VERSION = 64
 MAX_PLUGINS = 64
 
 
+MAX_INT = 2**53  # counters and millisecond stamps beyond it are no real value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
 def load_json(payload: bytes) -> Any:
-    """The JSON in ``payload``, or None when there is none. Deep nesting fits in a
-    small message and makes ``json`` raise RecursionError, not ValueError."""
+    """The JSON in ``payload``, or None when there is none. Stricter than
+    ``json.loads``: NaN, Infinity and floats that overflow are refused, since
+    kept they crash ``int()`` and make the hub's own JSON invalid for every
+    dashboard. Deep nesting fits in a small message and makes ``json`` raise
+    RecursionError, not ValueError."""
     try:
-        return json.loads(payload) if payload else None
+        return (
+            json.loads(payload, parse_constant=_no_constant, parse_float=_finite)
+            if payload
+            else None
+        )
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
+
+
+def bounded_int(value: object, minimum: int = -MAX_INT) -> int | None:
+    """``value`` if it is an int in [minimum, MAX_INT), else None (bools are not)."""
+    if isinstance(value, int) and not isinstance(value, bool) and minimum <= value < MAX_INT:
+        return value
+    return None
 
 
 @dataclass(frozen=True)
