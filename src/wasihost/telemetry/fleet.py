@@ -81,17 +81,11 @@ class PublishedState:
     status: dict[str, Any]
     received: float | None = None  # hub monotonic clock; None: a retained message
 
-    def age(self, wall_now: float, mono_now: float) -> float:
-        """Seconds since the hub received it; for a retained message (whose arrival
-        says nothing about when it was sent) by the node's stamp and the hub's wall clock."""
-        age = _age(self.timestamp_ms, self.received, wall_now, mono_now)
-        assert age is not None  # a state always has its stamp
-        return age
-
     def to_json(self, wall_now: float, mono_now: float) -> dict[str, Any]:
+        age = _age(self.timestamp_ms, self.received, wall_now, mono_now)
         return {
             "timestamp_ms": self.timestamp_ms,
-            "age_seconds": round(self.age(wall_now, mono_now), 3),
+            "age_seconds": None if age is None else round(age, 3),
             "measurements": [
                 {"name": name, "value": value, "unit": self.units.get(name, "")}
                 for name, value in self.values.items()
@@ -105,12 +99,12 @@ def _age(
 ) -> float | None:
     """Seconds since the hub received a message (monotonic); for a retained one, whose
     arrival says nothing about when it was sent, by the node's stamp and the hub's wall
-    clock (shown only: a node's clock may be anywhere); None when neither is known."""
+    clock (shown only: a node's clock may be anywhere); None when neither is known.
+    Never raises: a stamp beyond protocol.bounded_int's range is unknown."""
     if received is not None:
         return max(0.0, mono_now - received)
-    if stamp_ms is None:
-        return None
-    return max(0.0, wall_now - stamp_ms / 1000)
+    stamp = protocol.bounded_int(stamp_ms)
+    return None if stamp is None else max(0.0, wall_now - stamp / 1000)
 
 
 @dataclass
@@ -286,8 +280,9 @@ class Fleet:
         doc = protocol.load_json(payload)
         if not isinstance(doc, dict) or not plugin or len(plugin) > MAX_NAME:
             return False
-        timestamp = doc.get("timestamp_ms")
-        if not isinstance(timestamp, int) or isinstance(timestamp, bool):
+        # A stamp beyond any real value (400 digits is valid JSON) is no state.
+        timestamp = protocol.bounded_int(doc.get("timestamp_ms"), minimum=0)
+        if timestamp is None:
             return False
         held = node.plugins.get(plugin)
         if held is None and not node.admits(plugin):
@@ -309,12 +304,12 @@ class Fleet:
             if value is None:
                 values[key] = None
             elif isinstance(value, int | float) and not isinstance(value, bool):
-                values[key] = float(value) if math.isfinite(value) else None
+                values[key] = _finite(value)
         node.plugins[plugin] = PublishedState(
             timestamp,
             values,
             {k: str(v)[:32] for k, v in units.items()},
-            {k: v for k, v in status.items() if isinstance(v, str | int | float | bool | None)},
+            {k: v for k, v in status.items() if _status_value(v)},
             received,
         )
         return True
@@ -447,10 +442,31 @@ def _content_hash(value: object) -> str | None:
     return value if isinstance(value, str) and content.PATTERN.match(value) else None
 
 
-def _int(value: object, minimum: int | None = None) -> int | None:
-    if not isinstance(value, int) or isinstance(value, bool):
+def _finite(value: int | float) -> float | None:
+    """A measurement as a float, or None when it is none (NaN, Infinity, or an int
+    of hundreds of digits: valid JSON, beyond any float)."""
+    try:
+        number = float(value)
+    except OverflowError:
         return None
-    return None if minimum is not None and value < minimum else value
+    return number if math.isfinite(number) else None
+
+
+def _status_value(value: object) -> bool:
+    """Whether a status entry's value is kept: a string, a bool, None, an int within
+    protocol.bounded_int's range or a finite float (NaN and Infinity would make the
+    hub's JSON invalid, should a parser ever let them through)."""
+    if value is None or isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return protocol.bounded_int(value) is not None
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _int(value: object, minimum: int = 0) -> int | None:
+    """A counter or a millisecond stamp: an int in [minimum, 2**53), else None (a
+    huge one is valid JSON, and overflows a float when divided)."""
+    return protocol.bounded_int(value, minimum)
 
 
 def _parse_report(plugin: str, payload: bytes, received: float | None) -> RolloutReport | None:
@@ -469,7 +485,7 @@ def _parse_report(plugin: str, payload: bytes, received: float | None) -> Rollou
         version=_version(doc.get("version")),
         content_hash=_content_hash(doc.get("content_hash")),
         source=source if source in _SOURCES else None,
-        polls_ok=_int(doc.get("polls_ok"), minimum=0),
+        polls_ok=_int(doc.get("polls_ok")),
         since_ms=_int(doc.get("since_ms")),
         timestamp_ms=_int(doc.get("timestamp_ms")),
         received=received,

@@ -1,0 +1,137 @@
+"""Hostile messages for the fleet hub: whoever the broker lets write ``wasihost/#``
+(a compromised node, under the documented ACL) publishes states, versions and
+rollout reports, retained or not. The hub must neither stop its cycle on them
+(``Fleet.to_json`` runs in ``Host.after_cycle``; a retained message comes back
+after every restart) nor publish invalid JSON, nor keep unbounded data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wasihost.config import parse_config
+from wasihost.deploy import protocol
+from wasihost.host import Host
+from wasihost.telemetry.fleet import Fleet
+
+HUGE = int("9" * 400)  # a valid JSON integer; / 1000 raises OverflowError
+HASH = "sha256:" + "a" * 64
+
+
+class Clocks:
+    def __init__(self) -> None:
+        self.wall = 1_700_000_000.0
+        self.mono = 5_000.0
+
+
+def hub() -> Fleet:
+    clocks = Clocks()
+    return Fleet(clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+
+
+def valid_json(fleet: Fleet) -> dict[str, Any]:
+    """The hub's document, as the dashboard's stream sends it: strict JSON."""
+    doc = fleet.to_json()
+    json.dumps(doc, allow_nan=False)
+    return doc
+
+
+def plugin(fleet: Fleet, node: str, name: str) -> dict[str, Any]:
+    doc = fleet.to_json()
+    found: dict[str, Any] = next(n for n in doc["nodes"] if n["node"] == node)["plugins"][name]
+    return found
+
+
+def report(**fields: Any) -> bytes:
+    doc = {"plugin": "p", "state": "live", "content_hash": HASH, "version": "1"}
+    return json.dumps({**doc, **fields}).encode()
+
+
+# --- Stamps and counters beyond any real value ----------------------------------------
+
+
+@pytest.mark.parametrize("retained", [True, False], ids=["retained", "live"])
+def test_a_state_with_a_huge_stamp_is_not_taken(retained: bool) -> None:
+    fleet = hub()
+    payload = json.dumps({"timestamp_ms": HUGE, "t": 1.0}).encode()
+    fleet.handle("wasihost/a/p/state", payload, retained=retained)
+    assert all(not n["plugins"] for n in valid_json(fleet)["nodes"])
+    assert fleet.ignored == 1
+
+
+@pytest.mark.parametrize("retained", [True, False], ids=["retained", "live"])
+@pytest.mark.parametrize("field", ["timestamp_ms", "since_ms", "polls_ok"])
+def test_a_reports_huge_stamps_and_counters_read_as_unknown(field: str, retained: bool) -> None:
+    fleet = hub()
+    fleet.handle("wasihost/a/rollout/p", report(**{field: HUGE}), retained=retained)
+    rollout = plugin(fleet, "a", "p")["rollout"]
+    assert rollout["state"] == "live" and rollout[field] is None
+    valid_json(fleet)
+    fleet.handle("wasihost/a/rollout/p", report(**{field: -HUGE}), retained=retained)
+    assert plugin(fleet, "a", "p")["rollout"][field] is None
+
+
+def test_huge_integers_as_values_or_status_are_not_kept() -> None:
+    fleet = hub()
+    status = {"count": HUGE, "ok": 3}
+    payload = json.dumps({"timestamp_ms": 1, "t": HUGE, "u": -HUGE, "status": status})
+    fleet.handle("wasihost/a/p/state", payload.encode())
+    state = plugin(fleet, "a", "p")
+    assert state["measurements"] == [
+        {"name": "t", "value": None, "unit": ""},
+        {"name": "u", "value": None, "unit": ""},
+    ]
+    assert state["status"] == {"ok": 3}
+    valid_json(fleet)
+
+
+def test_a_retained_huge_stamp_does_not_stop_the_hubs_cycle(tmp_path: Path) -> None:
+    """The host-level path: Host.snapshot (what after_cycle publishes) with the
+    retained messages the broker replays at every subscription."""
+    config = parse_config(
+        {
+            "node": {"id": "hub"},
+            "fleet": {"role": "hub"},
+            "mqtt": {"enabled": True, "outbox_path": str(tmp_path / "outbox.sqlite3")},
+            "web": {"enabled": False},
+            "history": {"enabled": False},
+            "state": {"dir": str(tmp_path / "state")},
+            "plugins": {},
+        },
+        tmp_path / "host.toml",
+    )
+    host = Host(config)
+    host._on_message("wasihost/a/rollout/p", report(timestamp_ms=HUGE), True)
+    host._on_message("wasihost/b/p/state", json.dumps({"timestamp_ms": HUGE}).encode(), True)
+    json.dumps(host.snapshot(), allow_nan=False)
+
+
+# --- NaN and Infinity -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+@pytest.mark.parametrize("where", ["value", "status"])
+def test_a_state_with_a_number_json_cannot_carry_keeps_the_hubs_json_valid(
+    number: bytes, where: str
+) -> None:
+    fleet = hub()
+    inner = b'{"alarm": ' + number + b"}" if where == "status" else number
+    key = b"status" if where == "status" else b"t"
+    payload = b'{"timestamp_ms": 1000, "' + key + b'": ' + inner + b"}"
+    fleet.handle("wasihost/a/p/state", payload)
+    valid_json(fleet)
+
+
+def test_non_finite_status_values_are_dropped_even_if_the_parser_let_them_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """protocol.load_json refuses them; the state's own reading does not rely on it."""
+    monkeypatch.setattr(protocol, "load_json", json.loads)
+    fleet = hub()
+    status = {"nan": float("nan"), "inf": float("inf"), "ok": 1.5, "on": True}
+    fleet.handle("wasihost/a/p/state", json.dumps({"timestamp_ms": 1, "status": status}).encode())
+    assert plugin(fleet, "a", "p")["status"] == {"ok": 1.5, "on": True}
+    valid_json(fleet)
