@@ -65,6 +65,12 @@ MAX_NAME = 64
 # duplicate can pass (sized when the batch was 100: to be revisited).
 RECENT_STAMPS = 64
 MAX_REASON = 500  # a report's reason (a load error can be long); cut with "…"
+# What one state keeps (a 64 KiB payload holds thousands of entries): its first
+# MAX_MEASUREMENTS measurements (and their units), its first MAX_STATUS status entries,
+# each string cut to MAX_STATUS_TEXT characters with "…"; the rest is dropped.
+MAX_MEASUREMENTS = 64
+MAX_STATUS = 32
+MAX_STATUS_TEXT = 256
 # Rollouts listed in to_json (the most nodes first): nodes x plugins hashes at most,
 # which a hostile node could make thousands of.
 MAX_ROLLOUTS = 64
@@ -299,17 +305,26 @@ class Fleet:
         status = status if isinstance(status, dict) else {}
         values: dict[str, float | None] = {}
         for key, value in doc.items():
+            if len(values) == MAX_MEASUREMENTS:
+                break
             if key in ("timestamp_ms", "units", "status") or len(key) > MAX_NAME:
                 continue
             if value is None:
                 values[key] = None
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 values[key] = _finite(value)
+        kept_status: dict[str, Any] = {}
+        for key, value in status.items():
+            if len(kept_status) == MAX_STATUS:
+                break
+            if len(key) <= MAX_NAME and _status_value(value):
+                text = _short_text(value, MAX_STATUS_TEXT)
+                kept_status[key] = value if text is None else text
         node.plugins[plugin] = PublishedState(
             timestamp,
             values,
-            {k: str(v)[:32] for k, v in units.items()},
-            {k: v for k, v in status.items() if _status_value(v)},
+            {k: str(units[k])[:32] for k in values if k in units},
+            kept_status,
             received,
         )
         return True
