@@ -166,3 +166,24 @@ def test_a_state_holds_a_bounded_number_of_measurements_and_status_entries() -> 
     held = fleet._nodes["a"].plugins["p"]
     assert set(held.units) <= set(held.values)  # units only for the measurements kept
     valid_json(fleet)
+
+
+# --- Which topics make a node ---------------------------------------------------------
+
+
+def test_no_node_is_made_up_from_a_deliverys_topic_or_a_payload_that_does_not_parse() -> None:
+    """wasihost/+/+/state matches wasihost/deploy/all/state, the retained delivery of a
+    plugin named "state": "deploy" is a reserved node id (config.RESERVED_NODE_IDS),
+    never a node. A message that is not what its topic says makes no node either."""
+    fleet = hub()
+    looks_like_a_state = json.dumps({"timestamp_ms": 1, "t": 1.0}).encode()
+    fleet.handle("wasihost/deploy/all/state", looks_like_a_state, retained=True)
+    fleet.handle("wasihost/deploy/availability", b"online")
+    fleet.handle("wasihost/deploy/versions", json.dumps({"labels": [], "plugins": {}}).encode())
+    fleet.handle("wasihost/deploy/rollout/p", report())
+    for name in ("ghost", "ghost2", "ghost3"):
+        fleet.handle(f"wasihost/{name}/p/state", b"not json")
+    fleet.handle("wasihost/ghost4/p/state", json.dumps({"timestamp_ms": HUGE}).encode())
+    fleet.handle("wasihost/ghost5/rollout/p", report(state="exploded"))
+    assert valid_json(fleet)["nodes"] == []
+    assert fleet.ignored == 9

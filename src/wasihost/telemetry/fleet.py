@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wasihost import content
+from wasihost.config import RESERVED_NODE_IDS
 from wasihost.deploy import protocol
 from wasihost.telemetry.discovery import NOT_AVAILABLE
 
@@ -163,7 +164,7 @@ class NodeState:
     def admits(self, plugin: str) -> bool:
         """Whether ``plugin`` may be kept: a name already known, or room for one
         more (MAX_PLUGINS_PER_NODE counts states, versions and reports together)."""
-        if not plugin or len(plugin) > MAX_NAME:
+        if not _plugin_name(plugin):
             return False
         names = self.plugin_names()
         return plugin in names or len(names) < MAX_PLUGINS_PER_NODE
@@ -238,16 +239,21 @@ class Fleet:
             ):
                 # Before the state branch: <node>/rollout/state is also the state topic
                 # of a plugin named "rollout"; a report names its plugin and a state.
-                node = self._node(parts[0])
+                node = self._node(parts[0]) if _plugin_name(parts[2]) else None
                 if node is not None and node.admits(parts[2]):
                     node.rollouts[parts[2]] = report
                     if not retained:
                         node.last_seen = now
                     return
             elif len(parts) == 3 and parts[2] == "state":
-                node = self._node(parts[0])
-                received = None if retained else now
-                if node is not None and self._take_state(node, parts[1], payload, received):
+                # A node is made only from a payload that parses as what its topic says.
+                state = _parse_state(parts[1], payload, None if retained else now)
+                node = self._node(parts[0]) if state is not None else None
+                if (
+                    node is not None
+                    and state is not None
+                    and self._take_state(node, parts[1], state)
+                ):
                     if not retained:
                         node.last_seen = now
                     return
@@ -271,62 +277,32 @@ class Fleet:
     def _node(self, name: str) -> NodeState | None:
         node = self._nodes.get(name)
         if node is None:
-            if not name or len(name) > MAX_NAME or len(self._nodes) >= MAX_NODES:
+            if (
+                not name
+                or len(name) > MAX_NAME
+                or name in RESERVED_NODE_IDS  # wasihost/deploy/# holds deliveries
+                or len(self._nodes) >= MAX_NODES
+            ):
                 return None
             node = self._nodes[name] = NodeState(name)
         return node
 
-    def _take_state(
-        self, node: NodeState, plugin: str, payload: bytes, received: float | None
-    ) -> bool:
-        """Store a state payload unless it is malformed, a re-sent duplicate (its
-        stamp is one of the last ones taken), or retained while a live state is
-        held. Arrival order decides what is newer, not the stamp: a node whose
-        clock stepped back keeps being shown. ``received``: None if retained."""
-        doc = protocol.load_json(payload)
-        if not isinstance(doc, dict) or not plugin or len(plugin) > MAX_NAME:
-            return False
-        # A stamp beyond any real value (400 digits is valid JSON) is no state.
-        timestamp = protocol.bounded_int(doc.get("timestamp_ms"), minimum=0)
-        if timestamp is None:
-            return False
+    @staticmethod
+    def _take_state(node: NodeState, plugin: str, state: PublishedState) -> bool:
+        """Store a parsed state unless it is a re-sent duplicate (its stamp is one
+        of the last ones taken), retained while a live state is held, or one plugin
+        too many. Arrival order decides what is newer, not the stamp: a node whose
+        clock stepped back keeps being shown. True unless there was no room."""
         held = node.plugins.get(plugin)
         if held is None and not node.admits(plugin):
             return False
         stamps = node.stamps.setdefault(plugin, deque(maxlen=RECENT_STAMPS))
         if held is not None and (
-            timestamp in stamps or (received is None and held.received is not None)
+            state.timestamp_ms in stamps or (state.received is None and held.received is not None)
         ):
             return True  # valid, just not news: still a sign of life
-        stamps.append(timestamp)
-        units = doc.get("units")
-        units = units if isinstance(units, dict) else {}
-        status = doc.get("status")
-        status = status if isinstance(status, dict) else {}
-        values: dict[str, float | None] = {}
-        for key, value in doc.items():
-            if len(values) == MAX_MEASUREMENTS:
-                break
-            if key in ("timestamp_ms", "units", "status") or len(key) > MAX_NAME:
-                continue
-            if value is None:
-                values[key] = None
-            elif isinstance(value, int | float) and not isinstance(value, bool):
-                values[key] = _finite(value)
-        kept_status: dict[str, Any] = {}
-        for key, value in status.items():
-            if len(kept_status) == MAX_STATUS:
-                break
-            if len(key) <= MAX_NAME and _status_value(value):
-                text = _short_text(value, MAX_STATUS_TEXT)
-                kept_status[key] = value if text is None else text
-        node.plugins[plugin] = PublishedState(
-            timestamp,
-            values,
-            {k: str(units[k])[:32] for k in values if k in units},
-            kept_status,
-            received,
-        )
+        stamps.append(state.timestamp_ms)
+        node.plugins[plugin] = state
         return True
 
     @staticmethod
@@ -455,6 +431,50 @@ def _version(value: object) -> str | None:
 def _content_hash(value: object) -> str | None:
     """A content hash as ``content`` writes them, or None."""
     return value if isinstance(value, str) and content.PATTERN.match(value) else None
+
+
+def _plugin_name(name: str) -> bool:
+    return 0 < len(name) <= MAX_NAME
+
+
+def _parse_state(plugin: str, payload: bytes, received: float | None) -> PublishedState | None:
+    """A state payload as kept (bounded: see MAX_MEASUREMENTS), or None when it is
+    malformed or ``plugin`` is no plugin name. ``received``: None if retained."""
+    doc = protocol.load_json(payload)
+    if not isinstance(doc, dict) or not _plugin_name(plugin):
+        return None
+    # A stamp beyond any real value (400 digits is valid JSON) is no state.
+    timestamp = protocol.bounded_int(doc.get("timestamp_ms"), minimum=0)
+    if timestamp is None:
+        return None
+    units = doc.get("units")
+    units = units if isinstance(units, dict) else {}
+    status = doc.get("status")
+    status = status if isinstance(status, dict) else {}
+    values: dict[str, float | None] = {}
+    for key, value in doc.items():
+        if len(values) == MAX_MEASUREMENTS:
+            break
+        if key in ("timestamp_ms", "units", "status") or len(key) > MAX_NAME:
+            continue
+        if value is None:
+            values[key] = None
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            values[key] = _finite(value)
+    kept_status: dict[str, Any] = {}
+    for key, value in status.items():
+        if len(kept_status) == MAX_STATUS:
+            break
+        if len(key) <= MAX_NAME and _status_value(value):
+            text = _short_text(value, MAX_STATUS_TEXT)
+            kept_status[key] = value if text is None else text
+    return PublishedState(
+        timestamp,
+        values,
+        {k: str(units[k])[:32] for k in values if k in units},
+        kept_status,
+        received,
+    )
 
 
 def _finite(value: int | float) -> float | None:
