@@ -56,13 +56,16 @@ def test_a_healthy_canary_is_promoted_to_the_targets_and_then_cleared() -> None:
     assert r.report(report("pi1", "received"), 1.0) == []
     assert r.report(report("pi1", "live"), 2.0) == []
     assert r.report(report("pi2", "healthy", OLD), 2.0) == []  # another version: not counted
-    assert r.report(report("pi1", "healthy"), 3.0) == [Publish(all_topic("sht31"), BUNDLE)]
+    # Promoted: the all delivery, and the canary's own one cleared at once (it
+    # would outrank the next all delivery; the all one carries the same bytes).
+    assert r.report(report("pi1", "healthy"), 3.0) == [
+        Publish(all_topic("sht31"), BUNDLE),
+        Publish(node_topic("pi1", "sht31"), b""),
+    ]
     assert r.stage == "target"
     assert r.tick(4.0) == []  # pi2 is online and has not reported this version
     # pi3 is offline: it does not hold the rollout up; the retained delivery waits for it.
-    out = r.report(report("pi2", "healthy"), 5.0)
-    # The canary's own delivery would outrank the next all delivery: cleared.
-    assert out == [Publish(node_topic("pi1", "sht31"), b"")]
+    assert r.report(report("pi2", "healthy"), 5.0) == []
     assert r.outcome == "healthy" and r.exit_code == EXIT_HEALTHY
     assert (
         "  pi1: healthy (3 polls)" in lines and "canaries healthy: promoting to all nodes" in lines
@@ -272,7 +275,8 @@ def test_timeout_after_promotion_leaves_the_delivery_for_slow_and_offline_nodes(
     r.report(report("pi1", "healthy"), 1.0)
     r.report(report("pi2", "staging"), 2.0)
     assert r.tick(10.0) == []
-    assert r.exit_code == EXIT_TIMEOUT and r.cleared == set()
+    # Only the canary's own delivery went, at the promotion: the all one stays.
+    assert r.exit_code == EXIT_TIMEOUT and r.cleared == {node_topic("pi1", "sht31")}
     assert "1 in progress (pi2)" in r.summary()[-1]
 
 
@@ -314,3 +318,45 @@ def test_a_named_target_never_seen_does_not_hold_the_rollout_up() -> None:
     r.report(report("pi1", "healthy"), 1.0)
     assert r.exit_code == EXIT_HEALTHY
     assert r.summary()[-1] == "summary: 1 healthy (pi1); 1 offline (ghost)"
+
+
+def test_a_canary_s_delivery_is_cleared_even_when_the_targets_then_fail() -> None:
+    """Left behind, it would pin the canary to this version: the next --all
+    rollout would never reach it (a node delivery outranks all)."""
+    r, _ = rollout(Target("all"), Target("node", ("pi1",)), timeout=30.0, pi1=True, pi2=True)
+    r.start(0.0)
+    promoted = r.report(report("pi1", "healthy"), 1.0)
+    assert Publish(node_topic("pi1", "sht31"), b"") in promoted
+    r.report(report("pi2", "rolled-back"), 2.0)
+    assert r.exit_code == EXIT_STOPPED
+    assert node_topic("pi1", "sht31") in r.cleared
+
+
+def test_only_a_healthy_report_from_before_the_start_counts() -> None:
+    """A needs-grants, rolled-back or live report retained from an earlier attempt
+    says nothing about this one (the grants may be fixed, the bundle signed anew)."""
+    for earlier in ("needs-grants", "rolled-back", "failed", "live"):
+        r, _ = rollout(Target("node", ("pi1",)), pi1=True)
+        r.report(report("pi1", earlier), 0.0)  # retained, read before the start
+        r.start(0.0)
+        assert r.stage == "target", earlier  # waits for this attempt's report
+        r.report(report("pi1", "received"), 1.0)
+        r.report(report("pi1", "healthy"), 2.0)
+        assert r.exit_code == EXIT_HEALTHY, earlier
+
+
+def test_a_live_report_retained_from_a_node_now_offline_does_not_hold_the_rollout() -> None:
+    r, _ = rollout(Target("all"), pi1=True, pi2=False)
+    r.report(report("pi2", "live"), 0.0)  # it died during an earlier gate, long ago
+    r.start(0.0)
+    r.report(report("pi1", "healthy"), 1.0)
+    assert r.exit_code == EXIT_HEALTHY
+
+
+def test_the_deliveries_in_force_are_what_was_published_and_not_cleared() -> None:
+    """What a deployer re-publishes after the broker lost its retained messages."""
+    r, _ = rollout(Target("all"), Target("node", ("pi1",)), pi1=True, pi2=True)
+    r.start(0.0)
+    assert r.deliveries() == [Publish(node_topic("pi1", "sht31"), BUNDLE)]
+    r.report(report("pi1", "healthy"), 1.0)
+    assert r.deliveries() == [Publish(all_topic("sht31"), BUNDLE)]

@@ -271,3 +271,30 @@ def test_the_bundle_is_read_once_and_its_checked_bytes_are_what_is_sent(
     bundle, pub = signed
     manifest, data = read_bundle(bundle, trusted_keys([(pub.read_text(), "--key-pub")]))
     assert data == bundle.read_bytes() and manifest.name == "sht31"
+
+
+async def test_deliveries_are_published_again_after_the_broker_lost_them(
+    broker: Broker, signed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A broker restarted without persistence forgets retained messages: pi3,
+    offline during the rollout, would never get the all delivery the summary
+    says waits for it."""
+    bundle, pub = signed
+    async with (
+        FakeNode(broker.port, "pi1", GOOD),
+        FakeNode(broker.port, "pi2", ("received", "live")) as pi2,  # never final
+    ):
+        args = ("--all", "--canary", "pi1", "--key-pub", str(pub), "--timeout", "8")
+        run = asyncio.create_task(deploy(broker, str(bundle), *args))
+        await until(
+            lambda: any(t == all_topic("sht31") and n > 0 for t, n in pi2.deliveries),
+            "the promotion",
+        )
+        await asyncio.to_thread(broker.stop)
+        await asyncio.to_thread(broker.start)
+        code = await run
+    out = capsys.readouterr().out
+    assert "reconnected to the broker" in out, out
+    assert code == 5, out  # pi2 never reported a final state
+    assert await retained(broker, all_topic("sht31")) == bundle.read_bytes()
+    assert await retained(broker, node_topic("pi1", "sht31")) is None

@@ -231,6 +231,10 @@ class Rollout:
             # Another version (the one it runs, or an older rollout's): shown, not counted.
             view.other = f"{report.version} ({short(report.content_hash)}) {report.state}"
             return []
+        if self.stage == "new" and report.state != "healthy":
+            # Retained from an earlier attempt: the grants may be fixed since, the
+            # bundle signed anew, the node long gone. Only "already healthy" holds.
+            return []
         if view.state == report.state:
             return []
         if view.first_report_at is None:
@@ -276,7 +280,18 @@ class Rollout:
             done = set(self.canary.topics(self.plugin))
             topics = [t for t in topics if t not in done]
         self._published += topics
-        return [Publish(topic, self.bundle) for topic in topics]
+        out = [Publish(topic, self.bundle) for topic in topics]
+        if stage == "target" and self.canary is not None and target.kind != "node":
+            # Promoted to a shared topic: the canaries' own deliveries (the same
+            # bytes) would outrank the next label/all delivery and pin them to
+            # this version whatever the targets do now, so they go at once.
+            out += self._clear(self.canary.topics(self.plugin))
+        return out
+
+    def deliveries(self) -> list[Publish]:
+        """The deliveries in force: published by this rollout and not cleared
+        (what to publish again to a broker that lost its retained messages)."""
+        return [Publish(t, self.bundle) for t in self._published if t not in self.cleared]
 
     def _stage_target(self) -> Target:
         if self.stage == "canary" or (self.stage == "done" and self.ended_in == "canary"):
@@ -345,9 +360,6 @@ class Rollout:
                 what = "; ".join(f"{n} {views[n].state}" for n in bad)
                 self._finish("stopped", what, now)
             else:
-                # Promoted from canaries to a shared topic: their node deliveries
-                # would outrank the next all/label delivery, so they go.
-                out += self._clear_canaries_after_promotion()
                 self._finish("healthy", "", now)
         elif now >= self._deadline:
             bad = sorted(n for n, v in views.items() if v.state in BAD)
@@ -400,11 +412,6 @@ class Rollout:
         else:
             topics = target.topics(self.plugin)
         return self._clear([t for t in topics if t in self._published])
-
-    def _clear_canaries_after_promotion(self) -> list[Publish]:
-        if self.canary is None or self.target.kind == "node":
-            return []
-        return self._clear(self.canary.topics(self.plugin))
 
     def _clear(self, topics: Iterable[str]) -> list[Publish]:
         out = []

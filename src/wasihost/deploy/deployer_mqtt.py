@@ -260,7 +260,11 @@ async def deploy(
                     outbox += rollout.start(time.monotonic())
                     started = True
                 else:
+                    # A broker restarted without persistence lost the deliveries:
+                    # publish those in force again (a node ignores what it has).
                     echo("  reconnected to the broker: going on")  # retained replay follows
+                    pending = {m.topic for m in outbox}
+                    outbox[:0] = [m for m in rollout.deliveries() if m.topic not in pending]
                 delay = RECONNECT_FIRST_SECONDS
                 await _follow(conn, rollout, handle, outbox)
                 break
