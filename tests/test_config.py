@@ -425,3 +425,11 @@ def test_deploy_with_mqtt_and_a_trusted_key_is_accepted() -> None:
     assert config.node.labels == ["canary", "attic_2"]
     assert config.deploy.enabled and config.deploy.gate_polls == 3
     assert config.deploy.dir == "data/deploy" and config.deploy.gate_seconds == 30
+
+
+def test_more_labels_than_a_versions_message_carries_are_refused() -> None:
+    """The deployer learns a node's labels from its versions message (32 at most):
+    a 33rd would be a label no deployment could find the node by."""
+    with pytest.raises(ConfigError, match=r"node\.labels"):
+        parse_config({"node": {"labels": [f"l{i}" for i in range(33)]}})
+    assert len(parse_config({"node": {"labels": [f"l{i}" for i in range(32)]}}).node.labels) == 32

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from wasihost import __version__
 from wasihost.boards import platform_check
-from wasihost.config import DEFAULT_CONFIG_PATH, HostConfig, load_config
+from wasihost.config import DEFAULT_CONFIG_PATH, NODE_NAME, HostConfig, load_config
 from wasihost.errors import WasihostError
 
 if TYPE_CHECKING:
@@ -247,6 +248,18 @@ def _deploy(args: argparse.Namespace) -> int:
         raise io.DeployError(f"--timeout {args.timeout:g}: expected seconds above 0")
     if args.plugin is not None:
         raise io.DeployError("--plugin is for --status; a bundle names its plugin")
+    for flag, values in (
+        ("--node", args.node),
+        ("--canary", args.canary),
+        ("--label", [args.label] if args.label is not None else []),
+        ("--canary-label", [args.canary_label] if args.canary_label is not None else []),
+    ):
+        for value in values:
+            if not re.match(NODE_NAME, value):
+                raise io.DeployError(
+                    f"{flag} {value}: not a node id or label (lower-case letters, digits, "
+                    "'-' and '_'; one MQTT topic level)"
+                )
     if args.node:
         target = Target("node", tuple(dict.fromkeys(args.node)))
     elif args.label is not None:

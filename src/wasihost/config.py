@@ -269,14 +269,19 @@ class StateConfig(_Section):
 RESERVED_NODE_IDS = frozenset({"deploy"})
 
 
+# A node id or a label: one MQTT topic level (no "/", no wildcards), one spelling.
+NODE_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MAX_LABELS = 32  # also what a versions message may carry (deploy/protocol.py)
+
+
 class NodeConfig(_Section):
     # The node's name in MQTT topics, Home Assistant and the fleet view;
     # default: the host name, lower-cased with anything but [a-z0-9_-] replaced.
-    id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    id: str | None = Field(None, pattern=NODE_NAME)
     # Groups this node belongs to for deliveries (``wasihost/deploy/label/<label>/...``):
     # a label is one MQTT topic level, so only [a-z0-9_-].
-    labels: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]] = Field(
-        default_factory=list
+    labels: list[Annotated[str, Field(pattern=NODE_NAME)]] = Field(
+        default_factory=list, max_length=MAX_LABELS
     )
 
     @field_validator("id")

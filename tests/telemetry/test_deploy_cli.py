@@ -298,3 +298,18 @@ async def test_deliveries_are_published_again_after_the_broker_lost_them(
     assert code == 5, out  # pi2 never reported a final state
     assert await retained(broker, all_topic("sht31")) == bundle.read_bytes()
     assert await retained(broker, node_topic("pi1", "sht31")) is None
+
+
+@pytest.mark.parametrize(
+    "option", [("--node", "n+"), ("--node", "a/b"), ("--label", "#"), ("--canary", "Pi1")]
+)
+def test_a_target_that_cannot_be_a_topic_level_is_bad_input(
+    option: tuple[str, str], signed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing is published to a wildcard or a level that is no node's (exit 2, named)."""
+    bundle, pub = signed
+    flag, value = option
+    targets = [flag, value] if flag != "--canary" else ["--all", flag, value]
+    args = ["deploy", str(bundle), *targets, "--key-pub", str(pub), "--broker", "127.0.0.1:9"]
+    assert main(args) == 2
+    assert f"{flag} {value}:" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from wasihost import content
+from wasihost.config import MAX_LABELS  # a node's config holds no more
 
 PREFIX = "wasihost/deploy"
 
@@ -100,7 +101,6 @@ def versions_payload(labels: Iterable[str], plugins: Mapping[str, Running]) -> b
 
 # What a versions message may hold: it is untrusted input to the deployer and
 # the hub (any client the ACL lets write wasihost/<node>/#), kept in memory.
-MAX_LABELS = 32
 MAX_NAME = 64  # a label or a plugin name
 MAX_VERSION = 64
 MAX_PLUGINS = 64
