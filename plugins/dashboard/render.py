@@ -783,11 +783,11 @@ def _node_plugin(name: str, reading: object, stale_after: float | None) -> str:
     """Render one plugin's latest published values on a node card.
 
     A plugin not heard from for longer than the hub's offline timeout is
-    greyed even on an online node (it stopped publishing while others go on).
+    greyed even on an online node (it stopped publishing while others go on),
+    and so is a retained state (see `plugin_age`).
     """
     data = _dict(reading)
-    age = jsonguard.number(data.get("age_seconds"))
-    stale = age is not None and stale_after is not None and age > stale_after
+    age_text, stale = plugin_age(data, stale_after)
     alarm = _dict(data.get("status")).get("alarm")
     raised = _alarm_raised(alarm)
     alarm_badge = (
@@ -833,8 +833,22 @@ def _node_plugin(name: str, reading: object, stale_after: float | None) -> str:
     return (
         f'<div class="node-plugin{" node-stale" if stale else ""}" data-node-plugin="{_esc(name)}">'
         f'<div class="node-plugin-head"><h4>{_esc(name)}</h4>{version}{rollout_pill}{alarm_badge}'
-        f'<span class="node-age" data-node-age>{_esc(_ago(age))}</span></div>{values}</div>'
+        f'<span class="node-age" data-node-age>{_esc(age_text)}</span></div>{values}</div>'
     )
+
+
+def plugin_age(plugin: JsonObject, stale_after: float | None) -> tuple[str, bool]:
+    """(text, greyed) of a node's plugin: "3 min ago" since the hub received its
+    state, greyed beyond `stale_after`; "retained" for a state the hub has only
+    from the broker's retained copy (a null age with a stamp: it says nothing about
+    the present, and the node's clock is never compared with the hub's), greyed;
+    the placeholder when there is no state. The script's `pluginAge` agrees."""
+    age = jsonguard.number(plugin.get("age_seconds"))
+    if age is not None:
+        return _ago(age), stale_after is not None and age > stale_after
+    if jsonguard.number(plugin.get("timestamp_ms")) is not None:
+        return "retained", True
+    return _MISSING, False
 
 
 def _labels(value: object) -> str:
@@ -855,7 +869,8 @@ def _plugin_version(plugin: JsonObject) -> tuple[str, str]:
 
 def rollout_title(rollout: JsonObject) -> str:
     """A rollout pill's tooltip: the reason (why it was refused or rolled back),
-    the version it is about and how long ago the hub got the report. The
+    the version it is about and how long ago the hub got the report ("retained
+    report" when it has only the broker's retained copy). The
     script's `rolloutTitle` agrees."""
     parts = []
     reason = _text(rollout.get("reason"))
@@ -867,6 +882,8 @@ def rollout_title(rollout: JsonObject) -> str:
     age = jsonguard.number(rollout.get("age_seconds"))
     if age is not None:
         parts.append(f"reported {_ago(age)}")
+    elif jsonguard.number(rollout.get("timestamp_ms")) is not None:
+        parts.append("retained report")  # its age is unknown
     return " · ".join(parts)
 
 

@@ -201,7 +201,9 @@ def test_retained_states_never_replace_one_heard_live() -> None:
     fleet.handle("wasihost/a/dht22/state", state(1_699_999_400_000, 19.0), retained=True)
     held = node(fleet, "a")["plugins"]["dht22"]
     assert held["measurements"][0]["value"] == 19.0
-    assert held["age_seconds"] == 600.0  # by the stamps: its arrival says nothing
+    # Unknown: its arrival says nothing about when it was sent, and the node's stamp
+    # is never compared with the hub's clock.
+    assert held["age_seconds"] is None and held["timestamp_ms"] == 1_699_999_400_000
     fleet.handle("wasihost/a/dht22/state", state(5_000, 21.0))  # live, clock behind
     fleet.handle("wasihost/a/dht22/state", state(1_700_000_000_000, 99.0), retained=True)
     assert node(fleet, "a")["plugins"]["dht22"]["measurements"][0]["value"] == 21.0
@@ -341,6 +343,22 @@ def test_a_rollout_report_is_shown_with_its_age_on_the_hubs_clock() -> None:
         "trapped: unreachable",
         0.0,
     )
+
+
+@pytest.mark.parametrize("stamp_ms", [1_699_999_400_000, 5_000, 1_800_000_000_000])
+def test_a_retained_messages_age_is_unknown_whatever_its_stamp(stamp_ms: int) -> None:
+    """A retained state or report says nothing about the present: the hub's wall clock
+    minus the node's stamp (behind, in 1970, or ahead) would be a guess shown as an age."""
+    clocks = Clocks()
+    fleet = hub(clocks)
+    fleet.handle("wasihost/a/dht22/state", state(stamp_ms, 19.0), retained=True)
+    fleet.handle("wasihost/a/rollout/dht22", report("dht22", "healthy", timestamp_ms=stamp_ms),
+                 retained=True)  # fmt: skip
+    clocks.advance(30)
+    dht22 = node(fleet, "a")["plugins"]["dht22"]
+    assert dht22["age_seconds"] is None and dht22["timestamp_ms"] == stamp_ms
+    assert dht22["rollout"]["age_seconds"] is None
+    assert dht22["rollout"]["timestamp_ms"] == stamp_ms
 
 
 def test_a_rollout_topic_of_a_plugin_named_rollout_is_still_its_state() -> None:

@@ -856,6 +856,32 @@ def test_plugin_silent_for_longer_than_the_timeout_is_greyed_on_an_online_node()
     assert '<div class="node-plugin" data-node-plugin="dht22">' in attic_card
 
 
+def test_a_retained_state_and_report_show_retained_not_an_age() -> None:
+    """Their age is unknown (null): the hub never compares a node's stamp with its
+    own clock, so "retained" is shown, greyed, never "0 s ago"."""
+    fleet = Fleet(offline_after_seconds=60, clock=lambda: HUB_NOW_S)
+    stamp = int(HUB_NOW_S * 1000) + 3_600_000  # the node's clock is ahead: age was 0 s
+    doc = {"timestamp_ms": stamp, "temperature": 20.0}
+    fleet.handle("wasihost/attic/availability", b"online")
+    fleet.handle("wasihost/attic/dht22/state", json.dumps(doc).encode(), retained=True)
+    report = {"plugin": "dht22", "state": "healthy", "version": "1.2.0", "timestamp_ms": stamp}
+    fleet.handle("wasihost/attic/rollout/dht22", json.dumps(report).encode(), retained=True)
+    fleet.handle("wasihost/attic/versions", json.dumps({"plugins": {"bme680": {}}}).encode())
+    state = full_state()
+    state["fleet"] = fleet.to_json()
+
+    page = render.render_page(state)
+
+    attic = node_card(page, "attic")
+    assert '<div class="node-plugin node-stale" data-node-plugin="dht22">' in attic
+    assert '<span class="node-age" data-node-age>retained</span>' in attic
+    assert "data-node-age>0 s ago" not in attic and "reported" not in attic
+    assert 'title="version 1.2.0 · retained report"' in attic
+    # A plugin known only from the node's versions has no state: no age, not greyed.
+    assert '<div class="node-plugin" data-node-plugin="bme680">' in attic
+    assert f'<span class="node-age" data-node-age>{render._MISSING}</span>' in attic
+
+
 def test_node_cards_show_labels_versions_and_rollout_states() -> None:
     page = render.render_page(hub_state())
     attic = node_card(page, "attic")

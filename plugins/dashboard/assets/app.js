@@ -629,7 +629,16 @@
     if (str(rollout.version)) parts.push("version " + rollout.version);
     const age = num(rollout.age_seconds);
     if (age !== null) parts.push("reported " + ago(age));
+    else if (num(rollout.timestamp_ms) !== null) parts.push("retained report");
     return parts.join(" \u00b7 ");
+  }
+  function pluginAge(plugin, staleAfter) {
+    // [text, greyed] as render.py's plugin_age: a null age with a stamp is a
+    // retained state, whose age is unknown.
+    const age = num(plugin.age_seconds);
+    if (age !== null) return [ago(age), staleAfter !== null && age > staleAfter];
+    if (num(plugin.timestamp_ms) !== null) return ["retained", true];
+    return [MISSING, false];
   }
   function rolloutSummary(rollout) {
     // [text, Map(segment -> percent)] as render.py's rollout_summary: offline nodes
@@ -684,9 +693,9 @@
         continue;
       }
       const reading = obj(item);
-      const age = num(reading.age_seconds);
-      el.classList.toggle("node-stale", age !== null && staleAfter !== null && age > staleAfter);
-      setText(el.querySelector("[data-node-age]"), ago(age));
+      const [ageText, stale] = pluginAge(reading, staleAfter);
+      el.classList.toggle("node-stale", stale);
+      setText(el.querySelector("[data-node-age]"), ageText);
       const alarm = obj(reading.status).alarm;
       const alarmEl = el.querySelector("[data-node-alarm]");
       show(alarmEl, alarmRaised(alarm));

@@ -9,26 +9,30 @@ Liveness is the hub's own judgement, by its clock: a node is online only if
 its availability is not ``offline`` (the last will fires when its connection
 dies) and the hub heard from it within ``offline_after_seconds``. Retained
 messages replayed at subscription time say nothing about the present, so
-they never count as "heard": a node that stopped publishing shows offline,
-with its last readings and their age, never as live.
+they never count as "heard" and their age is unknown (null): a node that
+stopped publishing shows offline, with its last readings and their age (the
+time since the hub received them, null for a retained one), never as live.
 
 Clocks: a Pi without a real-time clock boots in 1970 (or at its last
 shutdown) and NTP steps its wall clock later, by hours to decades, sometimes
 back, on the nodes and on the hub alike. So nothing here compares a node's
-``timestamp_ms`` with the hub's clock or with its earlier stamps to decide
-anything: liveness and ages are durations on the hub's monotonic clock since
-a message arrived, and the newest state is the one that arrived last (the
-node's outbox publishes in order) unless it repeats a stamp the hub already
-took, which is an at-least-once re-send. The node's stamp is only shown.
+``timestamp_ms`` with the hub's clock (not even to show an age) or with its
+earlier stamps to decide anything: liveness and ages are durations on the
+hub's monotonic clock since a message arrived (none for a retained message,
+whose arrival dates nothing), and the newest state is the one that arrived
+last (the node's outbox publishes in order) unless it repeats a stamp the hub
+already took, which is an at-least-once re-send. The node's stamp is only
+shown.
 
 Deploying (issue 19): nodes also publish, retained, ``<node>/versions`` (their
 labels and what each plugin runs) and a report per plugin on
 ``<node>/rollout/<plugin>``. A retained one is the node's last word on it (the
 broker keeps the newest), so unlike a state it is taken, and the one to arrive
-last wins; it is still no sign of life. ``to_json`` adds per node its labels,
-per plugin its version and rollout report, and ``rollouts``: per (plugin,
-content hash) the nodes reporting on it, counted by state, those offline
-apart, so a page can say "3/5 healthy, 1 rolled back, 1 offline".
+last wins; it is still no sign of life, and its age is unknown. ``to_json``
+adds per node its labels, per plugin its version and rollout report, and
+``rollouts``: per (plugin, content hash) the nodes reporting on it, counted
+by state, those offline apart, so a page can say "3/5 healthy, 1 rolled back,
+1 offline".
 
 Everything received is untrusted input (any client the ACL lets write
 ``wasihost/#``): payloads are size-capped and parsed defensively, and the
@@ -88,8 +92,8 @@ class PublishedState:
     status: dict[str, Any]
     received: float | None = None  # hub monotonic clock; None: a retained message
 
-    def to_json(self, wall_now: float, mono_now: float) -> dict[str, Any]:
-        age = _age(self.timestamp_ms, self.received, wall_now, mono_now)
+    def to_json(self, mono_now: float) -> dict[str, Any]:
+        age = _age(self.received, mono_now)
         return {
             "timestamp_ms": self.timestamp_ms,
             "age_seconds": None if age is None else round(age, 3),
@@ -101,17 +105,12 @@ class PublishedState:
         }
 
 
-def _age(
-    stamp_ms: int | None, received: float | None, wall_now: float, mono_now: float
-) -> float | None:
-    """Seconds since the hub received a message (monotonic); for a retained one, whose
-    arrival says nothing about when it was sent, by the node's stamp and the hub's wall
-    clock (shown only: a node's clock may be anywhere); None when neither is known.
-    Never raises: a stamp beyond protocol.bounded_int's range is unknown."""
-    if received is not None:
-        return max(0.0, mono_now - received)
-    stamp = protocol.bounded_int(stamp_ms)
-    return None if stamp is None else max(0.0, wall_now - stamp / 1000)
+def _age(received: float | None, mono_now: float) -> float | None:
+    """Seconds since the hub received a message, on its monotonic clock; None (unknown)
+    for a retained one: its arrival says nothing about when it was sent, and the
+    node's stamp is never compared with the hub's clock (a node's clock may be
+    anywhere). Never raises."""
+    return None if received is None else max(0.0, mono_now - received)
 
 
 @dataclass
@@ -129,8 +128,8 @@ class RolloutReport:
     timestamp_ms: int | None
     received: float | None  # hub monotonic clock; None: a retained message
 
-    def to_json(self, wall_now: float, mono_now: float) -> dict[str, Any]:
-        age = _age(self.timestamp_ms, self.received, wall_now, mono_now)
+    def to_json(self, mono_now: float) -> dict[str, Any]:
+        age = _age(self.received, mono_now)
         return {
             "state": self.state,
             "reason": self.reason,
@@ -351,8 +350,7 @@ class Fleet:
                         "last_seen_age_seconds": None if age is None else round(age, 3),
                         "labels": list(node.labels),
                         "plugins": {
-                            p: self._plugin_json(node, p, wall, now)
-                            for p in sorted(node.plugin_names())
+                            p: self._plugin_json(node, p, now) for p in sorted(node.plugin_names())
                         },
                     }
                 )
@@ -370,12 +368,12 @@ class Fleet:
         return doc
 
     @staticmethod
-    def _plugin_json(node: NodeState, plugin: str, wall: float, now: float) -> dict[str, Any]:
+    def _plugin_json(node: NodeState, plugin: str, now: float) -> dict[str, Any]:
         """One plugin of a node: its latest state (or empty fields, for a plugin
         known only from versions or a report), its version and its rollout."""
         published = node.plugins.get(plugin)
         doc = (
-            published.to_json(wall, now)
+            published.to_json(now)
             if published is not None
             else {"timestamp_ms": None, "age_seconds": None, "measurements": [], "status": {}}
         )
@@ -383,7 +381,7 @@ class Fleet:
         report = node.rollouts.get(plugin)
         doc["version"] = version
         doc["content_hash"] = content_hash
-        doc["rollout"] = None if report is None else report.to_json(wall, now)
+        doc["rollout"] = None if report is None else report.to_json(now)
         return doc
 
     def _rollouts(self, now: float) -> tuple[list[dict[str, Any]], int]:
