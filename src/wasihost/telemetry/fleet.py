@@ -43,7 +43,6 @@ Thread rules: ``handle`` runs on the event loop; ``to_json`` may run anywhere.
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -57,17 +56,21 @@ from wasihost.config import RESERVED_NODE_IDS
 from wasihost.deploy import protocol
 from wasihost.telemetry.discovery import NOT_AVAILABLE
 
-log = logging.getLogger("wasihost.fleet")
-
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_NODES = 1000
-MAX_PLUGINS_PER_NODE = 64
-MAX_NAME = 64
+# The deploy protocol's bounds, which the nodes' versions messages keep to: plugins
+# per node (states, versions and reports counted together here), and the length of
+# a plugin name (here also of a node id, a measurement's or a status entry's name).
+MAX_PLUGINS_PER_NODE = protocol.MAX_PLUGINS
+MAX_NAME = protocol.MAX_NAME
 # Stamps remembered per plugin to recognise re-sent duplicates: after a broken
 # connection a node re-sends at most the batch in flight (mqtt.BATCH, 500 since
 # issue 18: a state and a health message per plugin and cycle). 64 stamps cover a
-# plugin's states in a batch when the node has 4 plugins or more; with fewer, an old
-# duplicate can pass (sized when the batch was 100: to be revisited).
+# plugin's states in a batch when the node has 4 plugins or more. With fewer, a
+# re-sent state older than the last 64 taken passes as new: the hub shows that older
+# state for a moment, until the re-sent newer ones, which follow it in order, arrive
+# and replace it (nothing is lost, nothing else depends on it). Sized when the batch
+# was 100.
 RECENT_STAMPS = 64
 MAX_REASON = 500  # a report's reason (a load error can be long); cut with "…"
 # What one state keeps (a 64 KiB payload holds thousands of entries): its first
