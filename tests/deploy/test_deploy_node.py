@@ -11,7 +11,9 @@ hand as ``Host.run`` would drive them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -27,6 +29,7 @@ from tests.telemetry.test_mqtt import Subscriber
 from wasihost.boards.sim import SimBoard
 from wasihost.bundle.create import create_bundle, hash_plugin
 from wasihost.bundle.keys import SigningKey, generate_key
+from wasihost.deploy import node as node_module
 from wasihost.host import Host
 from wasihost.runtime.plugin import PluginState
 
@@ -411,3 +414,256 @@ async def test_labels_all_and_precedence(fleet: Fleet, tmp_path: Path) -> None:
     await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "4.0.0"))
     await until(lambda: version(n1) == "4.0.0", "n1 on its own 4.0.0", hosts)
     assert version(n2) == "3.0.0"
+
+
+# -- a delivery during a health gate, and installs that fail halfway ----------------
+def held_in(monkeypatch: pytest.MonkeyPatch, method: str, when: Callable[..., bool]) -> Any:
+    """Make ``DeployNode.<method>`` (run on a worker thread) wait, for the calls
+    ``when`` picks, until the returned event is set: an install or a verify in
+    progress, for as long as the test needs, without sleeping."""
+    release = threading.Event()
+    original = getattr(node_module.DeployNode, method)
+
+    def waiting(self: Any, *args: Any) -> Any:
+        if when(*args):
+            release.wait(DEADLINE)
+        return original(self, *args)
+
+    monkeypatch.setattr(node_module.DeployNode, method, waiting)
+    return release
+
+
+def reports(sub: Subscriber, node: str = "n1") -> list[tuple[str, str]]:
+    return [(r["version"], r["state"]) for r in sub.json_on(f"wasihost/{node}/rollout/counter")]
+
+
+def deployed(tmp_path: Path, node: str = "n1") -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(
+        (tmp_path / node / "deploy" / "counter" / "deployed.json").read_text()
+    )
+    return record
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("verdict", ["healthy", "rolled-back"])
+async def test_a_delivery_during_a_health_gate_ends_it_and_never_gets_its_verdict(
+    fleet: Fleet,
+    tmp_path: Path,
+    monotonic: SteppedClock,
+    monkeypatch: pytest.MonkeyPatch,
+    verdict: str,
+) -> None:
+    """2.0.0 is on probation when 3.0.0 arrives. While 3.0.0 is being installed,
+    2.0.0's gate would pass (enough polls) or run out (its window): that verdict
+    is 2.0.0's, and 2.0.0 is being replaced, so it is not given. Before, the
+    gate went on judging 2.0.0's counters under 3.0.0's report: 3.0.0 was
+    reported healthy before it was even staged, or rolled back with 2.0.0's
+    reason (and 2.0.0's bundle recorded as rejected)."""
+    host = fleet.host("n1", gate_polls=3, monotonic=monotonic)
+    await fleet.start("n1")
+    staging = held_in(
+        monkeypatch,
+        "_stage_files",
+        lambda folder, verdict, manifest, *_: manifest.version == "3.0.0",
+    )
+    three = bundle(tmp_path, fleet.key, "3.0.0")
+    try:
+        async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+            await fleet.publish(
+                "wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0")
+            )
+            await until(lambda: ("2.0.0", "live") in reports(sub), "2.0.0 live")
+            await fleet.publish("wasihost/deploy/node/n1/counter", three)
+            await until(lambda: ("3.0.0", "received") in reports(sub), "3.0.0 received")
+            if verdict == "rolled-back":
+                monotonic.advance(host.config.deploy.gate_seconds + 1)
+            for _ in range(5):  # 2.0.0's gate passes after 3 (or runs out at once)
+                await host.after_cycle(await host.cycle.run_once())
+            staging.set()
+            await until(lambda: ("3.0.0", "live") in reports(sub), "3.0.0 live", (host,))
+            if verdict == "healthy":
+                await until(lambda: ("3.0.0", "healthy") in reports(sub), "healthy", (host,))
+            assert host.deploy is not None
+            await host.deploy.wait_idle()
+            seen = [state for v, state in reports(sub) if v == "3.0.0"]
+    finally:
+        staging.set()
+    assert seen[:3] == ["received", "staging", "live"], seen
+    assert "rolled-back" not in seen, seen
+    assert version(host) == "3.0.0"
+    record = deployed(tmp_path)
+    assert record["current"]["version"] == "3.0.0" and "rejected" not in record, record
+    if verdict == "healthy":
+        assert seen[-1] == "healthy" and seen.count("healthy") == 1, seen
+        assert "probation" not in record, record
+    else:  # 3.0.0's own gate runs, from when it went live
+        assert "healthy" not in seen, seen
+        assert record["probation"]["bundle_sha256"] == digest(three), record
+
+
+@pytest.mark.parametrize("verdict", ["healthy", "rolled-back"])
+async def test_a_verdict_on_a_version_that_is_replaced_meanwhile_leaves_the_new_one_alone(
+    fleet: Fleet,
+    tmp_path: Path,
+    monotonic: SteppedClock,
+    monkeypatch: pytest.MonkeyPatch,
+    verdict: str,
+) -> None:
+    """2.0.0's gate gives its verdict while 3.0.0's delivery waits for the node
+    (a refused bundle is being verified): the verdict's work (dropping 2.0.0's
+    probation, or rolling 2.0.0 back) runs only after 3.0.0 is installed, and
+    must not touch it. Before, 3.0.0's probation was dropped from deployed.json
+    (a restart would not judge it), or 3.0.0 was rolled back with 2.0.0's reason."""
+    host = fleet.host("n1", gate_polls=3, monotonic=monotonic)
+    await fleet.start("n1")
+    refused = bundle(tmp_path, generate_key(), "2.5.0")  # an unknown key
+    verifying = held_in(monkeypatch, "_verify_into", lambda payload, *_: payload == refused)
+    three = bundle(tmp_path, fleet.key, "3.0.0")
+    assert host.deploy is not None
+    held = host.deploy._held["counter"]
+    try:
+        async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+            await fleet.publish(
+                "wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0")
+            )
+            await until(lambda: ("2.0.0", "live") in reports(sub), "2.0.0 live")
+            await fleet.publish("wasihost/deploy/node/n1/counter", refused)
+            await until(
+                lambda: held.deliveries.get(("node", "n1")) == refused and held.timer is None,
+                "the refused one acted on",
+            )
+            await fleet.publish("wasihost/deploy/node/n1/counter", three)
+            await until(
+                lambda: held.deliveries.get(("node", "n1")) == three and held.timer is None,
+                "3.0.0 waiting for the node",
+            )
+            await asyncio.sleep(0)  # its task starts, and waits for the refused one
+            if verdict == "rolled-back":
+                monotonic.advance(host.config.deploy.gate_seconds + 1)
+            # 2.0.0 healthy after 3 polls, or out of time at once
+            await until(lambda: held.gate is None, "2.0.0's verdict", (host,))
+            verifying.set()
+            await until(lambda: ("3.0.0", "live") in reports(sub), "3.0.0 live")
+            await host.deploy.wait_idle()
+            seen = reports(sub)
+    finally:
+        verifying.set()
+    if verdict == "healthy":
+        assert ("2.0.0", "healthy") in seen, seen
+    else:  # nothing to roll back any more: 2.0.0 is not running
+        assert [s for s in seen if s[1] == "rolled-back"] == [], seen
+    assert version(host) == "3.0.0"
+    record = deployed(tmp_path)
+    assert record["current"]["version"] == "3.0.0", record
+    assert record["probation"]["bundle_sha256"] == digest(three), record
+    assert held.gate is not None and held.gate.bundle == digest(three)
+
+
+async def test_a_full_disk_while_installing_leaves_the_running_version_in_place(
+    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deployed.json cannot be written (ENOSPC on an SD card) after current/
+    was swapped: the node reports failed and puts the files back, so a restart
+    runs the version the record names. Before, current/ held 3.0.0 under 2.0.0's
+    record: after a restart 3.0.0 ran, with no gate, reported as 2.0.0."""
+    host = fleet.host("n1")
+    await fleet.start("n1")
+    folder = tmp_path / "n1" / "deploy" / "counter"
+    async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+        await until(lambda: ("2.0.0", "healthy") in reports(sub), "2.0.0 healthy", (host,))
+        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "3.0.0"))
+        await until(lambda: ("3.0.0", "healthy") in reports(sub), "3.0.0 healthy", (host,))
+        assert host.deploy is not None
+        await host.deploy.wait_idle()
+        before = deployed(tmp_path)
+        write = node_module._write_record
+
+        def full(path: Path, record: dict[str, Any]) -> None:
+            if "probation" in record:
+                raise OSError(28, "No space left on device")
+            write(path, record)
+
+        monkeypatch.setattr(node_module, "_write_record", full)
+        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "4.0.0"))
+        await until(lambda: ("4.0.0", "failed") in reports(sub), "4.0.0 failed", (host,))
+        await host.deploy.wait_idle()
+        report = last(sub, "n1")
+    assert "No space left on device" in report["reason"], report
+    assert deployed(tmp_path) == before
+    assert hash_plugin(folder / "current") == before["current"]["content_hash"]
+    assert hash_plugin(folder / "previous") == before["previous"]["content_hash"]
+    assert not (folder / "incoming").exists()
+    assert version(host) == "3.0.0"
+    restarted = Host(host.config, board=SimBoard(seed=3))
+    try:
+        restarted.load_plugins()
+        assert version(restarted) == "3.0.0"
+    finally:
+        restarted.close()
+
+
+async def test_a_damaged_record_does_not_stop_the_host_from_starting(
+    make_config: Callable[..., Any], tmp_path: Path
+) -> None:
+    """deployed.json that cannot be read (a torn SD card write, an edit) is
+    read as no record, as everywhere else; before, DeployNode.start raised on it,
+    so the host failed at every start."""
+    configured = counter(tmp_path / "plugins" / "counter", "1.0.0")
+    folder = tmp_path / "deploy" / "counter"
+    counter(folder / "current", "2.0.0")
+    config = make_config(
+        {"counter": {"source": str(configured), "world": "sensor-plugin"}},
+        mqtt={"enabled": True, "outbox_path": str(tmp_path / "outbox.sqlite3")},
+        trust={"keys": [generate_key().public.text]},
+        deploy={"enabled": True, "dir": str(tmp_path / "deploy")},
+    )
+    for damaged in ('{"current": ', '{"current": null}', "[1]"):
+        (folder / "deployed.json").write_text(damaged)
+        host = Host(config, board=SimBoard(seed=1))
+        try:
+            host.load_plugins()
+            assert host.deploy is not None
+            await host.deploy.start()
+            assert version(host) == "2.0.0"
+            assert host.deploy.versions["counter"] == {
+                "version": None,
+                "content_hash": hash_plugin(folder / "current"),
+            }, damaged
+        finally:
+            host.close()
+
+
+def test_a_rollback_on_disk_cut_short_finishes_when_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between moving previous/ back to current/ and writing the record:
+    run again (at the next start), it keeps the version it moved back. Before,
+    it deleted it, and the node ran its configured code."""
+    folder = tmp_path / "counter"
+    counter(folder / "current", "3.0.0")
+    counter(folder / "previous", "2.0.0")
+    two = {"version": "2.0.0", "content_hash": hash_plugin(folder / "previous")}
+    three = {"version": "3.0.0", "content_hash": hash_plugin(folder / "current")}
+    probation = {"restarts": 2, "since_ms": 1, "source": "node", "previous": two}
+    node_module._write_record(
+        folder / "deployed.json", {"current": three, "previous": two, "probation": probation}
+    )
+    write = node_module._write_record
+
+    def crash(path: Path, record: dict[str, Any]) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(node_module, "_write_record", crash)
+    with pytest.raises(OSError):
+        node_module._restore_files(folder, {"bundle_sha256": "sha256:3", "report": {}})
+    monkeypatch.setattr(node_module, "_write_record", write)
+    node_module._restore_files(folder, {"bundle_sha256": "sha256:3", "report": {}})
+    record = json.loads((folder / "deployed.json").read_text())
+    assert record["current"] == two and record["previous"] is None, record
+    assert record["rejected"]["bundle_sha256"] == "sha256:3"
+    assert hash_plugin(folder / "current") == two["content_hash"]
+    assert not (folder / "previous").exists()

@@ -18,7 +18,11 @@ Why it is built this way:
 - The health gate is judged from the plugin's own counters after each cycle:
   gate_polls successful polls with no trap within gate_seconds is healthy; a
   trap, a failed restart or the time running out rolls back by itself,
-  without a deployer, so a node that lost the broker still recovers.
+  without a deployer, so a node that lost the broker still recovers. A new
+  version received ends the gate of the one it replaces (without a verdict:
+  it gets its own), and a verdict whose work waited for the plugin's lock
+  while another version was installed is dropped, so a verdict is only ever
+  about the version it judged.
 - Probation is written to deployed.json from the moment a version is
   installed, so a restart cannot forget it: at start the gate resumes (a
   fresh window), and a version that was on probation across more than
@@ -144,40 +148,73 @@ def _count_restart(folder: Path, name: str) -> None:
     if restarts <= MAX_PROBATION_RESTARTS:
         _update_record(folder, probation={**probation, "restarts": restarts})
         return
-    current = record.get("current") or {}
     reason = (
         f"on probation across {restarts} restarts: the host kept stopping before the "
         "health gate ended"
     )
-    log.error("[%s] %s rolled back at start: %s", name, current.get("version"), reason)
-    report = Rollout(
-        plugin=name,
-        version=current.get("version"),
-        content_hash=current.get("content_hash"),
-        state="rolled-back",
-        reason=reason,
-        previous=probation.get("previous"),
-        since_ms=int(probation.get("since_ms") or 0),
-        source=probation.get("source") or "node",
-    )
+    report = _probation_report(name, record, probation, "rolled-back", reason)
+    log.error("[%s] %s rolled back at start: %s", name, report.version, reason)
     rejected = {"bundle_sha256": probation.get("bundle_sha256"), "report": report.to_json()}
     _restore_files(folder, rejected)
 
 
 def _restore_files(folder: Path, rejected: dict[str, Any] | None = None) -> None:
     """Undo ``_stage_files``: previous/ back to current/, or no deployed version;
-    ``rejected``: the rolled-back bundle to remember, so it is not installed again."""
+    ``rejected``: the rolled-back bundle to remember, so it is not installed again.
+
+    Safe to run again after a crash midway: the record is written last, so if
+    previous/ is gone while the record still names a previous version, current/
+    is checked for that version's content (moved back already) before it goes."""
     current, previous = folder / CURRENT, folder / PREVIOUS
-    shutil.rmtree(current, ignore_errors=True)
     record = _read_record(folder)
+    wanted = record.get("previous")
     restored = None
     if previous.is_dir():
+        shutil.rmtree(current, ignore_errors=True)
         previous.rename(current)
-        restored = record.get("previous")
+        restored = wanted
+    elif isinstance(wanted, dict) and _holds(current, wanted.get("content_hash")):
+        restored = wanted
+    else:
+        shutil.rmtree(current, ignore_errors=True)
     new: dict[str, Any] = {"current": restored, "previous": None}
     if rejected is not None:
         new["rejected"] = rejected
     _write_record(folder / RECORD, new)
+
+
+def _holds(folder: Path, content_hash: object) -> bool:
+    """Whether ``folder`` holds a deployed version of that content hash."""
+    source, wasm = _deployed_code(folder)
+    code = source or wasm
+    if code is None or not isinstance(content_hash, str):
+        return False
+    try:
+        return hash_plugin(code) == content_hash
+    except Exception:  # unreadable: not that version
+        return False
+
+
+def _probation_report(
+    name: str,
+    record: dict[str, Any],
+    probation: dict[str, Any],
+    state: State,
+    reason: str | None = None,
+) -> Rollout:
+    """The report of the version deployed.json has on probation."""
+    current = record.get("current")
+    current = current if isinstance(current, dict) else {}
+    return Rollout(
+        plugin=name,
+        version=current.get("version"),
+        content_hash=current.get("content_hash"),
+        state=state,
+        reason=reason,
+        previous=probation.get("previous"),
+        since_ms=int(probation.get("since_ms") or 0),
+        source=probation.get("source") or "node",
+    )
 
 
 def _pointed(spec: PluginSpec, folder: Path) -> PluginSpec | None:
@@ -195,8 +232,10 @@ def _pointed(spec: PluginSpec, folder: Path) -> PluginSpec | None:
 
 @dataclass
 class Gate:
-    """A new version on probation: its counters when it went live."""
+    """A new version on probation: its report (what is judged, and said with
+    the verdict) and its counters when it went live."""
 
+    report: Rollout
     started: float
     polls: int
     errors: int
@@ -231,7 +270,7 @@ class _Plugin:
 
     configured: PluginSpec
     deliveries: dict[tuple[Source, str], bytes] = field(default_factory=dict)
-    acted: bytes | None = None
+    acted: str | None = None  # the digest of the last bundle acted on
     rollout: Rollout | None = None
     gate: Gate | None = None
     timer: asyncio.TimerHandle | None = None
@@ -346,18 +385,21 @@ class DeployNode:
             if chosen is None:
                 return
             source, payload = chosen
-            if payload == held.acted or bundle_digest(payload) == held.rejected:
-                held.acted = payload
+            digest = await asyncio.to_thread(bundle_digest, payload)  # ~20 MB for a component
+            if digest in (held.acted, held.rejected):
+                held.acted = digest
                 if held.rollout is not None:
                     self._report(held.rollout)  # re-delivered at a reconnect: say where we are
                 return
-            held.acted = payload
-            await self._deliver(name, held, source, payload)
+            held.acted = digest
+            await self._deliver(name, held, source, payload, digest)
 
-    async def _deliver(self, name: str, held: _Plugin, source: Source, payload: bytes) -> None:
+    async def _deliver(
+        self, name: str, held: _Plugin, source: Source, payload: bytes, digest: str
+    ) -> None:
         incoming = plugin_dir(self.config, name) / INCOMING
         try:
-            await self._verify_and_install(name, held, source, payload, incoming)
+            await self._verify_and_install(name, held, source, payload, digest, incoming)
         finally:  # installed (renamed away), refused or not needed: nothing stays
             await asyncio.to_thread(shutil.rmtree, incoming, True)
 
@@ -369,7 +411,13 @@ class DeployNode:
         return verify_bundle(payload, self.config, into=incoming / CHECKED)
 
     async def _verify_and_install(
-        self, name: str, held: _Plugin, source: Source, payload: bytes, incoming: Path
+        self,
+        name: str,
+        held: _Plugin,
+        source: Source,
+        payload: bytes,
+        digest: str,
+        incoming: Path,
     ) -> None:
         try:
             verdict = await asyncio.to_thread(self._verify_into, payload, incoming)
@@ -397,10 +445,7 @@ class DeployNode:
             # The running version's report stays what it was; this one says why not.
             self._report(dataclasses.replace(base, state=state, reason=verdict.reason))
             return
-        plugin = self.plugins.get(name)
-        if plugin is None:  # configured but disabled: the host does not run it
-            self._report(dataclasses.replace(base, state="refused", reason="not running here"))
-            return
+        plugin = self.plugins[name]  # the same keys: specs leave disabled plugins out
         if manifest.content == running["content_hash"]:
             if held.rollout is not None and held.rollout.content_hash == manifest.content:
                 self._report(held.rollout)
@@ -413,18 +458,23 @@ class DeployNode:
             self._report(dataclasses.replace(base, state="refused", reason=reason))
             return
         base.previous = dict(running)
+        # The version running now is being replaced: its gate ends here, without a
+        # verdict (the report about to be said is the new version's), and the new
+        # version gets a gate of its own once it is live.
+        replaced, held.gate = held.gate, None
         self._report(dataclasses.replace(base, state="received"))
-        await self._install(name, held, plugin, payload, verdict, manifest, base)
+        await self._install(name, held, plugin, digest, verdict, manifest, base, replaced)
 
     async def _install(
         self,
         name: str,
         held: _Plugin,
         plugin: Plugin,
-        payload: bytes,
+        digest: str,
         verdict: Verdict,
         manifest: BundleManifest,
         base: Rollout,
+        replaced: Gate | None,
     ) -> None:
         folder = plugin_dir(self.config, name)
         running = dict(base.previous or {})
@@ -433,7 +483,7 @@ class DeployNode:
             "since_ms": self._clock_ms(),
             "source": base.source,
             "previous": base.previous,
-            "bundle_sha256": bundle_digest(payload),
+            "bundle_sha256": digest,
         }
         try:
             await asyncio.to_thread(
@@ -441,6 +491,7 @@ class DeployNode:
             )
         except OSError as exc:
             self._report(dataclasses.replace(base, state="failed", reason=f"install: {exc}"))
+            held.gate = replaced  # nothing changed: the running version's gate goes on
             return
         held.rejected = None  # on disk too: a new record; that bundle may come again
         self._report(dataclasses.replace(base, state="staging"))
@@ -457,18 +508,22 @@ class DeployNode:
             return
         self.versions[name] = {"version": manifest.version, "content_hash": manifest.content}
         self._publish_versions()
+        live = dataclasses.replace(base, state="live", since_ms=self._clock_ms())
+        held.gate = self._gate(plugin, live, digest)
+        log.info("[%s] %s live; health gate started", name, manifest.version)
+        self._report(live)
+
+    def _gate(self, plugin: Plugin, report: Rollout, bundle: str | None) -> Gate:
         stats = plugin.stats
-        held.gate = Gate(
+        return Gate(
+            report,
             self._monotonic(),
             stats.polls,
             stats.errors,
             stats.traps,
             stats.restarts,
-            probation["bundle_sha256"],
+            bundle,
         )
-        live = dataclasses.replace(base, state="live", since_ms=self._clock_ms())
-        log.info("[%s] %s live; health gate started", name, manifest.version)
-        self._report(live)
 
     def _stage_files(
         self,
@@ -480,7 +535,9 @@ class DeployNode:
     ) -> None:
         """Move current/ to previous/ and the verified incoming/plugin/ (a
         component's file written there now) to current/; the record says it is
-        on probation from here, before it ever loads."""
+        on probation from here, before it ever loads. If a step fails (a full
+        SD card, writing the record), the moves are undone: the files go back
+        with the record, which was not written."""
         incoming = folder / INCOMING / CHECKED
         if manifest.kind == "component":
             incoming.mkdir()
@@ -491,17 +548,29 @@ class DeployNode:
             if library.is_dir() and not link.exists():
                 link.symlink_to(library, target_is_directory=True)
         current, previous = folder / CURRENT, folder / PREVIOUS
-        shutil.rmtree(previous, ignore_errors=True)
+        # The version before previous/ goes into incoming/, which _deliver removes.
+        replaced = folder / INCOMING / PREVIOUS
         had_current = current.is_dir()
-        if had_current:
-            current.rename(previous)
-        incoming.rename(current)
-        record = {
-            "current": {"version": manifest.version, "content_hash": manifest.content},
-            "previous": running if had_current else None,  # None: the configured source
-            "probation": probation,
-        }
-        _write_record(folder / RECORD, record)
+        moved: list[tuple[Path, Path]] = []
+        try:
+            for source, target, present in (
+                (previous, replaced, previous.is_dir()),
+                (current, previous, had_current),
+                (incoming, current, True),
+            ):
+                if present:
+                    source.rename(target)
+                    moved.append((source, target))
+            record = {
+                "current": {"version": manifest.version, "content_hash": manifest.content},
+                "previous": running if had_current else None,  # None: the configured source
+                "probation": probation,
+            }
+            _write_record(folder / RECORD, record)
+        except Exception:
+            for source, target in reversed(moved):
+                target.rename(source)
+            raise
 
     async def _restore(
         self, name: str, held: _Plugin, plugin: Plugin, rejected: dict[str, Any] | None = None
@@ -526,10 +595,10 @@ class DeployNode:
     def after_cycle(self) -> None:
         """Judge each version on probation; called after every poll cycle."""
         for name, held in self._held.items():
-            gate, plugin, rollout = held.gate, self.plugins.get(name), held.rollout
-            if gate is None or plugin is None or rollout is None:
+            gate, plugin = held.gate, self.plugins[name]
+            if gate is None:
                 continue
-            stats = plugin.stats
+            rollout, stats = gate.report, plugin.stats
             polls_ok = max(0, (stats.polls - gate.polls) - (stats.errors - gate.errors))
             traps = stats.traps - gate.traps
             if traps:
@@ -541,7 +610,7 @@ class DeployNode:
                 held.gate = None
                 log.info("[%s] %s healthy after %d polls", name, rollout.version, polls_ok)
                 self._report(dataclasses.replace(rollout, state="healthy", polls_ok=polls_ok))
-                self._spawn(self._end_probation(name))
+                self._spawn(self._end_probation(name, gate.bundle))
             elif self._monotonic() - gate.started > self.config.deploy.gate_seconds:
                 reason = (
                     f"only {polls_ok} of {self.config.deploy.gate_polls} polls succeeded "
@@ -552,24 +621,38 @@ class DeployNode:
                 rollout.polls_ok = polls_ok
                 self._report(rollout)
 
-    async def _end_probation(self, name: str) -> None:
+    async def _end_probation(self, name: str, bundle: str | None) -> None:
+        """Drop the probation of ``bundle`` from deployed.json; not another's: a
+        version installed while this waited for the lock is on probation itself."""
+
+        def end(folder: Path) -> None:
+            probation = _read_record(folder).get("probation")
+            if isinstance(probation, dict) and probation.get("bundle_sha256") == bundle:
+                _update_record(folder, probation=None)
+
         async with self._locks.setdefault(name, asyncio.Lock()):
             try:
-                await asyncio.to_thread(
-                    _update_record, plugin_dir(self.config, name), probation=None
-                )
+                await asyncio.to_thread(end, plugin_dir(self.config, name))
             except OSError as exc:  # the next start resumes a gate it passes again
                 log.warning("[%s] %s: probation not cleared: %s", name, RECORD, exc)
 
     def _start_rollback(self, name: str, held: _Plugin, reason: str) -> None:
-        bundle = held.gate.bundle if held.gate is not None else None
-        held.gate = None
-        self._spawn(self._rollback(name, held, reason, bundle))
+        gate, held.gate = held.gate, None  # judged: no second verdict at the next cycle
+        assert gate is not None
+        self._spawn(self._rollback(name, held, reason, gate))
 
-    async def _rollback(self, name: str, held: _Plugin, reason: str, bundle: str | None) -> None:
+    async def _rollback(self, name: str, held: _Plugin, reason: str, gate: Gate) -> None:
         async with self._locks.setdefault(name, asyncio.Lock()):
-            rollout, plugin = held.rollout, self.plugins[name]
-            assert rollout is not None
+            rollout, plugin, bundle = gate.report, self.plugins[name], gate.bundle
+            running = (self.versions.get(name) or {}).get("content_hash")
+            if running != rollout.content_hash:  # replaced while this waited for the lock
+                log.info(
+                    "[%s] %s not rolled back (%s): another version was installed meanwhile",
+                    name,
+                    rollout.version,
+                    reason,
+                )
+                return
             log.error("[%s] %s rolled back: %s", name, rollout.version, reason)
             previous = rollout.previous or {"version": None, "content_hash": None}
             rolled_back = dataclasses.replace(rollout, state="rolled-back", reason=reason)
@@ -617,13 +700,14 @@ class DeployNode:
         def read() -> dict[str, dict[str, str | None]]:
             found: dict[str, dict[str, str | None]] = {}
             for name, plugin in self.plugins.items():
-                record = plugin_dir(self.config, name) / RECORD
-                deployed = plugin.spec.watched.resolve().is_relative_to(
-                    plugin_dir(self.config, name).resolve()
-                )
-                if deployed and record.is_file():
-                    found[name] = dict(json.loads(record.read_text())["current"])
-                    continue
+                if self._runs_deployed(plugin):
+                    current = _read_record(plugin_dir(self.config, name)).get("current")
+                    if isinstance(current, dict):  # else damaged: the loaded content's hash
+                        found[name] = {
+                            "version": current.get("version"),
+                            "content_hash": current.get("content_hash"),
+                        }
+                        continue
                 loaded = plugin.loaded_content  # hashed already, from the bytes it loaded
                 if loaded is not None:
                     found[name] = {"version": None, "content_hash": loaded}
@@ -645,11 +729,17 @@ class DeployNode:
         for name, record in records.items():
             self._resume(name, record)
 
+    def _runs_deployed(self, plugin: Plugin) -> bool:
+        """Whether ``plugin`` loaded its deployed code (not its configured code)."""
+        return plugin.spec.watched.resolve().is_relative_to(
+            plugin_dir(self.config, plugin.name).resolve()
+        )
+
     def _resume(self, name: str, record: dict[str, Any]) -> None:
         """What deployed.json says at start: a version still on probation gets a
         fresh gate; a version rolled back here is remembered, and its report
         said again (the one ``_count_restart`` rolled back is reported here)."""
-        held, plugin = self._held[name], self.plugins.get(name)
+        held, plugin = self._held[name], self.plugins[name]
         rejected = record.get("rejected")
         if isinstance(rejected, dict):
             held.rejected = rejected.get("bundle_sha256")
@@ -660,34 +750,14 @@ class DeployNode:
             if report is not None:
                 self._report(report)
         probation, current = record.get("probation"), record.get("current")
-        if not isinstance(probation, dict) or not isinstance(current, dict) or plugin is None:
+        if not isinstance(probation, dict) or not isinstance(current, dict):
             return
-        if not plugin.spec.watched.resolve().is_relative_to(
-            plugin_dir(self.config, name).resolve()
-        ):
+        if not self._runs_deployed(plugin):
             return  # the deployed version is not what loaded (another kind): nothing to judge
-        stats = plugin.stats
-        held.gate = Gate(
-            self._monotonic(),
-            stats.polls,
-            stats.errors,
-            stats.traps,
-            stats.restarts,
-            probation.get("bundle_sha256"),
-        )
-        version = current.get("version")
-        log.info("[%s] %s on probation at a restart: health gate started again", name, version)
-        self._report(
-            Rollout(
-                plugin=name,
-                version=current.get("version"),
-                content_hash=current.get("content_hash"),
-                state="live",
-                previous=probation.get("previous"),
-                since_ms=int(probation.get("since_ms") or 0),
-                source=probation.get("source") or "node",
-            )
-        )
+        live = _probation_report(name, record, probation, "live")
+        held.gate = self._gate(plugin, live, probation.get("bundle_sha256"))
+        log.info("[%s] %s on probation at a restart: health gate started again", name, live.version)
+        self._report(live)
 
     async def wait_idle(self) -> None:
         """Wait for deliveries and rollbacks in flight (tests and shutdown)."""
