@@ -31,7 +31,9 @@ from wasihost.bundle.create import create_bundle, hash_plugin
 from wasihost.bundle.keys import SigningKey, generate_key
 from wasihost.deploy import node as node_module
 from wasihost.host import Host
+from wasihost.runtime.contract import load_contract
 from wasihost.runtime.plugin import PluginState
+from wasihost.specs import plugin_specs
 
 DEADLINE = 30.0
 
@@ -667,3 +669,36 @@ def test_a_rollback_on_disk_cut_short_finishes_when_run_again(
     assert record["rejected"]["bundle_sha256"] == "sha256:3"
     assert hash_plugin(folder / "current") == two["content_hash"]
     assert not (folder / "previous").exists()
+
+
+def test_a_rollback_cut_short_by_a_restart_is_finished_at_start(
+    make_config: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The host stopped during a rollback of 3.0.0, after 2.0.0 was moved back to
+    current/ and before the record said so: at start the rollback is finished
+    (record, rejected bundle) before anything loads. Before, the record still
+    named 3.0.0 on probation, so 2.0.0 ran reported as 3.0.0 and its gate
+    judged it as 3.0.0 (a pass would have made "3.0.0" healthy)."""
+    configured = counter(tmp_path / "plugins" / "counter", "1.0.0")
+    folder = tmp_path / "deploy" / "counter"
+    two = {"version": "2.0.0", "content_hash": hash_plugin(counter(folder / "current", "2.0.0"))}
+    three = {"version": "3.0.0", "content_hash": "sha256:3"}
+    probation = {"restarts": 0, "since_ms": 1, "source": "all", "previous": two}
+    probation["bundle_sha256"] = "sha256:b3"
+    node_module._write_record(
+        folder / "deployed.json", {"current": three, "previous": two, "probation": probation}
+    )
+    config = make_config(
+        {"counter": {"source": str(configured), "world": "sensor-plugin"}},
+        mqtt={"enabled": True, "outbox_path": str(tmp_path / "outbox.sqlite3")},
+        trust={"keys": [generate_key().public.text]},
+        deploy={"enabled": True, "dir": str(tmp_path / "deploy")},
+    )
+    [spec] = plugin_specs(config, load_contract())
+    assert node_module.deployed_spec(config, spec).source == folder / "current"
+    record = json.loads((folder / "deployed.json").read_text())
+    assert record["current"] == two and "probation" not in record, record
+    assert record["rejected"]["bundle_sha256"] == "sha256:b3"
+    report = record["rejected"]["report"]
+    assert report["state"] == "rolled-back" and report["version"] == "3.0.0", report
+    assert report["source"] == "all" and "cut short" in report["reason"], report

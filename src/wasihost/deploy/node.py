@@ -139,19 +139,28 @@ def _count_restart(folder: Path, name: str) -> None:
     """One more start while the deployed version is on probation. Past
     ``MAX_PROBATION_RESTARTS`` the host has kept stopping before the gate
     ended, likely under this version, so it is rolled back now, on disk,
-    before anything loads it; ``DeployNode.start`` reports it."""
+    before anything loads it; ``DeployNode.start`` reports it. So is a version
+    whose rollback the host stopped during (``_restore_files`` finishes it)."""
     record = _read_record(folder)
     probation = record.get("probation")
     if not isinstance(probation, dict):
         return
     restarts = int(probation.get("restarts") or 0) + 1
-    if restarts <= MAX_PROBATION_RESTARTS:
+    previous = record.get("previous")
+    if (
+        isinstance(previous, dict)
+        and not (folder / PREVIOUS).is_dir()
+        and _holds(folder / CURRENT, previous.get("content_hash"))
+    ):  # a rollback moved previous/ back and stopped before its record: finish it
+        reason = "a rollback cut short by a restart, finished at start"
+    elif restarts <= MAX_PROBATION_RESTARTS:
         _update_record(folder, probation={**probation, "restarts": restarts})
         return
-    reason = (
-        f"on probation across {restarts} restarts: the host kept stopping before the "
-        "health gate ended"
-    )
+    else:
+        reason = (
+            f"on probation across {restarts} restarts: the host kept stopping before the "
+            "health gate ended"
+        )
     report = _probation_report(name, record, probation, "rolled-back", reason)
     log.error("[%s] %s rolled back at start: %s", name, report.version, reason)
     rejected = {"bundle_sha256": probation.get("bundle_sha256"), "report": report.to_json()}
