@@ -290,6 +290,10 @@ async def test_deliveries_are_published_again_after_the_broker_lost_them(
             lambda: any(t == all_topic("sht31") and n > 0 for t, n in pi2.deliveries),
             "the promotion",
         )
+        # pi2 live: the rollout waits for it through the restart (a target gone
+        # before it reported anything would not hold it up, and it would end first).
+        while b'"live"' not in (await retained(broker, report_topic("pi2", "sht31")) or b""):
+            await asyncio.sleep(0.02)
         await asyncio.to_thread(broker.stop)
         await asyncio.to_thread(broker.start)
         code = await run
