@@ -913,7 +913,7 @@ def test_fleet_node_cards_follow_the_stream(browser: Any) -> None:
         assert text(frame, pill) == "rolled back"
         assert (frame.get_attribute(pill, "class") or "").split() == ["pill", "bad"]
         title = frame.get_attribute(pill, "title") or ""
-        assert title.startswith(f"{HOSTILE} · version 1.2.0 · reported "), title
+        assert title == f"{HOSTILE} · version 1.2.0 · retained report", title  # no age: retained
         assert text(frame, f"{cellar} [data-node-rollout]") == "staging"
         assert "warn" in (frame.get_attribute(f"{cellar} [data-node-rollout]", "class") or "")
         # The rollout's line: rendered as "0/2 healthy · 1 live · 1 staging" (both nodes
