@@ -581,3 +581,24 @@ def test_what_a_deploy_node_publishes_is_what_the_hub_reads() -> None:
         "age_seconds": 0.0,
     }
     assert fleet.ignored == 0
+
+
+def test_a_report_on_a_version_the_node_no_longer_runs_is_not_counted_as_in_force() -> None:
+    """Nodes never clear their last report: one that runs another version now (set
+    back by hand, or the plugin left its config) is not healthy on the old one.
+    A rolled-back report names the version it left, and still counts."""
+    fleet = hub(Clocks())
+    for node in ("a", "b", "c"):
+        fleet.handle(f"wasihost/{node}/availability", b"online")
+    fleet.handle("wasihost/a/rollout/dht22", report("dht22", "healthy"), retained=True)
+    fleet.handle("wasihost/a/versions", versions([], {"dht22": {"content_hash": HASH_1}}))
+    fleet.handle("wasihost/b/rollout/dht22", report("dht22", "healthy"), retained=True)
+    fleet.handle("wasihost/b/versions", versions([], {"sht31": {}}))  # dht22 gone from b
+    fleet.handle("wasihost/c/rollout/dht22", report("dht22", "rolled-back"), retained=True)
+    fleet.handle("wasihost/c/versions", versions([], {"dht22": {"content_hash": HASH_1}}))
+    fleet.handle("wasihost/d/availability", b"online")
+    fleet.handle("wasihost/d/rollout/dht22", report("dht22", "staging"))  # on its way in
+    fleet.handle("wasihost/d/versions", versions([], {"dht22": {"content_hash": HASH_1}}))
+    (rollout,) = fleet.to_json()["rollouts"]
+    assert rollout["content_hash"] == HASH_2
+    assert rollout["nodes"] == 2 and rollout["states"] == {"rolled-back": 1, "staging": 1}

@@ -396,6 +396,8 @@ class Fleet:
         for node in self._nodes.values():
             online = self.is_online(node, now)
             for plugin, report in node.rollouts.items():
+                if not _in_force(node, plugin, report):
+                    continue
                 groups.setdefault((plugin, report.content_hash), []).append((report, online))
         ranked = sorted(groups.items(), key=lambda g: (-len(g[1]), g[0][0], g[0][1] or ""))
         kept = sorted(ranked[:MAX_ROLLOUTS], key=lambda g: (g[0][0], g[0][1] or ""))
@@ -415,6 +417,25 @@ class Fleet:
                 }
             )
         return rollouts, len(ranked) - len(kept)
+
+
+# States that say the node runs the reported version (it publishes its versions
+# message just before "live"; while received or staging, that still names the old).
+_RUNNING_STATES = frozenset({"live", "healthy"})
+
+
+def _in_force(node: NodeState, plugin: str, report: RolloutReport) -> bool:
+    """Whether a node's last report still describes it. Nodes never clear their
+    reports: one set back by hand, or whose plugin left its config, would count
+    as healthy on a version it no longer runs. Its versions message (when it sent
+    one) says what runs; a report of a version on its way in, rolled back or
+    refused names a version that is not running, so it holds whatever runs."""
+    if not node.versions:
+        return True  # no versions message: the report is all there is
+    if plugin not in node.versions:
+        return False
+    running = node.versions[plugin][1]
+    return report.state not in _RUNNING_STATES or running is None or running == report.content_hash
 
 
 def _short_text(value: object, limit: int) -> str | None:
