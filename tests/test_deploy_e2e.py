@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from tests.deploy_fleet import HostProcess, counter, kill_all, wasihost
 from tests.mosquitto import MOSQUITTO, Broker
 from tests.telemetry.test_deploy_cli import retained
 from tests.telemetry.test_mqtt import Subscriber
+from tests.telemetry.test_mqtt import until as wait_for
 from wasihost.bundle import archive
 from wasihost.bundle.create import create_bundle, hash_plugin
 from wasihost.bundle.keys import SigningKey, write_key_pair
@@ -57,11 +57,7 @@ HANG = 90.0  # a wait longer than this is a hang, not a slow machine
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + HANG
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    await wait_for(condition, what, HANG)
 
 
 @dataclass

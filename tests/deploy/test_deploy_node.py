@@ -75,9 +75,28 @@ class Fleet:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> Host:
         folder = counter(self.tmp_path / node / "plugins" / "counter", "1.0.0")
+        plugins = {"counter": {"source": str(folder), "world": "sensor-plugin"}}
+        config = self.config(node, {**plugins, "dht22": {"led": 1}}, labels, trust, gate_polls)
+        host = Host(config, board=SimBoard(seed=len(node)), monotonic=monotonic)
+        host.load_plugins()
+        assert host.deploy is not None
+        host.deploy.settle_seconds = 0.05
+        self.hosts[node] = host
+        return host
+
+    def config(
+        self,
+        node: str,
+        plugins: dict[str, Any],
+        labels: tuple[str, ...] = (),
+        trust: bool = True,
+        gate_polls: int = 3,
+    ) -> Any:
+        """A node's config: these plugins, MQTT on the test broker, deploying on,
+        trusting this fleet's key (or another one), everything under tmp_path/node."""
         where = self.tmp_path / node
-        config = self.make_config(
-            {"counter": {"source": str(folder), "world": "sensor-plugin"}, "dht22": {"led": 1}},
+        return self.make_config(
+            plugins,
             node={"id": node, "labels": list(labels)},
             mqtt={
                 "enabled": True,
@@ -94,12 +113,6 @@ class Fleet:
             deploy={"enabled": True, "dir": str(where / "deploy"), "gate_polls": gate_polls},
             runtime={"plugins_dir": str(where / "plugins")},
         )
-        host = Host(config, board=SimBoard(seed=len(node)), monotonic=monotonic)
-        host.load_plugins()
-        assert host.deploy is not None
-        host.deploy.settle_seconds = 0.05
-        self.hosts[node] = host
-        return host
 
     async def start(self, node: str) -> None:
         host = self.hosts[node]

@@ -55,24 +55,7 @@ async def test_a_component_bundle_goes_live_and_healthy_with_its_state_carried(
     broker: Broker, make_config: Callable[..., Any], built: dict[str, Path], tmp_path: Path
 ) -> None:
     fleet = Fleet(broker, make_config, tmp_path)
-    where = tmp_path / "n1"
-    config = make_config(
-        {"bme680": {"led": 2}},
-        node={"id": "n1"},
-        mqtt={
-            "enabled": True,
-            "host": "127.0.0.1",
-            "port": broker.port,
-            "keepalive_seconds": 5,
-            "discovery": False,
-            "outbox_path": str(where / "outbox.sqlite3"),
-        },
-        history={"enabled": False},
-        state={"dir": str(where / "state")},
-        reload={"enabled": False},
-        trust={"keys": [fleet.key.public.text]},
-        deploy={"enabled": True, "dir": str(where / "deploy"), "gate_polls": 3},
-    )
+    config = fleet.config("n1", {"bme680": {"led": 2}})
     host = Host(config, board=SimBoard(seed=7))
     fleet.hosts["n1"] = host
     try:
@@ -108,7 +91,7 @@ async def test_a_component_bundle_goes_live_and_healthy_with_its_state_carried(
         assert report["version"] == "2.0.0" and report["content_hash"] == content
         assert report["polls_ok"] >= 3 and report["reason"] is None
         # The deployed component is what runs, and the state went over with it.
-        deployed = where / "deploy" / "bme680" / "current" / "plugin.wasm"
+        deployed = tmp_path / "n1" / "deploy" / "bme680" / "current" / "plugin.wasm"
         assert deployed.read_bytes() == v2.read_bytes()
         assert plugin.spec.wasm == deployed
         assert plugin.loaded_content == content

@@ -44,9 +44,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Wait for ``condition`` (checked every 10 ms), failing after DEADLINE."""
-    deadline = time.monotonic() + DEADLINE
+async def until(condition: Callable[[], bool], what: str, seconds: float = DEADLINE) -> None:
+    """Wait for ``condition`` (checked every 10 ms), failing after ``seconds``."""
+    deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
