@@ -431,6 +431,36 @@ async def test_labels_all_and_precedence(fleet: Fleet, tmp_path: Path) -> None:
     assert version(n2) == "3.0.0"
 
 
+async def test_a_cleared_delivery_hands_the_plugin_to_the_one_now_in_force(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """What the broker holds is what runs, now rather than at the next restart
+    (when the retained deliveries are replayed and the node would act on them)."""
+    n1 = fleet.host("n1")
+    await fleet.start("n1")
+    await fleet.publish("wasihost/deploy/all/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+    await until(lambda: version(n1) == "2.0.0", "n1 on all's 2.0.0", (n1,))
+    await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "3.0.0"))
+    await until(lambda: version(n1) == "3.0.0", "n1 on its own 3.0.0", (n1,))
+    await fleet.publish("wasihost/deploy/node/n1/counter", b"")  # the deployer clears it
+    await until(lambda: version(n1) == "2.0.0", "n1 back on all's 2.0.0", (n1,))
+
+
+async def test_clearing_the_only_delivery_leaves_the_plugin_as_it_is(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    n1 = fleet.host("n1")
+    await fleet.start("n1")
+    await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+    await until(lambda: version(n1) == "2.0.0", "n1 on 2.0.0", (n1,))
+    await fleet.publish("wasihost/deploy/node/n1/counter", b"")
+    before = polls(n1) or 0
+    await until(lambda: (polls(n1) or 0) >= before + 2, "two polls", (n1,))
+    assert n1.deploy is not None
+    await n1.deploy.wait_idle()
+    assert version(n1) == "2.0.0"
+
+
 # -- a delivery during a health gate, and installs that fail halfway ----------------
 def held_in(monkeypatch: pytest.MonkeyPatch, method: str, when: Callable[..., bool]) -> Any:
     """Make ``DeployNode.<method>`` (run on a worker thread) wait, for the calls
@@ -477,7 +507,9 @@ async def test_a_delivery_during_a_health_gate_ends_it_and_never_gets_its_verdic
     gate went on judging 2.0.0's counters under 3.0.0's report: 3.0.0 was
     reported healthy before it was even staged, or rolled back with 2.0.0's
     reason (and 2.0.0's bundle recorded as rejected)."""
-    host = fleet.host("n1", gate_polls=3, monotonic=monotonic)
+    # Run out on time, the gate is long: 3.0.0's own gate must not pass either
+    # in the cycles the test runs while waiting for it to go live.
+    host = fleet.host("n1", gate_polls=3 if verdict == "healthy" else 50, monotonic=monotonic)
     await fleet.start("n1")
     staging = held_in(
         monkeypatch,

@@ -342,10 +342,16 @@ class DeployNode:
             return True
         deliveries = held.deliveries
         key = (source, audience)
-        if not payload:  # a cleared delivery: forget it, leave the plugin alone
+        if not payload:
+            # Cleared. With no delivery left the plugin stays as it is; with another
+            # in force (a canary's node delivery cleared, all's still there), that
+            # one is acted on now, not at the next restart's replay weeks later
+            # (``_act`` only reports again a bundle it acted on already).
             deliveries.pop(key, None)
-            return True
-        deliveries[key] = payload
+            if held.acted is None or self._effective(held) is None:
+                return True
+        else:
+            deliveries[key] = payload
         loop = asyncio.get_running_loop()
         if held.timer is not None:
             held.timer.cancel()
