@@ -33,6 +33,7 @@ from wasihost.config import HostConfig, parse_config
 from wasihost.errors import WasihostError
 from wasihost.host import Host
 from wasihost.runtime import plans
+from wasihost.runtime.shared import runtime_wasm
 from wasihost.testing import ComponentPlugin, NativePlugin, RuntimePlugin
 
 # "runtime": the plugin's folder in the shared Python runtime, on the compiled path
@@ -125,6 +126,8 @@ def _harness(kind: str, plugin_dir: Path, **options: Any) -> NativePlugin | Comp
         options.pop("wasm", None)
         return NativePlugin(plugin_dir, **options)
     if kind == "runtime":
+        # ``wasm`` names the plugin's own component; in the runtime it is the runtime's.
+        options["wasm"] = runtime_wasm(ROOT / "build")
         return RuntimePlugin(plugin_dir, call_path="compiled", **options)
     return ComponentPlugin(plugin_dir, call_path=kind, **options)  # type: ignore[arg-type]
 
@@ -229,13 +232,16 @@ def _round_trip_figures(runs: int, transfers: int) -> list[Figure]:
             per_call[kind].append((many - one) / (transfers - 1))
     for plugin in plugins.values():
         plugin.close()
-    compiled, typed, generic_path, native = (per_call[kind] for kind in KINDS)
+    compiled, typed, generic_path, native, runtime = (per_call[kind] for kind in KINDS)
     return [
         figure("capability", "i2c.transfer round trip, compiled", "µs", compiled,
                "target < 10"),
         figure("capability", "i2c.transfer round trip, typed", "µs", typed),
         figure("capability", "i2c.transfer round trip, generic", "µs", generic_path),
         figure("capability", "i2c.transfer round trip, native", "µs", native),
+        figure("capability", "i2c.transfer round trip, in the shared runtime", "µs", runtime),
+        figure("capability", "shared runtime / own component (compiled)", "x",
+               _ratios(runtime, compiled), "same run"),
         figure("capability", "generic / compiled", "x", _ratios(generic_path, compiled),
                "same run"),
         figure("capability", "generic / typed", "x", _ratios(generic_path, typed), "same run"),
