@@ -30,6 +30,7 @@ from wasihost.clock import wall_clock_ms
 from wasihost.errors import GuestError, PluginError, PluginHung, PluginLoadError, PluginTrap
 from wasihost.leds import LedBuffer
 from wasihost.ratelimit import RateLimit
+from wasihost.runtime import guest_memory
 from wasihost.runtime.calls import forget_host_failures, host_failures
 from wasihost.runtime.component import CheckedComponent, check_component
 from wasihost.runtime.contract import Contract
@@ -879,6 +880,7 @@ class Plugin:
             return
         self._instance = new
         old.close()
+        guest_memory.return_freed_memory()
         self.stats.recycles += 1
         self.stats.recycle_error = None
         self.stats.guest_memory_bytes = new.memory_bytes()
