@@ -24,6 +24,8 @@ from wasihost.boards.bme680_chip import Bme680Chip
 from wasihost.boards.sht31_chip import Sht31Chip
 from wasihost.errors import BoardError
 
+BEEPS_KEPT = 1000  # beep patterns remembered for tests, newest last
+
 DHT22_FAILURE_RATE = 0.05
 BME680_ADDRESS = 0x77
 SHT31_ADDRESS = 0x44
@@ -172,6 +174,7 @@ class SimBoard:
     def beep(self, count: int, duration_ms: int, interval_ms: int) -> None:
         with self._lock:
             self.beeps.append(Beep(count, duration_ms, interval_ms))
+            del self.beeps[:-BEEPS_KEPT]  # the newest only: a year of alarms is not kept
 
     def set_fan(self, on: bool) -> None:
         with self._lock:
