@@ -712,17 +712,17 @@ class DeployNode:
         publish it; retained, so the broker has it from the first connect (and
         ``republish`` says it again at every connect)."""
 
-        def read() -> dict[str, dict[str, str | None]]:
+        def read() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str | None]]]:
+            records = {name: _read_record(plugin_dir(self.config, name)) for name in self._held}
             found: dict[str, dict[str, str | None]] = {}
             for name, plugin in self.plugins.items():
-                if self._runs_deployed(plugin):
-                    current = _read_record(plugin_dir(self.config, name)).get("current")
-                    if isinstance(current, dict):  # else damaged: the loaded content's hash
-                        found[name] = {
-                            "version": current.get("version"),
-                            "content_hash": current.get("content_hash"),
-                        }
-                        continue
+                current = records.get(name, {}).get("current")
+                if self._runs_deployed(plugin) and isinstance(current, dict):
+                    found[name] = {  # (a damaged record: the loaded content's hash below)
+                        "version": current.get("version"),
+                        "content_hash": current.get("content_hash"),
+                    }
+                    continue
                 loaded = plugin.loaded_content  # hashed already, from the bytes it loaded
                 if loaded is not None:
                     found[name] = {"version": None, "content_hash": loaded}
@@ -734,13 +734,10 @@ class DeployNode:
                     }
                 except Exception:  # unreadable: the plugin failed to load too
                     found[name] = {"version": None, "content_hash": None}
-            return found
+            return records, found
 
-        self.versions = await asyncio.to_thread(read)
+        records, self.versions = await asyncio.to_thread(read)
         self._publish_versions()
-        records = await asyncio.to_thread(
-            lambda: {name: _read_record(plugin_dir(self.config, name)) for name in self._held}
-        )
         for name, record in records.items():
             self._resume(name, record)
 

@@ -176,10 +176,15 @@ def parse_versions(payload: bytes) -> Versions | None:
             continue
         entry = entry if isinstance(entry, dict) else {}
         version, content_hash = entry.get("version"), entry.get("content_hash")
-        plugins[name] = (
-            version if isinstance(version, str) and 0 < len(version) <= MAX_VERSION else None,
-            content_hash
-            if isinstance(content_hash, str) and content.PATTERN.match(content_hash)
-            else None,
-        )
+        plugins[name] = (version_of(version), content_hash_of(content_hash))
     return Versions(labels, plugins)
+
+
+def version_of(value: object) -> str | None:
+    """A version string, or None (code from the node's config, or not one at all)."""
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_VERSION else None
+
+
+def content_hash_of(value: object) -> str | None:
+    """A content hash as ``content`` writes them, or None."""
+    return value if isinstance(value, str) and content.PATTERN.match(value) else None

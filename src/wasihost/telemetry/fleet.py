@@ -51,7 +51,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wasihost import content
 from wasihost.config import RESERVED_NODE_IDS
 from wasihost.deploy import protocol
 from wasihost.telemetry.discovery import NOT_AVAILABLE
@@ -82,7 +81,7 @@ MAX_STATUS_TEXT = 256
 # Rollouts listed in to_json (the most nodes first): nodes x plugins hashes at most,
 # which a hostile node could make thousands of.
 MAX_ROLLOUTS = 64
-_SOURCES = frozenset(("node", "label", "all"))
+_SOURCES = frozenset(protocol.PRECEDENCE)  # where a delivery came from
 
 
 @dataclass
@@ -445,16 +444,6 @@ def _short_text(value: object, limit: int) -> str | None:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-def _version(value: object) -> str | None:
-    """A version string, or None (code from the node's config, or not one at all)."""
-    return value if isinstance(value, str) and 0 < len(value) <= protocol.MAX_VERSION else None
-
-
-def _content_hash(value: object) -> str | None:
-    """A content hash as ``content`` writes them, or None."""
-    return value if isinstance(value, str) and content.PATTERN.match(value) else None
-
-
 def _plugin_name(name: str) -> bool:
     return 0 < len(name) <= MAX_NAME
 
@@ -539,8 +528,8 @@ def _parse_report(plugin: str, payload: bytes, received: float | None) -> Rollou
     return RolloutReport(
         state=state,
         reason=_short_text(doc.get("reason"), MAX_REASON),
-        version=_version(doc.get("version")),
-        content_hash=_content_hash(doc.get("content_hash")),
+        version=protocol.version_of(doc.get("version")),
+        content_hash=protocol.content_hash_of(doc.get("content_hash")),
         source=source if source in _SOURCES else None,
         polls_ok=_int(doc.get("polls_ok")),
         since_ms=_int(doc.get("since_ms")),
