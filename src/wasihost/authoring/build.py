@@ -47,6 +47,7 @@ from importlib import metadata
 from pathlib import Path
 
 from wasihost.atomic import write_atomically
+from wasihost.authoring.leak_mend import MEND_VERSION, mend_build
 from wasihost.authoring.runtime_build import RUNTIME_FOLDER, build_runtime
 from wasihost.errors import BuildError
 from wasihost.runtime.artifacts import precompile
@@ -131,7 +132,7 @@ def input_files(plugin_dir: Path, wit_dir: Path) -> list[tuple[str, Path, Path]]
 
 def inputs_hash(plugin_dir: Path, wit_dir: Path, manifest: Manifest) -> str:
     digest = hashlib.sha256()
-    tool = f"componentize-py {metadata.version('componentize-py')}"
+    tool = f"componentize-py {metadata.version('componentize-py')}, {MEND_VERSION}"
     digest.update(f"{tool}\0{_LAYOUT}\0{manifest.world}\0{manifest.state}\0".encode())
     for kind, base, path in input_files(plugin_dir, wit_dir):
         # Relative names: the same checkout hashes the same from any cwd.
@@ -202,7 +203,7 @@ def build_one(
         proc = subprocess.run(command, cwd=plugin_dir, capture_output=True, text=True)
         if proc.returncode == 0:
             # Built in the scratch folder, landed atomically (maybe across filesystems).
-            built = partial.read_bytes()
+            built = mend_build(partial.read_bytes(), name)
             write_atomically(output, built)
     if proc.returncode != 0:
         output_text = (proc.stderr or proc.stdout).strip()

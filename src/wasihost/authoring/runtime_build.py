@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from wasihost.atomic import write_atomically
+from wasihost.authoring.leak_mend import MEND_VERSION, mend_build
 from wasihost.errors import BuildError
 from wasihost.runtime.artifacts import precompile
 from wasihost.runtime.engine import Engine
@@ -25,7 +26,8 @@ RUNTIME_FOLDER = "_runtime"  # <plugins>/_runtime/: the shared runtime's source
 
 
 def runtime_inputs_hash(source_dir: Path, wit_dir: Path) -> str:
-    digest = hashlib.sha256(f"componentize-py {metadata.version('componentize-py')}\0".encode())
+    tool = f"componentize-py {metadata.version('componentize-py')}, {MEND_VERSION}"
+    digest = hashlib.sha256(f"{tool}\0".encode())
     inputs = [(source_dir, p) for p in sorted(source_dir.rglob("*.py"))]
     inputs += [(wit_dir, p) for p in sorted(wit_dir.glob("*.wit"))]
     for base, path in inputs:
@@ -64,7 +66,7 @@ def build_runtime(
         if proc.returncode != 0:
             output_text = (proc.stderr or proc.stdout).strip()
             raise BuildError(f"the shared Python runtime did not build:\n{output_text}")
-        built = partial.read_bytes()
+        built = mend_build(partial.read_bytes(), "the shared Python runtime")
     write_atomically(output, built)
     precompile(engine, output, built)
     stamp.write_text(wanted + "\n")

@@ -1,6 +1,9 @@
-"""A sensor that leaks guest memory the way real I2C drivers do under
-componentize-py 0.25: every byte list it sends to ``i2c.transfer`` stays
-allocated. It counts its polls and keeps the count in its state."""
+"""A sensor whose guest memory only grows: it keeps every byte list it sends
+to ``i2c.transfer`` (``hold``), as a driver with a cache that never forgets
+would, and as componentize-py 0.25's runtime did for every driver until the
+build mended it (docs/GUEST-MEMORY.md). With ``hold`` off it only sends, so
+its memory shows whether the runtime gives sent lists back. It counts its
+polls and keeps the count in its state."""
 
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ from wit_world.exports.sensor import Measurement, MeasurementSpec, PluginInfo
 from wit_world.imports import i2c
 
 POLLS = 0
+HELD: list[bytes] = []
 # An address it is not granted: the host refuses the call at once, after the
 # guest has sent (and leaked) the list.
-SETTINGS: dict[str, int | bool] = {"writes": 24, "size": 4000, "address": 0x10}
+SETTINGS: dict[str, int | bool] = {"writes": 24, "size": 4000, "address": 0x10, "hold": True}
 
 
 class Settings(exports.Settings):
@@ -30,8 +34,10 @@ class Sensor(exports.Sensor):
     def poll(self) -> list[Measurement]:
         global POLLS
         POLLS += 1
-        payload = bytes(int(SETTINGS["size"]))
         for _ in range(int(SETTINGS["writes"])):
+            payload = bytes(int(SETTINGS["size"]))
+            if SETTINGS["hold"]:
+                HELD.append(payload)
             with contextlib.suppress(Err):
                 i2c.transfer(int(SETTINGS["address"]), payload, 0)
         if SETTINGS.get("fail"):
