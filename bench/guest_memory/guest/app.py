@@ -8,6 +8,8 @@ from typing import Any
 from wit_world import exports
 from wit_world.imports import sink
 
+HELD: list[bytes] = []  # what "hold" keeps
+
 
 @cache
 def payload_bytes(length: int) -> bytes:
@@ -38,6 +40,9 @@ class Source(exports.Source):
 class Driver(exports.Driver):
     def run(self, name: str, length: int, count: int) -> None:
         call: Callable[[Any], object]
+        if name == "hold":  # fills the free heap with objects the guest keeps: no leak involved
+            HELD.extend(bytes(length) for _ in range(count))
+            return
         if name == "take-bytes":
             call, argument = sink.take_bytes, payload_bytes(length)
         elif name == "take-u16s":
