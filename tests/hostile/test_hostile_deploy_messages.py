@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from wasihost.deploy import protocol
 from wasihost.deploy.deployer import parse_report
 from wasihost.deploy.protocol import MAX_LABELS, MAX_NAME, MAX_PLUGINS, load_json, parse_versions
 
@@ -58,6 +59,31 @@ def test_a_message_with_a_number_json_cannot_carry_is_not_read(number: bytes) ->
 def test_a_report_s_counters_beyond_any_real_value_read_as_unknown() -> None:
     parsed = parse_report("n1", report_with(b"9" * 400))
     assert parsed is not None and parsed.polls_ok == 0 and parsed.since_ms == 0
+
+
+def test_the_deployer_reads_a_report_within_the_hubs_bounds() -> None:
+    """The deployer had a parser of its own, without the hub's limits: a reason
+    of any length reached its terminal, and any string passed as a version, a
+    content hash, a source or a plugin name. Both now read reports alike."""
+    good = {"plugin": "p", "state": "refused", "content_hash": "sha256:" + "a" * 64}
+    parsed = parse_report(
+        "n1",
+        json.dumps(
+            {
+                **good,
+                "version": "v" * 10_000,
+                "reason": "r" * 100_000,
+                "source": "s" * 10_000,
+                "previous": {"version": ["1"], "content_hash": "sha256:zz", "x": "x" * 10_000},
+            }
+        ).encode(),
+    )
+    assert parsed is not None and parsed.state == "refused"
+    assert len(parsed.reason) == protocol.MAX_REASON and parsed.reason.endswith("…")
+    assert parsed.version == "" and parsed.source == ""
+    assert parsed.previous == {"version": None, "content_hash": None}
+    for bad in ({"content_hash": "<script>" * 100}, {"plugin": "p" * (MAX_NAME + 1)}):
+        assert parse_report("n1", json.dumps({**good, **bad}).encode()) is None
 
 
 def report_with(number: bytes) -> bytes:

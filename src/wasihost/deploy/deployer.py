@@ -43,16 +43,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from wasihost.deploy.protocol import (
-    STATES,
-    all_topic,
-    bounded_int,
-    label_topic,
-    load_json,
-    node_topic,
-)
+from wasihost.deploy.protocol import all_topic, label_topic, node_topic
+from wasihost.deploy.protocol import parse_report as read_report
 
 BAD = frozenset({"refused", "needs-grants", "rolled-back", "failed"})
 SPREADS = frozenset({"rolled-back", "failed"})  # a version that broke, not a config mismatch
@@ -113,7 +107,7 @@ class Report:
     content_hash: str
     state: str
     reason: str = ""
-    previous: dict[str, Any] | None = None
+    previous: dict[str, str | None] | None = None
     polls_ok: int = 0
     since_ms: int = 0
     timestamp_ms: int = 0
@@ -122,30 +116,24 @@ class Report:
 
 def parse_report(node: str, payload: bytes) -> Report | None:
     """A report, or None for an empty (cleared) or unreadable payload: a node
-    that publishes nonsense is shown as not reporting, never trusted."""
-    data = load_json(payload)
-    if not isinstance(data, dict):
+    that publishes nonsense is shown as not reporting, never trusted. Read by
+    ``protocol.parse_report``, with the hub's bounds; one without a content
+    hash names no version the deployer could wait for."""
+    read = read_report(payload)
+    if read is None or read.content_hash is None:
         return None
-    state, plugin, content = data.get("state"), data.get("plugin"), data.get("content_hash")
-    if state not in STATES or not isinstance(plugin, str) or not isinstance(content, str):
-        return None
-    previous = data.get("previous")
-
-    def number(key: str) -> int:
-        return bounded_int(data.get(key), minimum=0) or 0
-
     return Report(
         node=node,
-        plugin=plugin,
-        version=str(data.get("version") or ""),
-        content_hash=content,
-        state=state,
-        reason=str(data.get("reason") or ""),
-        previous=previous if isinstance(previous, dict) else None,
-        polls_ok=number("polls_ok"),
-        since_ms=number("since_ms"),
-        timestamp_ms=number("timestamp_ms"),
-        source=str(data.get("source") or ""),
+        plugin=read.plugin,
+        version=read.version or "",
+        content_hash=read.content_hash,
+        state=read.state,
+        reason=read.reason or "",
+        previous=read.previous,
+        polls_ok=read.polls_ok or 0,
+        since_ms=read.since_ms or 0,
+        timestamp_ms=read.timestamp_ms or 0,
+        source=read.source or "",
     )
 
 

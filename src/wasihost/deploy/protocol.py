@@ -10,6 +10,10 @@ Each node also publishes, retained, which labels it carries and what each of
 its plugins runs (``versions_payload``): a label names a group only the
 nodes know, so without it a deployer could not tell which nodes a label
 delivery is for, nor when they have all answered.
+
+Both messages are read here once (``parse_versions``, ``parse_report``), with
+one set of bounds, for the deployer and the hub alike: either message comes
+from any client the broker lets write ``wasihost/<node>/#``.
 """
 
 from __future__ import annotations
@@ -104,6 +108,7 @@ def versions_payload(labels: Iterable[str], plugins: Mapping[str, Running]) -> b
 MAX_NAME = 64  # a label or a plugin name
 MAX_VERSION = 64
 MAX_PLUGINS = 64
+MAX_REASON = 500  # a report's reason (a load error can be long); cut with "…"
 
 
 MAX_INT = 2**53  # counters and millisecond stamps beyond it are no real value
@@ -188,3 +193,61 @@ def version_of(value: object) -> str | None:
 def content_hash_of(value: object) -> str | None:
     """A content hash as ``content`` writes them, or None."""
     return value if isinstance(value, str) and content.PATTERN.match(value) else None
+
+
+@dataclass(frozen=True)
+class Report:
+    """A node's rollout report as read by the other end, bounded. A field that
+    cannot be what the protocol says reads as None (unknown) rather than
+    refusing the report: its state is still worth showing."""
+
+    plugin: str
+    state: State
+    version: str | None
+    content_hash: str | None
+    reason: str | None  # at most MAX_REASON characters
+    previous: dict[str, str | None] | None  # {"version", "content_hash"}
+    source: Source | None
+    polls_ok: int | None
+    since_ms: int | None  # the node's clock
+    timestamp_ms: int | None
+
+
+def parse_report(payload: bytes) -> Report | None:
+    """A rollout report, or None for an empty (cleared), unreadable or otherwise
+    shaped one: no plugin name, or a state the protocol does not have.
+    Counters and stamps are ints in [0, MAX_INT) or None."""
+    data = load_json(payload)
+    if not isinstance(data, dict):
+        return None
+    plugin = data.get("plugin")
+    state = next((s for s in STATES if s == data.get("state")), None)
+    if state is None or not isinstance(plugin, str) or not _name(plugin):
+        return None
+    previous = data.get("previous")
+    return Report(
+        plugin=plugin,
+        state=state,
+        version=version_of(data.get("version")),
+        content_hash=content_hash_of(data.get("content_hash")),
+        reason=_reason(data.get("reason")),
+        previous=(
+            {
+                "version": version_of(previous.get("version")),
+                "content_hash": content_hash_of(previous.get("content_hash")),
+            }
+            if isinstance(previous, dict)
+            else None
+        ),
+        source=next((s for s in PRECEDENCE if s == data.get("source")), None),
+        polls_ok=bounded_int(data.get("polls_ok"), minimum=0),
+        since_ms=bounded_int(data.get("since_ms"), minimum=0),
+        timestamp_ms=bounded_int(data.get("timestamp_ms"), minimum=0),
+    )
+
+
+def _reason(value: object) -> str | None:
+    """A reason kept to MAX_REASON characters, ending in "…" when cut, or None."""
+    if not isinstance(value, str):
+        return None
+    return value if len(value) <= MAX_REASON else value[: MAX_REASON - 1] + "…"

@@ -71,7 +71,7 @@ MAX_NAME = protocol.MAX_NAME
 # and replace it (nothing is lost, nothing else depends on it). Sized when the batch
 # was 100.
 RECENT_STAMPS = 64
-MAX_REASON = 500  # a report's reason (a load error can be long); cut with "…"
+MAX_REASON = protocol.MAX_REASON  # a report's reason, cut with "…"
 # What one state keeps (a 64 KiB payload holds thousands of entries): its first
 # MAX_MEASUREMENTS measurements (and their units), its first MAX_STATUS status entries,
 # each string cut to MAX_STATUS_TEXT characters with "…"; the rest is dropped.
@@ -81,7 +81,6 @@ MAX_STATUS_TEXT = 256
 # Rollouts listed in to_json (the most nodes first): nodes x plugins hashes at most,
 # which a hostile node could make thousands of.
 MAX_ROLLOUTS = 64
-_SOURCES = frozenset(protocol.PRECEDENCE)  # where a delivery came from
 
 
 @dataclass
@@ -509,30 +508,20 @@ def _status_value(value: object) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-def _int(value: object, minimum: int = 0) -> int | None:
-    """A counter or a millisecond stamp: an int in [minimum, 2**53), else None (a
-    huge one is valid JSON, and overflows a float when divided)."""
-    return protocol.bounded_int(value, minimum)
-
-
 def _parse_report(plugin: str, payload: bytes, received: float | None) -> RolloutReport | None:
-    """A rollout report for ``plugin`` (its topic's), or None: not JSON, not an
-    object, another plugin's, or a state the protocol does not have."""
-    doc = protocol.load_json(payload)
-    if not isinstance(doc, dict) or doc.get("plugin") != plugin:
+    """A rollout report for ``plugin`` (its topic's), or None: one
+    ``protocol.parse_report`` does not read, or another plugin's."""
+    read = protocol.parse_report(payload)
+    if read is None or read.plugin != plugin:
         return None
-    state = doc.get("state")
-    if state not in protocol.STATES:
-        return None
-    source = doc.get("source")
     return RolloutReport(
-        state=state,
-        reason=_short_text(doc.get("reason"), MAX_REASON),
-        version=protocol.version_of(doc.get("version")),
-        content_hash=protocol.content_hash_of(doc.get("content_hash")),
-        source=source if source in _SOURCES else None,
-        polls_ok=_int(doc.get("polls_ok")),
-        since_ms=_int(doc.get("since_ms")),
-        timestamp_ms=_int(doc.get("timestamp_ms")),
+        state=read.state,
+        reason=read.reason,
+        version=read.version,
+        content_hash=read.content_hash,
+        source=read.source,
+        polls_ok=read.polls_ok,
+        since_ms=read.since_ms,
+        timestamp_ms=read.timestamp_ms,
         received=received,
     )
