@@ -187,3 +187,86 @@ def test_no_node_is_made_up_from_a_deliverys_topic_or_a_payload_that_does_not_pa
     fleet.handle("wasihost/ghost5/rollout/p", report(state="exploded"))
     assert valid_json(fleet)["nodes"] == []
     assert fleet.ignored == 9
+
+
+# --- Room for real nodes --------------------------------------------------------------
+
+
+def state_payload(t_ms: int = 1000) -> bytes:
+    return json.dumps({"timestamp_ms": t_ms, "t": 21.5}).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "retained"),
+    [(b"junk", False), (b"offline", False), (b"online", True)],
+    ids=["junk", "offline", "retained-online"],
+)
+def test_junk_availability_topics_do_not_keep_a_real_node_off_the_hub(
+    payload: bytes, retained: bool
+) -> None:
+    """Anyone who may write wasihost/<x>/availability made a node of every <x>, kept
+    for ever: 1,000 of them filled the table and the next real node was never shown.
+    A node never seen live (no live "online", no state) now makes room, oldest first."""
+    fleet = hub()
+    for i in range(fleet_module.MAX_NODES):
+        fleet.handle(f"wasihost/junk{i}/availability", payload, retained=retained)
+    fleet.handle("wasihost/attic/dht22/state", state_payload())
+    nodes = {n["node"]: n for n in valid_json(fleet)["nodes"]}
+    assert len(nodes) == fleet_module.MAX_NODES
+    assert nodes["attic"]["online"] and nodes["attic"]["plugins"]["dht22"]["timestamp_ms"] == 1000
+    assert "junk0" not in nodes and "junk1" in nodes  # the oldest went
+
+
+def test_more_junk_never_evicts_a_node_seen_live() -> None:
+    fleet = hub()
+    fleet.handle("wasihost/attic/availability", b"online")
+    fleet.handle("wasihost/shed/p/state", state_payload())
+    for i in range(2 * fleet_module.MAX_NODES):
+        fleet.handle(f"wasihost/junk{i}/availability", b"junk")
+    names = {n["node"] for n in valid_json(fleet)["nodes"]}
+    assert {"attic", "shed"} <= names and len(names) == fleet_module.MAX_NODES
+
+
+def test_a_full_table_of_live_nodes_turns_a_new_one_away() -> None:
+    fleet = hub()
+    for i in range(fleet_module.MAX_NODES):
+        fleet.handle(f"wasihost/n{i}/availability", b"online")
+    fleet.handle("wasihost/late/p/state", state_payload())
+    names = {n["node"] for n in valid_json(fleet)["nodes"]}
+    assert "late" not in names and len(names) == fleet_module.MAX_NODES
+    assert fleet.ignored == 1
+
+
+class SteppedClocks:
+    def __init__(self) -> None:
+        self.wall = 1_700_000_000.0
+        self.mono = 5_000.0
+
+
+def test_a_node_offline_and_silent_for_longer_than_the_bound_is_forgotten() -> None:
+    """A node that left for good (or a junk one) stays listed FORGET_AFTER_SECONDS after
+    it was last heard, on the monotonic clock (the wall clock stepping a year changes
+    nothing), then goes, and comes back when it speaks again."""
+    clocks = SteppedClocks()
+    fleet = Fleet(clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+    fleet.handle("wasihost/gone/p/state", state_payload())
+    fleet.handle("wasihost/gone/availability", b"offline")
+    fleet.handle("wasihost/kept/availability", b"online", retained=True)
+    clocks.wall += 365 * 86_400
+    clocks.mono += fleet_module.FORGET_AFTER_SECONDS - 1
+    assert {n["node"] for n in valid_json(fleet)["nodes"]} == {"gone", "kept"}
+    fleet.handle("wasihost/kept/p/state", state_payload())  # speaks, live
+    clocks.mono += 2
+    assert {n["node"] for n in valid_json(fleet)["nodes"]} == {"kept"}
+    fleet.handle("wasihost/gone/availability", b"online")
+    assert {n["node"] for n in valid_json(fleet)["nodes"]} == {"gone", "kept"}
+
+
+def test_a_node_silent_but_online_by_its_availability_is_forgotten_too() -> None:
+    """Silence decides, as for "online": a node whose last will never reached the hub
+    (it shows offline after offline_after_seconds) is still forgotten after the bound."""
+    clocks = SteppedClocks()
+    fleet = Fleet(clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+    fleet.handle("wasihost/a/availability", b"online")
+    clocks.mono += fleet_module.FORGET_AFTER_SECONDS + 1
+    assert valid_json(fleet)["nodes"] == []

@@ -36,7 +36,13 @@ by state, those offline apart, so a page can say "3/5 healthy, 1 rolled back,
 
 Everything received is untrusted input (any client the ACL lets write
 ``wasihost/#``): payloads are size-capped and parsed defensively, and the
-number of nodes and plugins kept is bounded.
+number of nodes and plugins kept is bounded. A full table must still take a
+real node that is new: any topic under ``wasihost/+/availability`` makes an
+entry, so junk could fill it for good. A new node therefore takes the place of
+the oldest one never seen live (no live ``online``, no live state), which a
+real node soon is; and a node offline and unheard for FORGET_AFTER_SECONDS on
+the monotonic clock is forgotten, so neither junk nor nodes long gone hold
+room for ever.
 
 Thread rules: ``handle`` runs on the event loop; ``to_json`` may run anywhere.
 """
@@ -53,10 +59,13 @@ from typing import Any
 
 from wasihost.config import RESERVED_NODE_IDS
 from wasihost.deploy import protocol
-from wasihost.telemetry.discovery import NOT_AVAILABLE
+from wasihost.telemetry.discovery import AVAILABLE, NOT_AVAILABLE
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_NODES = 1000
+# A node offline and unheard this long (hub monotonic clock) is dropped: a week
+# covers a node off over a long holiday; one gone for good, or junk, goes.
+FORGET_AFTER_SECONDS = 7 * 86_400.0
 # The deploy protocol's bounds, which the nodes' versions messages keep to: plugins
 # per node (states, versions and reports counted together here), and the length of
 # a plugin name (here also of a node id, a measurement's or a status entry's name).
@@ -149,6 +158,7 @@ class NodeState:
     node: str
     availability: str | None = None  # the last payload of <base>/availability
     last_seen: float | None = None  # hub monotonic clock, live messages only
+    added: float = 0.0  # hub monotonic clock: when the hub first kept something of it
     plugins: dict[str, PublishedState] = field(default_factory=dict)
     # Per plugin, the stamps of the last RECENT_STAMPS states taken (duplicates).
     stamps: dict[str, deque[int]] = field(default_factory=dict)
@@ -192,7 +202,11 @@ class Fleet:
             monotonic = time.monotonic if clock is time.time else clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
+        # Least recently heard first (a live message moves a node to the end), so
+        # forgetting the silent ones looks only at the front.
         self._nodes: dict[str, NodeState] = {}
+        # Nodes never seen live, oldest first: the ones a new node may replace.
+        self._unproven: dict[str, None] = {}
         self.ignored = 0  # malformed, oversized or over-limit messages
 
     @property
@@ -212,22 +226,23 @@ class Fleet:
             return
         now = self._monotonic()
         with self._lock:
+            self._forget_silent(now)
             if len(parts) == 2 and parts[1] == "availability":
-                node = self._node(parts[0])
+                node = self._node(parts[0], now)
                 if node is not None:
                     node.availability = payload.decode("utf-8", "replace")[:32]
                     if not retained:
-                        node.last_seen = now
+                        self._heard(node, now, proven=node.availability == AVAILABLE)
                     return
             elif not payload and self._clear(parts):
                 return
             elif len(parts) == 2 and parts[1] == "versions":
                 parsed = protocol.parse_versions(payload)
-                node = self._node(parts[0]) if parsed is not None else None
+                node = self._node(parts[0], now) if parsed is not None else None
                 if node is not None and parsed is not None:
                     self._take_versions(node, list(parsed.labels or ()), parsed.plugins)
                     if not retained:
-                        node.last_seen = now
+                        self._heard(node, now, proven=False)
                     return
             elif (
                 len(parts) == 3
@@ -239,23 +254,23 @@ class Fleet:
             ):
                 # Before the state branch: <node>/rollout/state is also the state topic
                 # of a plugin named "rollout"; a report names its plugin and a state.
-                node = self._node(parts[0]) if _plugin_name(parts[2]) else None
+                node = self._node(parts[0], now) if _plugin_name(parts[2]) else None
                 if node is not None and node.admits(parts[2]):
                     node.rollouts[parts[2]] = report
                     if not retained:
-                        node.last_seen = now
+                        self._heard(node, now, proven=False)
                     return
             elif len(parts) == 3 and parts[2] == "state":
                 # A node is made only from a payload that parses as what its topic says.
                 state = _parse_state(parts[1], payload, None if retained else now)
-                node = self._node(parts[0]) if state is not None else None
+                node = self._node(parts[0], now) if state is not None else None
                 if (
                     node is not None
                     and state is not None
                     and self._take_state(node, parts[1], state)
                 ):
                     if not retained:
-                        node.last_seen = now
+                        self._heard(node, now, proven=True)
                     return
             self.ignored += 1
 
@@ -274,18 +289,53 @@ class Fleet:
             return True
         return False
 
-    def _node(self, name: str) -> NodeState | None:
+    def _node(self, name: str, now: float) -> NodeState | None:
+        """The node named ``name``, made if there is room, or None."""
         node = self._nodes.get(name)
         if node is None:
             if (
                 not name
                 or len(name) > MAX_NAME
                 or name in RESERVED_NODE_IDS  # wasihost/deploy/# holds deliveries
-                or len(self._nodes) >= MAX_NODES
+                or (len(self._nodes) >= MAX_NODES and not self._make_room())
             ):
                 return None
-            node = self._nodes[name] = NodeState(name)
+            node = self._nodes[name] = NodeState(name, added=now)
+            self._unproven[name] = None
         return node
+
+    def _make_room(self) -> bool:
+        """Drop the oldest node never seen live: one that may be junk (any client
+        can name a node), where a node seen live is kept. False when every node
+        was seen live: the newcomer then waits for one to be forgotten."""
+        oldest = next(iter(self._unproven), None)
+        if oldest is None:
+            return False
+        self._drop(oldest)
+        return True
+
+    def _drop(self, name: str) -> None:
+        del self._nodes[name]
+        self._unproven.pop(name, None)
+
+    def _heard(self, node: NodeState, now: float, *, proven: bool) -> None:
+        """A live message from ``node``: a sign of life, which restarts its silence;
+        ``proven`` when it is one only a real node sends (``online``, a state)."""
+        node.last_seen = now
+        self._nodes[node.node] = self._nodes.pop(node.node)  # now the most recently heard
+        if proven:
+            self._unproven.pop(node.node, None)
+
+    def _forget_silent(self, now: float) -> None:
+        """Drop the nodes offline and unheard for FORGET_AFTER_SECONDS, from the
+        least recently heard on (a node never heard live counts from when it was
+        kept). Stops at the first that stays, so each call costs what it drops."""
+        while self._nodes:
+            node = next(iter(self._nodes.values()))
+            since = node.added if node.last_seen is None else node.last_seen
+            if now - since <= FORGET_AFTER_SECONDS or self.is_online(node, now):
+                return
+            self._drop(node.node)
 
     @staticmethod
     def _take_state(node: NodeState, plugin: str, state: PublishedState) -> bool:
@@ -337,6 +387,7 @@ class Fleet:
         ``last_seen_ms`` is today's wall clock minus that age."""
         wall, now = self._clock(), self._monotonic()
         with self._lock:
+            self._forget_silent(now)
             nodes = []
             for name in sorted(self._nodes):
                 node = self._nodes[name]
