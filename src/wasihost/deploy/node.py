@@ -129,10 +129,79 @@ def deployed_spec(config: HostConfig, spec: PluginSpec) -> PluginSpec:
         return spec
     folder = plugin_dir(config, spec.name)
     try:
+        _finish_staging(folder, spec.name)
+    except OSError as exc:  # the host still starts, on what the folders hold
+        log.warning("[%s] an install cut short could not be undone: %s", spec.name, exc)
+    try:
         _count_restart(folder, spec.name)
     except (OSError, ValueError, TypeError) as exc:  # a full disk must not stop the host
         log.warning("[%s] %s: probation not counted at this start: %s", spec.name, RECORD, exc)
     return _pointed(spec, folder / CURRENT) or spec
+
+
+def _record_or_none(folder: Path) -> dict[str, Any] | None:
+    """deployed.json, {} when there is none, None when it is there but cannot be
+    read: unlike ``_read_record``, for a caller that deletes on what it says."""
+    try:
+        record = json.loads((folder / RECORD).read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _finish_staging(folder: Path, name: str) -> None:
+    """Undo an install that a power cut stopped among ``_stage_files``' renames
+    (its own undo runs only for an exception). The record is written last, so
+    it is still the one before the install and names what current/ and
+    previous/ should hold; incoming/ is still there too (the delivery removes
+    it after the record), so a start without it hashes nothing.
+
+    Left alone, a cut after previous/ -> incoming/previous loses the version to
+    roll back to; after current/ -> previous/ the configured version runs; after
+    incoming/plugin -> current/ the new version runs unrecorded, with no gate,
+    reported as the old one (or, at a first install, named by no record)."""
+    incoming = folder / INCOMING
+    if not incoming.is_dir():
+        return
+    record = _record_or_none(folder)
+    current, previous, replaced = folder / CURRENT, folder / PREVIOUS, incoming / PREVIOUS
+    if record is None:  # nothing says which version is which: delete nothing
+        log.warning(
+            "[%s] %s cannot be read and %s/ is left from an install: not checked for a "
+            "power cut, current/ runs as it is",
+            name,
+            RECORD,
+            INCOMING,
+        )
+        return
+    wanted, before = record.get("current"), record.get("previous")
+    wanted_hash = wanted.get("content_hash") if isinstance(wanted, dict) else None
+    before_hash = before.get("content_hash") if isinstance(before, dict) else None
+    undone: str | None = None
+    if not isinstance(wanted, dict):
+        if current.exists():
+            shutil.rmtree(current)
+            undone = "current/ held a version no record names: removed, the configured one runs"
+    elif not current.exists():
+        if _holds(previous, wanted_hash):
+            previous.rename(current)
+            undone = f"{wanted.get('version')} moved back from previous/ to current/"
+    elif previous.is_dir() and not _holds(current, wanted_hash) and _holds(previous, wanted_hash):
+        shutil.rmtree(current)
+        previous.rename(current)
+        undone = f"an unrecorded version removed, {wanted.get('version')} back in current/"
+    if (
+        replaced.is_dir()
+        and not previous.exists()
+        and (undone is not None or _holds(replaced, before_hash))
+    ):
+        replaced.rename(previous)
+        undone = (undone + "; " if undone else "") + "previous/ moved back"
+    shutil.rmtree(incoming, ignore_errors=True)
+    if undone is not None:
+        log.warning("[%s] an install cut short (a power cut?) undone at start: %s", name, undone)
 
 
 def _count_restart(folder: Path, name: str) -> None:

@@ -1,0 +1,246 @@
+"""A node's deploy work cut short: a power cut in the middle of installing, a
+delivery that fails to load while the version before it is on probation, and
+a full disk at start (docs/MQTT.md, "Deploying plugins"; issue 19).
+
+A power cut is a ``BaseException`` raised from the Nth ``Path.rename`` or from
+``_write_record``: the ``except Exception`` undo in ``_stage_files`` does not
+run, as it would not on a Pi that lost power. Then the start path runs
+(``deployed_spec``, as ``Host`` calls it for every plugin before any loads),
+and the test looks at what it points at and what is on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from tests.deploy.test_deploy_node import (
+    bundle,
+)
+from tests.deploy_fleet import counter
+from wasihost.bundle.create import hash_plugin
+from wasihost.bundle.keys import SigningKey, generate_key
+from wasihost.config import HostConfig
+from wasihost.deploy import node as node_module
+from wasihost.deploy.node import (
+    INCOMING,
+    RECORD,
+    DeployNode,
+    _update_record,
+    _write_record,
+    deployed_spec,
+    plugin_dir,
+)
+from wasihost.runtime.contract import load_contract
+from wasihost.runtime.plugin import PluginSpec
+from wasihost.runtime.reload import Reloader
+from wasihost.specs import plugin_specs
+
+NONE: dict[str, str | None] = {"version": None, "content_hash": None}
+
+
+class PowerCut(BaseException):
+    """The power going off: no handler in the code under test runs."""
+
+
+@pytest.fixture
+def key() -> SigningKey:
+    return generate_key()
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Any], tmp_path: Path, key: SigningKey) -> HostConfig:
+    """A node with the counter plugin (1.0.0 configured), deploying, trusting ``key``."""
+    configured = counter(tmp_path / "plugins" / "counter", "1.0.0")
+    made: HostConfig = make_config(
+        {"counter": {"source": str(configured), "world": "sensor-plugin"}},
+        mqtt={"enabled": True, "outbox_path": str(tmp_path / "outbox.sqlite3")},
+        trust={"keys": [key.public.text]},
+        deploy={"enabled": True, "dir": str(tmp_path / "deploy")},
+        runtime={"plugins_dir": str(tmp_path / "plugins")},
+    )
+    return made
+
+
+def stage(
+    config: HostConfig,
+    key: SigningKey,
+    tmp_path: Path,
+    version: str,
+    running: dict[str, str | None],
+    cut: Callable[[], None] | None = None,
+) -> dict[str, str | None]:
+    """Install ``version`` on disk as ``DeployNode._install`` does: verified into
+    incoming/, ``_stage_files``, incoming/ removed after. ``cut`` arms a power
+    cut just before ``_stage_files``, after the verify (which renames too)."""
+    node = DeployNode(config, {}, cast(Reloader, None), {}, lambda topic, payload: None)
+    folder = plugin_dir(config, "counter")
+    verdict = node._verify_into(bundle(tmp_path, key, version), folder / INCOMING)
+    manifest = verdict.manifest
+    assert verdict.status == "valid" and manifest is not None, verdict.reason
+    probation = {
+        "restarts": 0,
+        "since_ms": 1,
+        "source": "node",
+        "previous": running,
+        "bundle_sha256": f"sha256:{version}",
+    }
+    if cut is not None:
+        cut()
+    node._stage_files(folder, verdict, manifest, running, probation)
+    shutil.rmtree(folder / INCOMING)
+    return {"version": version, "content_hash": manifest.content}
+
+
+def cut_at_rename(monkeypatch: pytest.MonkeyPatch, n: int) -> Callable[[], None]:
+    """A power cut at the ``n``th ``Path.rename`` once armed (it never happens)."""
+
+    def arm() -> None:
+        calls = 0
+        rename = Path.rename
+
+        def cutting(self: Path, target: Any) -> Path:
+            nonlocal calls
+            calls += 1
+            if calls == n:
+                raise PowerCut
+            return rename(self, target)
+
+        monkeypatch.setattr(Path, "rename", cutting)
+
+    return arm
+
+
+def cut_at_record(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """A power cut when deployed.json is written, after every rename."""
+
+    def cutting(path: Path, record: dict[str, Any]) -> None:
+        raise PowerCut
+
+    return lambda: monkeypatch.setattr(node_module, "_write_record", cutting)
+
+
+def start(config: HostConfig) -> PluginSpec:
+    """The counter's spec as a host starting now loads it."""
+    [spec] = plugin_specs(config, load_contract())
+    return deployed_spec(config, spec)
+
+
+def record_of(folder: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((folder / RECORD).read_text())
+    return data
+
+
+def warnings_about(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "wasihost.deploy.node"
+        and r.levelno == logging.WARNING
+        and "[counter]" in r.getMessage()
+    ]
+
+
+# -- a power cut while staging, repaired at start ---------------------------------
+@pytest.mark.parametrize("cut", ["after rename 1", "after rename 2", "after rename 3"])
+def test_a_power_cut_while_installing_is_undone_at_start(
+    config: HostConfig,
+    key: SigningKey,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    cut: str,
+) -> None:
+    """3.0.0 runs (healthy, 2.0.0 in previous/) when 4.0.0's install loses power
+    between its renames: previous/ -> incoming/previous, current/ -> previous/,
+    incoming/plugin -> current/, then the record. At start the moves are undone
+    before anything loads: 3.0.0 runs from current/, 2.0.0 is back in previous/,
+    the record is the one before. Before: after rename 1 previous/ was lost (no
+    version to roll back to); after rename 2 the node ran its configured 1.0.0;
+    after rename 3 it ran 4.0.0, unrecorded, with no health gate, reported as 3.0.0."""
+    folder = plugin_dir(config, "counter")
+    two = stage(config, key, tmp_path, "2.0.0", NONE)
+    _update_record(folder, probation=None)  # healthy
+    three = stage(config, key, tmp_path, "3.0.0", two)
+    _update_record(folder, probation=None)
+    before = record_of(folder)
+    with monkeypatch.context() as patched:
+        arm = {
+            "after rename 1": cut_at_rename(patched, 2),
+            "after rename 2": cut_at_rename(patched, 3),
+            "after rename 3": cut_at_record(patched),
+        }[cut]
+        with pytest.raises(PowerCut):
+            stage(config, key, tmp_path, "4.0.0", three, arm)
+    caplog.set_level(logging.INFO, logger="wasihost.deploy.node")
+
+    assert start(config).source == folder / "current"
+    assert hash_plugin(folder / "current") == three["content_hash"]
+    assert hash_plugin(folder / "previous") == two["content_hash"]
+    assert record_of(folder) == before
+    assert not (folder / INCOMING).exists()
+    said = warnings_about(caplog)
+    assert len(said) == 1, said
+    assert start(config).source == folder / "current"  # nothing left to repair
+    assert warnings_about(caplog) == said
+
+
+@pytest.mark.parametrize("before", ["no record", "rolled back to the configured version"])
+def test_a_power_cut_in_a_first_delivery_leaves_the_configured_version(
+    config: HostConfig,
+    key: SigningKey,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    before: str,
+) -> None:
+    """The first delivery (no deployed version: the configured 1.0.0 runs) loses
+    power after incoming/plugin became current/, before the record: current/
+    holds a version no record names, so it goes, and 1.0.0 runs. Before, 2.0.0
+    ran, unrecorded and never on probation."""
+    folder = plugin_dir(config, "counter")
+    folder.mkdir(parents=True)
+    old = {"current": None, "previous": None, "rejected": {"bundle_sha256": "sha256:x"}}
+    if before != "no record":
+        _write_record(folder / RECORD, old)
+    with monkeypatch.context() as patched, pytest.raises(PowerCut):
+        stage(config, key, tmp_path, "2.0.0", NONE, cut_at_record(patched))
+    assert (folder / "current").is_dir()
+    caplog.set_level(logging.INFO, logger="wasihost.deploy.node")
+
+    assert start(config).source == tmp_path / "plugins" / "counter"
+    assert not (folder / "current").exists() and not (folder / INCOMING).exists()
+    if before == "no record":
+        assert not (folder / RECORD).exists()
+    else:
+        assert record_of(folder) == old
+    assert len(warnings_about(caplog)) == 1, warnings_about(caplog)
+
+
+def test_a_power_cut_under_a_damaged_record_deletes_nothing(
+    config: HostConfig,
+    key: SigningKey,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With a deployed.json that cannot be read nothing says which version is
+    which: the start path says so and deletes nothing (the host still starts,
+    as with any damaged record)."""
+    folder = plugin_dir(config, "counter")
+    folder.mkdir(parents=True)
+    (folder / RECORD).write_text('{"current": ')
+    with monkeypatch.context() as patched, pytest.raises(PowerCut):
+        stage(config, key, tmp_path, "2.0.0", NONE, cut_at_record(patched))
+    caplog.set_level(logging.INFO, logger="wasihost.deploy.node")
+
+    start(config)
+    assert (folder / "current").is_dir() and (folder / RECORD).read_text() == '{"current": '
+    said = warnings_about(caplog)
+    assert len(said) == 1 and RECORD in said[0], said
