@@ -14,17 +14,25 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from tests.deploy.test_deploy_node import (
+    Fleet,
     bundle,
+    deployed,
+    digest,
+    reports,
+    until,
+    version,
 )
 from tests.deploy_fleet import counter
-from wasihost.bundle.create import hash_plugin
+from tests.mosquitto import Broker
+from tests.telemetry.test_mqtt import Subscriber
+from wasihost.bundle.create import create_bundle, hash_plugin
 from wasihost.bundle.keys import SigningKey, generate_key
 from wasihost.config import HostConfig
 from wasihost.deploy import node as node_module
@@ -244,3 +252,60 @@ def test_a_power_cut_under_a_damaged_record_deletes_nothing(
     assert (folder / "current").is_dir() and (folder / RECORD).read_text() == '{"current": '
     said = warnings_about(caplog)
     assert len(said) == 1 and RECORD in said[0], said
+
+
+# -- a delivery that fails to load while the one before is on probation -----------
+@pytest.fixture
+async def fleet(
+    broker: Broker, make_config: Callable[..., Any], tmp_path: Path
+) -> AsyncIterator[Fleet]:
+    made = Fleet(broker, make_config, tmp_path)
+    yield made
+    await made.close()
+
+
+def broken_bundle(tmp_path: Path, key: SigningKey, version: str) -> bytes:
+    """A bundle that verifies but whose plugin raises at import: it cannot load."""
+    folder = counter(tmp_path / "bundles" / version / "counter", version)
+    app = folder / "app.py"
+    app.write_text(app.read_text() + "\nraise RuntimeError('broken at import')\n")
+    return create_bundle(folder, key, version=version)
+
+
+async def test_a_version_that_fails_to_load_gives_back_the_probation_of_the_one_before(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """3.0.0 is live and on probation (2.0.0 before it, in previous/) when 4.0.0
+    arrives and fails to load. 3.0.0 goes back to what it was: on probation in
+    deployed.json, 2.0.0 in previous/, and judged by its gate, which here passes.
+    Before, the record was rewritten without 3.0.0's probation (and without
+    previous/): 3.0.0 ran on, never judged, and a restart did not judge it either."""
+    host = fleet.host("n1", gate_polls=3)
+    await fleet.start("n1")
+    assert host.deploy is not None
+    folder = tmp_path / "n1" / "deploy" / "counter"
+    three = bundle(tmp_path, fleet.key, "3.0.0")
+    async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+        await until(lambda: ("2.0.0", "healthy") in reports(sub), "2.0.0 healthy", (host,))
+        await host.deploy.wait_idle()
+        await fleet.publish("wasihost/deploy/node/n1/counter", three)
+        # No cycles from here until 4.0.0 failed: 3.0.0's gate cannot end meanwhile.
+        await until(lambda: ("3.0.0", "live") in reports(sub), "3.0.0 live")
+        await host.deploy.wait_idle()
+        before = deployed(tmp_path)
+        assert before["probation"]["bundle_sha256"] == digest(three), before
+        await fleet.publish(
+            "wasihost/deploy/node/n1/counter", broken_bundle(tmp_path, fleet.key, "4.0.0")
+        )
+        await until(lambda: ("4.0.0", "failed") in reports(sub), "4.0.0 failed")
+        await host.deploy.wait_idle()
+        assert version(host) == "3.0.0"
+        assert deployed(tmp_path) == before
+        assert hash_plugin(folder / "current") == before["current"]["content_hash"]
+        assert hash_plugin(folder / "previous") == before["previous"]["content_hash"]
+        gate = host.deploy._held["counter"].gate
+        assert gate is not None and gate.bundle == digest(three), gate
+        await until(lambda: ("3.0.0", "healthy") in reports(sub), "3.0.0 healthy", (host,))
+        await host.deploy.wait_idle()
+    assert "probation" not in deployed(tmp_path)

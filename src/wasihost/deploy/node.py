@@ -261,6 +261,20 @@ def _restore_files(folder: Path, rejected: dict[str, Any] | None = None) -> None
     _write_record(folder / RECORD, new)
 
 
+def _unstage_files(folder: Path, before: dict[str, Any]) -> None:
+    """Undo ``_stage_files`` after its record was written: its moves in reverse,
+    previous/ from incoming/ too. The record before goes back first, so a crash
+    after it leaves what a power cut among the install's own renames leaves,
+    which ``_finish_staging`` undoes at the next start."""
+    _write_record(folder / RECORD, before or {"current": None, "previous": None})
+    current, previous, replaced = folder / CURRENT, folder / PREVIOUS, folder / INCOMING / PREVIOUS
+    shutil.rmtree(current, ignore_errors=True)
+    if previous.is_dir():
+        previous.rename(current)
+    if replaced.is_dir():
+        replaced.rename(previous)
+
+
 def _holds(folder: Path, content_hash: object) -> bool:
     """Whether ``folder`` holds a deployed version of that content hash."""
     source, wasm = _deployed_code(folder)
@@ -570,24 +584,25 @@ class DeployNode:
             "bundle_sha256": digest,
         }
         try:
-            await asyncio.to_thread(
+            before = await asyncio.to_thread(
                 self._stage_files, folder, verdict, manifest, running, probation
             )
         except OSError as exc:
             self._report(dataclasses.replace(base, state="failed", reason=f"install: {exc}"))
             held.gate = replaced  # nothing changed: the running version's gate goes on
             return
-        held.rejected = None  # on disk too: a new record; that bundle may come again
+        rejected, held.rejected = held.rejected, None  # a new record: that bundle may come again
         self._report(dataclasses.replace(base, state="staging"))
         spec = _pointed(held.configured, folder / CURRENT)
         if spec is None:
+            await self._unstage(name, held, plugin, before, replaced, rejected)
             self._report(dataclasses.replace(base, state="failed", reason="unreadable install"))
             return
         plugin.spec = spec
         if not await self._reload(plugin):
             reason = plugin.stats.reload_error or "the new version did not go live"
             log.error("[%s] %s %s did not go live: %s", name, name, manifest.version, reason)
-            await self._restore(name, held, plugin)
+            await self._unstage(name, held, plugin, before, replaced, rejected)
             self._report(dataclasses.replace(base, state="failed", reason=reason))
             return
         self.versions[name] = {"version": manifest.version, "content_hash": manifest.content}
@@ -616,12 +631,14 @@ class DeployNode:
         manifest: BundleManifest,
         running: dict[str, Any],
         probation: dict[str, Any],
-    ) -> None:
+    ) -> dict[str, Any]:
         """Move current/ to previous/ and the verified incoming/plugin/ (a
         component's file written there now) to current/; the record says it is
         on probation from here, before it ever loads. If a step fails (a full
         SD card, writing the record), the moves are undone: the files go back
-        with the record, which was not written."""
+        with the record, which was not written. Returns the record before, for
+        ``_unstage_files`` should the new version not load."""
+        before = _read_record(folder)
         incoming = folder / INCOMING / CHECKED
         if manifest.kind == "component":
             incoming.mkdir()
@@ -655,6 +672,27 @@ class DeployNode:
             for source, target in reversed(moved):
                 target.rename(source)
             raise
+        return before
+
+    async def _unstage(
+        self,
+        name: str,
+        held: _Plugin,
+        plugin: Plugin,
+        before: dict[str, Any],
+        gate: Gate | None,
+        rejected: str | None,
+    ) -> None:
+        """Back to the version before a delivery that did not load, as it was:
+        if it was on probation it still is, on disk and judged by its own gate
+        (``gate``, ended when the delivery came), since nothing has proven it
+        meanwhile; a rollback writes a record without probation, and would have
+        left it running unjudged, across restarts too."""
+        folder = plugin_dir(self.config, name)
+        await asyncio.to_thread(_unstage_files, folder, before)
+        plugin.spec = _pointed(held.configured, folder / CURRENT) or held.configured
+        await self._reload(plugin)
+        held.gate, held.rejected = gate, rejected
 
     async def _restore(
         self, name: str, held: _Plugin, plugin: Plugin, rejected: dict[str, Any] | None = None
