@@ -32,6 +32,7 @@ from tests.deploy.test_deploy_node import (
 from tests.deploy_fleet import counter
 from tests.mosquitto import Broker
 from tests.telemetry.test_mqtt import Subscriber
+from wasihost.boards.sim import SimBoard
 from wasihost.bundle.create import create_bundle, hash_plugin
 from wasihost.bundle.keys import SigningKey, generate_key
 from wasihost.config import HostConfig
@@ -45,6 +46,7 @@ from wasihost.deploy.node import (
     deployed_spec,
     plugin_dir,
 )
+from wasihost.host import Host
 from wasihost.runtime.contract import load_contract
 from wasihost.runtime.plugin import PluginSpec
 from wasihost.runtime.reload import Reloader
@@ -309,3 +311,92 @@ async def test_a_version_that_fails_to_load_gives_back_the_probation_of_the_one_
         await until(lambda: ("3.0.0", "healthy") in reports(sub), "3.0.0 healthy", (host,))
         await host.deploy.wait_idle()
     assert "probation" not in deployed(tmp_path)
+
+
+# -- a full disk at start -----------------------------------------------------------
+def on_probation(config: HostConfig, key: SigningKey, tmp_path: Path) -> tuple[Any, Any]:
+    """3.0.0 installed and on probation, 2.0.0 (healthy before it) in previous/."""
+    folder = plugin_dir(config, "counter")
+    two = stage(config, key, tmp_path, "2.0.0", NONE)
+    _update_record(folder, probation=None)
+    three = stage(config, key, tmp_path, "3.0.0", two)
+    return two, three
+
+
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(path: Path, record: dict[str, Any]) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(node_module, "_write_record", full)
+
+
+def test_a_full_disk_does_not_keep_a_version_on_probation_running_across_restarts(
+    config: HostConfig,
+    key: SigningKey,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The host keeps stopping under 3.0.0, on probation, with the disk full: the
+    restart count cannot be written to deployed.json. The first such start still
+    runs 3.0.0 (as a counted one would); from the next, 2.0.0 runs, from
+    previous/, without a write, and the log says why; once the disk has room,
+    the start rolls 3.0.0 back on disk. Before, the count never advanced, so
+    3.0.0 ran at every start, never rolled back."""
+    folder = plugin_dir(config, "counter")
+    two, three = on_probation(config, key, tmp_path)
+    before = record_of(folder)
+    caplog.set_level(logging.INFO, logger="wasihost.deploy.node")
+    with monkeypatch.context() as patched:
+        full_disk(patched)
+        assert start(config).source == folder / "current"  # 3.0.0: one restart, as counted
+        for _ in range(2):
+            assert start(config).source == folder / "previous"  # 2.0.0
+        assert record_of(folder) == before
+        assert hash_plugin(folder / "current") == three["content_hash"]
+        assert hash_plugin(folder / "previous") == two["content_hash"]
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert said and all("[counter]" in s and "2.0.0" in s for s in said), said
+
+    assert start(config).source == folder / "current"  # room again: rolled back on disk
+    assert hash_plugin(folder / "current") == two["content_hash"]
+    record = record_of(folder)
+    assert record["current"] == two and "probation" not in record, record
+    assert "across 2 restarts" in record["rejected"]["report"]["reason"], record
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_full_disk_that_cannot_even_mark_the_restart_runs_the_previous_version(
+    config: HostConfig, key: SigningKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not even an empty file fits: the restart cannot be counted at all, so the
+    version on probation is not run at this start."""
+    folder = plugin_dir(config, "counter")
+    on_probation(config, key, tmp_path)
+    full_disk(monkeypatch)
+
+    def no_room(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "touch", no_room)
+    assert start(config).source == folder / "previous"
+
+
+async def test_a_node_running_the_previous_version_for_a_full_disk_reports_it(
+    config: HostConfig, key: SigningKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the start runs 2.0.0 from previous/ in place of 3.0.0 on probation,
+    the node says 2.0.0 runs and judges nothing: 3.0.0's gate is not 2.0.0's."""
+    two, _ = on_probation(config, key, tmp_path)
+    full_disk(monkeypatch)
+    start(config)  # the one start 3.0.0 still gets
+    host = Host(config, board=SimBoard(seed=1))
+    try:
+        host.load_plugins()
+        assert version(host) == "2.0.0"
+        assert host.deploy is not None
+        await host.deploy.start()
+        assert host.deploy.versions["counter"] == two
+        assert host.deploy._held["counter"].gate is None
+    finally:
+        host.close()

@@ -70,6 +70,8 @@ CHECKED = "plugin"  # incoming/plugin: the delivery as verified (no _shared besi
 #   "probation": {restarts, since_ms, source, previous, bundle_sha256} while gated,
 #   "rejected": {bundle_sha256, report} for the last version rolled back here}
 RECORD = "deployed.json"
+ROLLING = ".rolling-back"  # current/ while a rollback writes its record (undone if it cannot)
+UNCOUNTED = ".restart-uncounted"  # + a tag of the bundle: a restart deployed.json could not count
 SETTLE_SECONDS = 0.3
 MAX_PROBATION_RESTARTS = 1  # one more start on probation rolls the version back
 
@@ -132,11 +134,14 @@ def deployed_spec(config: HostConfig, spec: PluginSpec) -> PluginSpec:
         _finish_staging(folder, spec.name)
     except OSError as exc:  # the host still starts, on what the folders hold
         log.warning("[%s] an install cut short could not be undone: %s", spec.name, exc)
+    which: str | None = CURRENT
     try:
-        _count_restart(folder, spec.name)
+        which = _count_restart(folder, spec.name)
     except (OSError, ValueError, TypeError) as exc:  # a full disk must not stop the host
         log.warning("[%s] %s: probation not counted at this start: %s", spec.name, RECORD, exc)
-    return _pointed(spec, folder / CURRENT) or spec
+    if which is None:
+        return spec
+    return _pointed(spec, folder / which) or spec
 
 
 def _record_or_none(folder: Path) -> dict[str, Any] | None:
@@ -204,17 +209,29 @@ def _finish_staging(folder: Path, name: str) -> None:
         log.warning("[%s] an install cut short (a power cut?) undone at start: %s", name, undone)
 
 
-def _count_restart(folder: Path, name: str) -> None:
+def _count_restart(folder: Path, name: str) -> str | None:
     """One more start while the deployed version is on probation. Past
     ``MAX_PROBATION_RESTARTS`` the host has kept stopping before the gate
     ended, likely under this version, so it is rolled back now, on disk,
     before anything loads it; ``DeployNode.start`` reports it. So is a version
-    whose rollback the host stopped during (``_restore_files`` finishes it)."""
+    whose rollback the host stopped during (``_restore_files`` finishes it).
+
+    Returns the folder to load from: current/, unless the disk is too full to
+    count this start or to roll back. Then the count goes on in an empty file
+    (``_uncounted``, no data block needed), and past that the version on
+    probation is held back for this start: previous/ (None: the configured
+    version) runs, which needs no write. Otherwise a full disk, perhaps filled
+    by that very version, would keep it running across every restart."""
+    current, rolling = folder / CURRENT, folder / ROLLING
+    if not current.exists() and rolling.is_dir():  # a rollback stopped after its first move
+        rolling.rename(current)
+        log.warning("[%s] a rollback cut short undone at start: current/ moved back", name)
     record = _read_record(folder)
     probation = record.get("probation")
     if not isinstance(probation, dict):
-        return
-    restarts = int(probation.get("restarts") or 0) + 1
+        return CURRENT
+    marker = _uncounted(folder, probation)
+    restarts = int(probation.get("restarts") or 0) + 1 + (1 if marker.exists() else 0)
     previous = record.get("previous")
     if (
         isinstance(previous, dict)
@@ -223,17 +240,72 @@ def _count_restart(folder: Path, name: str) -> None:
     ):  # a rollback moved previous/ back and stopped before its record: finish it
         reason = "a rollback cut short by a restart, finished at start"
     elif restarts <= MAX_PROBATION_RESTARTS:
-        _update_record(folder, probation={**probation, "restarts": restarts})
-        return
+        try:
+            _update_record(folder, probation={**probation, "restarts": restarts})
+        except OSError as exc:
+            try:
+                marker.touch(exist_ok=False)
+            except OSError:
+                return _held_back(folder, name, record, exc)
+            log.warning(
+                "[%s] %s cannot be written (%s): this restart on probation is counted in %s",
+                name,
+                RECORD,
+                exc,
+                marker.name,
+            )
+            return CURRENT
+        _forget_uncounted(folder)
+        return CURRENT
     else:
         reason = (
             f"on probation across {restarts} restarts: the host kept stopping before the "
             "health gate ended"
         )
     report = _probation_report(name, record, probation, "rolled-back", reason)
-    log.error("[%s] %s rolled back at start: %s", name, report.version, reason)
     rejected = {"bundle_sha256": probation.get("bundle_sha256"), "report": report.to_json()}
-    _restore_files(folder, rejected)
+    try:
+        _restore_files(folder, rejected)
+    except OSError as exc:
+        return _held_back(folder, name, record, exc)
+    log.error("[%s] %s rolled back at start: %s", name, report.version, reason)
+    _forget_uncounted(folder)
+    return CURRENT
+
+
+def _uncounted(folder: Path, probation: dict[str, Any]) -> Path:
+    """The empty file that counts a restart deployed.json could not: named for
+    the bundle on probation, so a later version's probation never counts it."""
+    bundle = str(probation.get("bundle_sha256"))
+    return folder / f"{UNCOUNTED}.{hashlib.sha256(bundle.encode()).hexdigest()[:16]}"
+
+
+def _forget_uncounted(folder: Path) -> None:
+    """Once deployed.json has counted (or ended) the probation, no file does."""
+    for marker in folder.glob(f"{UNCOUNTED}.*"):
+        marker.unlink(missing_ok=True)
+
+
+def _held_back(folder: Path, name: str, record: dict[str, Any], exc: OSError) -> str | None:
+    """previous/ (None: the configured version) for this start, in place of a
+    version on probation whose restarts can no longer be counted."""
+    current, previous = record.get("current"), record.get("previous")
+    held = current.get("version") if isinstance(current, dict) else None
+    if isinstance(previous, dict) and (folder / PREVIOUS).is_dir():
+        which: str | None = PREVIOUS
+        instead = f"{previous.get('version')} from previous/"
+    else:
+        which, instead = None, "the configured version"
+    log.error(
+        "[%s] %s held back at this start: on probation, and %s cannot be written to count "
+        "the restart or roll it back (%s); %s runs instead",
+        name,
+        held,
+        RECORD,
+        exc,
+        instead,
+    )
+    return which
 
 
 def _restore_files(folder: Path, rejected: dict[str, Any] | None = None) -> None:
@@ -242,23 +314,36 @@ def _restore_files(folder: Path, rejected: dict[str, Any] | None = None) -> None
 
     Safe to run again after a crash midway: the record is written last, so if
     previous/ is gone while the record still names a previous version, current/
-    is checked for that version's content (moved back already) before it goes."""
-    current, previous = folder / CURRENT, folder / PREVIOUS
+    is checked for that version's content (moved back already) before it goes.
+    current/ waits aside until the record is written, so a record that cannot be
+    written (a full disk) undoes the moves: the record still says what is where."""
+    current, previous, rolling = folder / CURRENT, folder / PREVIOUS, folder / ROLLING
     record = _read_record(folder)
     wanted = record.get("previous")
+    moves: list[tuple[Path, Path]] = []
     restored = None
     if previous.is_dir():
-        shutil.rmtree(current, ignore_errors=True)
-        previous.rename(current)
-        restored = wanted
+        moves, restored = [(current, rolling), (previous, current)], wanted
     elif isinstance(wanted, dict) and _holds(current, wanted.get("content_hash")):
         restored = wanted
     else:
-        shutil.rmtree(current, ignore_errors=True)
+        moves = [(current, rolling)]
     new: dict[str, Any] = {"current": restored, "previous": None}
     if rejected is not None:
         new["rejected"] = rejected
-    _write_record(folder / RECORD, new)
+    shutil.rmtree(rolling, ignore_errors=True)  # the rejected version of a rollback cut short
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for source, target in moves:
+            if source.exists():
+                source.rename(target)
+                moved.append((source, target))
+        _write_record(folder / RECORD, new)
+    except Exception:
+        for source, target in reversed(moved):
+            target.rename(source)
+        raise
+    shutil.rmtree(rolling, ignore_errors=True)
 
 
 def _unstage_files(folder: Path, before: dict[str, Any]) -> None:
@@ -750,6 +835,7 @@ class DeployNode:
         def end(folder: Path) -> None:
             probation = _read_record(folder).get("probation")
             if isinstance(probation, dict) and probation.get("bundle_sha256") == bundle:
+                _forget_uncounted(folder)  # even if the record cannot be written: it passed
                 _update_record(folder, probation=None)
 
         async with self._locks.setdefault(name, asyncio.Lock()):
@@ -823,11 +909,12 @@ class DeployNode:
             records = {name: _read_record(plugin_dir(self.config, name)) for name in self._held}
             found: dict[str, dict[str, str | None]] = {}
             for name, plugin in self.plugins.items():
-                current = records.get(name, {}).get("current")
-                if self._runs_deployed(plugin) and isinstance(current, dict):
+                which = self._runs_from(plugin)  # (previous/: a version held back at start)
+                deployed = records.get(name, {}).get(which) if which is not None else None
+                if isinstance(deployed, dict):
                     found[name] = {  # (a damaged record: the loaded content's hash below)
-                        "version": current.get("version"),
-                        "content_hash": current.get("content_hash"),
+                        "version": deployed.get("version"),
+                        "content_hash": deployed.get("content_hash"),
                     }
                     continue
                 loaded = plugin.loaded_content  # hashed already, from the bytes it loaded
@@ -848,11 +935,15 @@ class DeployNode:
         for name, record in records.items():
             self._resume(name, record)
 
-    def _runs_deployed(self, plugin: Plugin) -> bool:
-        """Whether ``plugin`` loaded its deployed code (not its configured code)."""
-        return plugin.spec.watched.resolve().is_relative_to(
-            plugin_dir(self.config, plugin.name).resolve()
-        )
+    def _runs_from(self, plugin: Plugin) -> str | None:
+        """Which deployed folder ``plugin`` loaded: current/, previous/ (the
+        version on probation held back at start), or None: its configured code."""
+        watched = plugin.spec.watched.resolve()
+        folder = plugin_dir(self.config, plugin.name).resolve()
+        for which in (CURRENT, PREVIOUS):
+            if watched.is_relative_to(folder / which):
+                return which
+        return None
 
     def _resume(self, name: str, record: dict[str, Any]) -> None:
         """What deployed.json says at start: a version still on probation gets a
@@ -871,8 +962,8 @@ class DeployNode:
         probation, current = record.get("probation"), record.get("current")
         if not isinstance(probation, dict) or not isinstance(current, dict):
             return
-        if not self._runs_deployed(plugin):
-            return  # the deployed version is not what loaded (another kind): nothing to judge
+        if self._runs_from(plugin) != CURRENT:
+            return  # not what loaded (another kind, or held back at start): nothing to judge
         live = _probation_report(name, record, probation, "live")
         held.gate = self._gate(plugin, live, probation.get("bundle_sha256"))
         log.info("[%s] %s on probation at a restart: health gate started again", name, live.version)
