@@ -59,7 +59,7 @@ _TYPE, _IMPORT, _FUNCTION, _EXPORT, _CODE = 1, 2, 3, 7, 10  # in a core module
 _FUNC_KIND = 0  # an import's or export's kind byte for a function
 
 # Instructions (the core spec's binary encoding), for the wrappers below.
-_I32 = 0x7F
+I32 = 0x7F
 LOCAL_GET, LOCAL_SET, LOCAL_TEE, CALL = 0x20, 0x21, 0x22, 0x10
 I32_CONST, I32_EQZ, I32_LOAD = 0x41, 0x45, 0x28
 IF, ELSE, END, EMPTY = 0x04, 0x05, 0x0B, 0x40
@@ -97,7 +97,7 @@ def mend(component: bytes) -> Mended:
 
 def mend_build(component: bytes, what: str) -> bytes:
     """What a build lands: the component mended, or as built if its runtime is not
-    the known one (said once per build; recycling still bounds the leak)."""
+    the known one (a warning for each such component; recycling still bounds the leak)."""
     try:
         result = mend(component)
     except MendError as exc:
@@ -171,7 +171,7 @@ def _realloc_wrapper(realloc: int) -> bytes:
     # new_size == 0 ? align : realloc(old_ptr, old_len, align, new_size)
     return _body(
         0,
-        LOCAL_GET, 3, I32_EQZ, IF, _I32,
+        LOCAL_GET, 3, I32_EQZ, IF, I32,
         LOCAL_GET, 2,
         ELSE,
         LOCAL_GET, 0, LOCAL_GET, 1, LOCAL_GET, 2, LOCAL_GET, 3, CALL, *_uleb(realloc),
@@ -187,7 +187,7 @@ def _push_list_wrapper(push: int, realloc: int, dealloc: int) -> bytes:
     # taken = push(cx, ty, block, 0); if not taken (not a byte list): free it now.
     return _body(
         2,
-        LOCAL_GET, 3, IF, _I32,
+        LOCAL_GET, 3, IF, I32,
         LOCAL_GET, 0, LOCAL_GET, 1, LOCAL_GET, 2, LOCAL_GET, 3, CALL, *_uleb(push),
         ELSE,
         I32_CONST, 0, I32_CONST, 0, I32_CONST, 1, I32_CONST, 0, CALL, *_uleb(realloc),
@@ -218,12 +218,12 @@ def _pop_list_wrapper(pop: int, dealloc: int) -> bytes:
 
 
 def _body(i32_locals: int, *code: int) -> bytes:
-    locals_ = (_uleb(1) + _uleb(i32_locals) + bytes([_I32])) if i32_locals else _uleb(0)
+    locals_ = (_uleb(1) + _uleb(i32_locals) + bytes([I32])) if i32_locals else _uleb(0)
     return locals_ + bytes(code) + bytes([END])
 
 
 def _func_type(i32_params: int) -> bytes:
-    return b"\x60" + _uleb(i32_params) + bytes([_I32] * i32_params) + b"\x01" + bytes([_I32])
+    return b"\x60" + _uleb(i32_params) + bytes([I32] * i32_params) + b"\x01" + bytes([I32])
 
 
 def _check_plain_function_types(types: bytes, count: int) -> None:
