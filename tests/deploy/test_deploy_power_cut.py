@@ -11,6 +11,7 @@ and the test looks at what it points at and what is on disk.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
@@ -40,7 +41,9 @@ from wasihost.deploy import node as node_module
 from wasihost.deploy.node import (
     INCOMING,
     RECORD,
+    ROLLING,
     DeployNode,
+    _restore_files,
     _update_record,
     _write_record,
     deployed_spec,
@@ -53,6 +56,7 @@ from wasihost.runtime.reload import Reloader
 from wasihost.specs import plugin_specs
 
 NONE: dict[str, str | None] = {"version": None, "content_hash": None}
+INSTALLED_AT = itertools.count(1_700_000_000_000, 60_000)
 
 
 class PowerCut(BaseException):
@@ -85,21 +89,24 @@ def stage(
     version: str,
     running: dict[str, str | None],
     cut: Callable[[], None] | None = None,
+    payload: bytes | None = None,
 ) -> dict[str, str | None]:
-    """Install ``version`` on disk as ``DeployNode._install`` does: verified into
-    incoming/, ``_stage_files``, incoming/ removed after. ``cut`` arms a power
-    cut just before ``_stage_files``, after the verify (which renames too)."""
+    """Install ``version`` (``payload``, or a new bundle of it) on disk as
+    ``DeployNode._install`` does: verified into incoming/, ``_stage_files``,
+    incoming/ removed after. ``cut`` arms a power cut just before
+    ``_stage_files``, after the verify (which renames too)."""
     node = DeployNode(config, {}, cast(Reloader, None), {}, lambda topic, payload: None)
     folder = plugin_dir(config, "counter")
-    verdict = node._verify_into(bundle(tmp_path, key, version), folder / INCOMING)
+    payload = payload if payload is not None else bundle(tmp_path, key, version)
+    verdict = node._verify_into(payload, folder / INCOMING)
     manifest = verdict.manifest
     assert verdict.status == "valid" and manifest is not None, verdict.reason
     probation = {
         "restarts": 0,
-        "since_ms": 1,
+        "since_ms": next(INSTALLED_AT),  # each install its own, as the wall clock gives
         "source": "node",
         "previous": running,
-        "bundle_sha256": f"sha256:{version}",
+        "bundle_sha256": digest(payload),
     }
     if cut is not None:
         cut()
@@ -400,3 +407,59 @@ async def test_a_node_running_the_previous_version_for_a_full_disk_reports_it(
         assert host.deploy._held["counter"].gate is None
     finally:
         host.close()
+
+
+# -- what a rollback or a full disk leaves behind ------------------------------------
+def test_a_power_cut_after_a_rollback_to_the_configured_version_keeps_it(
+    config: HostConfig, key: SigningKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2.0.0, the first deployed version, is rolled back at a start (the host kept
+    stopping under it): its record names no deployed version, so the configured
+    1.0.0 runs. The power goes off while .rolling-back (2.0.0, set aside) is being
+    removed. The next start runs 1.0.0 and removes what is left. Before, finding
+    current/ missing beside .rolling-back, it moved 2.0.0 (or what was left of it)
+    back to current/: the rejected version ran, named by no record, with no gate."""
+    folder = plugin_dir(config, "counter")
+    stage(config, key, tmp_path, "2.0.0", NONE)
+    start(config)  # a restart on probation
+    rmtree = shutil.rmtree
+
+    def cutting(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path).name == ROLLING and Path(path).exists():
+            raise PowerCut
+        rmtree(path, *args, **kwargs)
+
+    with monkeypatch.context() as patched, pytest.raises(PowerCut):
+        patched.setattr(shutil, "rmtree", cutting)
+        start(config)  # one too many: rolled back, cut before 2.0.0 is removed
+    assert record_of(folder)["current"] is None and (folder / ROLLING).is_dir()
+
+    assert start(config).source == tmp_path / "plugins" / "counter"
+    assert not (folder / "current").exists() and not (folder / ROLLING).exists()
+    assert start(config).source == tmp_path / "plugins" / "counter"
+
+
+def test_a_restart_counted_for_an_earlier_probation_does_not_count_again(
+    config: HostConfig, key: SigningKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """3.0.0 on probation starts once on a full disk (the restart counted in an
+    empty file), then its gate rolls it back. Later the same bundle is installed
+    again, a new probation: its first restart is its first. Before, the file of
+    the old probation (named for the same bundle) was still there and counted:
+    3.0.0 was rolled back at its first restart."""
+    folder = plugin_dir(config, "counter")
+    payload = bundle(tmp_path, key, "3.0.0")
+    two = stage(config, key, tmp_path, "2.0.0", NONE)
+    _update_record(folder, probation=None)
+    stage(config, key, tmp_path, "3.0.0", two, payload=payload)
+    with monkeypatch.context() as patched:
+        full_disk(patched)
+        assert start(config).source == folder / "current"
+    _restore_files(folder, {"bundle_sha256": digest(payload), "report": {}})  # its gate's verdict
+    assert record_of(folder)["current"] == two
+
+    three = stage(config, key, tmp_path, "3.0.0", two, payload=payload)  # delivered again
+    assert start(config).source == folder / "current"
+    assert record_of(folder)["current"] == three
+    assert record_of(folder)["probation"]["restarts"] == 1
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []

@@ -35,6 +35,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -222,15 +223,14 @@ def _count_restart(folder: Path, name: str) -> str | None:
     probation is held back for this start: previous/ (None: the configured
     version) runs, which needs no write. Otherwise a full disk, perhaps filled
     by that very version, would keep it running across every restart."""
-    current, rolling = folder / CURRENT, folder / ROLLING
-    if not current.exists() and rolling.is_dir():  # a rollback stopped after its first move
-        rolling.rename(current)
-        log.warning("[%s] a rollback cut short undone at start: current/ moved back", name)
+    _finish_rolling_back(folder, name)
     record = _read_record(folder)
     probation = record.get("probation")
     if not isinstance(probation, dict):
+        _forget_uncounted(folder)
         return CURRENT
     marker = _uncounted(folder, probation)
+    _forget_uncounted(folder, keep=marker)
     restarts = int(probation.get("restarts") or 0) + 1 + (1 if marker.exists() else 0)
     previous = record.get("previous")
     if (
@@ -273,17 +273,40 @@ def _count_restart(folder: Path, name: str) -> str | None:
     return CURRENT
 
 
+def _finish_rolling_back(folder: Path, name: str) -> None:
+    """.rolling-back is current/ set aside by ``_restore_files``; its record
+    is the commit. Still on probation, the record was not written: current/
+    goes back if it is missing. Not on probation, it was: what was set aside is
+    the rejected version, removed. Moving it back then would run it named by
+    no record, with no gate (after a rollback to the configured version
+    current/ is missing on purpose)."""
+    rolling = folder / ROLLING
+    if not rolling.is_dir():
+        return
+    record = _record_or_none(folder)
+    if record is not None and not isinstance(record.get("probation"), dict):
+        shutil.rmtree(rolling, ignore_errors=True)  # left over, it is harmless: tried again
+    elif not (folder / CURRENT).exists():
+        rolling.rename(folder / CURRENT)
+        log.warning("[%s] a rollback cut short undone at start: current/ moved back", name)
+
+
 def _uncounted(folder: Path, probation: dict[str, Any]) -> Path:
     """The empty file that counts a restart deployed.json could not: named for
-    the bundle on probation, so a later version's probation never counts it."""
-    bundle = str(probation.get("bundle_sha256"))
-    return folder / f"{UNCOUNTED}.{hashlib.sha256(bundle.encode()).hexdigest()[:16]}"
+    this probation (its bundle and when it began), so no other probation counts
+    it, not even one of the same bundle installed again."""
+    tag = f"{probation.get('bundle_sha256')} {probation.get('since_ms')}"
+    return folder / f"{UNCOUNTED}.{hashlib.sha256(tag.encode()).hexdigest()[:16]}"
 
 
-def _forget_uncounted(folder: Path) -> None:
-    """Once deployed.json has counted (or ended) the probation, no file does."""
-    for marker in folder.glob(f"{UNCOUNTED}.*"):
-        marker.unlink(missing_ok=True)
+def _forget_uncounted(folder: Path, keep: Path | None = None) -> None:
+    """Once deployed.json has counted (or ended) the probation, no file does;
+    run at every start too (keeping the file of the probation in force), so
+    files left by a probation that ended otherwise do not pile up."""
+    with contextlib.suppress(OSError):  # tidying: never a reason to skip the count
+        for marker in folder.glob(f"{UNCOUNTED}.*"):
+            if marker != keep:
+                marker.unlink(missing_ok=True)
 
 
 def _held_back(folder: Path, name: str, record: dict[str, Any], exc: OSError) -> str | None:
