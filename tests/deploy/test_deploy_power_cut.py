@@ -38,6 +38,7 @@ from wasihost.bundle.create import create_bundle, hash_plugin
 from wasihost.bundle.keys import SigningKey, generate_key
 from wasihost.config import HostConfig
 from wasihost.deploy import node as node_module
+from wasihost.deploy import protocol
 from wasihost.deploy.node import (
     INCOMING,
     RECORD,
@@ -463,3 +464,105 @@ def test_a_restart_counted_for_an_earlier_probation_does_not_count_again(
     assert record_of(folder)["current"] == three
     assert record_of(folder)["probation"]["restarts"] == 1
     assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+
+
+def reporting(host: Host) -> list[dict[str, Any]]:
+    """The counter's rollout reports ``host`` publishes from now on."""
+    assert host.deploy is not None
+    said: list[dict[str, Any]] = []
+    topic = protocol.report_topic(host.config.node_id, "counter")
+
+    def publish(to: str, payload: bytes) -> None:
+        if to == topic:
+            said.append(json.loads(payload))
+
+    host.deploy.publish = publish
+    return said
+
+
+async def test_a_version_held_back_on_a_full_disk_is_reported_and_not_installed_again(
+    config: HostConfig, key: SigningKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployer waiting for 3.0.0's verdict hears one when the node holds it
+    back: rolled-back, 2.0.0 running, the reason saying why. The delivery of
+    3.0.0 still retained on the broker, received again at connect, is not
+    installed again (with room on disk by then): the report is said again.
+    Before, nothing was published (the deployer waited for its timeout) and the
+    re-delivery installed 3.0.0 with a new probation, its restarts forgotten."""
+    folder = plugin_dir(config, "counter")
+    payload = bundle(tmp_path, key, "3.0.0")
+    two = stage(config, key, tmp_path, "2.0.0", NONE)
+    _update_record(folder, probation=None)
+    three = stage(config, key, tmp_path, "3.0.0", two, payload=payload)
+    before = record_of(folder)
+    with monkeypatch.context() as patched:
+        full_disk(patched)
+        start(config)  # the one start 3.0.0 still gets
+        host = Host(config, board=SimBoard(seed=1))  # the next: held back
+    try:
+        host.load_plugins()
+        said = reporting(host)
+        assert host.deploy is not None
+        await host.deploy.start()
+        [report] = said
+        assert report["state"] == "rolled-back", report
+        assert (report["version"], report["content_hash"]) == ("3.0.0", three["content_hash"])
+        assert report["previous"] == two and "held back" in report["reason"], report
+
+        host.deploy.handle(protocol.node_topic(config.node_id, "counter"), payload, True)
+        await host.deploy.wait_idle()
+        again = [{**r, "timestamp_ms": 0} for r in said[1:]]
+        assert again == [{**report, "timestamp_ms": 0}], said
+        assert version(host) == "2.0.0" and record_of(folder) == before
+    finally:
+        host.close()
+
+
+@pytest.mark.parametrize("instead", ["previous/", "the configured version"])
+async def test_a_delivery_to_a_node_holding_a_version_back_replaces_it(
+    config: HostConfig,
+    key: SigningKey,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    instead: str,
+) -> None:
+    """The node runs 2.0.0 from previous/ (or its configured 1.0.0) in place of
+    3.0.0, held back on a full disk; with room again, 4.0.0 arrives. 3.0.0 is
+    rolled back on disk first, so 4.0.0's previous/ is the version that ran,
+    the one its record names. Before, 3.0.0 (current/) became previous/ while
+    the record named 2.0.0 (or the configured version): a rollback of 4.0.0
+    would have run 3.0.0, reported as the other."""
+    folder = plugin_dir(config, "counter")
+    if instead == "previous/":
+        ran = stage(config, key, tmp_path, "2.0.0", NONE)
+        _update_record(folder, probation=None)
+        stage(config, key, tmp_path, "3.0.0", ran)
+    else:
+        stage(config, key, tmp_path, "3.0.0", NONE)
+    with monkeypatch.context() as patched:
+        full_disk(patched)
+        start(config)
+        host = Host(config, board=SimBoard(seed=1))
+    try:
+        host.load_plugins()
+        said = reporting(host)
+        assert host.deploy is not None
+        await host.deploy.start()
+        ran = dict(host.deploy.versions["counter"])
+        assert ran["version"] == ("2.0.0" if instead == "previous/" else None), ran
+
+        four = bundle(tmp_path, key, "4.0.0")
+        host.deploy.handle(protocol.node_topic(config.node_id, "counter"), four, True)
+        await host.deploy.wait_idle()
+        assert [r["state"] for r in said][-1] == "live", said
+        assert version(host) == "4.0.0"
+        record = record_of(folder)
+        assert record["current"]["version"] == "4.0.0", record
+        if instead == "previous/":
+            assert record["previous"] == ran, record
+            assert hash_plugin(folder / "previous") == ran["content_hash"]
+        else:  # None: the configured version, which no folder here holds
+            assert record["previous"] is None and not (folder / "previous").exists(), record
+        assert record["probation"]["previous"] == ran, record
+    finally:
+        host.close()

@@ -475,6 +475,9 @@ class _Plugin:
     gate: Gate | None = None
     timer: asyncio.TimerHandle | None = None
     rejected: str | None = None  # the digest of the last bundle rolled back here
+    # A version on probation held back at start (a full disk): the "rejected"
+    # entry its rollback on disk writes, before anything else is installed.
+    held_back: dict[str, Any] | None = None
 
 
 class DeployNode:
@@ -592,7 +595,8 @@ class DeployNode:
                 return
             source, payload = chosen
             digest = await asyncio.to_thread(bundle_digest, payload)  # ~20 MB for a component
-            if digest in (held.acted, held.rejected):
+            held_back = held.held_back.get("bundle_sha256") if held.held_back else None
+            if digest in (held.acted, held.rejected, held_back):
                 held.acted = digest
                 if held.rollout is not None:
                     self._report(held.rollout)  # re-delivered at a reconnect: say where we are
@@ -683,6 +687,16 @@ class DeployNode:
         replaced: Gate | None,
     ) -> None:
         folder = plugin_dir(self.config, name)
+        if held.held_back is not None:
+            # current/ holds the version held back, not the one running: rolled
+            # back on disk first, previous/ becomes what runs, as its record says.
+            try:
+                await asyncio.to_thread(_restore_files, folder, held.held_back)
+            except OSError as exc:
+                self._report(dataclasses.replace(base, state="failed", reason=f"install: {exc}"))
+                return
+            held.rejected, held.held_back = held.held_back.get("bundle_sha256"), None
+            plugin.spec = _pointed(held.configured, folder / CURRENT) or held.configured
         running = dict(base.previous or {})
         probation: dict[str, Any] = {
             "restarts": 0,
@@ -985,12 +999,41 @@ class DeployNode:
         probation, current = record.get("probation"), record.get("current")
         if not isinstance(probation, dict) or not isinstance(current, dict):
             return
-        if self._runs_from(plugin) != CURRENT:
-            return  # not what loaded (another kind, or held back at start): nothing to judge
+        which = self._runs_from(plugin)
+        if which != CURRENT:  # not what loaded: nothing to judge
+            if _pointed(held.configured, plugin_dir(self.config, name) / CURRENT) is not None:
+                self._hold_back(name, held, record, probation, which)
+            return  # (else another kind than the config's)
         live = _probation_report(name, record, probation, "live")
         held.gate = self._gate(plugin, live, probation.get("bundle_sha256"))
         log.info("[%s] %s on probation at a restart: health gate started again", name, live.version)
         self._report(live)
+
+    def _hold_back(
+        self,
+        name: str,
+        held: _Plugin,
+        record: dict[str, Any],
+        probation: dict[str, Any],
+        which: str | None,
+    ) -> None:
+        """Say that ``deployed_spec`` held the version on probation back: to
+        a deployer it is a version this node does not run, a final state
+        (rolled-back), not a silence until its timeout. Its bundle, retained on
+        the broker, is not installed again while this start lasts."""
+        ran = (self.versions.get(name) or {}).get("version")
+        instead = f"{ran} from previous/" if which == PREVIOUS else "the configured version"
+        reason = (
+            f"held back at start: on probation, and {RECORD} could not be written to count "
+            f"the restart or roll it back (a full disk?); {instead} runs, until a start "
+            "with room rolls it back"
+        )
+        report = _probation_report(name, record, probation, "rolled-back", reason)
+        held.held_back = {
+            "bundle_sha256": probation.get("bundle_sha256"),
+            "report": report.to_json(),
+        }
+        self._report(report)
 
     async def wait_idle(self) -> None:
         """Wait for deliveries and rollbacks in flight (tests and shutdown)."""
