@@ -566,3 +566,31 @@ async def test_a_delivery_to_a_node_holding_a_version_back_replaces_it(
         assert record["probation"]["previous"] == ran, record
     finally:
         host.close()
+
+
+async def test_a_gate_rollback_on_a_full_disk_still_runs_and_reports_the_previous_version(
+    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2.0.0 traps in its gate when deployed.json cannot be written: the rollback
+    cannot be recorded, and ``_restore_files`` leaves the files as they were. The
+    node still runs the version before (here the configured 1.0.0) and reports
+    2.0.0 rolled-back, saying it is not on disk. Before, the OSError ended the
+    rollback task: 2.0.0 ran on, trapping, with no gate and no report (a deployer
+    waited for its timeout)."""
+    host = fleet.host("n1")
+    await fleet.start("n1")
+    assert host.deploy is not None
+    async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
+        two = bundle(tmp_path, fleet.key, "2.0.0", trap=True)
+        await fleet.publish("wasihost/deploy/node/n1/counter", two)
+        await until(lambda: ("2.0.0", "live") in reports(sub), "2.0.0 live")
+        await host.deploy.wait_idle()
+        before = deployed(tmp_path)
+        full_disk(monkeypatch)
+        await until(lambda: ("2.0.0", "rolled-back") in reports(sub), "rolled back", (host,))
+        await host.deploy.wait_idle()
+        report = sub.json_on("wasihost/n1/rollout/counter")[-1]
+    assert report["reason"].startswith("trapped") and "not on disk" in report["reason"], report
+    assert version(host) == "1.0.0"
+    assert deployed(tmp_path) == before
+    assert host.deploy.versions["counter"]["version"] is None

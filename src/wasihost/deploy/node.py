@@ -902,7 +902,14 @@ class DeployNode:
             previous = rollout.previous or {"version": None, "content_hash": None}
             rolled_back = dataclasses.replace(rollout, state="rolled-back", reason=reason)
             rejected = {"bundle_sha256": bundle, "report": rolled_back.to_json()}
-            ok = await self._restore(name, held, plugin, rejected)
+            try:
+                ok = await self._restore(name, held, plugin, rejected)
+            except OSError as exc:  # the files are as they were: held back, as at a start
+                held.held_back = rejected
+                folder = plugin_dir(self.config, name)
+                plugin.spec = _pointed(held.configured, folder / PREVIOUS) or held.configured
+                ok = await self._reload(plugin)
+                reason += f"; not on disk ({RECORD}: {exc}), so a restart judges it again"
             held.rejected = bundle
             if ok:
                 self.versions[name] = dict(previous)
