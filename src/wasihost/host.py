@@ -27,7 +27,8 @@ from wasihost.boards.base import Board, BoardProblem
 from wasihost.clock import wall_clock_ms
 from wasihost.config import HostConfig, WebConfig
 from wasihost.cycle import PollCycle
-from wasihost.deploy.node import DeployNode, deployed_spec
+from wasihost.deploy.disk import deployed_spec
+from wasihost.deploy.node import DeployNode
 from wasihost.errors import ConfigError, PluginError
 from wasihost.health import plugin_health
 from wasihost.leds import LedBuffer

@@ -29,6 +29,7 @@ from tests.telemetry.test_mqtt import Subscriber
 from wasihost.boards.sim import SimBoard
 from wasihost.bundle.create import create_bundle, hash_plugin
 from wasihost.bundle.keys import SigningKey, generate_key
+from wasihost.deploy import disk
 from wasihost.deploy import node as node_module
 from wasihost.host import Host
 from wasihost.runtime.contract import load_contract
@@ -627,14 +628,14 @@ async def test_a_full_disk_while_installing_leaves_the_running_version_in_place(
         assert host.deploy is not None
         await host.deploy.wait_idle()
         before = deployed(tmp_path)
-        write = node_module._write_record
+        write = disk.write_record
 
         def full(path: Path, record: dict[str, Any]) -> None:
             if "probation" in record:
                 raise OSError(28, "No space left on device")
             write(path, record)
 
-        monkeypatch.setattr(node_module, "_write_record", full)
+        monkeypatch.setattr(disk, "write_record", full)
         await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "4.0.0"))
         await until(lambda: ("4.0.0", "failed") in reports(sub), "4.0.0 failed", (host,))
         await host.deploy.wait_idle()
@@ -696,19 +697,19 @@ def test_a_rollback_on_disk_cut_short_finishes_when_run_again(
     two = {"version": "2.0.0", "content_hash": hash_plugin(folder / "previous")}
     three = {"version": "3.0.0", "content_hash": hash_plugin(folder / "current")}
     probation = {"restarts": 2, "since_ms": 1, "source": "node", "previous": two}
-    node_module._write_record(
+    disk.write_record(
         folder / "deployed.json", {"current": three, "previous": two, "probation": probation}
     )
-    write = node_module._write_record
+    write = disk.write_record
 
     def crash(path: Path, record: dict[str, Any]) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(node_module, "_write_record", crash)
+    monkeypatch.setattr(disk, "write_record", crash)
     with pytest.raises(OSError):
-        node_module._restore_files(folder, {"bundle_sha256": "sha256:3", "report": {}})
-    monkeypatch.setattr(node_module, "_write_record", write)
-    node_module._restore_files(folder, {"bundle_sha256": "sha256:3", "report": {}})
+        disk.restore_files(folder, {"bundle_sha256": "sha256:3", "report": {}})
+    monkeypatch.setattr(disk, "write_record", write)
+    disk.restore_files(folder, {"bundle_sha256": "sha256:3", "report": {}})
     record = json.loads((folder / "deployed.json").read_text())
     assert record["current"] == two and record["previous"] is None, record
     assert record["rejected"]["bundle_sha256"] == "sha256:3"
@@ -730,7 +731,7 @@ def test_a_rollback_cut_short_by_a_restart_is_finished_at_start(
     three = {"version": "3.0.0", "content_hash": "sha256:3"}
     probation = {"restarts": 0, "since_ms": 1, "source": "all", "previous": two}
     probation["bundle_sha256"] = "sha256:b3"
-    node_module._write_record(
+    disk.write_record(
         folder / "deployed.json", {"current": three, "previous": two, "probation": probation}
     )
     config = make_config(
@@ -740,7 +741,7 @@ def test_a_rollback_cut_short_by_a_restart_is_finished_at_start(
         deploy={"enabled": True, "dir": str(tmp_path / "deploy")},
     )
     [spec] = plugin_specs(config, load_contract())
-    assert node_module.deployed_spec(config, spec).source == folder / "current"
+    assert disk.deployed_spec(config, spec).source == folder / "current"
     record = json.loads((folder / "deployed.json").read_text())
     assert record["current"] == two and "probation" not in record, record
     assert record["rejected"]["bundle_sha256"] == "sha256:b3"

@@ -30,8 +30,8 @@ from tests.mosquitto import Broker
 from tests.telemetry.test_mqtt import Subscriber
 from wasihost.bundle.create import hash_plugin
 from wasihost.bundle.keys import generate_key
-from wasihost.deploy import node as node_module
-from wasihost.deploy.node import deployed_spec
+from wasihost.deploy import disk
+from wasihost.deploy.disk import deployed_spec
 from wasihost.host import Host
 from wasihost.runtime.contract import load_contract
 from wasihost.specs import plugin_specs
@@ -194,7 +194,7 @@ def test_a_record_that_cannot_be_written_at_start_does_not_stop_the_host(
     def full(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(node_module, "write_atomically", full)
+    monkeypatch.setattr(disk, "write_atomically", full)
     [spec] = plugin_specs(config, load_contract())
     assert deployed_spec(config, spec).source == deployed / "current"
     assert "probation" in record(tmp_path, "n1", deployed.parent)

@@ -3,7 +3,7 @@ delivery that fails to load while the version before it is on probation, and
 a full disk at start (docs/MQTT.md, "Deploying plugins"; issue 19).
 
 A power cut is a ``BaseException`` raised from the Nth ``Path.rename`` or from
-``_write_record``: the ``except Exception`` undo in ``_stage_files`` does not
+``write_record``: the ``except Exception`` undo in ``_stage_files`` does not
 run, as it would not on a Pi that lost power. Then the start path runs
 (``deployed_spec``, as ``Host`` calls it for every plugin before any loads),
 and the test looks at what it points at and what is on disk.
@@ -37,19 +37,18 @@ from wasihost.boards.sim import SimBoard
 from wasihost.bundle.create import create_bundle, hash_plugin
 from wasihost.bundle.keys import SigningKey, generate_key
 from wasihost.config import HostConfig
-from wasihost.deploy import node as node_module
-from wasihost.deploy import protocol
-from wasihost.deploy.node import (
+from wasihost.deploy import disk, protocol
+from wasihost.deploy.disk import (
     INCOMING,
     RECORD,
     ROLLING,
-    DeployNode,
-    _restore_files,
-    _update_record,
-    _write_record,
     deployed_spec,
     plugin_dir,
+    restore_files,
+    update_record,
+    write_record,
 )
+from wasihost.deploy.node import DeployNode
 from wasihost.host import Host
 from wasihost.runtime.contract import load_contract
 from wasihost.runtime.plugin import PluginSpec
@@ -141,7 +140,7 @@ def cut_at_record(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     def cutting(path: Path, record: dict[str, Any]) -> None:
         raise PowerCut
 
-    return lambda: monkeypatch.setattr(node_module, "_write_record", cutting)
+    return lambda: monkeypatch.setattr(disk, "write_record", cutting)
 
 
 def start(config: HostConfig) -> PluginSpec:
@@ -184,9 +183,9 @@ def test_a_power_cut_while_installing_is_undone_at_start(
     after rename 3 it ran 4.0.0, unrecorded, with no health gate, reported as 3.0.0."""
     folder = plugin_dir(config, "counter")
     two = stage(config, key, tmp_path, "2.0.0", NONE)
-    _update_record(folder, probation=None)  # healthy
+    update_record(folder, probation=None)  # healthy
     three = stage(config, key, tmp_path, "3.0.0", two)
-    _update_record(folder, probation=None)
+    update_record(folder, probation=None)
     before = record_of(folder)
     with monkeypatch.context() as patched:
         arm = {
@@ -226,7 +225,7 @@ def test_a_power_cut_in_a_first_delivery_leaves_the_configured_version(
     folder.mkdir(parents=True)
     old = {"current": None, "previous": None, "rejected": {"bundle_sha256": "sha256:x"}}
     if before != "no record":
-        _write_record(folder / RECORD, old)
+        write_record(folder / RECORD, old)
     with monkeypatch.context() as patched, pytest.raises(PowerCut):
         stage(config, key, tmp_path, "2.0.0", NONE, cut_at_record(patched))
     assert (folder / "current").is_dir()
@@ -326,7 +325,7 @@ def on_probation(config: HostConfig, key: SigningKey, tmp_path: Path) -> tuple[A
     """3.0.0 installed and on probation, 2.0.0 (healthy before it) in previous/."""
     folder = plugin_dir(config, "counter")
     two = stage(config, key, tmp_path, "2.0.0", NONE)
-    _update_record(folder, probation=None)
+    update_record(folder, probation=None)
     three = stage(config, key, tmp_path, "3.0.0", two)
     return two, three
 
@@ -335,7 +334,7 @@ def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     def full(path: Path, record: dict[str, Any]) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(node_module, "_write_record", full)
+    monkeypatch.setattr(disk, "write_record", full)
 
 
 def test_a_full_disk_does_not_keep_a_version_on_probation_running_across_restarts(
@@ -451,12 +450,12 @@ def test_a_restart_counted_for_an_earlier_probation_does_not_count_again(
     folder = plugin_dir(config, "counter")
     payload = bundle(tmp_path, key, "3.0.0")
     two = stage(config, key, tmp_path, "2.0.0", NONE)
-    _update_record(folder, probation=None)
+    update_record(folder, probation=None)
     stage(config, key, tmp_path, "3.0.0", two, payload=payload)
     with monkeypatch.context() as patched:
         full_disk(patched)
         assert start(config).source == folder / "current"
-    _restore_files(folder, {"bundle_sha256": digest(payload), "report": {}})  # its gate's verdict
+    restore_files(folder, {"bundle_sha256": digest(payload), "report": {}})  # its gate's verdict
     assert record_of(folder)["current"] == two
 
     three = stage(config, key, tmp_path, "3.0.0", two, payload=payload)  # delivered again
@@ -492,7 +491,7 @@ async def test_a_version_held_back_on_a_full_disk_is_reported_and_not_installed_
     folder = plugin_dir(config, "counter")
     payload = bundle(tmp_path, key, "3.0.0")
     two = stage(config, key, tmp_path, "2.0.0", NONE)
-    _update_record(folder, probation=None)
+    update_record(folder, probation=None)
     three = stage(config, key, tmp_path, "3.0.0", two, payload=payload)
     before = record_of(folder)
     with monkeypatch.context() as patched:
@@ -535,7 +534,7 @@ async def test_a_delivery_to_a_node_holding_a_version_back_replaces_it(
     folder = plugin_dir(config, "counter")
     if instead == "previous/":
         ran = stage(config, key, tmp_path, "2.0.0", NONE)
-        _update_record(folder, probation=None)
+        update_record(folder, probation=None)
         stage(config, key, tmp_path, "3.0.0", ran)
     else:
         stage(config, key, tmp_path, "3.0.0", NONE)
@@ -572,7 +571,7 @@ async def test_a_gate_rollback_on_a_full_disk_still_runs_and_reports_the_previou
     fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """2.0.0 traps in its gate when deployed.json cannot be written: the rollback
-    cannot be recorded, and ``_restore_files`` leaves the files as they were. The
+    cannot be recorded, and ``restore_files`` leaves the files as they were. The
     node still runs the version before (here the configured 1.0.0) and reports
     2.0.0 rolled-back, saying it is not on disk. Before, the OSError ended the
     rollback task: 2.0.0 ran on, trapping, with no gate and no report (a deployer

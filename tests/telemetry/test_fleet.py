@@ -547,7 +547,7 @@ def test_what_a_deploy_node_publishes_is_what_the_hub_reads() -> None:
     """The payloads from the node's own code (deploy.protocol, deploy.node.Rollout), so a
     change of either side's shape fails here rather than on a hub in the field."""
     from wasihost.deploy import protocol
-    from wasihost.deploy.node import Rollout
+    from wasihost.deploy.report import Rollout
 
     fleet = hub(Clocks())
     running = {"dht22": {"version": "1.2.0", "content_hash": HASH_2}}
