@@ -233,7 +233,7 @@ def test_hostile_messages_are_ignored_and_bounded() -> None:
 
 # --- Versions and rollouts (issue 19) ---------------------------------------------------
 # Nodes publish, retained, wasihost/<node>/versions (their labels and what each plugin
-# runs) and wasihost/<node>/rollout/<plugin> (deploy.node.Rollout.to_json).
+# runs) and wasihost/<node>/rollout/<plugin> (deploy.report.Rollout.to_json).
 
 HASH_1 = "sha256:" + "1" * 64
 HASH_2 = "sha256:" + "2" * 64
@@ -544,7 +544,7 @@ def test_a_state_nested_too_deep_for_json_is_ignored() -> None:
 
 
 def test_what_a_deploy_node_publishes_is_what_the_hub_reads() -> None:
-    """The payloads from the node's own code (deploy.protocol, deploy.node.Rollout), so a
+    """The payloads from the node's own code (deploy.protocol, deploy.report.Rollout), so a
     change of either side's shape fails here rather than on a hub in the field."""
     from wasihost.deploy import protocol
     from wasihost.deploy.report import Rollout

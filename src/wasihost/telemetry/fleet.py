@@ -125,7 +125,7 @@ def _age(received: float | None, mono_now: float) -> float | None:
 
 @dataclass
 class RolloutReport:
-    """A node's last report on one plugin's rollout (``deploy.node.Rollout``),
+    """A node's last report on one plugin's rollout (``deploy.report.Rollout``),
     checked field by field: what cannot be what the protocol says is None."""
 
     state: str  # one of protocol.STATES
