@@ -151,7 +151,7 @@ def test_an_unknown_runtime_is_built_as_is_and_said(caplog: pytest.LogCaptureFix
 @pytest.mark.parametrize(
     ("data", "error"),
     [
-        (b"\0asm\x01\x00\x00\x00", "not a component"),
+        (b"\x7fELF\x02\x01\x01\x00", "not WebAssembly"),
         (b"\0asm\x0d\x00\x01\x00\x01\x80", "truncated number"),
         (b"\0asm\x0d\x00\x01\x00\x01\x10abc", "section 1 runs past the end"),
     ],
@@ -161,6 +161,13 @@ def test_bad_input_is_named(data: bytes, error: str) -> None:
         mend(data)
     with pytest.raises(BuildError, match=f"plug: componentize-py's output did not parse: {error}"):
         mend_build(data, "plug")
+
+
+def test_an_encoding_the_mend_does_not_know_is_built_as_is() -> None:
+    """A core module, or a component of another layer or version: left alone, and said."""
+    for data in (wasmtime.wat2wasm("(module)"), b"\0asm\x0e\x00\x01\x00"):
+        result = mend(data)
+        assert (result.component, result.mended, result.unknown) == (data, 0, 1)
 
 
 def test_a_stand_in_missing_an_export_is_refused() -> None:

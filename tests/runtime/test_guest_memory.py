@@ -95,18 +95,67 @@ def test_byte_lists_a_guest_sends_are_given_back(
     assert grown < 2**20
 
 
-def test_empty_lists_a_guest_sends_are_given_back(
+def test_empty_byte_lists_a_guest_sends_are_given_back(
     make_config: Callable[..., HostConfig],
     make_host: Callable[[HostConfig], Host],
     monotonic: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An empty list cost 16 B each (the runtime allocated a block for zero bytes). sht31
-    sends one before each read. 400,000 empty writes, 6.1 MB when leaked: past the free
-    heap a new instance starts with, so the memory would grow by megabytes."""
+    """An empty byte list cost 16 B each (the runtime's copy of zero bytes is a real
+    block). sht31 sends one before each read. 400,000 empty writes, 6.1 MB when leaked:
+    past the free heap a new instance starts with, so the memory would grow by megabytes."""
     settings = {"size": 0, "writes": 8000}
     grown = grown_while_sending(settings, 50, make_config, make_host, monotonic, monkeypatch)
     assert grown < 2**20
+
+
+def test_empty_lists_of_other_types_a_guest_sends_are_given_back(
+    make_config: Callable[..., HostConfig],
+    make_host: Callable[[HostConfig], Host],
+    monotonic: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A poll that returns ``ok([])`` lowers an empty list<measurement> element by element,
+    into what ``cabi_realloc`` gives for zero bytes: a 16-byte block no one freed. The first
+    poll holds 6 MB, past the free heap, so 150,000 of them would grow the memory 2.3 MB."""
+    settings = {"hold": False, "writes": 0, "empty": True, "prime_kb": 6000}
+    config = {"leaky": {**LEAKY_PLUGIN["leaky"], "settings": settings}}
+    monkeypatch.setattr(plugin_module, "RECYCLE_AT", 2.0)  # never
+    host = make_host(make_config(config))
+    plugin = host.plugins["leaky"]
+    plugin.call()
+    before = plugin.status()["guest_memory_bytes"]
+    for _ in range(150_000):
+        assert plugin.call() == []
+    monotonic.advance(plugin_module.MEMORY_CHECK_S)
+    plugin.call()
+    after = plugin.status()["guest_memory_bytes"]
+    assert plugin.stats.traps == 0 and before is not None and after is not None
+    assert after - before < 2**20
+
+
+def test_byte_lists_an_export_returns_are_given_back(
+    make_config: Callable[..., HostConfig],
+    make_host: Callable[[HostConfig], Host],
+    monotonic: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``state.snapshot()`` returns a byte list, freed in post-return once the host has
+    copied it. 2,000 snapshots of 16 KB are 32 MB when leaked: past the 24 MB cap."""
+    settings = {"hold": False, "writes": 0, "snapshot_padding": 16_000}
+    monkeypatch.setattr(plugin_module, "RECYCLE_AT", 2.0)  # never
+    host = make_host(make_config({"leaky": {**LEAKY_PLUGIN["leaky"], "settings": settings}}))
+    plugin = host.plugins["leaky"]
+    plugin.call()
+    before = plugin.status()["guest_memory_bytes"]
+    for _ in range(2_000):
+        snapshot = plugin.snapshot()
+        assert snapshot is not None and len(snapshot) == 16_001
+    monotonic.advance(plugin_module.MEMORY_CHECK_S)
+    plugin.call()
+    after = plugin.status()["guest_memory_bytes"]
+    assert plugin.stats.traps == 0 and before is not None and after is not None
+    assert after - before < 2**20
 
 
 def test_a_leaking_plugin_moves_to_a_fresh_instance_with_its_state_and_never_traps(

@@ -9,7 +9,9 @@ Every componentize-py component carries the same core module,
    that no one frees: 16 B to n + 4 rounded up to 16 a call, until the
    memory cap traps the plugin.
 2. ``cabi_realloc`` allocates a 16-byte block for a size of 0, which
-   wit-dylib never frees: every empty list that crosses leaks it.
+   wit-dylib never frees: every empty list that crosses in a buffer it
+   allocates leaks it (an empty list of any type the guest sends, an empty
+   list of any type but bytes the host sends, an empty string from the host).
 
 Until a fixed componentize-py is released, the build replaces that module
 with one whose three exports go through small wrappers, appended as new
@@ -49,10 +51,12 @@ log = logging.getLogger("wasihost.build")
 KNOWN_RUNTIME = "d6d1faffc282de30f35fc38cda9fd558f3a22a2df24f0868104847f22bddf4dd"
 # ... and of the same module once mended: mending is idempotent.
 KNOWN_MENDED = "77d41569ab907f3f4cbf0f4f110948bbd4dbfe2352233fb6a13695df222ade6e"
-# Part of every build's input hash: a change to the mend rebuilds what it mends.
-MEND_VERSION = "leak-mend 1"
+# Part of every build's input hash: a change to the mend (which changes what it
+# makes, so KNOWN_MENDED) rebuilds what it mends.
+MEND_VERSION = f"leak-mend {KNOWN_MENDED[:16]}"
 
-_COMPONENT_PREAMBLE = b"\0asm\x0d\x00\x01\x00"
+_MAGIC = b"\0asm"
+_COMPONENT_PREAMBLE = _MAGIC + b"\x0d\x00\x01\x00"
 _MODULE_PREAMBLE = b"\0asm\x01\x00\x00\x00"
 _CORE_MODULE_SECTION = 1  # in a component
 _TYPE, _IMPORT, _FUNCTION, _EXPORT, _CODE = 1, 2, 3, 7, 10  # in a core module
@@ -79,8 +83,10 @@ class Mended:
 
 def mend(component: bytes) -> Mended:
     """The component with its componentize-py runtime module mended, if it has the known one."""
-    if not component.startswith(_COMPONENT_PREAMBLE):
-        raise MendError("not a component (bad preamble)")
+    if not component.startswith(_MAGIC):
+        raise MendError("not WebAssembly (bad magic number)")
+    if not component.startswith(_COMPONENT_PREAMBLE):  # a newer encoding: not ours to edit
+        return Mended(component, mended=0, already=0, unknown=1)
     out = [component[:8]]
     counts = {"mended": 0, "already": 0, "unknown": 0}
     for section_id, payload in _sections(component, 8):

@@ -827,9 +827,10 @@ class Plugin:
         """After a call, on the plugin's thread: move the plugin to a fresh
         instance before its guest memory reaches the cap.
 
-        componentize-py's runtime leaks every ``list<u8>`` a guest sends
-        (docs/GUEST-MEMORY.md), so an I2C plugin's memory only grows and it
-        would trap after weeks. Between this call and the next, the plugin's
+        componentize-py 0.25's runtime leaks every ``list<u8>`` a guest sends
+        (docs/GUEST-MEMORY.md): ``wasihost build`` mends that, but a component
+        built elsewhere, or a plugin's own leak, still only grows, and an I2C
+        plugin would trap after weeks. Between this call and the next, the plugin's
         state goes into a new instance of the same version, so no poll is
         missed. Checked at most every ``MEMORY_CHECK_S`` (a read of the process's
         memory map), and only once the instance has grown: a plugin that

@@ -34,6 +34,8 @@ class Sensor(exports.Sensor):
     def poll(self) -> list[Measurement]:
         global POLLS
         POLLS += 1
+        if POLLS == 1:  # use up the free heap a new instance has, so a leak grows the memory
+            HELD.extend(bytes(1024) for _ in range(int(SETTINGS.get("prime_kb", 0))))
         for _ in range(int(SETTINGS["writes"])):
             payload = bytes(int(SETTINGS["size"]))
             if SETTINGS["hold"]:
@@ -42,12 +44,15 @@ class Sensor(exports.Sensor):
                 i2c.transfer(int(SETTINGS["address"]), payload, 0)
         if SETTINGS.get("fail"):
             raise Err(f"poll {POLLS} failed (on purpose)")
+        if SETTINGS.get("empty"):  # an empty list<measurement>: no byte list involved
+            return []
         return [Measurement("polls", float(POLLS), "", "none", None)]
 
 
 class State(exports.State):
     def snapshot(self) -> bytes:
-        return str(POLLS).encode()
+        padding = b" " * int(SETTINGS.get("snapshot_padding", 0))  # restore() ignores it
+        return str(POLLS).encode() + padding
 
     def restore(self, data: bytes) -> None:
         global POLLS
