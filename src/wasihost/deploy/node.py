@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wasihost.atomic import fsync_path, fsync_tree
 from wasihost.bundle import archive
 from wasihost.bundle.create import hash_plugin
 from wasihost.bundle.manifest import BundleManifest
@@ -380,7 +381,14 @@ class DeployNode:
         on probation from here, before it ever loads. If a step fails (a full
         SD card, writing the record), the moves are undone: the files go back
         with the record, which was not written. Returns the record before, for
-        ``disk.unstage_files`` should the new version not load."""
+        ``disk.unstage_files`` should the new version not load.
+
+        The durable order, since a start trusts the record: the new files and
+        their folders are fsynced, then renamed, then the plugin folder (the
+        renames) is fsynced, then the record is written durably. Otherwise a
+        power cut just after the record can leave current/ empty or half
+        written under a record naming the new version. Only an install pays
+        for these fsyncs (a handful of files), never a start or a poll."""
         before = disk.read_record(folder)
         incoming = folder / disk.INCOMING / disk.CHECKED
         if manifest.kind == "component":
@@ -397,6 +405,7 @@ class DeployNode:
         had_current = current.is_dir()
         moved: list[tuple[Path, Path]] = []
         try:
+            fsync_tree(incoming)  # on the card before any rename or record names it
             for source, target, present in (
                 (previous, replaced, previous.is_dir()),
                 (current, previous, had_current),
@@ -405,6 +414,7 @@ class DeployNode:
                 if present:
                     source.rename(target)
                     moved.append((source, target))
+            fsync_path(folder)  # the renames (and the library link) before the record
             record = {
                 "current": {"version": manifest.version, "content_hash": manifest.content},
                 "previous": running if had_current else None,  # None: the configured source
