@@ -28,7 +28,7 @@ from wasihost.bundle.keys import SigningKey
 from wasihost.bundle.manifest import BundleManifest
 from wasihost.bundle.verify import Verdict
 from wasihost.config import HostConfig
-from wasihost.deploy.disk import CURRENT, RECORD, plugin_dir, update_record
+from wasihost.deploy.disk import CURRENT, RECORD, plugin_dir, restore_files, update_record
 from wasihost.deploy.node import DeployNode
 from wasihost.grants import Grants
 from wasihost.runtime.reload import Reloader
@@ -140,3 +140,25 @@ def test_a_start_syncs_nothing(
     events = recorded(monkeypatch)
     assert start(config).source == plugin_dir(config, "counter") / CURRENT
     assert [event for event in events if event[0] == "fsync"] == []
+
+
+def test_a_rollback_is_synced_before_its_record(
+    config: HostConfig,
+    key: SigningKey,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """previous/ moved back to current/ is on the card before deployed.json says
+    the version before runs again: else a power cut could leave a record naming
+    a version whose folder still has its old name."""
+    stage(config, key, tmp_path, "2.0.0", NONE)
+    stage(config, key, tmp_path, "3.0.0", {"version": "2.0.0", "content_hash": None})
+    folder = plugin_dir(config, "counter")
+    events = recorded(monkeypatch)
+    restore_files(folder, None)
+    renames = [(i, pair) for i, (what, pair) in enumerate(events) if what == "rename"]
+    [record] = [i for i, (_, target) in renames if target == folder / RECORD]
+    [back] = [i for i, (_, target) in renames if target == folder / CURRENT]
+    assert any(what == "fsync" and node == inode(folder) for what, node in events[back:record]), (
+        "the plugin folder was not synced between the renames and the record"
+    )

@@ -32,7 +32,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from wasihost.atomic import write_atomically
+from wasihost.atomic import fsync_path, write_atomically
 from wasihost.bundle import archive
 from wasihost.bundle.create import hash_plugin
 from wasihost.config import HostConfig
@@ -335,6 +335,7 @@ def restore_files(folder: Path, rejected: dict[str, Any] | None = None) -> None:
             if source.exists():
                 source.rename(target)
                 moved.append((source, target))
+        fsync_path(folder)  # the moves on the card before the record names their outcome
         write_record(folder / RECORD, new)
     except Exception:
         for source, target in reversed(moved):
