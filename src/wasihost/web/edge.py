@@ -167,8 +167,10 @@ class ResourceWarnings:
 
     On EMFILE asyncio stops accepting for a second, retries, and reports each
     failed retry with a traceback: an hour of it is 3600 tracebacks. The
-    condition is worth one line a minute; everything else goes to the
-    handler that was there before.
+    condition is worth one line a minute. A retry that finds the listener
+    closed (the host shut down within that second) fails on fd -1 inside
+    asyncio: nothing is wrong, so it is a debug line. Everything else goes to
+    the handler that was there before.
     """
 
     EVERY_S = 60.0
@@ -193,7 +195,19 @@ class ResourceWarnings:
             )
             self.suppressed = 0
             return
+        if _retry_of_a_closed_listener(context):
+            http_log.debug("accept retry after the listener closed: %s", context.get("exception"))
+            return
         if self._previous is not None:
             self._previous(loop, context)
         else:
             loop.default_exception_handler(context)
+
+
+def _retry_of_a_closed_listener(context: dict[str, Any]) -> bool:
+    exception = context.get("exception")
+    return (
+        isinstance(exception, ValueError)
+        and str(exception) == "Invalid file descriptor: -1"
+        and "_start_serving" in repr(context.get("handle"))
+    )
