@@ -15,7 +15,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,13 @@ class Fleet:
         self.tasks[node] = asyncio.create_task(host.mqtt.run(self.stops[node]))
         await until(lambda: host.mqtt is not None and host.mqtt.connected, f"{node} connected")
 
+    async def deliver(self, what: bytes | str, node: str = "n1") -> bytes:
+        """Publish a bundle (or a new one of version ``what``, signed with this fleet's
+        key) to ``node``'s counter, as ``wasihost deploy --node`` does; returns it."""
+        payload = bundle(self.tmp_path, self.key, what) if isinstance(what, str) else what
+        await self.publish(f"wasihost/deploy/node/{node}/counter", payload)
+        return payload
+
     async def publish(self, topic: str, payload: bytes) -> None:
         async with aiomqtt.Client("127.0.0.1", self.broker.port, identifier="deployer") as c:
             await c.publish(topic, payload, qos=1, retain=True)
@@ -135,17 +142,6 @@ class Fleet:
             if host.deploy is not None:
                 await host.deploy.wait_idle()
             host.close()
-
-
-@pytest.fixture
-async def fleet(
-    broker: Broker,
-    make_config: Callable[..., Any],
-    tmp_path: Path,
-) -> AsyncIterator[Fleet]:
-    made = Fleet(broker, make_config, tmp_path)
-    yield made
-    await made.close()
 
 
 def states(sub: Subscriber, node: str, plugin: str = "counter") -> list[str]:
@@ -180,7 +176,7 @@ async def test_an_untrusted_or_tampered_bundle_is_refused_and_nothing_changes(
     if case == "tampered":
         data = data.replace(b'"2.0.0"', b'"6.6.6"')  # the signed manifest, edited
     async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
-        await fleet.publish("wasihost/deploy/node/n1/counter", data)
+        await fleet.deliver(data)
         await until(lambda: bool(states(sub, "n1")), "a report", (host,))
         report = last(sub, "n1")
     assert report["state"] == "refused"
@@ -234,7 +230,7 @@ async def test_a_bundle_needing_grants_the_node_does_not_give_is_held_naming_the
     needs = {"i2c_addresses": [0x45], "leds": [4]}  # the config grants counter neither
     data = create_bundle(folder, fleet.key, version="2.0.0", grants=needs)
     async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
-        await fleet.publish("wasihost/deploy/node/n1/counter", data)
+        await fleet.deliver(data)
         await until(lambda: bool(states(sub, "n1")), "a report", (host,))
         assert host.deploy is not None
         await host.deploy.wait_idle()
@@ -260,7 +256,7 @@ async def test_a_version_short_of_gate_polls_when_the_gate_times_out_is_rolled_b
     await fleet.start("n1")
     await until(lambda: polls(host) == 2.0, "two polls", (host,))
     async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
-        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+        await fleet.deliver("2.0.0")
         await until(lambda: version(host) == "2.0.0", "the new version", (host,))
         await until(lambda: "live" in states(sub, "n1"), "live", (host,))
         await until(lambda: last(sub, "n1")["polls_ok"] >= 2, "good polls counted", (host,))
@@ -338,7 +334,7 @@ async def test_a_good_bundle_goes_live_then_healthy_with_its_state_carried(
     await until(lambda: polls(host) == 3.0, "three polls", (host,))
     data = bundle(tmp_path, fleet.key, "2.0.0")
     async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+", "wasihost/+/versions") as sub:
-        await fleet.publish("wasihost/deploy/node/n1/counter", data)
+        await fleet.deliver(data)
         await until(lambda: "healthy" in states(sub, "n1"), "healthy", (host,))
         report = last(sub, "n1")
         await until(
@@ -406,7 +402,7 @@ async def test_the_versions_message_names_the_labels_and_every_plugin(fleet: Fle
 async def test_an_offline_node_gets_the_retained_delivery_when_it_connects(
     fleet: Fleet, tmp_path: Path
 ) -> None:
-    await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+    await fleet.deliver("2.0.0")
     host = fleet.host("n1")
     await fleet.start("n1")
     await until(lambda: version(host) == "2.0.0", "the new version", (host,))
@@ -427,7 +423,7 @@ async def test_labels_all_and_precedence(fleet: Fleet, tmp_path: Path) -> None:
     await fleet.publish("wasihost/deploy/all/counter", bundle(tmp_path, fleet.key, "3.0.0"))
     await until(lambda: version(n2) == "3.0.0", "n2 on all's 3.0.0", hosts)
     assert version(n1) == "2.0.0"  # its label's delivery is more specific than all's
-    await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "4.0.0"))
+    await fleet.deliver("4.0.0")
     await until(lambda: version(n1) == "4.0.0", "n1 on its own 4.0.0", hosts)
     assert version(n2) == "3.0.0"
 
@@ -441,7 +437,7 @@ async def test_a_cleared_delivery_hands_the_plugin_to_the_one_now_in_force(
     await fleet.start("n1")
     await fleet.publish("wasihost/deploy/all/counter", bundle(tmp_path, fleet.key, "2.0.0"))
     await until(lambda: version(n1) == "2.0.0", "n1 on all's 2.0.0", (n1,))
-    await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "3.0.0"))
+    await fleet.deliver("3.0.0")
     await until(lambda: version(n1) == "3.0.0", "n1 on its own 3.0.0", (n1,))
     await fleet.publish("wasihost/deploy/node/n1/counter", b"")  # the deployer clears it
     await until(lambda: version(n1) == "2.0.0", "n1 back on all's 2.0.0", (n1,))
@@ -452,7 +448,7 @@ async def test_clearing_the_only_delivery_leaves_the_plugin_as_it_is(
 ) -> None:
     n1 = fleet.host("n1")
     await fleet.start("n1")
-    await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+    await fleet.deliver("2.0.0")
     await until(lambda: version(n1) == "2.0.0", "n1 on 2.0.0", (n1,))
     await fleet.publish("wasihost/deploy/node/n1/counter", b"")
     before = polls(n1) or 0
@@ -520,11 +516,9 @@ async def test_a_delivery_during_a_health_gate_ends_it_and_never_gets_its_verdic
     three = bundle(tmp_path, fleet.key, "3.0.0")
     try:
         async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
-            await fleet.publish(
-                "wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0")
-            )
+            await fleet.deliver("2.0.0")
             await until(lambda: ("2.0.0", "live") in reports(sub), "2.0.0 live")
-            await fleet.publish("wasihost/deploy/node/n1/counter", three)
+            await fleet.deliver(three)
             await until(lambda: ("3.0.0", "received") in reports(sub), "3.0.0 received")
             if verdict == "rolled-back":
                 monotonic.advance(host.config.deploy.gate_seconds + 1)
@@ -574,16 +568,14 @@ async def test_a_verdict_on_a_version_that_is_replaced_meanwhile_leaves_the_new_
     held = host.deploy._held["counter"]
     try:
         async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
-            await fleet.publish(
-                "wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0")
-            )
+            await fleet.deliver("2.0.0")
             await until(lambda: ("2.0.0", "live") in reports(sub), "2.0.0 live")
-            await fleet.publish("wasihost/deploy/node/n1/counter", refused)
+            await fleet.deliver(refused)
             await until(
                 lambda: held.deliveries.get(("node", "n1")) == refused and held.timer is None,
                 "the refused one acted on",
             )
-            await fleet.publish("wasihost/deploy/node/n1/counter", three)
+            await fleet.deliver(three)
             await until(
                 lambda: held.deliveries.get(("node", "n1")) == three and held.timer is None,
                 "3.0.0 waiting for the node",
@@ -621,9 +613,9 @@ async def test_a_full_disk_while_installing_leaves_the_running_version_in_place(
     await fleet.start("n1")
     folder = tmp_path / "n1" / "deploy" / "counter"
     async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
-        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+        await fleet.deliver("2.0.0")
         await until(lambda: ("2.0.0", "healthy") in reports(sub), "2.0.0 healthy", (host,))
-        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "3.0.0"))
+        await fleet.deliver("3.0.0")
         await until(lambda: ("3.0.0", "healthy") in reports(sub), "3.0.0 healthy", (host,))
         assert host.deploy is not None
         await host.deploy.wait_idle()
@@ -636,7 +628,7 @@ async def test_a_full_disk_while_installing_leaves_the_running_version_in_place(
             write(path, record)
 
         monkeypatch.setattr(disk, "write_record", full)
-        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "4.0.0"))
+        await fleet.deliver("4.0.0")
         await until(lambda: ("4.0.0", "failed") in reports(sub), "4.0.0 failed", (host,))
         await host.deploy.wait_idle()
         report = last(sub, "n1")

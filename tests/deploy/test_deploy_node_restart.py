@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from tests.deploy.test_deploy_node import (
     version,
 )
 from tests.deploy_fleet import counter
-from tests.mosquitto import Broker
 from tests.telemetry.test_mqtt import Subscriber
 from wasihost.bundle.create import hash_plugin
 from wasihost.bundle.keys import generate_key
@@ -35,15 +34,6 @@ from wasihost.deploy.disk import deployed_spec
 from wasihost.host import Host
 from wasihost.runtime.contract import load_contract
 from wasihost.specs import plugin_specs
-
-
-@pytest.fixture
-async def fleet(
-    broker: Broker, make_config: Callable[..., Any], tmp_path: Path
-) -> AsyncIterator[Fleet]:
-    made = Fleet(broker, make_config, tmp_path)
-    yield made
-    await made.close()
 
 
 async def test_a_broker_restarted_without_persistence_learns_versions_and_reports_again(
@@ -55,7 +45,7 @@ async def test_a_broker_restarted_without_persistence_learns_versions_and_report
     host = fleet.host("n1", labels=("attic",))
     await fleet.start("n1")
     async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
-        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+        await fleet.deliver("2.0.0")
         await until(lambda: "healthy" in states(sub, "n1"), "healthy", (host,))
     assert host.mqtt is not None
     connects = host.mqtt.connects
@@ -118,7 +108,7 @@ async def test_a_restart_during_probation_resumes_the_health_gate(
     host = fleet.host("n1", gate_polls=1000)
     await fleet.start("n1")
     async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
-        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+        await fleet.deliver("2.0.0")
         await until(lambda: "live" in states(sub, "n1"), "live", (host,))
     assert record(tmp_path, "n1")["probation"]["restarts"] == 0
 
@@ -145,7 +135,7 @@ async def test_a_version_on_probation_across_two_restarts_is_rolled_back_at_star
     await fleet.start("n1")
     data = bundle(tmp_path, fleet.key, "2.0.0")
     async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
-        await fleet.publish("wasihost/deploy/node/n1/counter", data)
+        await fleet.deliver(data)
         await until(lambda: "live" in states(sub, "n1"), "live", (host,))
     async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
         host = await restart(fleet, "n1", gate_polls=1000)

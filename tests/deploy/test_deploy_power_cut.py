@@ -15,7 +15,7 @@ import itertools
 import json
 import logging
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,7 +31,6 @@ from tests.deploy.test_deploy_node import (
     version,
 )
 from tests.deploy_fleet import counter
-from tests.mosquitto import Broker
 from tests.telemetry.test_mqtt import Subscriber
 from wasihost.boards.sim import SimBoard
 from wasihost.bundle.create import create_bundle, hash_plugin
@@ -264,15 +263,6 @@ def test_a_power_cut_under_a_damaged_record_deletes_nothing(
 
 
 # -- a delivery that fails to load while the one before is on probation -----------
-@pytest.fixture
-async def fleet(
-    broker: Broker, make_config: Callable[..., Any], tmp_path: Path
-) -> AsyncIterator[Fleet]:
-    made = Fleet(broker, make_config, tmp_path)
-    yield made
-    await made.close()
-
-
 def broken_bundle(tmp_path: Path, key: SigningKey, version: str) -> bytes:
     """A bundle that verifies but whose plugin raises at import: it cannot load."""
     folder = counter(tmp_path / "bundles" / version / "counter", version)
@@ -295,10 +285,10 @@ async def test_a_version_that_fails_to_load_gives_back_the_probation_of_the_one_
     folder = tmp_path / "n1" / "deploy" / "counter"
     three = bundle(tmp_path, fleet.key, "3.0.0")
     async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
-        await fleet.publish("wasihost/deploy/node/n1/counter", bundle(tmp_path, fleet.key, "2.0.0"))
+        await fleet.deliver("2.0.0")
         await until(lambda: ("2.0.0", "healthy") in reports(sub), "2.0.0 healthy", (host,))
         await host.deploy.wait_idle()
-        await fleet.publish("wasihost/deploy/node/n1/counter", three)
+        await fleet.deliver(three)
         # No cycles from here until 4.0.0 failed: 3.0.0's gate cannot end meanwhile.
         await until(lambda: ("3.0.0", "live") in reports(sub), "3.0.0 live")
         await host.deploy.wait_idle()
@@ -581,7 +571,7 @@ async def test_a_gate_rollback_on_a_full_disk_still_runs_and_reports_the_previou
     assert host.deploy is not None
     async with Subscriber(fleet.broker.port, "wasihost/+/rollout/+") as sub:
         two = bundle(tmp_path, fleet.key, "2.0.0", trap=True)
-        await fleet.publish("wasihost/deploy/node/n1/counter", two)
+        await fleet.deliver(two)
         await until(lambda: ("2.0.0", "live") in reports(sub), "2.0.0 live")
         await host.deploy.wait_idle()
         before = deployed(tmp_path)
