@@ -43,11 +43,10 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from wasihost.atomic import write_atomically
-from wasihost.authoring.leak_mend import MEND_VERSION, mend_build
+from wasihost.authoring.leak_mend import mend_build, toolchain
 from wasihost.authoring.runtime_build import RUNTIME_FOLDER, build_runtime
 from wasihost.errors import BuildError
 from wasihost.runtime.artifacts import precompile
@@ -132,8 +131,7 @@ def input_files(plugin_dir: Path, wit_dir: Path) -> list[tuple[str, Path, Path]]
 
 def inputs_hash(plugin_dir: Path, wit_dir: Path, manifest: Manifest) -> str:
     digest = hashlib.sha256()
-    tool = f"componentize-py {metadata.version('componentize-py')}, {MEND_VERSION}"
-    digest.update(f"{tool}\0{_LAYOUT}\0{manifest.world}\0{manifest.state}\0".encode())
+    digest.update(f"{toolchain()}\0{_LAYOUT}\0{manifest.world}\0{manifest.state}\0".encode())
     for kind, base, path in input_files(plugin_dir, wit_dir):
         # Relative names: the same checkout hashes the same from any cwd.
         digest.update(f"{kind}:{path.relative_to(base).as_posix()}\0".encode())

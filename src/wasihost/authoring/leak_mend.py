@@ -41,6 +41,7 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 
 from wasihost.errors import BuildError
 
@@ -54,6 +55,13 @@ KNOWN_MENDED = "77d41569ab907f3f4cbf0f4f110948bbd4dbfe2352233fb6a13695df222ade6e
 # Part of every build's input hash: a change to the mend (which changes what it
 # makes, so KNOWN_MENDED) rebuilds what it mends.
 MEND_VERSION = f"leak-mend {KNOWN_MENDED[:16]}"
+
+
+def toolchain() -> str:
+    """What turns a plugin's sources into the component a build lands, for every
+    build's input hash: componentize-py's version, and this mend's."""
+    return f"componentize-py {metadata.version('componentize-py')}, {MEND_VERSION}"
+
 
 _MAGIC = b"\0asm"
 _COMPONENT_PREAMBLE = _MAGIC + b"\x0d\x00\x01\x00"

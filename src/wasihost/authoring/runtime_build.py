@@ -12,11 +12,10 @@ import hashlib
 import subprocess
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 from wasihost.atomic import write_atomically
-from wasihost.authoring.leak_mend import MEND_VERSION, mend_build
+from wasihost.authoring.leak_mend import mend_build, toolchain
 from wasihost.errors import BuildError
 from wasihost.runtime.artifacts import precompile
 from wasihost.runtime.engine import Engine
@@ -26,8 +25,7 @@ RUNTIME_FOLDER = "_runtime"  # <plugins>/_runtime/: the shared runtime's source
 
 
 def runtime_inputs_hash(source_dir: Path, wit_dir: Path) -> str:
-    tool = f"componentize-py {metadata.version('componentize-py')}, {MEND_VERSION}"
-    digest = hashlib.sha256(f"{tool}\0".encode())
+    digest = hashlib.sha256(f"{toolchain()}\0".encode())
     inputs = [(source_dir, p) for p in sorted(source_dir.rglob("*.py"))]
     inputs += [(wit_dir, p) for p in sorted(wit_dir.glob("*.wit"))]
     for base, path in inputs:
