@@ -78,11 +78,7 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
 def read_record(folder: Path) -> dict[str, Any]:
     """deployed.json, or {} when there is none (or it cannot be read: then
     nothing is on probation and nothing is remembered as rejected)."""
-    try:
-        record = json.loads((folder / RECORD).read_text())
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+    return _record_or_none(folder) or {}
 
 
 def update_record(folder: Path, **changes: Any) -> None:

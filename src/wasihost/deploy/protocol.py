@@ -156,7 +156,8 @@ class Versions:
     plugins: dict[str, tuple[str | None, str | None]]  # plugin -> (version, content hash)
 
 
-def _name(value: object) -> bool:
+def is_name(value: object) -> bool:
+    """A label or plugin name as a message may carry it: a string of 1 to MAX_NAME."""
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME
 
 
@@ -172,12 +173,12 @@ def parse_versions(payload: bytes) -> Versions | None:
     raw_labels, raw_plugins = data.get("labels"), data["plugins"]
     labels = None
     if isinstance(raw_labels, list):
-        labels = tuple(label for label in raw_labels if _name(label))[:MAX_LABELS]
+        labels = tuple(label for label in raw_labels if is_name(label))[:MAX_LABELS]
     plugins: dict[str, tuple[str | None, str | None]] = {}
     for name, entry in raw_plugins.items():
         if len(plugins) == MAX_PLUGINS:
             break
-        if not _name(name):
+        if not is_name(name):
             continue
         entry = entry if isinstance(entry, dict) else {}
         version, content_hash = entry.get("version"), entry.get("content_hash")
@@ -222,7 +223,7 @@ def parse_report(payload: bytes) -> Report | None:
         return None
     plugin = data.get("plugin")
     state = next((s for s in STATES if s == data.get("state")), None)
-    if state is None or not isinstance(plugin, str) or not _name(plugin):
+    if state is None or not isinstance(plugin, str) or not is_name(plugin):
         return None
     previous = data.get("previous")
     return Report(
@@ -230,7 +231,7 @@ def parse_report(payload: bytes) -> Report | None:
         state=state,
         version=version_of(data.get("version")),
         content_hash=content_hash_of(data.get("content_hash")),
-        reason=_reason(data.get("reason")),
+        reason=short_text(data.get("reason"), MAX_REASON),
         previous=(
             {
                 "version": version_of(previous.get("version")),
@@ -246,8 +247,8 @@ def parse_report(payload: bytes) -> Report | None:
     )
 
 
-def _reason(value: object) -> str | None:
-    """A reason kept to MAX_REASON characters, ending in "…" when cut, or None."""
+def short_text(value: object, limit: int) -> str | None:
+    """``value`` if it is a string, cut to ``limit`` characters (ending in "…"), or None."""
     if not isinstance(value, str):
         return None
-    return value if len(value) <= MAX_REASON else value[: MAX_REASON - 1] + "…"
+    return value if len(value) <= limit else value[: limit - 1] + "…"

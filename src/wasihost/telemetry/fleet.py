@@ -174,7 +174,7 @@ class NodeState:
     def admits(self, plugin: str) -> bool:
         """Whether ``plugin`` may be kept: a name already known, or room for one
         more (MAX_PLUGINS_PER_NODE counts states, versions and reports together)."""
-        if not _plugin_name(plugin):
+        if not protocol.is_name(plugin):
             return False
         names = self.plugin_names()
         return plugin in names or len(names) < MAX_PLUGINS_PER_NODE
@@ -254,7 +254,7 @@ class Fleet:
             ):
                 # Before the state branch: <node>/rollout/state is also the state topic
                 # of a plugin named "rollout"; a report names its plugin and a state.
-                node = self._node(parts[0], now) if _plugin_name(parts[2]) else None
+                node = self._node(parts[0], now)  # the report named this plugin: a name
                 if node is not None and node.admits(parts[2]):
                     node.rollouts[parts[2]] = report
                     if not retained:
@@ -487,22 +487,13 @@ def _in_force(node: NodeState, plugin: str, report: RolloutReport) -> bool:
     return report.state not in _RUNNING_STATES or running is None or running == report.content_hash
 
 
-def _short_text(value: object, limit: int) -> str | None:
-    """``value`` if it is a string, cut to ``limit`` characters (ending in "…")."""
-    if not isinstance(value, str):
-        return None
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
-def _plugin_name(name: str) -> bool:
-    return 0 < len(name) <= MAX_NAME
-
-
 def _parse_state(plugin: str, payload: bytes, received: float | None) -> PublishedState | None:
     """A state payload as kept (bounded: see MAX_MEASUREMENTS), or None when it is
     malformed or ``plugin`` is no plugin name. ``received``: None if retained."""
+    if not protocol.is_name(plugin):  # before parsing up to 64 KiB of JSON
+        return None
     doc = protocol.load_json(payload)
-    if not isinstance(doc, dict) or not _plugin_name(plugin):
+    if not isinstance(doc, dict):
         return None
     # A stamp beyond any real value (400 digits is valid JSON) is no state.
     timestamp = protocol.bounded_int(doc.get("timestamp_ms"), minimum=0)
@@ -527,7 +518,7 @@ def _parse_state(plugin: str, payload: bytes, received: float | None) -> Publish
         if len(kept_status) == MAX_STATUS:
             break
         if len(key) <= MAX_NAME and _status_value(value):
-            text = _short_text(value, MAX_STATUS_TEXT)
+            text = protocol.short_text(value, MAX_STATUS_TEXT)
             kept_status[key] = value if text is None else text
     return PublishedState(
         timestamp,
